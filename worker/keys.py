@@ -27,7 +27,7 @@ class Keys:
         return f"{self.prefix}:job:{job_id}:events"
 
     def curves(self, job_id: str) -> str:
-        """Hash arm-index -> JSON of the partial curves recorded so far (plots of running jobs)."""
+        """List of chunk JSONs (arm, repeat, step_start, lrs, losses, val_losses) recorded so far."""
         return f"{self.prefix}:job:{job_id}:curves"
 
     def cancel(self, job_id: str) -> str:
