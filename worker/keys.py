@@ -68,5 +68,14 @@ class Keys:
         """String with TTL: a live worker process (for /readyz)."""
         return f"{self.prefix}:worker:{hostname}"
 
+    def stats(self) -> str:
+        """Hash of counters the workers add to and /metrics exports: `steps`, `sweep_seconds`,
+        `jobs_<status>`, `duration_sum`, `duration_count`, `duration_le_<bound>` (cumulative buckets)."""
+        return f"{self.prefix}:stats"
+
+    def reaper_lock(self) -> str:
+        """String with TTL: held by whichever process (API or worker) is reaping orphans right now."""
+        return f"{self.prefix}:reaper-lock"
+
     def all_keys_pattern(self) -> str:
         return f"{self.prefix}:*"
