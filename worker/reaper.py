@@ -1,0 +1,74 @@
+"""Finding jobs whose worker died, and either re-sending them or failing them with a clear error.
+
+A running job holds a lease that its worker refreshes every few seconds. When the worker process is
+killed (out of memory, SIGKILL, a lost machine), the lease expires; `reap_once` then requeues the job
+and re-sends its message, up to `max_redeliveries` times, after which the job fails with an error
+that says so. The API's lifespan and every worker's heartbeat thread call it periodically (the
+heartbeat under `Keys.reaper_lock()`), so a job never stays `running` after its worker is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from worker.celery_app import enqueue
+from worker.engine.errors import PROBLEM_BASE
+from worker.partial import partial_result
+from worker.settings import Settings
+from worker.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def worker_lost_problem(attempts: int | str) -> dict[str, Any]:
+    """The error of a job whose worker stopped every time it ran it."""
+    return {
+        "type": PROBLEM_BASE + "worker-lost",
+        "title": "The worker stopped while running this job",
+        "status": 500,
+        "detail": (
+            f"The worker running this job stopped {attempts} time(s) before it finished (killed, out of "
+            "memory or crashed), so it was not retried again. Most often the model and batch do not fit "
+            "in memory: try a smaller batch_size, a smaller model, fewer optimizers per job or "
+            "dataset.max_samples."
+        ),
+        "attempts": int(attempts),
+    }
+
+
+def partial_or_none(store: JobStore, job_id: str, spec: dict[str, Any], stopped: str | None) -> dict[str, Any] | None:
+    """The partial result of the curves recorded so far, or None when no step ran."""
+    chunks = store.chunks(job_id)
+    return partial_result(spec, chunks, stopped=stopped) if chunks else None
+
+
+def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[tuple[str, str]]:
+    """One pass: requeue and re-send orphans, fail the ones out of retries. Returns what it did.
+
+    An orphan whose cancel was requested is finished `cancelled` (with its partial curves) instead of
+    being run again.
+    """
+    done: list[tuple[str, str]] = []
+    for job_id, outcome in store.reap_orphans():
+        job = store.get(job_id)
+        if job is None:
+            continue
+        if outcome == "requeued" and job["cancel_requested"]:
+            result = partial_or_none(store, job_id, job["spec"], "cancelled")
+            if store.finish(job_id, "cancelled", result=result, expected="queued"):
+                done.append((job_id, "cancelled"))
+            continue
+        if outcome == "requeued":
+            enqueue(celery_app, job_id, settings.queue)
+            log.warning("job %s lost its worker; requeued (attempt %s so far)", job_id, job["attempts"])
+        else:
+            result = partial_or_none(store, job_id, job["spec"], None)
+            if not store.finish(job_id, "failed", result=result, error=worker_lost_problem(job["attempts"]),
+                                expected="running"):
+                continue
+            log.error("job %s lost its worker %s times; failed", job_id, job["attempts"])
+        done.append((job_id, outcome))
+    return done
