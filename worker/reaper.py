@@ -16,6 +16,7 @@ from celery import Celery
 
 from worker.celery_app import enqueue
 from worker.engine.errors import PROBLEM_BASE
+from worker import stats
 from worker.partial import partial_result
 from worker.settings import Settings
 from worker.store import JobStore
@@ -45,6 +46,17 @@ def partial_or_none(store: JobStore, job_id: str, spec: dict[str, Any], stopped:
     return partial_result(spec, chunks, stopped=stopped) if chunks else None
 
 
+def fail_worker_lost(store: JobStore, job_id: str, attempts: int | str) -> bool:
+    """Fail a job whose worker died on every attempt, keeping the curves it recorded."""
+    job = store.get(job_id)
+    result = partial_or_none(store, job_id, job["spec"], None) if job else None
+    if not store.finish(job_id, "failed", result=result, error=worker_lost_problem(attempts)):
+        return False
+    stats.add_finished(store.r, store.k, "failed", None)
+    log.error("job %s lost its worker %s times; failed", job_id, attempts)
+    return True
+
+
 def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[tuple[str, str]]:
     """One pass: requeue and re-send orphans, fail the ones out of retries. Returns what it did.
 
@@ -59,16 +71,13 @@ def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[t
         if outcome == "requeued" and job["cancel_requested"]:
             result = partial_or_none(store, job_id, job["spec"], "cancelled")
             if store.finish(job_id, "cancelled", result=result, expected="queued"):
+                stats.add_finished(store.r, store.k, "cancelled", None)
                 done.append((job_id, "cancelled"))
             continue
         if outcome == "requeued":
             enqueue(celery_app, job_id, settings.queue)
             log.warning("job %s lost its worker; requeued (attempt %s so far)", job_id, job["attempts"])
-        else:
-            result = partial_or_none(store, job_id, job["spec"], None)
-            if not store.finish(job_id, "failed", result=result, error=worker_lost_problem(job["attempts"]),
-                                expected="running"):
-                continue
-            log.error("job %s lost its worker %s times; failed", job_id, job["attempts"])
+        elif not fail_worker_lost(store, job_id, job["attempts"]):
+            continue
         done.append((job_id, outcome))
     return done

@@ -1,0 +1,114 @@
+"""What a worker process does besides running tasks: tell the API it is alive, and reap orphans.
+
+In the worker's main process (never in the pool children), once Celery says the worker is ready, a
+daemon thread every `INTERVAL_S`:
+
+- sets `Keys.worker_heartbeat(hostname)` with a TTL, which the API's `/readyz` looks for;
+- runs `reaper.reap_once` under the `Keys.reaper_lock()` NX lock, so that of all the API and worker
+  processes only one reaps at a time, and orphaned jobs are recovered even when no API is running.
+
+Pool children warm up in the background: Keras is imported right after the fork, so the first job
+does not pay for the import (the parent never imports it: CUDA and fork do not mix).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from celery import Celery, signals
+
+from worker.reaper import reap_once
+from worker.settings import get_settings
+from worker.store import store_from_settings
+
+log = logging.getLogger(__name__)
+
+INTERVAL_S = 10.0
+HEARTBEAT_TTL_S = 30
+
+
+class Heartbeat:
+    def __init__(self, app: Celery, hostname: str, queues: list[str], concurrency: int | None) -> None:
+        self.app = app
+        self.settings = get_settings()
+        self.store = store_from_settings(self.settings)
+        self.hostname = hostname
+        self.info = json.dumps({"hostname": hostname, "pid": os.getpid(), "queues": queues, "concurrency": concurrency})
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="lrrt-heartbeat", daemon=True)
+
+    def beat(self) -> None:
+        r, k = self.store.r, self.store.k
+        r.set(k.worker_heartbeat(self.hostname), self.info, ex=HEARTBEAT_TTL_S)
+        if r.set(k.reaper_lock(), self.hostname, nx=True, ex=int(INTERVAL_S)):
+            for job_id, outcome in reap_once(self.store, self.app, self.settings):
+                log.warning("reaper: job %s %s", job_id, outcome)
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                self.beat()
+            except Exception as exc:  # Redis down or restarting: the next beat tries again
+                log.warning("heartbeat failed: %s", exc)
+            self.stop.wait(max(0.0, INTERVAL_S - (time.monotonic() - started)))
+
+    def close(self) -> None:
+        self.stop.set()
+        try:
+            self.store.r.delete(self.store.k.worker_heartbeat(self.hostname))
+        except Exception:  # best effort: the key expires on its own
+            pass
+
+
+_current: dict[str, Heartbeat] = {}
+
+
+def connect(app: Celery) -> None:
+    """Hook the heartbeat and the child warm-up into the worker's lifecycle signals."""
+
+    @signals.worker_ready.connect(weak=False)
+    def _start(sender: Any = None, **_: Any) -> None:
+        hostname = getattr(sender, "hostname", None) or f"{socket.gethostname()}-{os.getpid()}"
+        queues = sorted(q.name for q in app.amqp.queues.consume_from.values()) if app.amqp.queues else []
+        pool = getattr(getattr(sender, "controller", None), "concurrency", None)
+        hb = Heartbeat(app, hostname, queues, pool)
+        _current["hb"] = hb
+        try:
+            hb.beat()  # ready for /readyz now, not INTERVAL_S from now
+        except Exception as exc:
+            log.warning("first heartbeat failed: %s", exc)
+        hb.thread.start()
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _stop(**_: Any) -> None:
+        hb = _current.pop("hb", None)
+        if hb is not None:
+            hb.close()
+
+    @signals.worker_process_init.connect(weak=False)
+    def _warm_child(**_: Any) -> None:
+        _warmup.start()
+
+
+def _import_keras() -> None:
+    try:
+        import keras  # noqa: F401  (warms the child; the task imports it again for free)
+    except Exception as exc:
+        log.warning("warm-up import of Keras failed: %s", exc)
+
+
+_warmup = threading.Thread(target=_import_keras, name="lrrt-warmup", daemon=True)
+
+
+def wait_warm() -> None:
+    """Let a running warm-up import finish before the task imports Keras itself (two threads
+    importing the same big package at once can see it half-initialised)."""
+    if _warmup.is_alive():
+        _warmup.join()
