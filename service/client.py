@@ -1,0 +1,217 @@
+"""A Python client for the lrrt HTTP API, for notebooks, scripts and ML platforms.
+
+    from service.client import Client
+    lrrt = Client()                      # LRRT_URL (default http://127.0.0.1:8000), LRRT_API_KEY
+    job = lrrt.submit(model, "builtin:digits", optimizers=["sgd", "adam"], sweep={"num_steps": 100})
+    job = lrrt.wait(job["id"])           # polls, honouring Retry-After
+    result = lrrt.result(job["id"])
+    open("lr.png", "wb").write(lrrt.plot(job["id"]))
+
+`model` may be a Keras model (its `to_json()` is sent), the dict or the JSON string. Every error the
+API answers is raised as `LrrtError`, which carries the problem object (`.problem`) and reads as the
+problem's title and detail. Only httpx is needed: no Keras import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class LrrtError(Exception):
+    """An error answered by the API (a problem+json object), or the server could not be reached."""
+
+    def __init__(self, problem: dict[str, Any]) -> None:
+        self.problem = problem
+        self.status: int | None = problem.get("status")
+        super().__init__(describe_problem(problem))
+
+
+def describe_problem(problem: dict[str, Any]) -> str:
+    """A problem object as a readable message: title, detail, and any field errors or rejected names."""
+    lines = [str(problem.get("title") or "Error")]
+    if problem.get("detail"):
+        lines[0] += f": {problem['detail']}"
+    for err in problem.get("errors") or []:
+        if isinstance(err, dict):
+            where = ".".join(str(p) for p in err.get("loc", []) if p != "body")
+            lines.append(f"  - {where + ': ' if where else ''}{err.get('msg', err)}")
+        else:
+            lines.append(f"  - {err}")
+    if problem.get("disallowed"):
+        lines.append(f"  not allowed: {', '.join(map(str, problem['disallowed']))}")
+    return "\n".join(lines)
+
+
+class Client:
+    """The API's verbs as methods. `http` may be any `httpx.Client` (a FastAPI `TestClient`, say)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("LRRT_URL") or DEFAULT_URL).rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("LRRT_API_KEY", "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if http is None:
+            http = httpx.Client(base_url=self.url, timeout=timeout)
+        http.headers.update(headers)
+        self.http = http
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ jobs
+    def submit(
+        self,
+        model: Any,
+        dataset: str | dict[str, Any],
+        *,
+        optimizers: Iterable[str | dict[str, Any]] | None = None,
+        loss: str | None = None,
+        sweep: dict[str, Any] | None = None,
+        labels: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a range test; returns the queued job. Omitted fields take the server's defaults."""
+        body: dict[str, Any] = {
+            "model": model_json(model),
+            "dataset": {"uri": dataset} if isinstance(dataset, str) else dataset,
+        }
+        if optimizers is not None:
+            body["optimizers"] = [{"name": o} if isinstance(o, str) else o for o in optimizers]
+        if loss is not None:
+            body["loss"] = loss
+        if sweep:
+            body["sweep"] = sweep
+        if labels:
+            body["labels"] = labels
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._json("POST", "/v1/jobs", json=body, headers=headers)
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{job_id}")
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the job is terminal and return it; `on_update` sees every new state.
+
+        Sleeps what the server's `Retry-After` asks and sends `If-None-Match`, so an unchanged job
+        costs the server a 304. Raises TimeoutError after `timeout` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        job: dict[str, Any] | None = None
+        etag: str | None = None
+        while True:
+            headers = {"If-None-Match": etag} if etag else None
+            resp = self._request("GET", f"/v1/jobs/{job_id}", headers=headers)
+            if resp.status_code != 304:  # a 304 only answers a request that carried the last 200's ETag
+                job, etag = _decode(resp), resp.headers.get("ETag")
+                if on_update is not None:
+                    on_update(job)
+            assert job is not None
+            if job["status"] in TERMINAL:
+                return job
+            pause = _retry_after(resp, default=1.0)
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
+            time.sleep(pause)
+
+    def result(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{job_id}/result")
+
+    def plot(self, job_id: str, fmt: str = "png", kind: str = "both") -> bytes:
+        """The charts as PNG or SVG bytes (`kind`: loss, delta or both)."""
+        return self._request("GET", f"/v1/jobs/{job_id}/plot.{fmt}", params={"kind": kind}).content
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{job_id}/cancel")
+
+    def delete(self, job_id: str) -> None:
+        self._request("DELETE", f"/v1/jobs/{job_id}")
+
+    def jobs(self, status: str | None = None, page_size: int = 50, page_token: str | None = None) -> dict[str, Any]:
+        """One page, newest first: `{"items": [...], "next_page_token": ...}`."""
+        params = {k: v for k, v in {"status": status, "page_size": page_size, "page_token": page_token}.items() if v}
+        return self._json("GET", "/v1/jobs", params=params)
+
+    # ------------------------------------------------------------------ datasets
+    def upload_dataset(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Upload an `.npz` with arrays `x` and `y` (optionally `x_val`, `y_val`); use its `uri`."""
+        path = Path(path)
+        with path.open("rb") as fh:
+            return self._json("POST", "/v1/datasets", files={"file": (path.name, fh, "application/octet-stream")})
+
+    def datasets(self) -> list[dict[str, Any]]:
+        body = self._json("GET", "/v1/datasets")
+        return body["items"] if isinstance(body, dict) else body
+
+    # ------------------------------------------------------------------ transport
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return _decode(self._request(method, path, **kwargs))
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            resp = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise LrrtError(
+                {
+                    "title": "Cannot reach the lrrt server",
+                    "detail": f"no answer at {self.url} ({exc}). Start one with `lrrt standalone`, or set LRRT_URL.",
+                }
+            ) from None
+        if resp.status_code >= 400:
+            raise LrrtError(_problem(resp))
+        return resp
+
+
+def model_json(model: Any) -> Any:
+    """What to send as `model`: a Keras model's `to_json()`, or the dict / JSON string as given."""
+    if hasattr(model, "to_json"):
+        return json.loads(model.to_json())
+    return model
+
+
+def _decode(resp: httpx.Response) -> Any:
+    return resp.json() if resp.content else None
+
+
+def _problem(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and ("title" in body or "type" in body):
+        return {"status": resp.status_code, **body}
+    return {"status": resp.status_code, "title": resp.reason_phrase or "HTTP error", "detail": resp.text[:500]}
+
+
+def _retry_after(resp: httpx.Response, default: float) -> float:
+    try:
+        return min(max(float(resp.headers.get("Retry-After", default)), 0.2), 10.0)
+    except ValueError:
+        return default
