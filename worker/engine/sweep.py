@@ -1,0 +1,407 @@
+"""`run_sweep`: the LR range test of every optimizer arm of a job, with Python out of the hot loop.
+
+How a sweep runs, and why:
+- The model is built once per seed under `keras.utils.set_random_seed`, and its weights are the
+  starting point of every arm for that seed; every arm also sees the same batches in the same order
+  (one index stream per seed). The tutorial's own loop forgets this.
+- The LR is a `RangeTestSchedule` of the optimizer's step counter and each step's own loss goes into
+  a ring buffer on the device (`recorder`), so `fit` runs `steps_per_execution` steps per call and
+  Python looks in only between chunks: divergence and NaN stop, progress, cancellation, validation.
+- A compiled model is reused for the repeats of an arm and, within a warm process, for a later job
+  with the same model, loss, optimizer and sweep settings (`_compiled`); weights, optimizer slots and
+  the recorder are reset between runs, so reuse never changes a curve.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from worker.engine import suggestions as rules
+from worker.engine.data import Arrays, Prepared, load_arrays, prepare
+from worker.engine.errors import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
+from worker.engine.models import build_model, input_spec, vet_model_json
+from worker.engine.progress import Chunk, ChunkHook
+from worker.engine.recorder import StepLossRecorder, install, read_steps
+from worker.engine.schedule import RangeTestSchedule, lr_values
+from worker.settings import Settings, get_settings
+from worker.spec import JobSpec, OptimizerArm
+
+#: Steps per compiled call: DESIGN.md measured 50 to reach ~the floor on an H200. Smaller sweeps use
+#: n//10 so progress still arrives about ten times per arm.
+MAX_STEPS_PER_EXECUTION = 50
+#: In validation mode a chunk ends at every validation point; at least this many per arm.
+MIN_VALIDATION_POINTS = 50
+#: Rows of input copied per `fit` call; a longer index stream is fed in several calls.
+STREAM_BYTES = 64 * 1024 * 1024
+COMPILED_CACHE_ENTRIES = 4
+
+
+def run_sweep(
+    spec: JobSpec,
+    *,
+    data_root: Path,
+    on_chunk: ChunkHook | None = None,
+    caps: Settings | None = None,
+    data: Arrays | None = None,
+    steps_per_execution: int | None = None,
+    allow_download: bool = True,
+) -> dict[str, Any]:
+    """Run the range test of every arm (and repeat) of `spec`; return the API result minus "id".
+
+    `data` skips dataset resolution (benchmarks, notebooks, tests); otherwise `spec.dataset.uri` is
+    resolved under `data_root`. `on_chunk` receives each chunk's new points and may return a stop
+    reason ("cancelled", "time_limit"): the sweep then ends and the partial result is returned with
+    `stopped` set. Raises `EngineError` subclasses, each with a problem object for the user.
+    """
+    started = time.perf_counter()
+    caps = caps or get_settings()
+    sweep = spec.sweep
+    _check_caps(spec, caps)
+    config = vet_model_json(spec.model, caps)
+    _loss(spec.loss)  # fail fast, before any data is loaded
+    try:
+        keras.utils.set_random_seed(sweep.seed)
+        first = build_model(config, caps, mixed_precision=sweep.mixed_precision)
+        shape, dtype = input_spec(first)
+        arrays = data if data is not None else load_arrays(
+            spec.dataset.uri, data_root=data_root, max_bytes=caps.max_dataset_bytes, allow_download=allow_download
+        )
+        prepared = prepare(arrays, spec.dataset, input_shape=shape, input_dtype=dtype, seed=sweep.seed)
+        num_steps = sweep.total_steps(len(prepared.x))
+        if num_steps > caps.max_steps:
+            raise CapExceeded(f"the sweep would run {num_steps} steps per arm; the limit is {caps.max_steps}",
+                              cap="max_steps", limit=caps.max_steps, value=num_steps)
+        if sweep.batch_size > len(prepared.x):
+            raise DatasetError(f"batch_size {sweep.batch_size} is larger than the {len(prepared.x)} training rows")
+        validation = sweep.evaluate_on == "validation"
+        if validation and len(prepared.x_val) == 0:
+            raise DatasetError("evaluate_on='validation' needs held-out rows: set dataset.validation_split > 0")
+        chunk = _chunk_size(num_steps, steps_per_execution, validation)
+        seeds = [sweep.seed + r for r in range(sweep.repeats)]
+        starts = [_variables(first)] + [_variables(_seeded_model(config, caps, s, sweep.mixed_precision)) for s in seeds[1:]]
+        job = _Job(spec, caps, prepared, num_steps, chunk, on_chunk)
+        runs = [[job.run(i, arm, r, seeds[r], starts[r], config) for r in range(len(seeds))]
+                for i, arm in enumerate(spec.optimizers)]
+    except EngineError:
+        raise
+    except Exception as exc:
+        if _is_oom(exc):
+            raise ResourceExhausted(
+                "the device ran out of memory: lower batch_size or use a smaller model", error=type(exc).__name__
+            ) from None
+        raise
+    arms = [_arm_result(arm, arm_runs, spec, num_steps, seeds) for arm, arm_runs in zip(spec.optimizers, runs)]
+    best = rules.best_arm(arms)
+    return rules.json_safe({
+        "arms": arms,
+        "best_arm": best,
+        "recommendation": rules.recommendation(arms, best),
+        "engine": {
+            "keras": keras.__version__, "backend": keras.backend.backend(), "device": _device(),
+            "seconds": round(time.perf_counter() - started, 3), "steps_per_execution": chunk,
+            "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
+        },
+        "stopped": job.stopped,
+    })
+
+
+# --------------------------------------------------------------------------- one arm, one seed
+
+
+@dataclass
+class _Run:
+    """Raw curves of one arm for one seed."""
+
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    val_losses: list[float | None] | None = None
+    stop_reason: str = "completed"
+
+
+class _Job:
+    """State shared by the runs of one job: data, progress counters, the stop flag."""
+
+    def __init__(self, spec: JobSpec, caps: Settings, data: Prepared, num_steps: int, chunk: int,
+                 on_chunk: ChunkHook | None) -> None:
+        self.spec, self.caps, self.data, self.num_steps, self.chunk = spec, caps, data, num_steps, chunk
+        self.loss = _loss(spec.loss)
+        self.on_chunk = on_chunk
+        self.total = len(spec.optimizers) * spec.sweep.repeats * num_steps
+        self.done = 0
+        self.steps_run = 0
+        self.fit_seconds = 0.0
+        self.stopped: str | None = None
+        self.lrs = lr_values(spec.sweep.start_lr, spec.sweep.end_lr, num_steps, spec.sweep.mode)
+
+    def run(self, arm_index: int, arm: OptimizerArm, repeat: int, seed: int, start: list[np.ndarray], config: dict) -> _Run:
+        sweep = self.spec.sweep
+        validation = sweep.evaluate_on == "validation"
+        run = _Run(val_losses=[] if validation else None)
+        if self.stopped:
+            run.stop_reason = self.stopped
+            return run
+        compiled = _compiled(config, self.spec, self.caps, arm, self.num_steps, self.chunk)
+        compiled.reset(start)
+        monitor = _Monitor(self, compiled, run, arm_index, arm.display_label, repeat)
+        began = time.perf_counter()
+        for x, y in _batches(self.data, sweep.batch_size, self.num_steps, seed, self.chunk):
+            try:
+                compiled.model.fit(x, y, batch_size=sweep.batch_size, epochs=1, shuffle=False, verbose=0,
+                                   callbacks=[monitor])
+            except EngineError:
+                raise
+            except Exception as exc:
+                if _is_oom(exc):
+                    raise
+                raise ConfigInvalid(
+                    f"training failed with loss {self.spec.loss!r} and optimizer {arm.name!r}: "
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+                ) from None
+            if monitor.finished:
+                break
+        self.fit_seconds += time.perf_counter() - began
+        self.steps_run += len(run.losses)
+        return run
+
+
+class _Monitor(keras.callbacks.Callback):
+    """What Python does between chunks: read the ring, check NaN and divergence, validate, report, stop."""
+
+    def __init__(self, job: _Job, compiled: _Compiled, run: _Run, arm_index: int, label: str, repeat: int) -> None:
+        super().__init__()
+        self.job, self.compiled, self.run = job, compiled, run
+        self.arm_index, self.label, self.repeat = arm_index, label, repeat
+        self.smoother = rules.Smoother(job.spec.sweep.smoothing)
+        self.best = math.inf
+        self.finished = False
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        run, job = self.run, self.job
+        seen = len(run.losses)
+        _, new = read_steps(logs or {}, seen, self.compiled.recorder.ring_size)
+        new = new[: job.num_steps - seen]
+        state = "running"
+        for loss in new:
+            run.losses.append(float(loss))
+            if not math.isfinite(loss):
+                run.stop_reason, state = "nan", "nan"
+                break
+            smoothed = self.smoother.push(float(loss))
+            threshold = job.spec.sweep.divergence_threshold
+            if threshold is not None and smoothed > threshold * self.best:
+                run.stop_reason, state = "diverged", "diverged"
+                break
+            self.best = min(self.best, smoothed)
+        added = len(run.losses) - seen
+        run.lrs.extend(float(v) for v in job.lrs[seen : seen + added])
+        val = None
+        if run.val_losses is not None:
+            val = [None] * (added - 1) + [self._validation_loss()] if added else []
+            run.val_losses.extend(val)
+        if state == "running" and len(run.losses) >= job.num_steps:
+            state = "done"
+        job.done += added
+        reason = self._report(seen, added, val, state)
+        if reason:
+            run.stop_reason = job.stopped = reason
+        if state != "running" or reason:
+            self.finished = True
+            self.model.stop_training = True
+
+    def _report(self, seen: int, added: int, val: list[float | None] | None, state: str) -> str | None:
+        if self.job.on_chunk is None:
+            return None
+        run = self.run
+        return self.job.on_chunk(Chunk(
+            arm_index=self.arm_index, arm_label=self.label, repeat=self.repeat, step_start=seen,
+            lrs=run.lrs[seen:], losses=rules.json_safe(run.losses[seen:]), val_losses=rules.json_safe(val),
+            steps_done=len(run.losses), steps_total=self.job.num_steps,
+            job_steps_done=self.job.done, job_steps_total=self.job.total, state=state,  # type: ignore[arg-type]
+        ))
+
+    def _validation_loss(self) -> float:
+        """Loss on the fixed held-out subset with the weights after the chunk's last step (data loss only)."""
+        model, data = self.model, self.job.data
+        if hasattr(model, "jax_state_sync"):
+            model.jax_state_sync()  # JAX keeps the training state outside the variables during fit
+        y_pred = model.predict_on_batch(data.x_val)
+        return float(np.mean(keras.ops.convert_to_numpy(self.job.loss(data.y_val, y_pred))))
+
+
+# --------------------------------------------------------------------------- compiled models
+
+
+@dataclass
+class _Compiled:
+    """A model compiled for one arm, with what `reset` needs to make a run independent of earlier ones."""
+
+    model: keras.Model
+    recorder: StepLossRecorder
+    optimizer_start: list[np.ndarray]
+
+    def reset(self, weights: list[np.ndarray]) -> None:
+        for variable, value in zip(self.model.variables, weights):
+            variable.assign(value)
+        for variable, value in zip(self.model.optimizer.variables, self.optimizer_start):
+            variable.assign(value)
+        self.recorder.restart()
+
+
+_compiled_cache: OrderedDict[str, _Compiled] = OrderedDict()
+
+
+def _compiled(config: dict, spec: JobSpec, caps: Settings, arm: OptimizerArm, num_steps: int, chunk: int) -> _Compiled:
+    """The compiled model for this arm, from the per-process cache when an equal one was compiled before."""
+    sweep = spec.sweep
+    key = json.dumps([config, spec.loss, arm.name, arm.params, sweep.start_lr, sweep.end_lr, sweep.mode, num_steps,
+                      chunk, sweep.jit_compile, sweep.mixed_precision, keras.backend.backend()], sort_keys=True)
+    if key in _compiled_cache:
+        _compiled_cache.move_to_end(key)
+        return _compiled_cache[key]
+    model = build_model(config, caps, mixed_precision=sweep.mixed_precision)
+    schedule = RangeTestSchedule(sweep.start_lr, sweep.end_lr, num_steps, sweep.mode)
+    optimizer = _optimizer(arm, schedule)
+    jit: bool | str = True if sweep.jit_compile else ("auto" if keras.backend.backend() == "jax" else False)
+    model.compile(optimizer=optimizer, loss=_loss(spec.loss), steps_per_execution=chunk, jit_compile=jit)
+    recorder = install(model, chunk)
+    model.optimizer.build(model.trainable_variables)
+    compiled = _Compiled(model, recorder, [np.array(v) for v in model.optimizer.variables])
+    _compiled_cache[key] = compiled
+    while len(_compiled_cache) > COMPILED_CACHE_ENTRIES:
+        _compiled_cache.popitem(last=False)
+    return compiled
+
+
+def _optimizer(arm: OptimizerArm, schedule: RangeTestSchedule) -> keras.optimizers.Optimizer:
+    try:
+        cls = type(keras.optimizers.get(arm.name))
+    except ValueError:
+        raise ConfigInvalid(f"unknown optimizer {arm.name!r}") from None
+    try:
+        return cls(learning_rate=schedule, **arm.params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigInvalid(f"optimizer {arm.name!r} rejected its params {arm.params}: {exc}",
+                            optimizer=arm.name) from None
+
+
+def _loss(identifier: str) -> Any:
+    try:
+        return keras.losses.get(identifier)
+    except (ValueError, TypeError):
+        raise ConfigInvalid(f"unknown loss {identifier!r}: use a Keras loss identifier such as "
+                            "'sparse_categorical_crossentropy' or 'mse'", loss=identifier) from None
+
+
+# --------------------------------------------------------------------------- data order and seeds
+
+
+def _batches(data: Prepared, batch_size: int, num_steps: int, seed: int, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The seed's batch stream, `num_steps` batches of consecutive shuffled passes, in `fit`-sized pieces.
+
+    Each piece holds a multiple of `chunk` steps, so chunk boundaries (and the recorder's ring slots)
+    line up across pieces; a piece copies at most ~STREAM_BYTES of inputs (or one pass, if larger).
+    """
+    rng = np.random.default_rng(seed)
+    rows = len(data.x)
+    row_bytes = max(1, data.x[:1].nbytes)
+    steps_per_piece = max(rows // batch_size, STREAM_BYTES // (row_bytes * batch_size), 1)
+    steps_per_piece = max(chunk, steps_per_piece // chunk * chunk)
+    order = np.empty(0, dtype=np.int64)
+    step = 0
+    while step < num_steps:
+        steps = min(steps_per_piece, num_steps - step)
+        while len(order) < steps * batch_size:
+            order = np.concatenate([order, rng.permutation(rows)])
+        take, order = order[: steps * batch_size], order[steps * batch_size :]
+        yield data.x[take], data.y[take]
+        step += steps
+
+
+def _seeded_model(config: dict, caps: Settings, seed: int, mixed_precision: bool) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return build_model(config, caps, mixed_precision=mixed_precision)
+
+
+def _variables(model: keras.Model) -> list[np.ndarray]:
+    """Every variable's value (weights, BatchNorm statistics, dropout seed states): a run's starting point."""
+    return [np.array(v) for v in model.variables]
+
+
+def _chunk_size(num_steps: int, requested: int | None, validation: bool) -> int:
+    chunk = requested or min(MAX_STEPS_PER_EXECUTION, max(1, num_steps // 10))
+    if validation:
+        chunk = min(chunk, max(1, num_steps // MIN_VALIDATION_POINTS))
+    return max(1, min(chunk, num_steps))
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _arm_result(arm: OptimizerArm, runs: list[_Run], spec: JobSpec, num_steps: int, seeds: list[int]) -> dict[str, Any]:
+    sweep = spec.sweep
+    analyses = [rules.analyze_arm(r.lrs, r.losses, smoothing=sweep.smoothing, moving_average=sweep.moving_average,
+                                  stop_reason=r.stop_reason, planned_steps=num_steps, val_losses=r.val_losses)
+                for r in runs]
+    main, analysis = runs[0], analyses[0]
+    result: dict[str, Any] = {
+        "label": arm.display_label,
+        "optimizer": {"name": arm.name, "params": dict(arm.params)},
+        "lrs": main.lrs, "losses": main.losses, "val_losses": main.val_losses,
+        "stop_reason": main.stop_reason,
+        **analysis,
+        "repeats": None,
+    }
+    if len(runs) > 1:
+        spread = rules.repeat_spread(analyses, seeds)
+        spread["stop_reasons"] = [r.stop_reason for r in runs]
+        result["repeats"] = spread
+        rule = analysis["recommended_rule"]
+        if rule is not None and spread["median"].get(rule) is not None:
+            result["recommended_lr"] = spread["median"][rule]
+    return result
+
+
+def _check_caps(spec: JobSpec, caps: Settings) -> None:
+    checks = (("max_batch_size", spec.sweep.batch_size), ("max_repeats", spec.sweep.repeats),
+              ("max_steps", spec.sweep.num_steps or 0))
+    for cap, value in checks:
+        limit = getattr(caps, cap)
+        if value > limit:
+            raise CapExceeded(f"{cap.removeprefix('max_')} is {value}; the limit is {limit}", cap=cap, limit=limit, value=value)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    """Out-of-memory across backends: TF ResourceExhaustedError, XLA RESOURCE_EXHAUSTED, torch OOM."""
+    name = type(exc).__name__
+    text = str(exc)
+    return (name in ("ResourceExhaustedError", "OutOfMemoryError", "MemoryError")
+            or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower())
+
+
+def _device() -> str:
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        return gpus[0].name.removeprefix("/device:") if gpus else "CPU:0"
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"{device.platform.upper()}:{device.id}"
+    if backend == "torch":
+        import torch
+
+        return "GPU:0" if torch.cuda.is_available() else "CPU:0"
+    return "CPU:0"
