@@ -4,7 +4,7 @@ In the worker's main process (never in the pool children), once Celery says the 
 daemon thread every `INTERVAL_S`:
 
 - sets `Keys.worker_heartbeat(hostname)` with a TTL, which the API's `/readyz` looks for;
-- runs `reaper.reap_once` under the `Keys.reaper_lock()` NX lock, so that of all the API and worker
+- runs `reaper.reap_if_free` (a `reap_once` pass under the `Keys.reaper_lock()` NX lock), so that of all the API and worker
   processes only one reaps at a time, and orphaned jobs are recovered even when no API is running.
 
 Pool children warm up in the background: Keras is imported right after the fork, so the first job
@@ -23,7 +23,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker.reaper import reap_once
+from worker.reaper import reap_if_free
 from worker.settings import get_settings
 from worker.store import store_from_settings
 
@@ -44,11 +44,8 @@ class Heartbeat:
         self.thread = threading.Thread(target=self._loop, name="lrrt-heartbeat", daemon=True)
 
     def beat(self) -> None:
-        r, k = self.store.r, self.store.k
-        r.set(k.worker_heartbeat(self.hostname), self.info, ex=HEARTBEAT_TTL_S)
-        if r.set(k.reaper_lock(), self.hostname, nx=True, ex=int(INTERVAL_S)):
-            for job_id, outcome in reap_once(self.store, self.app, self.settings):
-                log.warning("reaper: job %s %s", job_id, outcome)
+        self.store.r.set(self.store.k.worker_heartbeat(self.hostname), self.info, ex=HEARTBEAT_TTL_S)
+        reap_if_free(self.store, self.app, self.settings, owner=f"worker:{self.hostname}", lock_ttl_s=int(INTERVAL_S))
 
     def _loop(self) -> None:
         while not self.stop.is_set():

@@ -57,6 +57,14 @@ def fail_worker_lost(store: JobStore, job_id: str, attempts: int | str) -> bool:
     return True
 
 
+def reap_if_free(store: JobStore, celery_app: Celery, settings: Settings, *, owner: str, lock_ttl_s: int) -> None:
+    """A `reap_once` pass unless another process (API or worker) holds `Keys.reaper_lock()`; the lock
+    lives `lock_ttl_s` (the caller's interval), so the same orphan is never re-sent twice at once."""
+    if store.r.set(store.k.reaper_lock(), owner, nx=True, ex=max(1, lock_ttl_s)):
+        for job_id, outcome in reap_once(store, celery_app, settings):
+            log.warning("reaper: job %s %s", job_id, outcome)
+
+
 def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[tuple[str, str]]:
     """One pass: requeue and re-send orphans, fail the ones out of retries. Returns what it did.
 
