@@ -1,0 +1,1 @@
+"""The v1 HTTP API: routers under `routes/`, shared dependencies in `deps`."""

@@ -1,0 +1,79 @@
+"""Operations: liveness, readiness, metrics, and a JSON index at `/`.
+
+These routes take no API key: orchestrators and Prometheus probe them, and they expose no job data.
+`/` answers a small JSON index until the dashboard (a later issue) takes the path over.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import redis
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.api.deps import StoreDep
+from service.metrics import Metrics
+from service.problems import ProblemError, problem_responses
+
+router = APIRouter(tags=["operations"])
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def get_text_redis(request: Request) -> redis.Redis:
+    return request.app.state.text_redis
+
+
+@router.get("/", summary="Index of the API", description="Links to the docs and the resources. "
+            "The web dashboard will replace this at `/`.")
+def index(request: Request) -> dict[str, Any]:
+    root = request.scope.get("root_path", "")
+    return {
+        "service": "lrrt",
+        "description": "Learning Rate Range Test service",
+        "links": {name: root + path for name, path in {
+            "docs": "/docs", "openapi": "/openapi.json", "jobs": "/v1/jobs", "datasets": "/v1/datasets",
+            "healthz": "/healthz", "readyz": "/readyz", "metrics": "/metrics"}.items()},
+    }
+
+
+@router.get("/healthz", summary="Liveness", description="200 while the process serves requests; checks nothing else.")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness",
+    description="200 when Redis answers and at least one worker has sent a heartbeat recently; 503 naming what is "
+    "missing otherwise.",
+    responses=problem_responses({503: "Redis unreachable, or no live worker."}),
+)
+def readyz(store: StoreDep, text_redis: Annotated[redis.Redis, Depends(get_text_redis)]) -> dict[str, Any]:
+    try:
+        text_redis.ping()
+        prefix = store.k.worker_heartbeat("")
+        workers = sorted(key.removeprefix(prefix) for key in text_redis.scan_iter(match=prefix + "*", count=500))
+    except redis.RedisError as exc:
+        raise ProblemError(503, "not-ready", f"Redis is not reachable ({exc}); check LRRT_REDIS_URL and the Redis "
+                           "server.", title="Not ready", headers={"Retry-After": "5"}) from None
+    if not workers:
+        raise ProblemError(503, "not-ready", "No live worker: jobs would wait in the queue. Start one with "
+                           "`lrrt worker` (against the same LRRT_REDIS_URL and LRRT_KEY_PREFIX).",
+                           title="Not ready", headers={"Retry-After": "5"})
+    return {"status": "ready", "redis": "ok", "workers": workers}
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Requests by route and status with latency, jobs by status, queue depth, sweep steps and seconds "
+    "(steps/s), finished jobs and the job-duration histogram.",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}},
+)
+def metrics(registry: Annotated[Metrics, Depends(get_metrics)]) -> Response:
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,95 @@
+"""Response bodies as the OpenAPI document shows them. Requests are `worker.spec.JobSpec`.
+
+Engine-owned shapes (progress, result arms) are documented here but passed through as the worker
+stored them, so a new engine field reaches clients without an API release.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobLinks(BaseModel):
+    self: str
+    result: str
+    plot: str = Field(description="PNG charts; the same path with .svg gives SVG.")
+    events: str = Field(description="Server-Sent Events stream of progress and status.")
+    cancel: str
+
+
+class Job(BaseModel):
+    """A range-test job as clients poll it."""
+
+    id: str
+    status: JobStatus = Field(description="queued -> running -> succeeded | failed | cancelled")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    progress: dict[str, Any] | None = Field(
+        description="Null until the worker reports the first chunk; then "
+        "{steps_done, steps_total, fraction, arms: [{label, state, steps_done, lr, loss}]}.",
+        examples=[{"steps_done": 120, "steps_total": 400, "fraction": 0.3,
+                   "arms": [{"label": "SGD optimizer", "state": "running", "steps_done": 120, "lr": 0.0031,
+                             "loss": 1.92}]}],
+    )
+    error: dict[str, Any] | None = Field(description="When failed: a problem object saying what to change.")
+    labels: dict[str, str]
+    attempts: int = Field(description="Times a worker has started this job (more than 1 after a lost worker).")
+    cancel_requested: bool = Field(description="A cancel was asked for; a running job stops at its next chunk.")
+    links: JobLinks
+
+
+class JobPage(BaseModel):
+    items: list[Job] = Field(description="Newest first.")
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last.")
+
+
+class ResultArm(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    label: str
+    optimizer: dict[str, Any]
+    lrs: list[float] = Field(description="lrs[i] is the learning rate of step i.")
+    losses: list[float | None] = Field(description="losses[i] is step i's own batch loss (not a running mean).")
+    smoothed_losses: list[float | None]
+    loss_deltas: list[float | None]
+    val_losses: list[float | None] | None
+    stop_reason: str | None
+    suggestions: dict[str, float | None] | None
+    lr_bounds: dict[str, float | None] | None
+    recommended_lr: float | None
+    min_loss: float | None
+    min_loss_lr: float | None
+    repeats: dict[str, Any] | None
+    diagnostics: list[Any]
+
+
+class Result(BaseModel):
+    """The curves and recommendation; for a cancelled or failed job, the partial curves recorded."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    status: JobStatus = Field(description="The job's status: anything but succeeded means partial curves.")
+    arms: list[ResultArm]
+    best_arm: str | None
+    recommendation: dict[str, Any] | None
+    engine: dict[str, Any] | None
+
+
+class Dataset(BaseModel):
+    id: str
+    uri: str = Field(description="Use as dataset.uri in POST /v1/jobs.", examples=["dataset:3f2a..."])
+    filename: str | None
+    shapes: dict[str, list[int]] = Field(examples=[{"x": [1797, 64], "y": [1797]}])
+    dtypes: dict[str, str] = Field(examples=[{"x": "float32", "y": "int64"}])
+    bytes: int = Field(description="Size of the stored .npz file.")
+    created_at: str
+
+
+class DatasetList(BaseModel):
+    items: list[Dataset] = Field(description="Newest first.")

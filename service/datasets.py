@@ -1,0 +1,94 @@
+"""Uploaded datasets: the `.npz` file under `<data_root>/datasets/` plus its metadata in Redis.
+
+The worker resolves `dataset:<id>` to `<data_root>/datasets/<id>.npz` on its own, so the file path is
+the contract between the two; the Redis hash records who owns the dataset (tenant scoping at
+submission and on every dataset route) and what it holds, so listing never opens a file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from worker.keys import Keys
+from worker.store import new_id, now_iso
+
+
+class DatasetStore:
+    """Needs a client made with `decode_responses=True`."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, data_root: Path) -> None:
+        self.r = client
+        self.k = keys
+        self.dir = data_root / "datasets"
+
+    def new_id(self) -> str:
+        return new_id()
+
+    def path(self, dataset_id: str) -> Path:
+        """Where the worker will look for `dataset:<id>`."""
+        return self.dir / f"{dataset_id}.npz"
+
+    def staging_path(self, dataset_id: str) -> Path:
+        """An upload being received: same directory as the final file, so publishing it is one rename,
+        and a dot-name the worker never resolves."""
+        return self.dir / f".{dataset_id}.upload"
+
+    def add(self, dataset_id: str, tenant: str, staged: Path, *, shapes: dict[str, list[int]],
+            dtypes: dict[str, str], filename: str | None) -> dict[str, Any]:
+        """Publish a validated staged file and its metadata; if Redis fails, the file is removed again."""
+        meta = {
+            "id": dataset_id,
+            "tenant": tenant,
+            "filename": filename or "",
+            "shapes": json.dumps(shapes),
+            "dtypes": json.dumps(dtypes),
+            "bytes": staged.stat().st_size,
+            "created_at": now_iso(),
+        }
+        final = self.path(dataset_id)
+        staged.replace(final)
+        try:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hset(self.k.dataset(dataset_id), mapping=meta)
+            pipe.zadd(self.k.tenant_datasets(tenant), {dataset_id: time.time()})
+            pipe.execute()
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        return _decode(meta)
+
+    def get(self, dataset_id: str, tenant: str) -> dict[str, Any] | None:
+        """The metadata, or None when unknown or another tenant's (callers answer 404 either way)."""
+        raw = self.r.hgetall(self.k.dataset(dataset_id))
+        if not raw:
+            return None
+        return _decode(raw) if raw.get("tenant") == tenant else None
+
+    def list(self, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's datasets, newest first."""
+        ids = self.r.zrevrange(self.k.tenant_datasets(tenant), 0, -1)
+        return [meta for meta in (self.get(i, tenant) for i in ids) if meta is not None]
+
+    def delete(self, dataset_id: str, tenant: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.k.dataset(dataset_id))
+        pipe.zrem(self.k.tenant_datasets(tenant), dataset_id)
+        pipe.execute()
+        self.path(dataset_id).unlink(missing_ok=True)
+
+
+def _decode(meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": meta["id"],
+        "uri": f"dataset:{meta['id']}",
+        "filename": meta.get("filename") or None,
+        "shapes": json.loads(meta["shapes"]),
+        "dtypes": json.loads(meta["dtypes"]),
+        "bytes": int(meta["bytes"]),
+        "created_at": meta["created_at"],
+    }
