@@ -1,4 +1,4 @@
-"""The API's share of orphan recovery: `worker.reaper.reap_once` every few seconds in a daemon thread.
+"""The API's share of orphan recovery: `worker.reaper.reap_if_free` every few seconds in a daemon thread.
 
 Workers reap too (from their heartbeat), so jobs whose worker died are recovered whether or not an API
 is running; whoever takes the `Keys.reaper_lock()` NX lock first does a pass, so several API and worker
@@ -14,7 +14,7 @@ import threading
 
 from celery import Celery
 
-from worker.reaper import reap_once
+from worker.reaper import reap_if_free
 from worker.settings import Settings
 from worker.store import JobStore
 
@@ -38,16 +38,9 @@ class ReaperThread:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def reap(self) -> None:
-        """One pass, if no other process is reaping right now."""
-        lock_ttl = max(1, int(self.interval_s))
-        if self.store.r.set(self.store.k.reaper_lock(), self.owner, nx=True, ex=lock_ttl):
-            for job_id, outcome in reap_once(self.store, self.celery, self.settings):
-                log.warning("reaper: job %s %s", job_id, outcome)
-
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.reap()
+                reap_if_free(self.store, self.celery, self.settings, owner=self.owner, lock_ttl_s=int(self.interval_s))
             except Exception as exc:  # Redis restarting, broker down: the next pass tries again
                 log.warning("reaper pass failed: %s", exc)
