@@ -1,0 +1,197 @@
+// The recommendation card, the rules and diagnostics in plain words, and copy-ready Keras code.
+
+import {h, copyText, toast} from './dom.js';
+import * as fmt from './format.js';
+
+/** What each suggestion rule means (DESIGN.md: "Name every rule"). */
+export const RULES = {
+  steepest: 'Steepest descent: the learning rate where the smoothed loss falls fastest (the rule of pytorch-lr-finder and PyTorch Lightning).',
+  valley: "Valley (fastai's default): inside the longest stretch where the loss keeps falling, before its minimum.",
+  minimum: 'Minimum / 10: a tenth of the learning rate at the lowest smoothed loss (fastai\u2019s classic rule).',
+  slide: "Slide (fastai): the largest learning rate before the loss starts rising faster than a tolerance.",
+};
+
+/** Diagnostics flags in plain words: [headline, what it means and what to change]. */
+const DIAGNOSTICS = {
+  never_diverged: ['The loss never diverged',
+    'The sweep ended before the loss blew up, so the top of the useful range is not known. Raise end_lr or the number of steps and run it again.'],
+  diverged_early: ['The loss diverged early',
+    'It blew up in the first part of the sweep: even small learning rates are too high here. Lower start_lr, normalize the inputs, or check that the loss matches the labels.'],
+  flat: ['The loss stayed flat',
+    'It barely moved across the whole sweep, so the model is not learning. Check the labels against the loss, normalize the inputs, or widen the learning-rate range.'],
+  nan_at_step: ['The loss became NaN',
+    'From that step on the loss was not a number and the arm stopped. Usually the learning rate is far too high, the inputs are not normalized, or the loss does not fit the outputs.'],
+  noisy: ['The curve is noisy',
+    'Batch-to-batch noise is large next to the trend, so the suggestions may move from run to run. Use a larger batch_size, stronger smoothing, or repeats to see the spread.'],
+  too_few_steps: ['Too few steps',
+    'There are too few points for the rules to be reliable. Raise num_steps.'],
+  unstable: ['The suggestions disagree across seeds',
+    'The spread over repeats is wide: treat the recommended value as a rough range, not a point.'],
+};
+
+const STOP_REASONS = {
+  diverged: 'stopped when the loss diverged',
+  completed: 'ran every step',
+  finished: 'ran every step',
+  end: 'ran every step',
+  max_steps: 'ran every step',
+  nan: 'stopped at a NaN loss',
+  cancelled: 'cancelled',
+  time_limit: 'stopped at the time limit',
+};
+
+export function stopReasonText(reason) {
+  return reason ? (STOP_REASONS[reason] || reason.replaceAll('_', ' ')) : '—';
+}
+
+/** A suggestion is a number, or an object carrying its LR (and perhaps its rule's details). */
+export function suggestionLr(value) {
+  if (typeof value === 'number') return value;
+  return value?.lr ?? value?.learning_rate ?? value?.value ?? null;
+}
+
+export function suggestionEntries(arm) {
+  return Object.entries(arm.suggestions || {})
+    .map(([name, value]) => [name, suggestionLr(value)])
+    .filter(([, lr]) => lr != null && Number.isFinite(lr));
+}
+
+/** The rule that produced the recommended LR: named by the API, or the suggestion equal to it. */
+export function chosenRule(result, arm) {
+  const named = result.recommendation?.rule ?? arm?.recommended_rule ?? arm?.rule;
+  if (named) return named;
+  const target = result.recommendation?.learning_rate ?? arm?.recommended_lr;
+  if (!arm || target == null) return null;
+  const match = suggestionEntries(arm).find(([, lr]) => Math.abs(lr - target) <= 1e-9 * Math.max(1, Math.abs(target)));
+  return match ? match[0] : null;
+}
+
+export function bestArm(result) {
+  const label = result.best_arm ?? result.recommendation?.optimizer;
+  return (result.arms || []).find((arm) => arm.label === label) || null;
+}
+
+// ------------------------------------------------------------------ Keras code
+
+const KERAS_CLASSES = {
+  sgd: 'SGD', adam: 'Adam', adamw: 'AdamW', rmsprop: 'RMSprop', adagrad: 'Adagrad', adadelta: 'Adadelta',
+  adamax: 'Adamax', nadam: 'Nadam', ftrl: 'Ftrl', lion: 'Lion', lamb: 'Lamb', adafactor: 'Adafactor',
+};
+
+function pyValue(value) {
+  if (value === true) return 'True';
+  if (value === false) return 'False';
+  if (value == null) return 'None';
+  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : String(value);
+  return JSON.stringify(String(value));
+}
+
+function optimizerCall(optimizer, learningRate) {
+  const cls = KERAS_CLASSES[optimizer?.name] || optimizer?.name || 'Adam';
+  const args = [`learning_rate=${learningRate}`]
+    .concat(Object.entries(optimizer?.params || {}).map(([k, v]) => `${k}=${pyValue(v)}`));
+  return `keras.optimizers.${cls}(${args.join(', ')})`;
+}
+
+/** {constant, oneCycle}: Python snippets that run as they are (tests exec them with Keras). */
+export function kerasCode(result, jobId) {
+  const arm = bestArm(result);
+  const reco = result.recommendation;
+  const rule = chosenRule(result, arm);
+  const lr = reco.learning_rate;
+  const bounds = reco.one_cycle || arm?.lr_bounds || {};
+  const maxLr = bounds.max_lr ?? lr;
+  const baseLr = bounds.base_lr ?? maxLr / 10;
+  const header = `# lrrt job ${fmt.shortId(jobId)}: ${reco.optimizer}${rule ? `, rule "${rule}"` : ''}`;
+  const constant = [
+    'import keras',
+    '',
+    header,
+    `optimizer = ${optimizerCall(arm?.optimizer, fmt.pyFloat(lr))}`,
+    '',
+  ].join('\n');
+  const oneCycle = [
+    'import keras',
+    '',
+    header,
+    '# One-cycle: warm up linearly from base_lr to max_lr, then anneal with a cosine to base_lr / 10.',
+    'total_steps = 10_000  # epochs * steps_per_epoch of your training run',
+    'warmup_steps = int(0.3 * total_steps)',
+    `base_lr, max_lr = ${fmt.pyFloat(baseLr)}, ${fmt.pyFloat(maxLr)}`,
+    'schedule = keras.optimizers.schedules.CosineDecay(',
+    '    initial_learning_rate=base_lr,',
+    '    warmup_target=max_lr,',
+    '    warmup_steps=warmup_steps,',
+    '    decay_steps=total_steps - warmup_steps,',
+    '    alpha=base_lr / max_lr / 10,',
+    ')',
+    `optimizer = ${optimizerCall(arm?.optimizer, 'schedule')}`,
+    '',
+  ].join('\n');
+  return {constant, oneCycle};
+}
+
+// ------------------------------------------------------------------ the card
+
+export function recommendationCard(result, jobId) {
+  const reco = result.recommendation;
+  if (!reco) {
+    return h('section', {class: 'panel reco pending', 'data-testid': 'recommendation-card'},
+      h('div', {class: 'reco-head'}, 'Recommendation'),
+      h('p', {class: 'muted'}, 'No recommendation: no arm produced a usable curve. See the diagnostics below.'));
+  }
+  const arm = bestArm(result);
+  const rule = chosenRule(result, arm);
+  const bounds = arm?.lr_bounds;
+  const cycle = reco.one_cycle;
+  const code = kerasCode(result, jobId);
+  const pre = h('pre', {'data-testid': 'keras-code'}, h('code', {}, code.constant));
+  let current = 'constant';
+  const copy = h('button', {class: 'btn btn-sm copy', type: 'button', onclick: async () => {
+    toast((await copyText(code[current])) ? 'Keras code copied' : 'Select the code and copy it');
+  }}, 'Copy');
+  const tab = (key, text) => h('label', {},
+    h('input', {type: 'radio', name: 'code-kind', value: key, checked: key === current, onchange: () => {
+      current = key;
+      pre.firstChild.textContent = code[key];
+    }}), text);
+
+  return h('section', {class: 'panel reco', 'data-testid': 'recommendation-card'},
+    h('div', {class: 'reco-head'}, 'Recommended learning rate'),
+    h('div', {class: 'reco-lr', 'data-testid': 'recommended-lr'}, fmt.lr(reco.learning_rate)),
+    h('div', {class: 'reco-opt'}, reco.optimizer,
+      arm?.optimizer?.name ? h('span', {class: 'muted small'}, `  keras.optimizers.${KERAS_CLASSES[arm.optimizer.name] || arm.optimizer.name}`) : null),
+    h('dl', {},
+      h('dt', {}, 'Rule'), h('dd', {}, rule ? h('strong', {}, rule) : '—'),
+      bounds ? [h('dt', {}, 'Cyclical bounds'), h('dd', {class: 'mono'}, `base_lr ${fmt.lr(bounds.base_lr)} · max_lr ${fmt.lr(bounds.max_lr)}`)] : null,
+      cycle ? [h('dt', {}, 'One-cycle'), h('dd', {class: 'mono'}, `${fmt.lr(cycle.base_lr)} → ${fmt.lr(cycle.max_lr)}`)] : null,
+      arm?.min_loss != null ? [h('dt', {}, 'Lowest loss'), h('dd', {class: 'mono'}, `${fmt.loss(arm.min_loss)} at ${fmt.lr(arm.min_loss_lr)}`)] : null,
+      arm?.repeats?.spread != null || arm?.repeats?.iqr_log10 != null
+        ? [h('dt', {}, 'Spread (seeds)'), h('dd', {class: 'mono'}, `${fmt.loss(arm.repeats.iqr_log10 ?? arm.repeats.spread)} decades (IQR)`)]
+        : null),
+    rule && RULES[rule] ? h('div', {class: 'rule-text'}, RULES[rule]) : null,
+    h('div', {class: 'row', style: {marginTop: '14px'}},
+      h('div', {class: 'segmented'}, tab('constant', 'Constant LR'), tab('oneCycle', 'One-cycle schedule'))),
+    h('div', {class: 'code'}, pre, copy));
+}
+
+/** Every arm's diagnostics in plain words (and a reassuring line when there are none). */
+export function diagnosticsList(result) {
+  const items = [];
+  for (const arm of result.arms || []) {
+    for (const flag of arm.diagnostics || []) {
+      const code = typeof flag === 'string' ? flag : (flag.code ?? flag.flag ?? flag.type ?? flag.name ?? 'note');
+      const [title, text] = DIAGNOSTICS[code] || [code.replaceAll('_', ' '), ''];
+      const step = typeof flag === 'object' ? (flag.step ?? flag.at_step) : null;
+      const detail = typeof flag === 'object' ? (flag.detail ?? flag.message) : null;
+      items.push(h('li', {dataset: {code}},
+        h('strong', {}, `${arm.label}: ${title}${step != null ? ` (step ${step})` : ''}`),
+        [detail, text].filter(Boolean).join(' ')));
+    }
+  }
+  if (!items.length && (result.arms || []).some((arm) => (arm.lrs || []).length)) {
+    items.push(h('li', {class: 'good'}, h('strong', {}, 'No warnings'),
+      'The engine flagged nothing unusual in these curves.'));
+  }
+  return items;
+}
