@@ -21,6 +21,7 @@ from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.keys import Keys
+from worker.stats import DURATION_BUCKETS, bucket_field
 from worker.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,9 @@ class FleetCollector(Collector):
 
     @staticmethod
     def _durations(stats: dict[str, str]) -> HistogramMetricFamily:
-        count = float(stats.get("duration_count", 0))
-        bounds = sorted(
-            (float(field.removeprefix("duration_le_")), float(value))
-            for field, value in stats.items()
-            if field.startswith("duration_le_")
-        )
-        buckets = [(floatToGoString(bound), value) for bound, value in bounds if bound != float("inf")]
-        buckets.append(("+Inf", count))
+        """Every bucket the workers count into (`worker.stats.DURATION_BUCKETS`), zeros included."""
+        buckets = [(floatToGoString(bound), float(stats.get(bucket_field(bound), 0))) for bound in DURATION_BUCKETS]
+        buckets.append(("+Inf", float(stats.get("duration_count", 0))))
         return HistogramMetricFamily("lrrt_job_duration_seconds", "Job run time, claim to finish.",
                                      buckets=buckets, sum_value=float(stats.get("duration_sum", 0)))
 

@@ -16,8 +16,8 @@ from service.api.schemas import Dataset, DatasetList
 from service.problems import ProblemError, problem_responses
 from service.uploads import inspect_npz, stage_upload
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"],
-                   responses=problem_responses({401: "No or wrong API key."}))
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=problem_responses(
+    {401: "No or wrong API key.", 422: "A parameter is invalid; `errors` says which."}))
 
 DATASET_ID = re.compile(r"[0-9a-f]{32}")
 NOT_FOUND = problem_responses({404: "No such dataset for this tenant (another tenant's answers the same)."})

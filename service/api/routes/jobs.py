@@ -28,7 +28,8 @@ from worker.store import TERMINAL, UNFINISHED, IdempotencyConflict, JobStore, Te
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses({401: "No or wrong API key."}))
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(
+    {401: "No or wrong API key.", 422: "A parameter is invalid; `errors` says which."}))
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 #: Seconds a poller should wait before asking again, by status (terminal jobs do not change).
@@ -300,37 +301,37 @@ def job_events(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^\d+-\d+$")] = None,
 ) -> EventSourceResponse:
     limiter: anyio.CapacityLimiter = request.app.state.events_limiter
-    return EventSourceResponse(event_stream(store, job["id"], last_event_id or "0-0", limiter), ping=15)
+    stream = event_stream(store, job["id"], last_event_id or "0-0", limiter, finished=job["status"] in TERMINAL)
+    return EventSourceResponse(stream, ping=15)
 
 
-async def event_stream(store: JobStore, job_id: str, after: str,
-                       limiter: anyio.CapacityLimiter) -> AsyncIterator[ServerSentEvent]:
+async def event_stream(store: JobStore, job_id: str, after: str, limiter: anyio.CapacityLimiter,
+                       *, finished: bool) -> AsyncIterator[ServerSentEvent]:
     """Replay from `after`, then follow the stream until a terminal status event.
 
     Blocking reads run in threads of their own limiter, so long-lived streams never starve the
-    threadpool the other routes use. A job that is terminal but whose final event is gone (trimmed,
-    or the client resumed past it) still gets one closing status event.
+    threadpool the other routes use. A finished job is read without blocking; if its final event is
+    gone (trimmed, or the client resumed past it), the stream still closes with a status event.
     """
-
-    def read(block_ms: int | None) -> list[tuple[str, str, dict]]:
-        return store.read_events(job_id, after, block_ms)
-
+    block_ms: int | None = None if finished else EVENTS_BLOCK_MS
     while True:
-        events = await anyio.to_thread.run_sync(read, EVENTS_BLOCK_MS, limiter=limiter)
-        if not events:
-            job = await anyio.to_thread.run_sync(store.get, job_id, limiter=limiter)
-            if job is None:
-                return
-            if job["status"] in TERMINAL:
-                events = await anyio.to_thread.run_sync(read, None, limiter=limiter)
-                if not events:
-                    yield ServerSentEvent(json.dumps({"status": job["status"], "error": job["error"]}), event="status")
-                    return
+        events = await anyio.to_thread.run_sync(store.read_events, job_id, after, block_ms, limiter=limiter)
         for event_id, name, data in events:
             after = event_id
             yield ServerSentEvent(json.dumps(data), event=name, id=event_id)
             if name == "status" and data.get("status") in TERMINAL:
                 return
+        if events:
+            continue
+        job = await anyio.to_thread.run_sync(store.get, job_id, limiter=limiter)
+        if job is None:
+            return
+        if job["status"] not in TERMINAL:
+            continue
+        if block_ms is None:
+            yield ServerSentEvent(json.dumps({"status": job["status"], "error": job["error"]}), event="status")
+            return
+        block_ms = None  # it ended while we waited: drain what is left without blocking
 
 
 @router.post(
