@@ -7,7 +7,7 @@ module must never import TensorFlow or Keras (a test checks it in a fresh interp
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -92,7 +92,9 @@ def create_app(settings: Settings | None = None, *, reaper_interval_s: float | N
     return app
 
 
-def _body_limit(settings: Settings):  # noqa: ANN202 (returns BodyLimitMiddleware's limit_for)
+def _body_limit(settings: Settings) -> Callable[[Scope], tuple[int, str]]:
+    """Per-request cap for BodyLimitMiddleware: uploads get the dataset cap, everything else the body cap."""
+
     def limit_for(scope: Scope) -> tuple[int, str]:
         if scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/v1/datasets"):
             return settings.max_dataset_bytes + UPLOAD_OVERHEAD_BYTES, "upload a smaller .npz (subsample it)."

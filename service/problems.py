@@ -119,9 +119,11 @@ def validation_problem(request: Request, errors: list[dict[str, Any]]) -> JSONRe
     return problem_response(request, 422, "validation-error", detail, title="The request is invalid", errors=members)
 
 
-_HTTP_DETAILS = {
-    404: "No such route: {method} {path}. See /docs for the routes this API serves.",
-    405: "{method} is not allowed on {path}. See the Allow header or /docs for the methods it takes.",
+#: Starlette's own errors (routing, body cap): (slug, detail template) so they read like ours.
+_HTTP_PROBLEMS = {
+    404: ("not-found", "No such route: {method} {path}. See /docs for the routes this API serves."),
+    405: ("method-not-allowed", "{method} is not allowed on {path}. See the Allow header or /docs for the methods it takes."),
+    413: ("content-too-large", "{detail}"),
 }
 
 
@@ -145,9 +147,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        template = _HTTP_DETAILS.get(exc.status_code)
-        detail = template.format(method=request.method, path=request.url.path) if template else str(exc.detail)
-        slug = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-").replace("'", "")
+        slug, template = _HTTP_PROBLEMS.get(exc.status_code, ("http-error", "{detail}"))
+        detail = template.format(method=request.method, path=request.url.path, detail=exc.detail)
         return problem_response(request, exc.status_code, slug, detail, headers=dict(exc.headers or {}))
 
     @app.exception_handler(redis.ConnectionError)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from service.app import create_app
 from tests.api.conftest import ALICE, BOB, FakeWorker, make_spec, queued_job_ids, result_for, submit
 from worker.settings import Settings
 from worker.store import JobStore
@@ -84,8 +86,6 @@ def test_idempotency_replay_and_conflict(client: TestClient, redis_client: redis
 
 def test_list_is_newest_first_paginated_and_filtered(client: TestClient, settings: Settings) -> None:
     headers = {"Authorization": "Bearer key-carol"}
-    from service.app import create_app
-
     carol = Settings(**{**settings.model_dump(), "api_keys": "carol:key-carol"})
     with TestClient(create_app(carol, reaper_interval_s=None)) as own:
         ids = [submit(own, headers)["id"] for _ in range(5)]
@@ -179,8 +179,6 @@ def test_failed_before_any_step_is_409(client: TestClient, worker: FakeWorker) -
 
 
 def test_at_capacity_is_429_with_retry_after(settings: Settings) -> None:
-    from service.app import create_app
-
     capped = Settings(**{**settings.model_dump(), "api_keys": "dave:key-dave", "max_unfinished_jobs": 2})
     headers = {"Authorization": "Bearer key-dave"}
     with TestClient(create_app(capped, reaper_interval_s=None)) as own:
@@ -206,3 +204,18 @@ def test_enqueue_failure_fails_job_and_answers_503(client: TestClient, store: Jo
     assert problem["type"].endswith("queue-unavailable")
     job = store.get(problem["job_id"])
     assert job is not None and job["status"] == "failed" and "could not be reached" in job["error"]["detail"]
+
+
+def test_lifespan_reaper_requeues_orphaned_job(settings: Settings, redis_client: redis.Redis,
+                                               worker: FakeWorker, store: JobStore) -> None:
+    """A running job whose worker died (lease gone) is requeued and re-sent by the API's reaper thread."""
+    with TestClient(create_app(settings, reaper_interval_s=0.2)) as own:
+        job = submit(own)
+        worker.start(job["id"])
+        redis_client.delete(store.k.lease(job["id"]), store.k.reaper_lock())
+        redis_client.zadd(store.k.running(), {job["id"]: time.time() - 3600})
+        deadline = time.monotonic() + 10
+        while own.get(f"/v1/jobs/{job['id']}", headers=ALICE).json()["status"] != "queued":
+            assert time.monotonic() < deadline, "the reaper never requeued the orphan"
+            time.sleep(0.1)
+    assert queued_job_ids(redis_client, settings.queue).count(job["id"]) == 2  # first send + re-send

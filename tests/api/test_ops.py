@@ -9,6 +9,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from service.app import create_app
 from service.auth import UnsafeBind, ensure_safe_bind
 from tests.api.conftest import ALICE, submit
 from worker import stats
@@ -37,8 +38,6 @@ def test_readyz_needs_a_live_worker(client: TestClient, redis_client: redis.Redi
 
 
 def test_readyz_names_redis_when_unreachable(settings: Settings) -> None:
-    from service.app import create_app
-
     down = Settings(**{**settings.model_dump(), "redis_url": "redis://127.0.0.1:1/0"})
     with TestClient(create_app(down, reaper_interval_s=None)) as client:
         response = client.get("/readyz")
