@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.problems import problem_response
+from service.problems import ProblemError, problem_response
 
 TOO_LARGE = "The request body is over this server's limit of {limit:,} bytes; {advice}"
 
@@ -36,7 +36,7 @@ class BodyLimitMiddleware:
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             request = Request(scope)
-            await problem_response(request, 413, "content-too-large", detail)(scope, receive, send)
+            await problem_response(request, ProblemError(413, "content-too-large", detail))(scope, receive, send)
             return
         received = 0
 

@@ -72,25 +72,17 @@ class ProblemError(Exception):
         self.extensions = extensions
 
 
-def problem_response(
-    request: Request,
-    status: int,
-    slug: str,
-    detail: str,
-    *,
-    title: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extensions: Any,
-) -> JSONResponse:
+def problem_response(request: Request, problem: ProblemError) -> JSONResponse:
+    """The problem+json answer; `instance` is the request path."""
     body = {
-        "type": PROBLEM_BASE + slug,
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
+        "type": PROBLEM_BASE + problem.slug,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
         "instance": request.url.path,
-        **extensions,
+        **problem.extensions,
     }
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+    return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def field_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,7 +108,9 @@ def validation_problem(request: Request, errors: list[dict[str, Any]]) -> JSONRe
     first = members[0] if members else {"in": "body", "pointer": "/", "message": "invalid request"}
     more = f" (and {len(members) - 1} more, listed in `errors`)" if len(members) > 1 else ""
     detail = f"{first['in']} {first['pointer']}: {first['message']}{more}. Fix it and resend."
-    return problem_response(request, 422, "validation-error", detail, title="The request is invalid", errors=members)
+    return problem_response(
+        request, ProblemError(422, "validation-error", detail, title="The request is invalid", errors=members)
+    )
 
 
 #: Starlette's own errors (routing, body cap): (slug, detail template) so they read like ours.
@@ -132,9 +126,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(
-            request, exc.status, exc.slug, exc.detail, title=exc.title, headers=exc.headers, **exc.extensions
-        )
+        return problem_response(request, exc)
 
     @app.exception_handler(EngineError)
     async def _engine(request: Request, exc: EngineError) -> JSONResponse:
@@ -149,27 +141,27 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug, template = _HTTP_PROBLEMS.get(exc.status_code, ("http-error", "{detail}"))
         detail = template.format(method=request.method, path=request.url.path, detail=exc.detail)
-        return problem_response(request, exc.status_code, slug, detail, headers=dict(exc.headers or {}))
+        return problem_response(request, ProblemError(exc.status_code, slug, detail, headers=dict(exc.headers or {})))
 
     @app.exception_handler(redis.ConnectionError)
     @app.exception_handler(redis.TimeoutError)
     async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("Redis unavailable: %s", exc)
-        return problem_response(
-            request, 503, "store-unavailable",
+        return problem_response(request, ProblemError(
+            503, "store-unavailable",
             "The job store (Redis) is not reachable right now. Retry shortly; if it persists, the operator "
             "should check LRRT_REDIS_URL and the Redis server.",
             headers={"Retry-After": "5"},
-        )
+        ))
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(
-            request, 500, "internal-error",
+        return problem_response(request, ProblemError(
+            500, "internal-error",
             "The server failed unexpectedly; nothing about your request was wrong as far as it can tell. "
             "Retry; if it persists, report the time and path to the operator.",
-        )
+        ))
 
 
 def problem_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:

@@ -151,7 +151,7 @@ def test_500_is_a_problem_without_trace(settings: Settings, monkeypatch: pytest.
     monkeypatch.setattr(app.state.store, "get", boom)
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.get("/v1/jobs/0123456789abcdef0123456789abcdef", headers=ALICE)
-    body = assert_problem(response, 500)
+    assert_problem(response, 500)
     assert "secret internals" not in response.text
 
 
