@@ -37,19 +37,17 @@ class LrrtError(Exception):
 
 
 def describe_problem(problem: dict[str, Any]) -> str:
-    """A problem object as a readable message: title, detail, and any field errors or rejected names."""
-    lines = [str(problem.get("title") or "Error")]
+    """A problem object as a readable message: title and detail, then each field error when the
+    detail names only the first, and the rejected class names."""
+    text = str(problem.get("title") or "Error")
     if problem.get("detail"):
-        lines[0] += f": {problem['detail']}"
-    for err in problem.get("errors") or []:
-        if isinstance(err, dict):
-            where = ".".join(str(p) for p in err.get("loc", []) if p != "body")
-            lines.append(f"  - {where + ': ' if where else ''}{err.get('msg', err)}")
-        else:
-            lines.append(f"  - {err}")
+        text += f": {problem['detail']}"
+    errors = problem.get("errors") or []
+    if len(errors) > 1:
+        text += "".join(f"\n  - {e.get('pointer', '')}: {e.get('message', '')}" for e in errors)
     if problem.get("disallowed"):
-        lines.append(f"  not allowed: {', '.join(map(str, problem['disallowed']))}")
-    return "\n".join(lines)
+        text += f"\n  not allowed: {', '.join(map(str, problem['disallowed']))}"
+    return text
 
 
 class Client:

@@ -1,0 +1,119 @@
+"""Faults: a killed worker child or worker, an API restart, duplicate messages, a worker that dies on
+every attempt. A job never stays `running` after its worker is gone, and nothing recorded is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from service.client import Client
+from worker.celery_app import enqueue, make_celery
+from worker.keys import Keys
+from worker.reaper import reap_once
+from worker.settings import Settings
+from worker.store import JobStore
+
+from .conftest import Api, Worker, long_sweep, wait_for_steps, wait_until
+
+pytestmark = pytest.mark.e2e
+
+#: A lease expires LEASE_TTL_S (30 s) after its worker died; the reaper runs every ~10 s after that.
+RECOVERY_S = 120
+
+
+def _retried(store: JobStore, job_id: str, attempt: int) -> bool:
+    """The job was claimed again (attempt number `attempt`) and has recorded steps in that attempt."""
+    job = store.get(job_id)
+    assert job is not None and job["status"] in ("queued", "running"), job
+    return job["attempts"] >= attempt and job["status"] == "running" and bool(job["progress"])
+
+
+def test_killed_worker_child_mid_job_is_retried(client: Client, store: JobStore, worker_proc: Worker,
+                                                digits_mlp: dict[str, Any]) -> None:
+    job = client.submit(digits_mlp, "builtin:digits", sweep=long_sweep())
+    wait_for_steps(client, job["id"])
+    os.kill(worker_proc.pool_child(), signal.SIGKILL)  # as the kernel's OOM killer would
+    wait_until(lambda: _retried(store, job["id"], 2), RECOVERY_S, "the job to be retried", interval=0.5)
+    client.cancel(job["id"])
+    assert client.wait(job["id"], timeout=60)["status"] == "cancelled"
+
+
+def test_killed_worker_mid_job_is_retried_by_the_next_worker(client: Client, store: JobStore, worker_proc: Worker,
+                                                             digits_mlp: dict[str, Any]) -> None:
+    job = client.submit(digits_mlp, "builtin:digits", sweep=long_sweep())
+    wait_for_steps(client, job["id"])
+    worker_proc.stop(signal.SIGKILL)  # the parent and its pool child, with no chance to clean up
+    assert client.status(job["id"])["status"] == "running"  # until the lease runs out
+    worker_proc.start()
+    wait_until(lambda: _retried(store, job["id"], 2), RECOVERY_S, "the job to be retried", interval=0.5)
+    client.cancel(job["id"])
+    done = client.wait(job["id"], timeout=60)
+    assert done["status"] == "cancelled"
+    # The retry's curve replaced the first attempt's: steps counted once, from the first LR.
+    arm = client.result(job["id"])["arms"][0]
+    assert arm["lrs"][0] == pytest.approx(1e-5) and arm["lrs"] == sorted(arm["lrs"])
+
+
+def test_api_restart_mid_job_loses_nothing(client: Client, api_server: Api, digits_mlp: dict[str, Any]) -> None:
+    job = client.submit(digits_mlp, "builtin:digits", optimizers=["sgd", "adam"], sweep=long_sweep(),
+                        labels={"kept": "yes"})
+    before = wait_for_steps(client, job["id"])["progress"]["steps_done"]
+    api_server.restart()
+    after = wait_for_steps(client, job["id"], steps=before + 1)
+    assert after["labels"] == {"kept": "yes"} and after["created_at"] == job["created_at"]
+    client.cancel(job["id"])
+    assert client.wait(job["id"], timeout=60)["status"] == "cancelled"
+    assert len(client.result(job["id"])["arms"][0]["losses"]) >= before
+
+
+def test_duplicate_message_runs_the_job_once(client: Client, store: JobStore, settings: Settings,
+                                             digits_mlp: dict[str, Any]) -> None:
+    job = client.submit(digits_mlp, "builtin:digits", sweep={"num_steps": 30, "batch_size": 16})
+    enqueue(make_celery(settings), job["id"], settings.queue)  # as a broker redelivery would
+    assert client.wait(job["id"], timeout=120)["status"] == "succeeded"
+    time.sleep(1)  # let the second message reach the worker and be dropped
+    record = store.get(job["id"])
+    assert record["status"] == "succeeded" and record["attempts"] == 1
+
+
+def test_worker_lost_on_every_attempt_fails_with_a_clear_error(redis_client: redis.Redis, settings: Settings) -> None:
+    """The reaper requeues an orphan until the redelivery cap, then fails it keeping its curves.
+
+    Uses a queue no worker consumes, so the test plays the dying worker itself."""
+    lonely = settings.model_copy(update={"queue": f"{settings.queue}-unconsumed", "max_redeliveries": 1})
+    store = JobStore(redis_client, Keys(lonely.key_prefix), result_ttl_s=lonely.result_ttl_s,
+                     max_redeliveries=lonely.max_redeliveries)
+    app = make_celery(lonely)
+    spec = {"model": {"class_name": "Sequential", "config": {}}, "dataset": {"uri": "builtin:digits"},
+            "optimizers": [{"name": "adam"}]}
+    job_id = store.create(tenant="carol", spec=spec, max_unfinished=5).job["id"]
+
+    def run_and_die(attempt: int) -> None:
+        outcome, attempts = store.claim(job_id, store.new_token())
+        assert (outcome, attempts) == ("claimed", attempt)
+        store.record_chunk(job_id, {"steps_done": 3}, {"arm_index": 0, "arm_label": "adam", "repeat": 0,
+                                                       "step_start": 0, "lrs": [1e-5, 1e-4, 1e-3],
+                                                       "losses": [2.3, 2.2, 2.0], "val_losses": None})
+        redis_client.delete(store.k.lease(job_id))  # the worker died: its lease is gone
+        redis_client.zadd(store.k.running(), {job_id: time.time() - 3600})  # and it started long ago
+
+    run_and_die(1)
+    assert reap_once(store, app, lonely) == [(job_id, "requeued")]
+    assert store.get(job_id)["status"] == "queued"
+    assert redis_client.llen(lonely.queue) == 1  # re-sent to the workers
+    run_and_die(2)
+    assert reap_once(store, app, lonely) == [(job_id, "exhausted")]
+
+    job = store.get(job_id)
+    assert job["status"] == "failed"
+    assert job["error"]["type"] == "urn:lrrt:problem:worker-lost"
+    assert "2 time(s)" in job["error"]["detail"] and "batch_size" in job["error"]["detail"]
+    assert store.unfinished_count("carol") == 0
+    assert redis_client.zscore(store.k.running(), job_id) is None
+    assert store.result(job_id)["arms"][0]["losses"] == [2.3, 2.2, 2.0]
+    assert reap_once(store, app, lonely) == []  # nothing left to do
