@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import Scope
 
+from service import dashboard
 from service.api.routes import datasets, jobs, ops
 from service.datasets import DatasetStore
 from service.limits import BodyLimitMiddleware
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None, *, reaper_interval_s: float | N
     app.state.metrics = Metrics(store, text_redis, settings.queue)
 
     install_problem_handlers(app)
-    for router in (jobs.router, datasets.router, ops.router):
+    for router in (jobs.router, datasets.router, ops.router, dashboard.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limit(settings))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

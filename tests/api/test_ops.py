@@ -17,9 +17,12 @@ from worker.keys import Keys
 from worker.settings import Settings
 
 
-def test_healthz_and_index(client: TestClient) -> None:
+def test_healthz_and_dashboard(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/").json()["links"]["docs"] == "/docs"
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    missing = client.get("/dashboard/no-such-asset.js")
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
 
 
 def test_readyz_needs_a_live_worker(client: TestClient, redis_client: redis.Redis, settings: Settings) -> None:

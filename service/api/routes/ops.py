@@ -1,7 +1,6 @@
-"""Operations: liveness, readiness, metrics, and a JSON index at `/`.
+"""Operations: liveness, readiness and metrics.
 
 These routes take no API key: orchestrators and Prometheus probe them, and they expose no job data.
-`/` answers a small JSON index until the dashboard (a later issue) takes the path over.
 """
 
 from __future__ import annotations
@@ -25,19 +24,6 @@ def get_metrics(request: Request) -> Metrics:
 
 def get_text_redis(request: Request) -> redis.Redis:
     return request.app.state.text_redis
-
-
-@router.get("/", summary="Index of the API", description="Links to the docs and the resources. "
-            "The web dashboard will replace this at `/`.")
-def index(request: Request) -> dict[str, Any]:
-    root = request.scope.get("root_path", "")
-    return {
-        "service": "lrrt",
-        "description": "Learning Rate Range Test service",
-        "links": {name: root + path for name, path in {
-            "docs": "/docs", "openapi": "/openapi.json", "jobs": "/v1/jobs", "datasets": "/v1/datasets",
-            "healthz": "/healthz", "readyz": "/readyz", "metrics": "/metrics"}.items()},
-    }
 
 
 @router.get("/healthz", summary="Liveness", description="200 while the process serves requests; checks nothing else.")
