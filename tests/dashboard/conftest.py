@@ -196,9 +196,18 @@ def _failed(console: ConsoleLog, request: Any) -> None:
 
 
 def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """Save `test-artifacts/dashboard/<name>.png`. A full page is taken by growing the viewport to the
+    document's height (Chromium's own full-page capture repeats the sticky header mid-page)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    size = page.viewport_size
+    height = page.evaluate("document.documentElement.scrollHeight") if full_page else size["height"]
+    if height > size["height"]:
+        page.set_viewport_size({"width": size["width"], "height": height})
+        page.wait_for_timeout(200)
+    page.screenshot(path=str(path))
+    if height > size["height"]:
+        page.set_viewport_size(size)
     return path
 
 

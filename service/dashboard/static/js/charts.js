@@ -10,11 +10,13 @@ const AXIS = {stroke: '#64748b', grid: {stroke: '#eef2f7', width: 1}, ticks: {st
  * One chart. `setArms(arms)` redraws it from
  *   [{label, color, x: [lr...], y: [value...], faint?: [value...], markers: [{name, lr, recommended}]}]
  * where `faint` is drawn as a thin line of the same color behind `y` (the raw losses behind the
- * smoothed ones). The number of points drawn is kept in the container's `data-points`.
+ * smoothed ones). Markers are dots named by their rule (`labels: false`: dots only, but for the
+ * recommended one). The number of points drawn is kept in the container's `data-points`.
  */
 export class LrChart {
-  constructor(container, {yLabel, kind = 'loss', syncKey, height = 300}) {
+  constructor(container, {yLabel, kind = 'loss', syncKey, height = 300, labels = true}) {
     this.container = container;
+    this.labels = labels;
     this.yLabel = yLabel;
     this.kind = kind;
     this.syncKey = syncKey;
@@ -87,7 +89,7 @@ export class LrChart {
       },
       axes: [
         {...AXIS, label: 'learning rate (log scale)', labelSize: 24, values: lrTickLabels},
-        {...AXIS, label: this.yLabel, labelSize: 28, size: 56, values: (u, splits) => splits.map((v) => fmt.loss(v))},
+        {...AXIS, label: this.yLabel, labelSize: 28, size: 60},
       ],
       cursor: {sync: this.syncKey ? {key: this.syncKey} : undefined, drag: {x: true, y: false}, points: {size: 7}},
       legend: {live: true},
@@ -106,6 +108,7 @@ export class LrChart {
     ctx.clip();
     ctx.font = `${11 * px}px system-ui, "DejaVu Sans", sans-serif`;
     ctx.textBaseline = 'middle';
+    ctx.textAlign = 'left';
     const placed = [];
     for (const arm of this.arms) {
       for (const marker of arm.markers) {
@@ -133,7 +136,8 @@ export class LrChart {
         ctx.lineWidth = 2 * px;
         ctx.fill();
         ctx.stroke();
-        const text = `${marker.recommended ? '★ ' : ''}${marker.name} ${fmt.lr(marker.lr)}`;
+        if (!this.labels && !marker.recommended) continue;
+        const text = marker.recommended ? `★ ${marker.name} ${fmt.lr(marker.lr)}` : marker.name;
         placeLabel(ctx, placed, text, x, y, arm.color, px, {left, top, width, height}, marker.recommended);
       }
     }

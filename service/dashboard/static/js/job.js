@@ -36,7 +36,7 @@ export function renderJobPage(app, id) {
     loss: h('div', {class: 'chart', 'data-testid': 'loss-chart'}),
     delta: h('div', {class: 'chart', 'data-testid': 'delta-chart'}),
     reco: h('div', {'data-testid': 'recommendation-slot'}),
-    arms: h('section', {class: 'panel', hidden: true}),
+    arms: h('section', {class: 'panel', hidden: true, style: {marginTop: '16px'}}),
     diagnostics: h('section', {class: 'panel', hidden: true, 'data-testid': 'diagnostics'}),
     engine: h('div', {class: 'small muted'}),
   };
@@ -78,12 +78,18 @@ export function renderJobPage(app, id) {
             el.loss,
             h('div', {class: 'panel-head', style: {marginTop: '18px'}}, h('h2', {}, 'Loss delta vs learning rate'),
               h('span', {class: 'hint'}, 'Change of the loss per step: most negative = falling fastest')),
-            el.delta),
-          el.arms),
-        h('div', {class: 'col'}, el.reco, el.diagnostics, el.engine)));
+            el.delta)),
+        h('div', {class: 'col'}, el.reco, el.diagnostics, el.engine)),
+      el.arms);
+    fill(el.reco, h('section', {class: 'panel reco pending', 'data-testid': 'recommendation-pending'},
+      h('div', {class: 'reco-head'}, 'Recommended learning rate'),
+      h('p', {class: 'muted'}, 'Appears when the sweep ends: the optimizer and learning rate to train with, the rule '
+        + 'that chose it, the bounds for a one-cycle schedule, and Keras code to copy.')));
+    const ticker = setInterval(() => { if (state.job && unfinished(state.job)) renderHead(); }, 1000);
+    cleanups.push(() => clearInterval(ticker));
     charts = {
       loss: new LrChart(el.loss, {yLabel: 'loss', kind: 'loss', syncKey: `lr-${id}`, height: 330}),
-      delta: new LrChart(el.delta, {yLabel: 'loss delta', kind: 'delta', syncKey: `lr-${id}`, height: 230}),
+      delta: new LrChart(el.delta, {yLabel: 'loss delta', kind: 'delta', syncKey: `lr-${id}`, height: 230, labels: false}),
     };
   }
 

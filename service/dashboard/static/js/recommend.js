@@ -82,15 +82,16 @@ function pyValue(value) {
   if (value === true) return 'True';
   if (value === false) return 'False';
   if (value == null) return 'None';
-  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : String(value);
+  if (typeof value === 'number') return String(value);
   return JSON.stringify(String(value));
 }
 
+/** `keras.optimizers.Adam(\n    learning_rate=...,\n    beta_1=0.9,\n)`: one argument a line, so it fits the card. */
 function optimizerCall(optimizer, learningRate) {
   const cls = KERAS_CLASSES[optimizer?.name] || optimizer?.name || 'Adam';
   const args = [`learning_rate=${learningRate}`]
     .concat(Object.entries(optimizer?.params || {}).map(([k, v]) => `${k}=${pyValue(v)}`));
-  return `keras.optimizers.${cls}(${args.join(', ')})`;
+  return `keras.optimizers.${cls}(\n${args.map((a) => `    ${a},`).join('\n')}\n)`;
 }
 
 /** {constant, oneCycle}: Python snippets that run as they are (tests exec them with Keras). */
@@ -102,22 +103,24 @@ export function kerasCode(result, jobId) {
   const bounds = reco.one_cycle || arm?.lr_bounds || {};
   const maxLr = bounds.max_lr ?? lr;
   const baseLr = bounds.base_lr ?? maxLr / 10;
-  const header = `# lrrt job ${fmt.shortId(jobId)}: ${reco.optimizer}${rule ? `, rule "${rule}"` : ''}`;
+  const header = [`# lrrt job ${fmt.shortId(jobId)}: ${reco.optimizer}`, rule ? `# rule "${rule}"` : null];
   const constant = [
     'import keras',
     '',
-    header,
+    ...header.filter(Boolean),
     `optimizer = ${optimizerCall(arm?.optimizer, fmt.pyFloat(lr))}`,
     '',
   ].join('\n');
   const oneCycle = [
     'import keras',
     '',
-    header,
-    '# One-cycle: warm up linearly from base_lr to max_lr, then anneal with a cosine to base_lr / 10.',
-    'total_steps = 10_000  # epochs * steps_per_epoch of your training run',
-    'warmup_steps = int(0.3 * total_steps)',
+    ...header.filter(Boolean),
+    '# One-cycle: warm up linearly from base_lr',
+    '# to max_lr, then anneal (cosine) to base_lr/10.',
     `base_lr, max_lr = ${fmt.pyFloat(baseLr)}, ${fmt.pyFloat(maxLr)}`,
+    '# epochs * steps_per_epoch of your training run:',
+    'total_steps = 10_000',
+    'warmup_steps = int(0.3 * total_steps)',
     'schedule = keras.optimizers.schedules.CosineDecay(',
     '    initial_learning_rate=base_lr,',
     '    warmup_target=max_lr,',

@@ -61,7 +61,7 @@ function build(app, desc) {
       min: spec?.minimum ?? spec?.exclusiveMinimum, max: spec?.maximum ?? spec?.exclusiveMaximum,
       placeholder: placeholder ?? (spec?.default != null ? String(spec.default) : ''),
     });
-    if (spec?.default != null) input.value = String(spec.default);
+    if (spec?.default != null) input.value = numberText(spec.default);
     return input;
   }
 
@@ -146,14 +146,14 @@ function build(app, desc) {
   const builtinSelect = selectInput('dataset.builtin', desc.datasets, dataSpec('uri')?.examples?.[0] ?? desc.datasets[0]);
   const uploadedSelect = h('select', {id: 'f-dataset-uploaded', 'data-testid': 'uploaded-datasets'});
   const filePath = h('input', {type: 'text', id: 'f-dataset-file', placeholder: 'path/under/the/data/root.npz'});
-  const npzFile = h('input', {type: 'file', accept: '.npz', 'data-testid': 'npz-file'});
+  const npzFile = h('input', {type: 'file', accept: '.npz', 'data-testid': 'npz-file', onchange: uploadDataset});
   const uploadStatus = h('div', {class: 'field-hint'});
-  const uploadButton = h('button', {type: 'button', class: 'btn btn-sm', onclick: uploadDataset}, 'Upload');
+  const uploadButton = h('label', {class: 'btn btn-sm file-pick'}, 'Choose an .npz file to upload…', npzFile);
   const panes = {
     builtin: h('div', {}, builtinSelect,
       h('div', {class: 'field-hint'}, 'builtin:digits works offline (8×8 handwritten digits, 1,797 images). keras: datasets are downloaded once into the worker\u2019s cache.')),
     uploaded: h('div', {}, uploadedSelect, h('div', {class: 'field-hint'}, 'Datasets uploaded with this API key.')),
-    upload: h('div', {}, h('div', {class: 'row'}, npzFile, uploadButton), uploadStatus,
+    upload: h('div', {}, h('div', {class: 'row'}, uploadButton), uploadStatus,
       h('div', {class: 'field-hint'}, 'An .npz with arrays x and y (optionally x_val and y_val); no pickled objects.')),
     file: h('div', {}, h('div', {class: 'row', style: {flexWrap: 'nowrap'}}, h('span', {class: 'mono muted'}, 'file:'), filePath),
       h('div', {class: 'field-hint'}, 'An .npz under the server\u2019s data root.')),
@@ -187,7 +187,7 @@ function build(app, desc) {
     const file = npzFile.files[0];
     clearError('dataset.uri');
     if (!file) { showError('dataset.uri', 'Choose an .npz file first.'); return; }
-    uploadButton.disabled = true;
+    uploadButton.classList.add('busy');
     uploadStatus.textContent = `Uploading ${file.name} (${fmt.bytes(file.size)})…`;
     try {
       const data = new FormData();
@@ -205,7 +205,8 @@ function build(app, desc) {
       const fields = err instanceof ApiError ? fieldErrors(err.problem) : [];
       showError('dataset.uri', fields.length ? fields.map((f) => f.message).join('; ') : errorText(err));
     } finally {
-      uploadButton.disabled = false;
+      uploadButton.classList.remove('busy');
+      npzFile.value = '';
     }
   }
 
@@ -524,6 +525,12 @@ function parseLabels(text) {
     out[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
   }
   return out;
+}
+
+/** A default as people write it: 1e-5 rather than 0.00001. */
+function numberText(value) {
+  if (typeof value !== 'number' || value === 0 || Math.abs(value) >= 1e-3) return String(value);
+  return value.toExponential().replace(/\.?0+e/, 'e').replace('e-0', 'e-');
 }
 
 function dropUndefined(object) {
