@@ -1,0 +1,317 @@
+"""Recommendation quality: which LR rule picks learning rates that actually train well?
+
+For every task and optimizer arm (`bench/quality_tasks.py`) the bench
+1. finds the ground truth: fixed-budget training at a log-spaced grid of constant LRs, and of one-cycle
+   schedules whose max_lr is each grid point, scored by validation loss (`bench/quality_train.py`);
+2. runs the range test (`worker.engine.sweep.run_sweep`, same model, same rows) once per seed;
+3. trains, with the same budget and seed, at the LR each rule picked, and reports each rule's regret
+   against the grid's best, its distance in grid steps and its spread across seeds
+   (`bench/quality_metrics.py`).
+
+Usage (2 CPU cores: `--quick` takes a few minutes, the full run longer; see docs/quality.md)::
+
+    nice -n 10 python -m bench.quality --quick
+    nice -n 10 python -m bench.quality --tasks digits_mlp,friedman_mlp --seeds 3 --out results.json
+
+Prints a markdown table (task/arm x rule), the rule-agreement analysis, and as its LAST line one JSON
+object with the mean regret of every rule across the cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep the table readable
+
+import numpy as np  # noqa: E402
+
+from bench.quality_metrics import (  # noqa: E402
+    Grid,
+    RuleSummary,
+    format_table,
+    log_grid,
+    log_median,
+    log_range,
+    mean_over_cases,
+    spearman,
+    summarize,
+    wins,
+)
+from bench.quality_tasks import QualityTask, build_tasks  # noqa: E402
+
+#: One arm's range-test result (the API's arm object) for each seed, in seed order.
+ArmResults = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How much to measure: grid range and density (log10 exponents) and the number of seeds."""
+
+    name: str
+    grid: tuple[float, float, float]  # low exponent, high exponent, step in decades
+    seeds: int
+    quick: bool
+
+
+QUICK = Mode("quick", (-4.0, 0.0, 0.5), seeds=2, quick=True)
+FULL = Mode("full", (-5.0, 0.5, 0.5), seeds=4, quick=False)
+
+
+# --------------------------------------------------------------------------- rules under test
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A way to turn range-test results into a training schedule.
+
+    `pick(results, i)` returns the peak LR for training seed `i` (None: the rule gave no answer);
+    `schedule` says whether it is trained at a constant LR or as one-cycle with that max_lr, and
+    `start` maps a seed's result to the one-cycle starting LR (None: max_lr / 25, the grid's shape).
+    """
+
+    name: str
+    schedule: str
+    pick: Callable[[ArmResults, int], float | None]
+    start: Callable[[dict[str, Any]], float | None] | None = None
+    what: str = ""
+
+
+def _suggestion(name: str) -> Callable[[ArmResults, int], float | None]:
+    return lambda results, i: results[i]["suggestions"].get(name)
+
+
+def _pooled_recommendation(results: ArmResults, i: int) -> float | None:
+    """What the engine returns with `repeats = seeds`: the median over seeds of the rule it chose."""
+    from worker.engine.suggestions import repeat_spread
+
+    rule = results[0]["recommended_rule"]
+    return None if rule is None else repeat_spread(results, list(range(len(results))))["median"].get(rule)
+
+
+def _keras_default(results: ArmResults, i: int) -> float:
+    """The LR a user gets by not choosing: the Keras optimizer's constructor default."""
+    import keras
+
+    return float(keras.optimizers.get(results[i]["optimizer"]["name"]).learning_rate)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("recommended", "constant", lambda r, i: r[i]["recommended_lr"], what="engine's recommended_lr, one seed"),
+    Rule("recommended@seeds", "constant", _pooled_recommendation,
+         what="engine's recommended_lr with repeats = all seeds (median)"),
+    Rule("valley", "constant", _suggestion("valley"), what="fastai default"),
+    Rule("steepest", "constant", _suggestion("steepest"), what="pytorch-lr-finder, Lightning"),
+    Rule("minimum", "constant", _suggestion("minimum"), what="fastai minimum/10"),
+    Rule("slide", "constant", _suggestion("slide"), what="fastai slide"),
+    Rule("one_cycle", "one_cycle", lambda r, i: r[i]["lr_bounds"]["max_lr"],
+         what="one-cycle at lr_bounds.max_lr from max_lr/25 (the result's recommendation.one_cycle)"),
+    Rule("clr_bounds", "one_cycle", lambda r, i: r[i]["lr_bounds"]["max_lr"], start=lambda a: a["lr_bounds"]["base_lr"],
+         what="one-cycle from lr_bounds.base_lr up to lr_bounds.max_lr"),
+    Rule("keras_default", "constant", _keras_default, what="the optimizer's default LR (no range test)"),
+)
+
+
+# --------------------------------------------------------------------------- measuring one task
+
+
+def sweep_results(task: QualityTask, seeds: int) -> list[ArmResults]:
+    """The range test of every arm, once per seed (repeats=1), with the engine's default sweep settings.
+
+    One call per seed instead of `repeats=seeds` because the per-seed `lr_bounds` are needed; the
+    engine's own repeats runs are the same runs (seed s builds the same weights and batch order).
+    """
+    from worker.engine.data import Arrays
+    from worker.engine.sweep import run_sweep
+    from worker.spec import DatasetRef, JobSpec, Sweep
+
+    d = task.data
+    arrays = Arrays(d.x, d.y, d.x_val, d.y_val)
+    per_seed = []
+    for seed in range(seeds):
+        spec = JobSpec(
+            model=task.model, dataset=DatasetRef(uri=f"file:{task.name}.npz"), loss=task.loss,
+            optimizers=list(task.arms), sweep=Sweep(batch_size=task.batch_size, seed=seed),
+        )
+        per_seed.append(run_sweep(spec, data_root=Path("."), data=arrays))
+    return [[result["arms"][a] for result in per_seed] for a in range(len(task.arms))]
+
+
+@dataclass
+class CaseResult:
+    """Everything measured for one (task, arm): grids, the sweeps' numbers, per-rule LRs and losses."""
+
+    case: str
+    baseline: float
+    grids: dict[str, Grid]
+    rule_lrs: dict[str, list[float | None]]
+    rule_losses: dict[str, list[float]]
+    agreement: list[float | None]  # per seed: decades spanned by steepest/valley/minimum/slide
+
+    def summaries(self) -> dict[str, RuleSummary]:
+        rules = {rule.name: rule for rule in RULES}
+        return {
+            name: summarize(lrs, self.rule_losses[name], self.grids[rules[name].schedule], self.baseline)
+            for name, lrs in self.rule_lrs.items()
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "case": self.case, "baseline": self.baseline,
+            "grids": {k: {"lrs": g.lrs.tolist(), "losses": g.losses.tolist()} for k, g in self.grids.items()},
+            "rule_lrs": self.rule_lrs, "rule_losses": self.rule_losses, "agreement": self.agreement,
+        }
+
+
+def measure_arm(task: QualityTask, arm_index: int, results: ArmResults, mode: Mode, log: Callable[[str], None]) -> CaseResult:
+    """Grid ground truth and every rule's trained loss for one arm of a task."""
+    from bench.quality_train import GridTrainer, LRPlan
+
+    arm = task.arms[arm_index]
+    trainer = GridTrainer(task, arm)
+    cache: dict[tuple[LRPlan, int], float] = {}
+
+    def score(plan: LRPlan, seed: int) -> float:
+        if (plan, seed) not in cache:
+            cache[plan, seed] = trainer.score(plan, seed)
+        return cache[plan, seed]
+
+    lrs = log_grid(*mode.grid)
+    seeds = range(mode.seeds)
+    grids = {
+        kind: Grid(lrs, np.array([[score(LRPlan(kind, float(lr)), s) for lr in lrs] for s in seeds]))
+        for kind in ("constant", "one_cycle")
+    }
+    rule_lrs: dict[str, list[float | None]] = {}
+    rule_losses: dict[str, list[float]] = {}
+    for rule in RULES:
+        picks = [rule.pick(results, s) for s in seeds]
+        starts = [rule.start(results[s]) if rule.start else None for s in seeds]
+        rule_lrs[rule.name] = picks
+        rule_losses[rule.name] = [
+            trainer.cap if lr is None else score(LRPlan(rule.schedule, float(lr), start), s)  # type: ignore[arg-type]
+            for s, (lr, start) in enumerate(zip(picks, starts))
+        ]
+    agreement = [log_range(results[s]["suggestions"].values()) for s in seeds]
+    case = f"{task.name}/{arm.display_label}"
+    log(f"{case}: grid best constant {grids['constant'].best_lr:.2g} ({grids['constant'].best_loss:.3f}), "
+        f"one-cycle {grids['one_cycle'].best_lr:.2g} ({grids['one_cycle'].best_loss:.3f}); {len(cache)} fits")
+    return CaseResult(case, trainer.cap, grids, rule_lrs, rule_losses, agreement)
+
+
+def measure_task(task: QualityTask, mode: Mode, log: Callable[[str], None]) -> tuple[list[CaseResult], dict[str, Any]]:
+    """All arms of one task, plus whether the engine's `best_arm` is the arm that trains best."""
+    started = time.perf_counter()
+    per_arm = sweep_results(task, mode.seeds)
+    log(f"{task.name}: range tests {time.perf_counter() - started:.1f}s")
+    cases = [measure_arm(task, a, per_arm[a], mode, log) for a in range(len(task.arms))]
+    check: dict[str, Any] = {}
+    if len(cases) > 1:
+        labels = [arm.display_label for arm in task.arms]
+        by_min_loss = [min(range(len(labels)), key=lambda a: per_arm[a][s]["min_loss"]) for s in range(mode.seeds)]
+        truth = {kind: labels[int(np.argmin([c.grids[kind].best_loss for c in cases]))] for kind in ("constant", "one_cycle")}
+        check = {"task": task.name, "best_arm_per_seed": [labels[a] for a in by_min_loss], "trains_best": truth}
+    log(f"{task.name}: done in {time.perf_counter() - started:.0f}s")
+    return cases, check
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def agreement_report(cases: Sequence[CaseResult]) -> dict[str, Any]:
+    """Does disagreement between rules, or across seeds, flag the cases where `recommended` does badly?"""
+    per_seed_spread: list[float] = []
+    per_seed_regret: list[float] = []
+    for c in cases:
+        grid = c.grids["constant"]
+        scale = max(c.baseline - grid.best_loss, 1e-12)
+        for spread, loss in zip(c.agreement, c.rule_losses["recommended"]):
+            if spread is not None:
+                per_seed_spread.append(spread)
+                per_seed_regret.append((loss - grid.best_loss) / scale)
+    seed_spread = [log_range(c.rule_lrs["recommended"]) or 0.0 for c in cases]
+    case_regret = [c.summaries()["recommended"].normalized for c in cases]
+    return {
+        "rules_spread_vs_regret_spearman": round(spearman(per_seed_spread, per_seed_regret), 3),
+        "seed_spread_vs_regret_spearman": round(spearman(seed_spread, case_regret), 3),
+        "points": len(per_seed_spread),
+    }
+
+
+def report(cases: Sequence[CaseResult], checks: Sequence[dict[str, Any]], mode: Mode, seconds: float) -> str:
+    summaries = {c.case: c.summaries() for c in cases}
+    names = [rule.name for rule in RULES]
+    peers = ["recommended", "recommended@seeds", "valley", "steepest", "minimum", "slide", "keras_default"]
+    lines = [
+        f"## Recommendation quality ({mode.name}: grid 10^{mode.grid[0]:g}..10^{mode.grid[1]:g} every "
+        f"{mode.grid[2]:g} decades, {mode.seeds} seeds, {seconds:.0f}s)",
+        "",
+        "Ground truth per case (best grid LR by mean validation loss over seeds):",
+        "",
+        "| task/arm | baseline loss | best constant LR (loss) | best one-cycle max_lr (loss) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for c in cases:
+        g, o = c.grids["constant"], c.grids["one_cycle"]
+        lines.append(f"| {c.case} | {c.baseline:.3f} | {g.best_lr:.2g} ({g.best_loss:.3f}) | {o.best_lr:.2g} ({o.best_loss:.3f}) |")
+    lines += ["", format_table(summaries, names), ""]
+    lines.append(f"Cases won (lowest regret among single-LR rules): {json.dumps(wins(summaries, peers))}")
+    for check in checks:
+        lines.append(f"best_arm ({check['task']}): engine per seed {check['best_arm_per_seed']}; "
+                     f"trains best {check['trains_best']}")
+    lines.append(f"Agreement as confidence: {json.dumps(agreement_report(cases))}")
+    final = {
+        "mode": mode.name,
+        "seconds": round(seconds),
+        "cases": len(cases),
+        "mean_normalized_regret": mean_over_cases(summaries, "normalized"),
+        "mean_regret": mean_over_cases(summaries, "regret"),
+        "mean_abs_grid_steps": mean_over_cases(summaries, "abs_steps"),
+        "mean_lr_spread_decades": mean_over_cases(summaries, "lr_spread"),
+    }
+    lines.append(json.dumps(final))
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="coarser grid, 2 seeds, half the training budget")
+    parser.add_argument("--tasks", help="comma-separated subset of the tasks (default: all)")
+    parser.add_argument("--seeds", type=int, help="override the mode's number of seeds")
+    parser.add_argument("--out", type=Path, help="also write every measured number as JSON here")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    mode = QUICK if args.quick else FULL
+    if args.seeds:
+        mode = Mode(mode.name, mode.grid, args.seeds, mode.quick)
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f}s] {message}", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    only = set(args.tasks.split(",")) if args.tasks else None
+    cases: list[CaseResult] = []
+    checks: list[dict[str, Any]] = []
+    for task in build_tasks(quick=mode.quick, only=only):
+        task_cases, check = measure_task(task, mode, log)
+        cases += task_cases
+        checks += [check] if check else []
+    seconds = time.perf_counter() - started
+    if args.out:
+        args.out.write_text(json.dumps({"mode": asdict(mode), "seconds": seconds, "checks": checks,
+                                        "cases": [c.to_json() for c in cases]}, indent=1))
+    print(report(cases, checks, mode, seconds))
+
+
+if __name__ == "__main__":
+    main()
