@@ -26,8 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -140,6 +140,7 @@ def _optimizer(text: str) -> dict[str, Any]:
 def submit(
     model: Path = typer.Argument(..., help="A JSON file with the model's model.to_json() output."),
     dataset: str = typer.Option(..., help="builtin:digits, keras:mnist, dataset:<id> or file:<path>."),
+    normalize: bool = typer.Option(False, "--normalize", help="Scale the dataset's inputs to [0, 1]."),
     optimizer: list[str] = typer.Option(
         None, "--optimizer", "-o", help="An arm: NAME[:key=value,...][@label]; repeat for several (default adam)."
     ),
@@ -160,7 +161,8 @@ def submit(
     sweep = {k: v for k, v in {"start_lr": start_lr, "end_lr": end_lr, "num_steps": steps,
                                "batch_size": batch_size}.items() if v is not None}
     client = _client()
-    job = _call(client.submit, model_obj, dataset, loss=loss, sweep=sweep,
+    dataset_ref = {"uri": dataset, "normalize": True} if normalize else dataset
+    job = _call(client.submit, model_obj, dataset_ref, loss=loss, sweep=sweep,
                 optimizers=[_optimizer(o) for o in optimizer] if optimizer else None)
     print(job["id"])
     if wait:
@@ -241,8 +243,9 @@ def _follow(client: Client, job_id: str) -> None:
             arms = progress.get("arms") or []
             running = next((a for a in arms if a.get("state") == "running"), None)
             detail = f"{running['label']}: lr {_num(running.get('lr'))} loss {_num(running.get('loss'))}" if running else ""
-            bar.update(task, description=job["status"], total=progress.get("steps_total") or None,
-                       completed=progress.get("steps_done", 0), detail=detail)
+            total = progress.get("steps_total") or None
+            done = total if job["status"] == "succeeded" else progress.get("steps_done", 0)  # arms may stop early
+            bar.update(task, description=job["status"], total=total, completed=done, detail=detail)
 
         job = _call(client.wait, job_id, on_update=update)
     if job["status"] != "succeeded":

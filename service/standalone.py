@@ -88,6 +88,7 @@ def run(host: str, port: int, data_dir: Path, *, log=print) -> int:  # noqa: ANN
 
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        _ensure_port_free(host, port)
         if not os.environ.get("LRRT_REDIS_URL"):
             redis_url = f"redis://127.0.0.1:{free_port()}/0"
             parts.append(_start_redis(redis_url, data_dir / "redis"))
@@ -122,6 +123,17 @@ def run(host: str, port: int, data_dir: Path, *, log=print) -> int:  # noqa: ANN
             part.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    """Fail before starting anything when the API's port is taken (else its /healthz would answer
+    for whatever holds it)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise StandaloneError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
 
 
 def _start_redis(url: str, directory: Path) -> Part:
