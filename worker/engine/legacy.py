@@ -20,6 +20,8 @@ REMOVED_ARGS: dict[str, frozenset[str]] = {
     "GRU": frozenset({"time_major", "implementation"}),
     "SimpleRNN": frozenset({"time_major"}),
 }
+#: Layers whose `axis` Keras 2 serialized as a one-element list after build and Keras 3 wants as an int.
+SINGLE_AXIS = frozenset({"BatchNormalization"})
 #: Arguments every Keras 2 layer could carry to declare its input; Keras 3 wants an InputLayer.
 INPUT_ARGS = ("batch_input_shape", "input_shape", "input_dim")
 OBJECT_MODULES = {
@@ -90,6 +92,9 @@ def _rewrite_layer(layer: dict[str, Any], *, first: bool, sequential: bool) -> d
     _rewrite_dtype(config)
     for key in REMOVED_ARGS.get(str(name), ()):
         config.pop(key, None)
+    axis = config.get("axis")
+    if name in SINGLE_AXIS and isinstance(axis, list) and len(axis) == 1:
+        config["axis"] = axis[0]
     for key, value in config.items():
         suffix = next((s for s in OBJECT_MODULES if key.endswith(s)), None)
         if suffix and isinstance(value, dict) and "class_name" in value:
