@@ -8,18 +8,15 @@ submission and on every dataset route) and what it holds, so listing never opens
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from service.ids import is_id
 from worker.keys import Keys
 from worker.store import new_id, now_iso
-
-#: What `new_id()` makes: 32 lower-case hex digits.
-DATASET_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class DatasetStore:
@@ -70,7 +67,7 @@ class DatasetStore:
         """The metadata, or None when unknown, malformed or another tenant's (callers answer 404 either way).
 
         Ids are checked before they become part of a Redis key or a file name."""
-        if not DATASET_ID.fullmatch(dataset_id):
+        if not is_id(dataset_id):
             return None
         raw = self.r.hgetall(self.k.dataset(dataset_id))
         if not raw:

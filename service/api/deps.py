@@ -1,7 +1,8 @@
 """FastAPI dependencies shared by the routers: settings, stores and the caller's tenant.
 
 Everything a route needs is built once in `service.app.create_app` and kept on `app.state`, so tests
-and the CLI choose the configuration by passing `Settings`, never by patching globals.
+and the CLI choose the configuration by passing `Settings`, never by patching globals. These do no
+I/O, so they are `async def`: FastAPI runs them inline instead of hopping to its threadpool for each.
 """
 
 from __future__ import annotations
@@ -25,23 +26,23 @@ _bearer = HTTPBearer(
 )
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> JobStore:
+async def get_store(request: Request) -> JobStore:
     return request.app.state.store
 
 
-def get_datasets(request: Request) -> DatasetStore:
+async def get_datasets(request: Request) -> DatasetStore:
     return request.app.state.datasets
 
 
-def get_celery(request: Request) -> Celery:
+async def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
-def get_tenant(
+async def get_tenant(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
     """The tenant owning the presented API key; 401 (with `WWW-Authenticate: Bearer`) without a valid one."""

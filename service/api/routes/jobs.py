@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
@@ -20,6 +19,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.api.deps import CeleryDep, DatasetsDep, SettingsDep, StoreDep, TenantDep
 from service.api.schemas import Job, JobLinks, JobPage, JobStatus, Result
+from service.ids import is_id
 from service.problems import PROBLEM_BASE, ProblemError, problem_responses
 from service.submission import body_sha256, check_caps, check_dataset, check_model, parse_spec
 from worker.celery_app import enqueue
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(
     {401: "No or wrong API key.", 422: "A parameter is invalid; `errors` says which."}))
 
-JOB_ID = re.compile(r"[0-9a-f]{32}")
 #: Seconds a poller should wait before asking again, by status (terminal jobs do not change).
 RETRY_AFTER_S = {"queued": 2, "running": 1}
 #: How long one blocking read of a job's event stream waits before checking the job is still there.
@@ -45,7 +44,7 @@ def owned_job(
     job_id: Annotated[str, Path(description="The id POST /v1/jobs returned.")], tenant: TenantDep, store: StoreDep
 ) -> dict[str, Any]:
     """The caller's job; unknown, malformed and other tenants' ids are all the same 404."""
-    job = store.get(job_id, tenant=tenant) if JOB_ID.fullmatch(job_id) else None
+    job = store.get(job_id, tenant=tenant) if is_id(job_id) else None
     if job is None:
         raise ProblemError(404, "job-not-found",
                            f"No job {job_id!r} here: check the id (GET /v1/jobs lists your jobs).")
@@ -199,7 +198,7 @@ def list_jobs(
     "(seconds) and an `ETag`; send it back in `If-None-Match` to get 304 until something changed.",
     responses={304: {"description": "Not modified since the ETag you sent."}, **NOT_FOUND},
 )
-def get_job(
+async def get_job(
     job: OwnedJob,
     request: Request,
     response: Response,

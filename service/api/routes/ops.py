@@ -18,16 +18,16 @@ from service.problems import ProblemError, problem_responses
 router = APIRouter(tags=["operations"])
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def get_text_redis(request: Request) -> redis.Redis:
+async def get_text_redis(request: Request) -> redis.Redis:
     return request.app.state.text_redis
 
 
 @router.get("/healthz", summary="Liveness", description="200 while the process serves requests; checks nothing else.")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
