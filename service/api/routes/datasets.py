@@ -40,6 +40,7 @@ OwnedDataset = Annotated[dict[str, Any], Depends(owned_dataset)]
     "",
     status_code=201,
     response_model=Dataset,
+    response_description="Stored; use its `uri` as dataset.uri. `Location` names it.",
     summary="Upload a dataset (.npz)",
     description="Multipart field `file`: an .npz with numeric arrays `x` and `y` (equal first dimension), "
     "optionally `x_val` and `y_val`, as `np.savez` writes it. Object (pickled) arrays, missing or extra "
@@ -82,6 +83,7 @@ def get_dataset(dataset: OwnedDataset) -> Dataset:
 @router.delete(
     "/{dataset_id}",
     status_code=204,
+    response_description="Deleted.",
     summary="Delete a dataset",
     description="Removes the file and its metadata. Queued jobs that use it will fail with a dataset error.",
     responses=NOT_FOUND,

@@ -93,6 +93,7 @@ _JOBSPEC_BODY = {
 @router.post(
     "",
     status_code=202,
+    response_description="Accepted: the job is queued; `Location` names it.",
     summary="Submit a range test",
     description="Validates the spec (schema, model allow-list, caps, dataset), writes a queued job and sends it "
     "to the workers. The body is a JobSpec. With `Idempotency-Key`, resending the same body returns the "
@@ -337,6 +338,7 @@ async def event_stream(store: JobStore, job_id: str, after: str, limiter: anyio.
     "/{job_id}/cancel",
     status_code=202,
     response_model=Job,
+    response_description="Accepted: the job as it is now (cancelled, or running with cancel_requested).",
     summary="Cancel a job",
     description="Best effort: a queued job is cancelled at once and never starts; a running one stops at its next "
     "chunk and ends `cancelled` with its partial curves kept (`cancel_requested` is true meanwhile).",
@@ -354,6 +356,7 @@ def cancel_job(job: OwnedJob, request: Request, store: StoreDep) -> Job:
 @router.delete(
     "/{job_id}",
     status_code=204,
+    response_description="Deleted.",
     summary="Delete a finished job and its results",
     responses={**NOT_FOUND, **problem_responses({409: "The job is queued or running: cancel it first."})},
 )
