@@ -102,6 +102,7 @@ class JobRun:
         try:
             spec = JobSpec.model_validate(spec_dict)
             self.progress = Progress(spec)
+            _retrying(self.store.set_progress, self.job_id, self.progress.initial())
             heartbeat.wait_warm()
             _prepare_backend()
             from worker.engine.sweep import run_sweep  # Keras: imported in the child, never in the parent
@@ -112,6 +113,10 @@ class JobRun:
         except Exception:
             log.exception("job %s: unexpected error in the sweep", self.job_id)
             return self._finish("failed", error=internal_problem(self.job_id), result=self._partial(spec_dict, None))
+        if self.lease_lost.is_set():
+            # Our lease is gone (another worker took the job over, or it expired): whatever we report
+            # could overwrite a live run. The job stays as it is; its owner or the reaper ends it.
+            return "lease-lost"
         result = json_safe(result)  # the API serves strict JSON: NaN and inf become null
         stopped = result.get("stopped")
         if stopped == "cancelled":
@@ -123,7 +128,7 @@ class JobRun:
     # ------------------------------------------------------------------ between chunks
     def on_chunk(self, chunk: Chunk) -> str | None:
         """The engine's hook: store progress and the new points; say when to stop."""
-        if self.lease_lost.is_set():  # another worker runs this job now: stop writing into it
+        if self.lease_lost.is_set():  # the job may run elsewhere now: stop writing into it
             return "cancelled"
         assert self.progress is not None
         now = time.monotonic()
@@ -140,7 +145,7 @@ class JobRun:
         while not self.done.wait(LEASE_TTL_S / 3):
             try:
                 if not self.store.refresh_lease(self.job_id, self.token):
-                    log.warning("job %s: lease taken over by another worker; stopping", self.job_id)
+                    log.warning("job %s: lease lost (expired or taken over); stopping", self.job_id)
                     self.lease_lost.set()
                     return
             except redis.RedisError as exc:  # Redis restarting: keep trying; the lease outlives a blip
@@ -169,11 +174,19 @@ class Progress:
     """The job's `progress` object (API.md), kept up to date from the engine's chunks."""
 
     def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
         self.arms = [
             {"label": arm.display_label, "state": "pending", "steps_done": 0, "lr": None, "loss": None}
             for arm in spec.optimizers
         ]
         self.steps_by_seed: dict[tuple[int, int], int] = {}
+
+    def initial(self) -> dict[str, Any]:
+        """Before the first chunk: every arm pending; the total is known unless the length is in epochs
+        (which needs the dataset's size)."""
+        sweep = self.spec.sweep
+        total = 0 if sweep.epochs is not None else sweep.total_steps(0) * len(self.arms) * sweep.repeats
+        return {"steps_done": 0, "steps_total": total, "fraction": 0.0, "arms": self.arms}
 
     def update(self, chunk: Chunk) -> dict[str, Any]:
         self.steps_by_seed[(chunk.arm_index, chunk.repeat)] = chunk.steps_done
