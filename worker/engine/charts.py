@@ -32,7 +32,8 @@ def render(result: dict[str, Any], kind: Kind = "both", fmt: Format = "png") -> 
     if fmt not in ("png", "svg"):
         raise ValueError(f"fmt must be 'png' or 'svg', got {fmt!r}")
     kinds = ["loss", "delta"] if kind == "both" else [kind]
-    figure = Figure(figsize=(8, 4.5 * len(kinds)), layout="constrained")
+    figure = Figure(figsize=(8, 4.5 * len(kinds)))
+    figure.subplots_adjust(left=0.1, right=0.98, top=0.94 if len(kinds) == 1 else 0.96, bottom=0.1 if len(kinds) == 1 else 0.06, hspace=0.3)
     for axes, which in zip(figure.subplots(len(kinds), 1, squeeze=False)[:, 0], kinds):
         _draw(axes, result.get("arms") or [], which)
     buffer = io.BytesIO()
@@ -64,7 +65,7 @@ def _draw(axes: Axes, arms: list[dict[str, Any]], kind: str) -> None:
     axes.set_xlabel("learning rate (log scale)")
     axes.set_ylabel("loss" if kind == "loss" else "loss delta (moving average)")
     axes.set_title(TITLES[kind])
-    axes.grid(True, which="both", alpha=0.3)
+    axes.grid(True, alpha=0.3)
     if kind == "delta":
         axes.axhline(0.0, color="grey", linewidth=0.8)
     if ceiling > 0 and axes.get_ylim()[1] > ceiling:

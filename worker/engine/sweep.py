@@ -41,8 +41,8 @@ from worker.spec import JobSpec, OptimizerArm
 MAX_STEPS_PER_EXECUTION = 50
 #: In validation mode a chunk ends at every validation point; at least this many per arm.
 MIN_VALIDATION_POINTS = 50
-#: Rows of input copied per `fit` call; a longer index stream is fed in several calls.
-STREAM_BYTES = 64 * 1024 * 1024
+#: Input bytes copied per `fit` call (each call costs some fixed setup); longer streams take several calls.
+STREAM_BYTES = 256 * 1024 * 1024
 COMPILED_CACHE_ENTRIES = 4
 
 
