@@ -24,10 +24,8 @@ import httpx
 import pytest
 import redis
 import uvicorn
-from fastapi import FastAPI
 
 from service.app import create_app
-from service.dashboard import router as dashboard_router
 from worker.keys import Keys
 from worker.settings import Settings
 
@@ -61,20 +59,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def with_dashboard(app: FastAPI) -> FastAPI:
-    """The app as service/app.py will wire it: the dashboard's routes ahead of the API's own `/` index."""
-    before = len(app.router.routes)
-    app.include_router(dashboard_router)
-    added = app.router.routes[before:]
-    del app.router.routes[before:]
-    app.router.routes[:0] = added
-    return app
-
-
 @pytest.fixture(scope="session")
 def dashboard_url(settings: Settings) -> Iterator[str]:
-    """The API + dashboard on a free loopback port, in this process (uvicorn in a thread)."""
-    app = with_dashboard(create_app(settings, reaper_interval_s=None))
+    """The API (which serves the dashboard at `/`) on a free loopback port, in this process (uvicorn in a
+    thread, so a failing route shows its traceback in the test output)."""
+    app = create_app(settings, reaper_interval_s=None)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="dashboard-uvicorn", daemon=True)

@@ -311,9 +311,10 @@ export function renderJobPage(app, id) {
       h('div', {class: `progress ${cls}`}, h('span', {style: {width: fmt.pct(p.fraction ?? p.steps_done / p.steps_total)}})),
       h('div', {class: 'arm-progress'}, (p.arms || []).map((arm) => {
         const total = arm.steps_total || (p.steps_total / Math.max(1, p.arms.length));
+        const stateText = unfinished(job) || !['running', 'pending'].includes(arm.state) ? arm.state : job.status;
         return h('div', {class: 'arm-card'},
           h('div', {class: 'arm-name'}, h('span', {}, h('span', {class: 'swatch', style: {background: color(arm.label)}}), arm.label),
-            h('span', {class: 'arm-state'}, arm.state || '')),
+            h('span', {class: 'arm-state'}, (stateText || '').replaceAll('_', ' '))),
           h('div', {class: 'progress'}, h('span', {style: {width: fmt.pct(arm.steps_done / total)}})),
           h('div', {class: 'muted mono'}, `step ${arm.steps_done ?? 0}`,
             arm.lr ? ` · lr ${fmt.lr(arm.lr)}` : '', arm.loss != null ? ` · loss ${fmt.loss(arm.loss)}` : ''));
@@ -363,7 +364,7 @@ export function renderJobPage(app, id) {
     const result = state.result;
     const job = state.job;
     if (job.status === 'succeeded' || result?.recommendation) {
-      fill(el.reco, result ? recommendationCard(result, id) : null);
+      fill(el.reco, result ? recommendationCard(result, id, {partial: job.status !== 'succeeded'}) : null);
     } else {
       fill(el.reco);
     }

@@ -23,8 +23,8 @@ const DIAGNOSTICS = {
     'From that step on the loss was not a number and the arm stopped. Usually the learning rate is far too high, the inputs are not normalized, or the loss does not fit the outputs.'],
   noisy: ['The curve is noisy',
     'Batch-to-batch noise is large next to the trend, so the suggestions may move from run to run. Use a larger batch_size, stronger smoothing, or repeats to see the spread.'],
-  too_few_steps: ['Too few steps',
-    'There are too few points for the rules to be reliable. Raise num_steps.'],
+  too_few_points: ['Too few points',
+    'There are too few points for the rules to be reliable. Raise num_steps or lower start_lr.'],
   unstable: ['The suggestions disagree across seeds',
     'The spread over repeats is wide: treat the recommended value as a rough range, not a point.'],
 };
@@ -103,6 +103,8 @@ export function kerasCode(result, jobId) {
   const bounds = reco.one_cycle || arm?.lr_bounds || {};
   const maxLr = bounds.max_lr ?? lr;
   const baseLr = bounds.base_lr ?? maxLr / 10;
+  const finalLr = bounds.final_lr ?? baseLr / 10;
+  const pctStart = bounds.pct_start ?? 0.3;
   const header = [`# lrrt job ${fmt.shortId(jobId)}: ${reco.optimizer}`, rule ? `# rule "${rule}"` : null];
   const constant = [
     'import keras',
@@ -115,18 +117,20 @@ export function kerasCode(result, jobId) {
     'import keras',
     '',
     ...header.filter(Boolean),
-    '# One-cycle: warm up linearly from base_lr',
-    '# to max_lr, then anneal (cosine) to base_lr/10.',
-    `base_lr, max_lr = ${fmt.pyFloat(baseLr)}, ${fmt.pyFloat(maxLr)}`,
+    '# One-cycle: warm up linearly from base_lr to',
+    '# max_lr, then anneal (cosine) down to final_lr.',
+    `base_lr = ${fmt.pyFloat(baseLr)}`,
+    `max_lr = ${fmt.pyFloat(maxLr)}`,
+    `final_lr = ${fmt.pyFloat(finalLr)}`,
     '# epochs * steps_per_epoch of your training run:',
     'total_steps = 10_000',
-    'warmup_steps = int(0.3 * total_steps)',
+    `warmup_steps = int(${pctStart} * total_steps)`,
     'schedule = keras.optimizers.schedules.CosineDecay(',
     '    initial_learning_rate=base_lr,',
     '    warmup_target=max_lr,',
     '    warmup_steps=warmup_steps,',
     '    decay_steps=total_steps - warmup_steps,',
-    '    alpha=base_lr / max_lr / 10,',
+    '    alpha=final_lr / max_lr,',
     ')',
     `optimizer = ${optimizerCall(arm?.optimizer, 'schedule')}`,
     '',
@@ -136,7 +140,8 @@ export function kerasCode(result, jobId) {
 
 // ------------------------------------------------------------------ the card
 
-export function recommendationCard(result, jobId) {
+/** The card; `partial` when the curves are those of a cancelled or failed job. */
+export function recommendationCard(result, jobId, {partial = false} = {}) {
   const reco = result.recommendation;
   if (!reco) {
     return h('section', {class: 'panel reco pending', 'data-testid': 'recommendation-card'},
@@ -159,8 +164,11 @@ export function recommendationCard(result, jobId) {
       pre.firstChild.textContent = code[key];
     }}), text);
 
-  return h('section', {class: 'panel reco', 'data-testid': 'recommendation-card'},
-    h('div', {class: 'reco-head'}, 'Recommended learning rate'),
+  const spread = arm?.repeats?.iqr_log10?.recommended;
+  return h('section', {class: `panel reco${partial ? ' partial' : ''}`, 'data-testid': 'recommendation-card'},
+    h('div', {class: 'reco-head'}, partial ? 'Suggested from the partial curves' : 'Recommended learning rate'),
+    partial ? h('div', {class: 'alert alert-warn small', style: {margin: '8px 0'}},
+      'The sweep did not finish, so this comes from the steps it ran. Run it to the end before trusting it.') : null,
     h('div', {class: 'reco-lr', 'data-testid': 'recommended-lr'}, fmt.lr(reco.learning_rate)),
     h('div', {class: 'reco-opt'}, reco.optimizer,
       arm?.optimizer?.name ? h('span', {class: 'muted small'}, `  keras.optimizers.${KERAS_CLASSES[arm.optimizer.name] || arm.optimizer.name}`) : null),
@@ -169,10 +177,12 @@ export function recommendationCard(result, jobId) {
       bounds ? [h('dt', {}, 'Cyclical bounds'), h('dd', {class: 'mono'}, `base_lr ${fmt.lr(bounds.base_lr)} · max_lr ${fmt.lr(bounds.max_lr)}`)] : null,
       cycle ? [h('dt', {}, 'One-cycle'), h('dd', {class: 'mono'}, `${fmt.lr(cycle.base_lr)} → ${fmt.lr(cycle.max_lr)}`)] : null,
       arm?.min_loss != null ? [h('dt', {}, 'Lowest loss'), h('dd', {class: 'mono'}, `${fmt.loss(arm.min_loss)} at ${fmt.lr(arm.min_loss_lr)}`)] : null,
-      arm?.repeats?.spread != null || arm?.repeats?.iqr_log10 != null
-        ? [h('dt', {}, 'Spread (seeds)'), h('dd', {class: 'mono'}, `${fmt.loss(arm.repeats.iqr_log10 ?? arm.repeats.spread)} decades (IQR)`)]
+      spread != null
+        ? [h('dt', {}, 'Across seeds'), h('dd', {class: 'mono'}, `IQR ${spread.toFixed(2)} decades (${arm.repeats.seeds?.length ?? '?'} seeds)`)]
         : null),
-    rule && RULES[rule] ? h('div', {class: 'rule-text'}, RULES[rule]) : null,
+    rule ? h('div', {class: 'rule-text'},
+      RULES[rule] || rule,
+      arm?.rules?.[rule] ? h('div', {class: 'muted small', style: {marginTop: '4px'}}, `Here: ${arm.rules[rule]}.`) : null) : null,
     h('div', {class: 'row', style: {marginTop: '14px'}},
       h('div', {class: 'segmented'}, tab('constant', 'Constant LR'), tab('oneCycle', 'One-cycle schedule'))),
     h('div', {class: 'code'}, pre, copy));
@@ -186,10 +196,10 @@ export function diagnosticsList(result) {
       const code = typeof flag === 'string' ? flag : (flag.code ?? flag.flag ?? flag.type ?? flag.name ?? 'note');
       const [title, text] = DIAGNOSTICS[code] || [code.replaceAll('_', ' '), ''];
       const step = typeof flag === 'object' ? (flag.step ?? flag.at_step) : null;
-      const detail = typeof flag === 'object' ? (flag.detail ?? flag.message) : null;
+      const detail = typeof flag === 'object' ? (flag.message ?? flag.detail) : null;
       items.push(h('li', {dataset: {code}},
         h('strong', {}, `${arm.label}: ${title}${step != null ? ` (step ${step})` : ''}`),
-        [detail, text].filter(Boolean).join(' ')));
+        text || detail, text && detail ? h('div', {class: 'small muted', style: {marginTop: '4px'}}, `Engine: ${detail}.`) : null));
     }
   }
   if (!items.length && (result.arms || []).some((arm) => (arm.lrs || []).length)) {

@@ -375,7 +375,8 @@ function build(app, desc) {
       const problem = err.problem;
       const errors = fieldErrors(problem);
       if (Array.isArray(problem.disallowed) && problem.disallowed.length) {
-        errors.push({path: 'model', message: `Not allowed: ${problem.disallowed.map((d) => (typeof d === 'string' ? d : d.class_name || JSON.stringify(d))).join(', ')}. ${problem.detail || ''}`});
+        const names = problem.disallowed.map((d) => (typeof d === 'string' ? d : d.class_name || JSON.stringify(d))).join(', ');
+        errors.push({path: 'model', message: `Not allowed: ${names}. ${problem.detail || ''}`.trim()});
       }
       if (!errors.length) errors.push({path: '', message: [problem.title, problem.detail].filter(Boolean).join(': ')});
       showErrors(errors, problem);
