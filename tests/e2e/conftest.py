@@ -110,10 +110,9 @@ class Proc:
             return ""
 
 
-@pytest.fixture(scope="session")
-def server_env(settings: Settings) -> dict[str, str]:
-    """The environment both server processes read their Settings from: this session's Redis prefix,
-    queue, data root and tenants."""
+def server_env_for(settings: Settings) -> dict[str, str]:
+    """The environment a server process (`lrrt api`, `lrrt worker`) needs to read `settings` back:
+    the Redis prefix, queue, data root and tenants; Keras on the CPU."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LRRT_")}
     env.update(
         LRRT_REDIS_URL=settings.redis_url,
@@ -127,6 +126,18 @@ def server_env(settings: Settings) -> dict[str, str]:
         CUDA_VISIBLE_DEVICES="",  # the tests run Keras on the CPU
     )
     return env
+
+
+@pytest.fixture(scope="session")
+def e2e_settings(settings: Settings) -> Settings:
+    """The session's settings on a queue of our own: other suites may run workers on the session queue,
+    and these tests must know which worker runs their jobs (to kill it, or to keep a job queued)."""
+    return settings.model_copy(update={"queue": f"{settings.queue}-e2e"})
+
+
+@pytest.fixture(scope="session")
+def server_env(e2e_settings: Settings) -> dict[str, str]:
+    return server_env_for(e2e_settings)
 
 
 class Worker(Proc):

@@ -71,10 +71,10 @@ def test_api_restart_mid_job_loses_nothing(client: Client, api_server: Api, digi
     assert len(client.result(job["id"])["arms"][0]["losses"]) >= before
 
 
-def test_duplicate_message_runs_the_job_once(client: Client, store: JobStore, settings: Settings,
+def test_duplicate_message_runs_the_job_once(client: Client, store: JobStore, e2e_settings: Settings,
                                              digits_mlp: dict[str, Any]) -> None:
     job = client.submit(digits_mlp, "builtin:digits", sweep={"num_steps": 30, "batch_size": 16})
-    enqueue(make_celery(settings), job["id"], settings.queue)  # as a broker redelivery would
+    enqueue(make_celery(e2e_settings), job["id"], e2e_settings.queue)  # as a broker redelivery would
     assert client.wait(job["id"], timeout=120)["status"] == "succeeded"
     time.sleep(1)  # let the second message reach the worker and be dropped
     record = store.get(job["id"])
