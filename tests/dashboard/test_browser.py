@@ -241,4 +241,22 @@ def test_a_failed_job_says_what_to_change(new_page: Any, dashboard_url: str, dig
     assert failed["status"] == "failed"
     assert failed["error"]["title"] in error.inner_text() and failed["error"]["detail"] in error.inner_text()
     assert page.locator("[data-testid=loss-chart]").get_attribute("data-points") == "0"
+    assert not page.locator("[data-testid=loss-chart]").is_visible()  # nothing to chart: no empty axes
     screenshot(page, "job-failed")
+
+
+def test_upload_a_dataset_from_the_form(new_page: Any, tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "tiny.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.random((120, 64), dtype=np.float32), y=rng.integers(0, 10, 120))
+    page = new_page()
+    page.goto("/#/new")
+    page.wait_for_selector("[data-testid=submit-form]")
+    page.click("[data-testid=dataset-source-upload]")
+    page.set_input_files("[data-testid=npz-file]", str(path))
+    page.wait_for_selector("text=Uploaded tiny.npz")
+    uri = page.input_value("[data-testid=uploaded-datasets]")
+    assert re.fullmatch(r"dataset:[0-9a-f]+", uri), uri
+    assert page.locator("[data-testid=uploaded-datasets]").is_visible()
+    assert uri in page.locator(".summary-list").inner_text()

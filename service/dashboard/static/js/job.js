@@ -71,7 +71,7 @@ export function renderJobPage(app, id) {
       h('div', {class: 'job-grid'},
         h('div', {class: 'col'},
           el.progress,
-          h('section', {class: 'panel'},
+          el.charts = h('section', {class: 'panel'},
             h('div', {class: 'panel-head'}, h('h2', {}, 'Loss vs learning rate'),
               h('span', {class: 'hint'}, 'Drag to zoom · double-click to reset · hover for values')),
             h('div', {class: 'chart-controls'}, rawToggle),
@@ -369,9 +369,11 @@ export function renderJobPage(app, id) {
       fill(el.reco);
     }
     if (!result) {
-      if (job.status !== 'succeeded') {
-        charts.loss.empty.textContent = 'No steps ran, so there are no curves.';
-        charts.delta.empty.textContent = '';
+      if (job.status !== 'succeeded') { // ended before any step: nothing to chart
+        el.charts.hidden = true;
+        el.progress.hidden = true;
+        el.alerts.append(h('div', {class: 'alert alert-info'}, 'No training step ran, so there are no curves. ',
+          h('a', {href: '#/new'}, 'Submit a corrected job'), '.'));
       }
       return;
     }

@@ -39,10 +39,11 @@ function route() {
 const dialog = document.getElementById('key-dialog');
 const keyInput = document.getElementById('key-input');
 const keyReason = document.getElementById('key-reason');
-const defaultReason = keyReason.textContent;
+const defaultReason = keyReason.cloneNode(true);
 
 setKeyPrompt((reason) => new Promise((resolve) => {
-  keyReason.textContent = reason || defaultReason;
+  if (reason) keyReason.textContent = reason;
+  else keyReason.replaceChildren(...defaultReason.cloneNode(true).childNodes);
   keyInput.value = '';
   const onClose = () => {
     const key = keyInput.value.trim();

@@ -148,11 +148,12 @@ function build(app, desc) {
   const filePath = h('input', {type: 'text', id: 'f-dataset-file', placeholder: 'path/under/the/data/root.npz'});
   const npzFile = h('input', {type: 'file', accept: '.npz', 'data-testid': 'npz-file', onchange: uploadDataset});
   const uploadStatus = h('div', {class: 'field-hint'});
+  const uploadedNote = h('div', {class: 'field-hint'}, 'Datasets uploaded with this API key.');
   const uploadButton = h('label', {class: 'btn btn-sm file-pick'}, 'Choose an .npz file to upload…', npzFile);
   const panes = {
     builtin: h('div', {}, builtinSelect,
       h('div', {class: 'field-hint'}, 'builtin:digits works offline (8×8 handwritten digits, 1,797 images). keras: datasets are downloaded once into the worker\u2019s cache.')),
-    uploaded: h('div', {}, uploadedSelect, h('div', {class: 'field-hint'}, 'Datasets uploaded with this API key.')),
+    uploaded: h('div', {}, uploadedSelect, uploadedNote),
     upload: h('div', {}, h('div', {class: 'row'}, uploadButton), uploadStatus,
       h('div', {class: 'field-hint'}, 'An .npz with arrays x and y (optionally x_val and y_val); no pickled objects.')),
     file: h('div', {}, h('div', {class: 'row', style: {flexWrap: 'nowrap'}}, h('span', {class: 'mono muted'}, 'file:'), filePath),
@@ -178,6 +179,7 @@ function build(app, desc) {
       fill(uploadedSelect, items.length ? items.map((d) => h('option', {value: d.uri || `dataset:${d.id}`, selected: d.id === selectId},
         `${d.name || d.filename || fmt.shortId(d.id)} · ${shapesText(d.shapes)} · ${fmt.bytes(d.bytes)}`))
         : h('option', {value: ''}, 'No uploaded datasets yet'));
+      updateSummary();
     } catch (err) {
       fill(uploadedSelect, h('option', {value: ''}, `Could not list datasets: ${errorText(err)}`));
     }
@@ -199,7 +201,8 @@ function build(app, desc) {
       showSource();
       await loadDatasets(created.id);
       uploadedSelect.value = created.uri || `dataset:${created.id}`;
-      uploadStatus.textContent = `Uploaded ${file.name}: ${shapesText(created.shapes)}`;
+      updateSummary();
+      uploadedNote.textContent = `Uploaded ${file.name}: ${shapesText(created.shapes)}. Use it as ${created.uri}.`;
     } catch (err) {
       uploadStatus.textContent = '';
       const fields = err instanceof ApiError ? fieldErrors(err.problem) : [];
