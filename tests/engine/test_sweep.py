@@ -73,11 +73,19 @@ def test_arms_start_from_the_same_weights_and_batches(engine_root: Path, caps) -
 
 
 def test_same_spec_and_seed_give_identical_curves(engine_root: Path, caps) -> None:
-    spec = make_spec(optimizers=[{"name": "adam"}], num_steps=40)
-    first = run_sweep(spec, data_root=engine_root, caps=caps)
-    second = run_sweep(spec, data_root=engine_root, caps=caps)
+    """Also with dropout and batch norm, whose RNG and statistics must be reset when a compiled model is reused."""
+    import json
+
+    import keras
+
+    model = json.loads(keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                                         keras.layers.BatchNormalization(), keras.layers.Dropout(0.3),
+                                         keras.layers.Dense(10, activation="softmax")]).to_json())
+    spec = make_spec(model, optimizers=[{"name": "adam"}], num_steps=40)
+    first = run_sweep(spec, data_root=engine_root, caps=caps)  # compiles
+    second = run_sweep(spec, data_root=engine_root, caps=caps)  # reuses the compiled model
     assert first["arms"] == second["arms"]
-    other_seed = run_sweep(make_spec(optimizers=[{"name": "adam"}], num_steps=40, seed=7), data_root=engine_root, caps=caps)
+    other_seed = run_sweep(make_spec(model, optimizers=[{"name": "adam"}], num_steps=40, seed=7), data_root=engine_root, caps=caps)
     assert other_seed["arms"][0]["losses"] != first["arms"][0]["losses"]
 
 
@@ -147,3 +155,26 @@ def test_unknown_loss_and_bad_optimizer_params_are_config_errors(engine_root: Pa
     with pytest.raises(ConfigInvalid) as caught:
         run_sweep(make_spec(optimizers=[{"name": "sgd", "params": {"nesterov_typo": True}}]), data_root=engine_root, caps=caps)
     assert "nesterov_typo" in caught.value.detail
+
+
+def test_mixed_precision_and_jit_compile_options_run(engine_root: Path, caps) -> None:
+    spec = make_spec(num_steps=20, mixed_precision=True, jit_compile=True)
+    arm = run_sweep(spec, data_root=engine_root, caps=caps)["arms"][0]
+    assert len(arm["losses"]) == 20 and all(v is not None for v in arm["losses"])
+
+
+def test_out_of_memory_becomes_resource_exhausted(engine_root: Path, caps, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+
+    from worker.engine.errors import ResourceExhausted
+
+    class ResourceExhaustedError(Exception):
+        pass
+
+    def fit(*args, **kwargs):
+        raise ResourceExhaustedError("OOM when allocating tensor with shape [64,4096]")
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    with pytest.raises(ResourceExhausted) as caught:
+        run_sweep(make_spec(num_steps=10, seed=11), data_root=engine_root, caps=caps)
+    assert caught.value.problem()["status"] == 507

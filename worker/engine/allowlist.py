@@ -262,6 +262,18 @@ def estimate_params(obj: dict[str, Any]) -> int | None:
         return None
 
 
+def check_params(obj: dict[str, Any], *, max_params: int) -> None:
+    """Raise `CapExceeded` when the estimate (or, failing one, the certain lower bound) is over the cap."""
+    estimate = estimate_params(obj)
+    known = estimate if estimate is not None else lower_bound_params(obj)
+    if known > max_params:
+        raise CapExceeded(
+            f"the model would have {'' if estimate is not None else 'at least '}{known:,} parameters; "
+            f"the limit is {max_params:,}. Use a smaller model.",
+            cap="max_params", limit=max_params, value=known,
+        )
+
+
 def lower_bound_params(obj: dict[str, Any]) -> int:
     """Parameters that are certain from configs alone (Embedding tables, Dense units); used when the estimate is None."""
     total = 0

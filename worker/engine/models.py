@@ -13,7 +13,7 @@ from typing import Any
 
 import keras
 
-from worker.engine.allowlist import check_model_json, estimate_params, lower_bound_params
+from worker.engine.allowlist import check_model_json, check_params
 from worker.engine.errors import CapExceeded, EngineError, ModelInvalid
 from worker.engine.legacy import to_keras3
 from worker.settings import Settings
@@ -27,14 +27,7 @@ def vet_model_json(model_json: dict[str, Any], caps: Settings) -> dict[str, Any]
     config = to_keras3(model_json)
     check_model_json(config, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
     config.pop("compile_config", None)  # empty (checked above); Keras would compile from it
-    estimate = estimate_params(config)
-    known = estimate if estimate is not None else lower_bound_params(config)
-    if known > caps.max_params:
-        raise CapExceeded(
-            f"the model would have {'' if estimate is not None else 'at least '}{known:,} parameters; "
-            f"the limit is {caps.max_params:,}",
-            cap="max_params", limit=caps.max_params, value=known,
-        )
+    check_params(config, max_params=caps.max_params)
     return config
 
 

@@ -275,7 +275,7 @@ def _compiled(config: dict, spec: JobSpec, caps: Settings, arm: OptimizerArm, nu
     model.compile(optimizer=optimizer, loss=_loss(spec.loss), steps_per_execution=chunk, jit_compile=jit)
     recorder = install(model, chunk)
     model.optimizer.build(model.trainable_variables)
-    compiled = _Compiled(model, recorder, [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables])
+    compiled = _Compiled(model, recorder, [keras.ops.convert_to_numpy(v.value) for v in model.optimizer.variables])
     _compiled_cache[key] = compiled
     while len(_compiled_cache) > COMPILED_CACHE_ENTRIES:
         _compiled_cache.popitem(last=False)
@@ -334,7 +334,7 @@ def _seeded_model(config: dict, caps: Settings, seed: int, mixed_precision: bool
 
 def _variables(model: keras.Model) -> list[np.ndarray]:
     """Every variable's value (weights, BatchNorm statistics, dropout seed states): a run's starting point."""
-    return [keras.ops.convert_to_numpy(v) for v in model.variables]
+    return [keras.ops.convert_to_numpy(v.value) for v in model.variables]
 
 
 def _chunk_size(num_steps: int, requested: int | None, validation: bool) -> int:
