@@ -60,7 +60,7 @@ def test_standalone_runs_a_job_stops_cleanly_and_keeps_jobs(tmp_path: Path) -> N
         wait_until(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200 or proc.poll() is not None,
                    180, "standalone to be ready (Redis, API and a live worker)")
         assert proc.poll() is None, log.read_text()
-        assert f"lrrt is running at {url}" in log.read_text()
+        wait_until(lambda: f"lrrt is running at {url}" in log.read_text(), 10, "the URL to be printed")
         with Client(url, api_key="") as client:  # loopback, no keys: auth is off
             model = json.loads((EXAMPLES / "digits_mlp.json").read_text())
             job = client.submit(model, "builtin:digits", sweep={"num_steps": 30, "batch_size": 32})
