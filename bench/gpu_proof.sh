@@ -61,15 +61,17 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
   python3 - <<'PY'
-import platform, keras
-print("python:", platform.python_version(), "keras:", keras.__version__, "backend:", keras.backend.backend())
+import platform, keras, pydantic
+print("python:", platform.python_version(), "keras:", keras.__version__, "backend:", keras.backend.backend(),
+      "pydantic:", pydantic.VERSION)
 if keras.backend.backend() == "jax":
     import jax
     print("jax:", jax.__version__, "devices:", jax.devices())
 PY
 } >"$OUT/env.txt" 2>&1
+probe_rc=$?
 cat "$OUT/env.txt"
-python3 -c "import keras, pydantic" || { echo "Keras or pydantic not importable: see above" >&2; exit 1; }
+[[ $probe_rc -eq 0 ]] || { echo "Keras or pydantic not importable: see above" >&2; exit 1; }
 [[ -f "$BENCH" ]] || { echo "$BENCH is missing (the engine's benchmark)" >&2; exit 1; }
 
 bench_cmd=(python3 "$BENCH" --model convnet --batch-size 250 --data synthetic-mnist $BENCH_ARGS)
