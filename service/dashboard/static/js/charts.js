@@ -42,6 +42,11 @@ export class LrChart {
     this.plot = null;
   }
 
+  /** Fix the LR axis to the sweep's range (a running job's curve then grows across it), or null. */
+  setLrRange(range) {
+    this.lrRange = range && range[0] > 0 && range[1] > range[0] ? range : null;
+  }
+
   setArms(arms) {
     this.arms = arms.map((arm) => clean(arm));
     const drawn = this.arms.filter((arm) => arm.x.length);
@@ -84,11 +89,11 @@ export class LrChart {
       ...this.size(),
       series,
       scales: {
-        x: {time: false, distr: 3, log: 10},
+        x: {time: false, distr: 3, log: 10, range: (u, min, max) => this.lrRange || [min, max]},
         y: {range: () => this.yRange},
       },
       axes: [
-        {...AXIS, label: 'learning rate (log scale)', labelSize: 24, values: lrTickLabels},
+        {...AXIS, label: 'learning rate (log scale)', labelSize: 24, values: lrTickLabels, filter: (u, splits) => splits},
         {...AXIS, label: this.yLabel, labelSize: 28, size: 60},
       ],
       cursor: {sync: this.syncKey ? {key: this.syncKey} : undefined, drag: {x: true, y: false}, points: {size: 7}},
@@ -174,9 +179,14 @@ function placeLabel(ctx, placed, text, x, y, color, px, box, bold) {
   ctx.fillText(text, lx + 4 * px, ly + hgt / 2);
 }
 
+/** Label the decades; in a range narrower than two decades, the 1, 2 and 5 multiples. (The axis
+ * keeps every log tick, see `filter` below, so a narrow range still gets labels.) */
 function lrTickLabels(u, splits) {
-  const decades = splits.filter((v) => Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9);
-  return splits.map((v) => (decades.length < 2 || decades.includes(v) ? fmt.lr(v) : ''));
+  const mantissa = (v) => v / 10 ** Math.floor(Math.log10(v) + 1e-9);
+  const near = (a, b) => Math.abs(a - b) < 1e-6;
+  const decades = splits.filter((v) => v != null && near(mantissa(v), 1));
+  const shown = decades.length >= 2 ? [1] : [1, 2, 5];
+  return splits.map((v) => (v != null && shown.some((m) => near(mantissa(v), m)) ? fmt.lr(v) : ''));
 }
 
 /** Only points with a positive finite LR and a finite value (the API sends null for NaN/inf). */

@@ -327,6 +327,9 @@ export function renderJobPage(app, id) {
     const source = state.result || state.partial;
     const sweep = state.job?.spec?.sweep || {};
     if (source?.arms?.some((arm) => (arm.lrs || []).length)) {
+      const range = !state.result && sweep.start_lr && sweep.end_lr ? [sweep.start_lr, sweep.end_lr] : null;
+      charts.loss.setLrRange(range);
+      charts.delta.setLrRange(range);
       const best = state.result ? bestArm(state.result) : null;
       const rule = state.result ? chosenRule(state.result, best) : null;
       const lossArms = [];
@@ -348,6 +351,11 @@ export function renderJobPage(app, id) {
       charts.delta.setArms(deltaArms);
       return;
     }
+    // Progress points only: the sweep's LR range (when the job tells it) fixes the axis, so the curve
+    // visibly grows from start_lr towards end_lr.
+    const range = sweep.start_lr && sweep.end_lr ? [sweep.start_lr, sweep.end_lr] : null;
+    charts.loss.setLrRange(range);
+    charts.delta.setLrRange(range);
     const lossArms = [];
     const deltaArms = [];
     for (const [label, points] of state.live) {
