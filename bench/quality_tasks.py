@@ -13,6 +13,7 @@ source's own held-out split, so it and the ground-truth training use exactly the
 from __future__ import annotations
 
 import json
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,7 +149,7 @@ def _digits_convnet() -> dict[str, Any]:
     )
 
 
-def build_tasks(*, quick: bool = False, only: set[str] | None = None) -> list[QualityTask]:
+def build_tasks(*, quick: bool = False, only: Set[str] | None = None) -> list[QualityTask]:
     """The bench's tasks; `quick` halves every training budget (which moves the best LR up a little)."""
     scale = 1 if quick else 2
     ce, mse = "sparse_categorical_crossentropy", "mean_squared_error"
