@@ -31,6 +31,12 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 COUNTS_CACHE_S = 5.0
 
 
+def live_workers(text_redis: redis.Redis, keys: Keys) -> list[str]:
+    """Node names of the workers whose heartbeat key has not expired (see worker/heartbeat.py)."""
+    prefix = keys.worker_heartbeat("")
+    return sorted(key.removeprefix(prefix) for key in text_redis.scan_iter(match=prefix + "*", count=500))
+
+
 class FleetCollector(Collector):
     """Jobs by status, queue depth, sweep throughput and job durations, from Redis."""
 
@@ -67,6 +73,8 @@ class FleetCollector(Collector):
         for status in STATUSES:
             jobs.add_metric([status], counts.get(status, 0))
         yield jobs
+        yield GaugeMetricFamily("lrrt_workers_alive", "Workers with a live heartbeat in Redis.",
+                                value=len(live_workers(self.r, self.keys)))
         yield GaugeMetricFamily("lrrt_queue_depth", "Messages waiting in the Celery queue.",
                                 value=self.r.llen(self.queue))
         stats = self.r.hgetall(self.keys.stats())

@@ -69,6 +69,8 @@ def test_metrics_exports_requests_jobs_queue_and_worker_stats(
     assert 'lrrt_job_duration_seconds_bucket{le="5.0"} 0.0' in text
     assert 'lrrt_job_duration_seconds_bucket{le="+Inf"} 1.0' in text
     assert "lrrt_redis_up 1.0" in text
+    alive = next(line for line in text.splitlines() if line.startswith("lrrt_workers_alive "))
+    assert float(alive.split()[1]) == len(list(redis_client.scan_iter(match=keys.worker_heartbeat("") + "*")))
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"])

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.deps import StoreDep
-from service.metrics import Metrics
+from service.metrics import Metrics, live_workers
 from service.problems import ProblemError, problem_responses
 
 router = APIRouter(tags=["operations"])
@@ -41,8 +41,7 @@ async def healthz() -> dict[str, str]:
 def readyz(store: StoreDep, text_redis: Annotated[redis.Redis, Depends(get_text_redis)]) -> dict[str, Any]:
     try:
         text_redis.ping()
-        prefix = store.k.worker_heartbeat("")
-        workers = sorted(key.removeprefix(prefix) for key in text_redis.scan_iter(match=prefix + "*", count=500))
+        workers = live_workers(text_redis, store.k)
     except redis.RedisError as exc:
         raise ProblemError(503, "not-ready", f"Redis is not reachable ({exc}); check LRRT_REDIS_URL and the Redis "
                            "server.", title="Not ready", headers={"Retry-After": "5"}) from None
