@@ -40,6 +40,8 @@ class Job(BaseModel):
     labels: dict[str, str]
     attempts: int = Field(description="Times a worker has started this job (more than 1 after a lost worker).")
     cancel_requested: bool = Field(description="A cancel was asked for; a running job stops at its next chunk.")
+    spec: dict[str, Any] = Field(description="The submitted spec as validated, with its defaults filled in, "
+                                 "without the model (dataset, loss, optimizers, sweep, labels).")
     links: JobLinks
 
 

@@ -153,6 +153,26 @@ def test_result_states(client: TestClient, worker: FakeWorker) -> None:
     assert body["recommendation"]["learning_rate"] == 1e-3
 
 
+def test_running_job_partial_result_on_request(client: TestClient, worker: FakeWorker) -> None:
+    job = submit(client)
+    worker.start(job["id"])
+    assert client.get(f"/v1/jobs/{job['id']}/result?partial=true", headers=ALICE).status_code == 409  # no step yet
+    worker.chunk(job["id"], 0, "SGD", 0, 10)
+    worker.chunk(job["id"], 0, "SGD", 10, 4)
+    assert client.get(f"/v1/jobs/{job['id']}/result", headers=ALICE).status_code == 409
+    partial = client.get(f"/v1/jobs/{job['id']}/result?partial=true", headers=ALICE)
+    assert partial.status_code == 200 and partial.json()["status"] == "running"
+    lrs = partial.json()["arms"][0]["lrs"]
+    assert len(lrs) == 14 and lrs == sorted(lrs)
+
+
+def test_job_resource_carries_spec_without_model(client: TestClient) -> None:
+    job = submit(client)
+    spec = client.get(f"/v1/jobs/{job['id']}", headers=ALICE).json()["spec"]
+    assert "model" not in spec
+    assert spec["dataset"]["uri"] and spec["sweep"]["start_lr"] > 0 and spec["optimizers"]
+
+
 def test_cancelled_job_returns_partial_curves(client: TestClient, worker: FakeWorker) -> None:
     job = submit(client)
     worker.start(job["id"])

@@ -59,6 +59,7 @@ def job_resource(job: dict[str, Any], request: Request) -> Job:
     return Job(
         **{field: job[field] for field in ("id", "status", "created_at", "started_at", "finished_at", "progress",
                                            "error", "labels", "attempts", "cancel_requested")},
+        spec={key: value for key, value in job["spec"].items() if key != "model"},
         links=JobLinks(self=base, result=f"{base}/result", plot=f"{base}/plot.png", events=f"{base}/events",
                        cancel=f"{base}/cancel"),
     )
@@ -239,16 +240,22 @@ def require_curves(store: JobStore, job: dict[str, Any]) -> dict[str, Any]:
     "/{job_id}/result",
     summary="Curves, suggestions and the recommendation",
     description="200 once the job succeeded. A cancelled or failed job answers with the partial curves it "
-    "recorded (`status` tells which), or 409 when no step ran; a queued or running job is 409.",
+    "recorded (`status` tells which), or 409 when no step ran; a queued or running job is 409 unless "
+    "`partial=true` asks for the curves recorded so far (with suggestions computed on them).",
     response_class=JSONResponse,
     responses={200: {"model": Result}, **NOT_FOUND,
                **problem_responses({409: "Not finished yet, or it ended before any step ran."})},
 )
-def get_result(job: OwnedJob, store: StoreDep) -> JSONResponse:
-    if job["status"] in UNFINISHED:
+def get_result(
+    job: OwnedJob,
+    store: StoreDep,
+    partial: Annotated[bool, Query(description="Also answer for a running job, with its curves so far.")] = False,
+) -> JSONResponse:
+    if job["status"] in UNFINISHED and not partial:
         raise ProblemError(409, "job-not-finished",
                            f"Job {job['id']} is {job['status']}; the result exists once it has succeeded. Poll "
-                           f"/v1/jobs/{job['id']} (or watch /events), or fetch a live chart from /plot.png.")
+                           f"/v1/jobs/{job['id']} (or watch /events), or ask for the curves so far with "
+                           "?partial=true.")
     return JSONResponse({"id": job["id"], "status": job["status"], **require_curves(store, job)})
 
 
