@@ -8,7 +8,9 @@
 Rates are steps per second of the time spent in `fit` (model building and compilation are warmed up
 first and excluded alike); the engine's wall time including its fixed per-job cost is reported too.
 Variants alternate round by round because this machine's speed drifts between runs. The LR range stays
-below divergence so every variant does the same arithmetic. The last line is one JSON object.
+below divergence so every variant does the same arithmetic, and every variant feeds `fit` the same
+arrays (shuffled by `fit`, whole batches; `--steps` is rounded up to whole epochs). The last line is
+one JSON object.
 
     python bench/sweep.py --quick                       # digits MLP, CPU, under a minute
     KERAS_BACKEND=jax python bench/sweep.py --model convnet --batch-size 250 --data synthetic-mnist
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small run: digits MLP, 200 steps, 3 rounds")
+    parser.add_argument("--quick", action="store_true", help="small run: a digits MLP, 224 steps (4 epochs), 5 rounds")
     parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"], help="Keras backend (default: KERAS_BACKEND or tensorflow)")
     parser.add_argument("--model", choices=["convnet", "mlp"], help="the tutorial's ConvNet or a small MLP")
     parser.add_argument("--data", choices=["digits", "synthetic-mnist"], help="digits (scikit-learn) or random MNIST-shaped arrays")
@@ -40,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps-per-execution", type=int, default=50)
     parser.add_argument("--optimizer", default="adam")
     args = parser.parse_args()
-    defaults = ({"model": "mlp", "data": "digits", "batch_size": 64, "steps": 200, "rounds": 3} if args.quick else
+    defaults = ({"model": "mlp", "data": "digits", "batch_size": 32, "steps": 224, "rounds": 5} if args.quick else
                 {"model": "convnet", "data": "synthetic-mnist", "batch_size": 250, "steps": 1000, "rounds": 5})
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -55,7 +57,6 @@ def main() -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import numpy as np
 
     from worker.engine.data import Arrays
     from worker.engine.schedule import RangeTestSchedule
@@ -65,10 +66,11 @@ def main() -> None:
     x, y = load_data(args.data, args.model)
     model_json = json.loads(make_model(args.model, x.shape[1:]).to_json())
     start_lr, end_lr = 1e-5, 1e-3  # below divergence for Adam on both models: every variant does the same work
-    steps, bs, spe = args.steps, args.batch_size, min(args.steps_per_execution, args.steps)
-    rng = np.random.default_rng(0)
-    order = np.concatenate([rng.permutation(len(x)) for _ in range(-(-steps * bs // len(x)))])[: steps * bs]
-    x_stream, y_stream = x[order], y[order]
+    bs = args.batch_size
+    per_epoch = len(x) // bs  # every variant feeds fit the same arrays, shuffled by fit, whole batches only
+    x, y = x[: per_epoch * bs], y[: per_epoch * bs]
+    steps = -(-args.steps // per_epoch) * per_epoch if args.steps > per_epoch else args.steps
+    spe = min(args.steps_per_execution, steps)
 
     spec = JobSpec(model=model_json, dataset={"uri": "builtin:digits", "validation_split": 0.0},
                    optimizers=[{"name": args.optimizer}], loss="sparse_categorical_crossentropy",
@@ -97,7 +99,8 @@ def main() -> None:
         for variable, value in zip(model.variables + model.optimizer.variables, start):
             variable.assign(value)
         began = time.perf_counter()
-        model.fit(x_stream, y_stream, batch_size=bs, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
+        model.fit(x, y, batch_size=bs, epochs=max(1, steps // per_epoch), shuffle=True, verbose=0, callbacks=callbacks,
+                  steps_per_epoch=steps if steps < per_epoch else None)
         return time.perf_counter() - began
 
     fit_model, fit_start = compiled(1)

@@ -25,51 +25,48 @@ def regression_data(rows: int = 512, features: int = 8) -> Arrays:
 
 @pytest.mark.parametrize("mode", ["exponential", "linear"])
 def test_each_step_uses_the_schedule_lr_and_records_its_own_loss(mode: str, engine_root: Path, caps) -> None:
-    """Replay the sweep by hand: same initial weights, same batches, plain SGD with lrs[i] at step i.
+    """Replay the sweep by hand: same initial weights, plain SGD with lrs[i] at step i.
 
-    Recorded losses must equal the replay's loss of each batch on the weights before that step;
-    any other LR (or a running mean) would make them drift apart within a few steps.
+    The data is exactly one batch, so every step sees all of it whatever the shuffle order. Recorded
+    losses must equal the replay's loss on the weights before each step; any other LR (or Keras's
+    running mean) would make them drift apart within a few steps.
     """
     import keras
     import tensorflow as tf
 
     from worker.engine.models import build_model, vet_model_json
-    from worker.engine.sweep import _batches
-    from worker.engine.data import prepare
 
-    spec = make_spec(num_steps=45, batch_size=32, start_lr=1e-3, end_lr=0.5, mode=mode, divergence_threshold=None)
-    result = run_sweep(spec, data_root=engine_root, caps=caps, steps_per_execution=10)
+    rng = np.random.default_rng(0)
+    data = Arrays(rng.random((32, 64), dtype=np.float32), rng.integers(0, 10, 32))
+    spec = make_spec(num_steps=45, batch_size=32, start_lr=1e-3, end_lr=0.5, mode=mode, divergence_threshold=None,
+                     dataset={"uri": "builtin:digits", "validation_split": 0.0})
+    result = run_sweep(spec, data_root=engine_root, caps=caps, data=data, steps_per_execution=10)
     arm = result["arms"][0]
     expected_lrs = lr_values(1e-3, 0.5, 45, mode)
     np.testing.assert_allclose(arm["lrs"], expected_lrs, rtol=1e-12)
 
     keras.utils.set_random_seed(spec.sweep.seed)
     model = build_model(vet_model_json(spec.model, caps), caps)
-    from worker.engine.data import load_arrays
-
-    data = prepare(load_arrays("builtin:digits", data_root=engine_root, max_bytes=caps.max_dataset_bytes),
-                   spec.dataset, input_shape=(None, 64), input_dtype="float32", seed=spec.sweep.seed)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     replayed = []
-    for x, y in _batches(data, 32, 45, spec.sweep.seed, 10):
-        for i in range(0, len(x), 32):
-            lr = expected_lrs[len(replayed)]
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y[i : i + 32], model(x[i : i + 32], training=True))
-            grads = tape.gradient(loss, model.trainable_variables)
-            replayed.append(float(loss))
-            for variable, grad in zip(model.trainable_variables, grads):
-                variable.assign_sub(lr * grad)
+    for lr in expected_lrs:
+        with tf.GradientTape() as tape:
+            loss = loss_fn(data.y, model(data.x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        replayed.append(float(loss))
+        for variable, grad in zip(model.trainable_variables, grads):
+            variable.assign_sub(lr * grad)
     np.testing.assert_allclose(arm["losses"], replayed, rtol=2e-4, atol=1e-5)
     assert arm["stop_reason"] == "completed" and len(arm["losses"]) == 45
 
 
-def test_arms_start_from_the_same_weights_and_batches(engine_root: Path, caps) -> None:
-    spec = make_spec(optimizers=[{"name": "sgd"}, {"name": "adam"}, {"name": "rmsprop", "label": "rms"}], num_steps=30)
-    arms = run_sweep(spec, data_root=engine_root, caps=caps)["arms"]
-    firsts = [arm["losses"][0] for arm in arms]
-    assert firsts[0] == pytest.approx(firsts[1], abs=0) and firsts[0] == pytest.approx(firsts[2], abs=0)
-    assert arms[0]["losses"][5] != arms[1]["losses"][5]  # and then they do differ
+def test_arms_with_the_same_optimizer_give_the_same_curve(engine_root: Path, caps) -> None:
+    """Same initial weights and the same batches in the same order, across epochs (digits: 25 batches each)."""
+    spec = make_spec(optimizers=[{"name": "sgd", "label": "one"}, {"name": "adam"}, {"name": "sgd", "label": "two"}],
+                     num_steps=60)
+    one, adam, two = run_sweep(spec, data_root=engine_root, caps=caps)["arms"]
+    assert one["losses"] == two["losses"]
+    assert adam["losses"][0] == one["losses"][0] and adam["losses"][5] != one["losses"][5]
 
 
 def test_same_spec_and_seed_give_identical_curves(engine_root: Path, caps) -> None:
@@ -132,10 +129,11 @@ def test_progress_hook_sees_every_step_and_can_cancel(engine_root: Path, caps) -
     result = run_sweep(spec, data_root=engine_root, caps=caps, on_chunk=hook, steps_per_execution=10)
     assert result["stopped"] == "cancelled"
     sgd, adam = result["arms"]
-    assert sgd["stop_reason"] == "cancelled" and len(sgd["losses"]) == 30
-    assert adam["stop_reason"] == "cancelled" and adam["losses"] == []
-    assert [c.step_start for c in chunks] == [0, 10, 20]
-    assert sum((c.losses for c in chunks), []) == sgd["losses"]
+    assert sgd["stop_reason"] == "cancelled" and adam["stop_reason"] == "cancelled" and adam["losses"] == []
+    assert chunks[-1].job_steps_done >= 30 > chunks[-2].job_steps_done  # stopped at the first chunk past 30
+    assert all(0 < len(c.losses) <= 10 for c in chunks)  # never more than steps_per_execution between looks
+    assert [c.step_start for c in chunks[1:]] == [c.step_start + len(c.losses) for c in chunks[:-1]]
+    assert sum((c.losses for c in chunks), []) == sgd["losses"] and len(sgd["lrs"]) == len(sgd["losses"])
     assert chunks[-1].job_steps_total == 100
 
 

@@ -1,16 +1,21 @@
 """The sweep engine: spec + arrays in, curves, suggestions and charts out. Pure Keras and NumPy.
 
 No Celery, Redis or HTTP here, so a notebook, the benchmarks and the worker tasks all call the same
-code. Importing this package must not import Keras: `allowlist`, `legacy`, `errors`, `suggestions` and
-`charts` are used by the API process, which never imports TensorFlow or Keras.
+code. Importing this package must not import Keras: `allowlist`, `legacy`, `errors`, `progress`,
+`suggestions` and `charts` are used by the API process, which never imports TensorFlow or Keras.
 
 Entry point (import it explicitly, it imports Keras)::
 
     from worker.engine.sweep import run_sweep
-    result = run_sweep(spec, data_root=Path("lrrt-data"), on_chunk=hook)
+    result = run_sweep(spec, data_root=settings.data_root, on_chunk=hook, caps=settings)
 
 `on_chunk(chunk: Chunk) -> str | None` is called between `steps_per_execution` chunks with the new
 points of one arm; returning a reason ("cancelled", "time_limit") stops the sweep cooperatively and
-`run_sweep` returns the partial result. Failures are `worker.engine.errors.EngineError` subclasses that
-carry a problem object telling the user what to change.
+`run_sweep` returns the partial result with `stopped` set. Failures are `worker.engine.errors.EngineError`
+subclasses that carry a problem object telling the user what to change.
+
+Modules: `allowlist` (untrusted-JSON walk, parameter estimate), `legacy` (Keras 2 JSON -> Keras 3),
+`models` (safe build), `data` (dataset URIs, per-process cache), `schedule` (the LR ramp),
+`recorder` (per-step losses on the device), `sweep` (run_sweep), `suggestions` (rules on stored
+curves), `charts` (PNG/SVG).
 """

@@ -2,8 +2,10 @@
 
 How a sweep runs, and why:
 - The model is built once per seed under `keras.utils.set_random_seed`, and its weights are the
-  starting point of every arm for that seed; every arm also sees the same batches in the same order
-  (one index stream per seed). The tutorial's own loop forgets this.
+  starting point of every arm for that seed; every arm also sees the same batches in the same order:
+  `fit` shuffles the arrays itself (as a user's plain `fit` does, with no copy of the data) and the
+  global seed is reset to the seed's value right before each arm's `fit`. The tutorial's own loop
+  forgets both.
 - The LR is a `RangeTestSchedule` of the optimizer's step counter and each step's own loss goes into
   a ring buffer on the device (`recorder`), so `fit` runs `steps_per_execution` steps per call and
   Python looks in only between chunks: divergence and NaN stop, progress, cancellation, validation.
@@ -18,7 +20,6 @@ import json
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,6 @@ from worker.spec import JobSpec, OptimizerArm
 MAX_STEPS_PER_EXECUTION = 50
 #: In validation mode a chunk ends at every validation point; at least this many per arm.
 MIN_VALIDATION_POINTS = 50
-#: Input bytes copied per `fit` call (each call costs some fixed setup); longer streams take several calls.
-STREAM_BYTES = 256 * 1024 * 1024
 COMPILED_CACHE_ENTRIES = 4
 
 
@@ -153,22 +152,21 @@ class _Job:
         compiled = _compiled(config, self.spec, self.caps, arm, self.num_steps, self.chunk)
         compiled.reset(start)
         monitor = _Monitor(self, compiled, run, arm_index, arm.display_label, repeat)
+        x, y, epochs, steps_per_epoch = _epochs(self.data, sweep.batch_size, self.num_steps)
+        keras.utils.set_random_seed(seed)  # the shuffle order: the same for every arm of this seed
         began = time.perf_counter()
-        for x, y in _batches(self.data, sweep.batch_size, self.num_steps, seed, self.chunk):
-            try:
-                compiled.model.fit(x, y, batch_size=sweep.batch_size, epochs=1, shuffle=False, verbose=0,
-                                   callbacks=[monitor])
-            except EngineError:
+        try:
+            compiled.model.fit(x, y, batch_size=sweep.batch_size, shuffle=True, verbose=0, epochs=epochs,
+                               steps_per_epoch=steps_per_epoch, callbacks=[monitor])
+        except EngineError:
+            raise
+        except Exception as exc:
+            if _is_oom(exc):
                 raise
-            except Exception as exc:
-                if _is_oom(exc):
-                    raise
-                raise ConfigInvalid(
-                    f"training failed with loss {self.spec.loss!r} and optimizer {arm.name!r}: "
-                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
-                ) from None
-            if monitor.finished:
-                break
+            raise ConfigInvalid(
+                f"training failed with loss {self.spec.loss!r} and optimizer {arm.name!r}: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+            ) from None
         self.fit_seconds += time.perf_counter() - began
         self.steps_run += len(run.losses)
         return run
@@ -183,7 +181,6 @@ class _Monitor(keras.callbacks.Callback):
         self.arm_index, self.label, self.repeat = arm_index, label, repeat
         self.smoother = rules.Smoother(job.spec.sweep.smoothing)
         self.best = math.inf
-        self.finished = False
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         run, job = self.run, self.job
@@ -215,7 +212,6 @@ class _Monitor(keras.callbacks.Callback):
         if reason:
             run.stop_reason = job.stopped = reason
         if state != "running" or reason:
-            self.finished = True
             self.model.stop_training = True
 
     def _report(self, seen: int, added: int, val: list[float | None] | None, state: str) -> str | None:
@@ -305,26 +301,18 @@ def _loss(identifier: str) -> Any:
 # --------------------------------------------------------------------------- data order and seeds
 
 
-def _batches(data: Prepared, batch_size: int, num_steps: int, seed: int, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The seed's batch stream, `num_steps` batches of consecutive shuffled passes, in `fit`-sized pieces.
+def _epochs(data: Prepared, batch_size: int, num_steps: int) -> tuple[np.ndarray, np.ndarray, int, int | None]:
+    """Arrays and `fit` arguments for `num_steps` steps of whole batches, `fit` reshuffling every epoch.
 
-    Each piece holds a multiple of `chunk` steps, so chunk boundaries (and the recorder's ring slots)
-    line up across pieces; a piece copies at most ~STREAM_BYTES of inputs (or one pass, if larger).
+    The rows are cut to a whole number of batches (a view, no copy), because a ragged last batch
+    would be a smaller, noisier step. `steps_per_epoch` is passed only for a single short epoch:
+    with it, Keras carries one iterator across epochs and runs out of array data.
     """
-    rng = np.random.default_rng(seed)
-    rows = len(data.x)
-    row_bytes = max(1, data.x[:1].nbytes)
-    steps_per_piece = max(rows // batch_size, STREAM_BYTES // (row_bytes * batch_size), 1)
-    steps_per_piece = max(chunk, steps_per_piece // chunk * chunk)
-    order = np.empty(0, dtype=np.int64)
-    step = 0
-    while step < num_steps:
-        steps = min(steps_per_piece, num_steps - step)
-        while len(order) < steps * batch_size:
-            order = np.concatenate([order, rng.permutation(rows)])
-        take, order = order[: steps * batch_size], order[steps * batch_size :]
-        yield data.x[take], data.y[take]
-        step += steps
+    per_epoch = len(data.x) // batch_size
+    rows = per_epoch * batch_size
+    if num_steps <= per_epoch:
+        return data.x[:rows], data.y[:rows], 1, num_steps
+    return data.x[:rows], data.y[:rows], -(-num_steps // per_epoch), None
 
 
 def _seeded_model(config: dict, caps: Settings, seed: int, mixed_precision: bool) -> keras.Model:
