@@ -80,6 +80,8 @@ class Rule:
     `pick(results, i)` returns the peak LR for training seed `i` (None: the rule gave no answer);
     `schedule` says whether it is trained at a constant LR or as one-cycle with that max_lr, and
     `start` maps a seed's result to the one-cycle starting LR (None: max_lr / 25, the grid's shape).
+    `evaluate_on` picks the range test: the default one on training batches, or `sweep.evaluate_on =
+    "validation"` (suggestions from the loss on the held-out rows, as Smith recommends).
     """
 
     name: str
@@ -87,6 +89,7 @@ class Rule:
     pick: Pick
     start: Callable[[dict[str, Any]], float | None] | None = None
     what: str = ""
+    evaluate_on: str = "train"  # which range test the rule reads: on the training or the validation loss
 
 
 def _suggestion(name: str) -> Pick:
@@ -148,6 +151,10 @@ RULES: tuple[Rule, ...] = (
     Rule("keras_default", "constant", _keras_default, what="the optimizer's default LR (no range test)"),
     Rule("median3", "constant", _median3, what="candidate: log-median of valley, steepest, minimum"),
     Rule("median3@seeds", "constant", _pooled(_median3), what="candidate: median3, median over seeds"),
+    Rule("valley[val]", "constant", _suggestion("valley"), evaluate_on="validation",
+         what="valley of a range test with evaluate_on=validation"),
+    Rule("median3[val]", "constant", _median3, evaluate_on="validation",
+         what="median3 of a range test with evaluate_on=validation"),
     Rule("one_cycle", "one_cycle", _max_lr,
          what="one-cycle at lr_bounds.max_lr from max_lr/25 (the result's recommendation.one_cycle)"),
     Rule("clr_bounds", "one_cycle", _max_lr, start=lambda a: a["lr_bounds"]["base_lr"],
@@ -162,7 +169,7 @@ RULES: tuple[Rule, ...] = (
 # --------------------------------------------------------------------------- measuring one task
 
 
-def sweep_results(task: QualityTask, seeds: int) -> list[ArmResults]:
+def sweep_results(task: QualityTask, seeds: int, evaluate_on: str) -> list[ArmResults]:
     """The range test of every arm, once per seed (repeats=1), with the engine's default sweep settings.
 
     One call per seed instead of `repeats=seeds` because the per-seed `lr_bounds` are needed; the
@@ -178,7 +185,7 @@ def sweep_results(task: QualityTask, seeds: int) -> list[ArmResults]:
     for seed in range(seeds):
         spec = JobSpec(
             model=task.model, dataset=DatasetRef(uri=f"file:{task.name}.npz"), loss=task.loss,
-            optimizers=list(task.arms), sweep=Sweep(batch_size=task.batch_size, seed=seed),
+            optimizers=list(task.arms), sweep=Sweep(batch_size=task.batch_size, seed=seed, evaluate_on=evaluate_on),
         )
         per_seed.append(run_sweep(spec, data_root=Path("."), data=arrays))
     return [[result["arms"][a] for result in per_seed] for a in range(len(task.arms))]
@@ -217,8 +224,9 @@ class CaseResult:
         return cls(data["case"], data["baseline"], grids, data["rule_lrs"], data["rule_losses"], data["agreement"])
 
 
-def measure_arm(task: QualityTask, arm_index: int, results: ArmResults, mode: Mode, log: Callable[[str], None]) -> CaseResult:
-    """Grid ground truth and every rule's trained loss for one arm of a task."""
+def measure_arm(task: QualityTask, arm_index: int, sweeps: dict[str, ArmResults], mode: Mode,
+                log: Callable[[str], None]) -> CaseResult:
+    """Grid ground truth and every rule's trained loss for one arm; `sweeps` by `evaluate_on`."""
     from bench.quality_train import GridTrainer, LRPlan
 
     arm = task.arms[arm_index]
@@ -239,6 +247,7 @@ def measure_arm(task: QualityTask, arm_index: int, results: ArmResults, mode: Mo
     rule_lrs: dict[str, list[float | None]] = {}
     rule_losses: dict[str, list[float]] = {}
     for rule in RULES:
+        results = sweeps[rule.evaluate_on]
         picks = [rule.pick(results, s) for s in seeds]
         starts = [rule.start(results[s]) if rule.start else None for s in seeds]
         rule_lrs[rule.name] = picks
@@ -246,7 +255,7 @@ def measure_arm(task: QualityTask, arm_index: int, results: ArmResults, mode: Mo
             trainer.cap if lr is None else score(LRPlan(rule.schedule, float(lr), start), s)  # type: ignore[arg-type]
             for s, (lr, start) in enumerate(zip(picks, starts))
         ]
-    agreement = [log_range(results[s]["suggestions"].values()) for s in seeds]
+    agreement = [log_range(sweeps["train"][s]["suggestions"].values()) for s in seeds]
     case = f"{task.name}/{arm.display_label}"
     log(f"{case}: grid best constant {grids['constant'].best_lr:.2g} ({grids['constant'].best_loss:.3f}), "
         f"one-cycle {grids['one_cycle'].best_lr:.2g} ({grids['one_cycle'].best_loss:.3f}); {len(cache)} fits")
@@ -256,15 +265,20 @@ def measure_arm(task: QualityTask, arm_index: int, results: ArmResults, mode: Mo
 def measure_task(task: QualityTask, mode: Mode, log: Callable[[str], None]) -> tuple[list[CaseResult], dict[str, Any]]:
     """All arms of one task, plus whether the engine's `best_arm` is the arm that trains best."""
     started = time.perf_counter()
-    per_arm = sweep_results(task, mode.seeds)
-    log(f"{task.name}: range tests {time.perf_counter() - started:.1f}s")
-    cases = [measure_arm(task, a, per_arm[a], mode, log) for a in range(len(task.arms))]
+    kinds = sorted({rule.evaluate_on for rule in RULES})
+    per_kind = {kind: sweep_results(task, mode.seeds, kind) for kind in kinds}
+    log(f"{task.name}: range tests ({', '.join(kinds)}) {time.perf_counter() - started:.1f}s")
+    cases = [measure_arm(task, a, {kind: per_kind[kind][a] for kind in kinds}, mode, log) for a in range(len(task.arms))]
     check: dict[str, Any] = {}
     if len(cases) > 1:
         labels = [arm.display_label for arm in task.arms]
-        by_min_loss = [min(range(len(labels)), key=lambda a: per_arm[a][s]["min_loss"]) for s in range(mode.seeds)]
+
+        def best_arm_per_seed(per_arm: list[ArmResults]) -> list[str]:
+            return [labels[min(range(len(labels)), key=lambda a: per_arm[a][s]["min_loss"])] for s in range(mode.seeds)]
+
         truth = {kind: labels[int(np.argmin([c.grids[kind].best_loss for c in cases]))] for kind in ("constant", "one_cycle")}
-        check = {"task": task.name, "best_arm_per_seed": [labels[a] for a in by_min_loss], "trains_best": truth}
+        check = {"task": task.name, "trains_best": truth,
+                 **{f"best_arm_per_seed[{kind}]": best_arm_per_seed(per_kind[kind]) for kind in kinds}}
     log(f"{task.name}: done in {time.perf_counter() - started:.0f}s")
     return cases, check
 
@@ -325,8 +339,8 @@ def report(cases: Sequence[CaseResult], checks: Sequence[dict[str, Any]], mode: 
     lines += ["", format_table(summaries, names), ""]
     lines.append(f"Cases won (lowest regret among single-LR rules): {json.dumps(wins(summaries, peers))}")
     for check in checks:
-        lines.append(f"best_arm ({check['task']}): engine per seed {check['best_arm_per_seed']}; "
-                     f"trains best {check['trains_best']}")
+        picked = {k: v for k, v in check.items() if k.startswith("best_arm_per_seed")}
+        lines.append(f"best_arm ({check['task']}): engine's pick per seed {picked}; trains best {check['trains_best']}")
     lines.append(f"Confidence signals (Spearman with recommended's normalized regret): {json.dumps(agreement_report(cases))}")
     final = {
         "mode": mode.name,

@@ -32,6 +32,7 @@ def test_single_seed_rules_read_their_fields(results: list[dict]) -> None:
     assert RULE["one_cycle"].pick(results, 0) == 1.0 and RULE["one_cycle"].schedule == "one_cycle"
     assert RULE["clr_bounds"].start(results[1]) == pytest.approx(0.1)
     assert RULE["one_cycle@max/4"].pick(results, 1) == pytest.approx(0.1)
+    assert RULE["valley[val]"].evaluate_on == "validation" and RULE["valley"].evaluate_on == "train"
 
 
 def test_median3_outvotes_one_rule_and_copes_with_a_missing_one(results: list[dict]) -> None:
