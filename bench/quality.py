@@ -41,6 +41,7 @@ from bench.quality_metrics import (  # noqa: E402
     log_median,
     log_range,
     mean_over_cases,
+    means_table,
     spearman,
     summarize,
     wins,
@@ -336,7 +337,8 @@ def report(cases: Sequence[CaseResult], checks: Sequence[dict[str, Any]], mode: 
     for c in cases:
         g, o = c.grids["constant"], c.grids["one_cycle"]
         lines.append(f"| {c.case} | {c.baseline:.3f} | {g.best_lr:.2g} ({g.best_loss:.3f}) | {o.best_lr:.2g} ({o.best_loss:.3f}) |")
-    lines += ["", format_table(summaries, names), ""]
+    lines += ["", "Means over the cases (normalized regret: 0 = grid's best, 1 = no better than the prior):", "",
+              means_table(summaries, names), "", "Per case:", "", format_table(summaries, names), ""]
     lines.append(f"Cases won (lowest regret among single-LR rules): {json.dumps(wins(summaries, peers))}")
     for check in checks:
         picked = {k: v for k, v in check.items() if k.startswith("best_arm_per_seed")}

@@ -123,6 +123,15 @@ def mean_over_cases(summaries: Mapping[str, Mapping[str, RuleSummary]], field: s
     return {rule: round(float(np.nanmean(values)), 4) for rule, values in by_rule.items()}
 
 
+def worst_over_cases(summaries: Mapping[str, Mapping[str, RuleSummary]], field: str) -> dict[str, float]:
+    """Largest value of one field per rule over the cases: a rule that fails badly once shows here."""
+    by_rule: dict[str, list[float]] = {}
+    for rules in summaries.values():
+        for rule, summary in rules.items():
+            by_rule.setdefault(rule, []).append(getattr(summary, field))
+    return {rule: round(float(np.nanmax(values)), 4) for rule, values in by_rule.items()}
+
+
 def wins(summaries: Mapping[str, Mapping[str, RuleSummary]], rules: Sequence[str]) -> dict[str, int]:
     """How many cases each of `rules` has the lowest regret among `rules` (ties count for each)."""
     counts = {rule: 0 for rule in rules}
@@ -154,6 +163,22 @@ def _ranks(values: np.ndarray) -> np.ndarray:
         tied = values == value
         ranks[tied] = ranks[tied].mean()
     return ranks
+
+
+def means_table(summaries: Mapping[str, Mapping[str, RuleSummary]], rules: Sequence[str]) -> str:
+    """Markdown table, one row per rule, over all cases: the headline numbers."""
+    columns = {
+        "mean norm. regret": mean_over_cases(summaries, "normalized"),
+        "worst norm. regret": worst_over_cases(summaries, "normalized"),
+        "mean regret": mean_over_cases(summaries, "regret"),
+        "mean abs grid steps": mean_over_cases(summaries, "abs_steps"),
+        "mean LR spread (decades)": mean_over_cases(summaries, "lr_spread"),
+    }
+    lines = ["| rule | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
+    for rule in rules:
+        if rule in columns["mean regret"]:
+            lines.append(f"| {rule} | " + " | ".join(f"{values[rule]:.3f}" for values in columns.values()) + " |")
+    return "\n".join(lines)
 
 
 def format_table(summaries: Mapping[str, Mapping[str, RuleSummary]], rules: Sequence[str]) -> str:

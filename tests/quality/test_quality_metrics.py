@@ -14,9 +14,11 @@ from bench.quality_metrics import (
     log_median,
     log_range,
     mean_over_cases,
+    means_table,
     spearman,
     summarize,
     wins,
+    worst_over_cases,
 )
 
 
@@ -92,6 +94,8 @@ def test_means_and_wins_across_cases(grid: Grid) -> None:
     cases = {"a": {"x": good, "y": bad}, "b": {"x": bad, "y": bad}}
     assert mean_over_cases(cases, "normalized") == {"x": pytest.approx(0.45), "y": pytest.approx(0.9)}
     assert wins(cases, ["x", "y"]) == {"x": 2, "y": 1}  # a tie counts for both
+    assert worst_over_cases(cases, "normalized") == {"x": pytest.approx(0.9), "y": pytest.approx(0.9)}
+    assert "| x | 0.450 | 0.900 | 0.900 | 1.000 | 0.000 |" in means_table(cases, ["x", "y"])
     table = format_table(cases, ["x", "y", "absent"])
     assert table.count("\n") == 1 + 4 and "| a | x | 0.000 ± 0.000 | 0.000 | +0.0 | 0.00 | 2/2 |" in table
 
