@@ -4,8 +4,8 @@ How a sweep runs, and why:
 - The model is built once per seed under `keras.utils.set_random_seed`, and its weights are the
   starting point of every arm for that seed; every arm also sees the same batches in the same order:
   `fit` shuffles the arrays itself (as a user's plain `fit` does, with no copy of the data) and the
-  global seed is reset to the seed's value right before each arm's `fit`. The tutorial's own loop
-  forgets both.
+  global seeds are set from (seed, epoch) at each epoch's start, just before the backend draws that
+  epoch's permutation. The tutorial's own loop forgets both.
 - The LR is a `RangeTestSchedule` of the optimizer's step counter and each step's own loss goes into
   a ring buffer on the device (`recorder`), so `fit` runs `steps_per_execution` steps per call and
   Python looks in only between chunks: divergence and NaN stop, progress, cancellation, validation.
@@ -151,9 +151,9 @@ class _Job:
             return run
         compiled = _compiled(config, self.spec, self.caps, arm, self.num_steps, self.chunk)
         compiled.reset(start)
-        monitor = _Monitor(self, compiled, run, arm_index, arm.display_label, repeat)
+        monitor = _Monitor(self, compiled, run, arm_index, arm.display_label, repeat, seed)
         x, y, epochs, steps_per_epoch = _epochs(self.data, sweep.batch_size, self.num_steps)
-        keras.utils.set_random_seed(seed)  # the shuffle order: the same for every arm of this seed
+        keras.utils.set_random_seed(seed)  # TensorFlow seeds its shuffle when fit builds the dataset, before any epoch
         began = time.perf_counter()
         try:
             compiled.model.fit(x, y, batch_size=sweep.batch_size, shuffle=True, verbose=0, epochs=epochs,
@@ -175,12 +175,21 @@ class _Job:
 class _Monitor(keras.callbacks.Callback):
     """What Python does between chunks: read the ring, check NaN and divergence, validate, report, stop."""
 
-    def __init__(self, job: _Job, compiled: _Compiled, run: _Run, arm_index: int, label: str, repeat: int) -> None:
+    def __init__(self, job: _Job, compiled: _Compiled, run: _Run, arm_index: int, label: str, repeat: int,
+                 seed: int) -> None:
         super().__init__()
         self.job, self.compiled, self.run = job, compiled, run
-        self.arm_index, self.label, self.repeat = arm_index, label, repeat
+        self.arm_index, self.label, self.repeat, self.seed = arm_index, label, repeat, seed
         self.smoother = rules.Smoother(job.spec.sweep.smoothing)
         self.best = math.inf
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Fix this epoch's shuffle where the backend draws it per epoch (NumPy under JAX, torch) after this hook.
+
+        Seeding right here, not once before `fit`, keeps whatever `fit` draws first (on a freshly
+        compiled model, say) from shifting the order of one arm's batches against another's.
+        """
+        keras.utils.set_random_seed((self.seed * 7919 + epoch) % 2**31)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         run, job = self.run, self.job
