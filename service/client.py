@@ -25,6 +25,9 @@ import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+#: Answers `wait` treats as the server being away for a moment (a restart, a proxy without a backend);
+#: None stands for no answer at all.
+TRANSIENT = frozenset({None, 502, 503, 504})
 
 
 class LrrtError(Exception):
@@ -115,18 +118,30 @@ class Client:
         *,
         timeout: float | None = None,
         on_update: Callable[[dict[str, Any]], None] | None = None,
+        outage_s: float = 60.0,
     ) -> dict[str, Any]:
         """Poll until the job is terminal and return it; `on_update` sees every new state.
 
         Sleeps what the server's `Retry-After` asks and sends `If-None-Match`, so an unchanged job
-        costs the server a 304. Raises TimeoutError after `timeout` seconds.
+        costs the server a 304. Rides out the server being unreachable (a restart, a rolling deploy)
+        for up to `outage_s` seconds in a row. Raises TimeoutError after `timeout` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         job: dict[str, Any] | None = None
         etag: str | None = None
+        down_since: float | None = None
         while True:
             headers = {"If-None-Match": etag} if etag else None
-            resp = self._request("GET", f"/v1/jobs/{job_id}", headers=headers)
+            try:
+                resp = self._request("GET", f"/v1/jobs/{job_id}", headers=headers)
+            except LrrtError as exc:
+                now = time.monotonic()
+                down_since = down_since or now
+                if exc.status not in TRANSIENT or now - down_since > outage_s or (deadline and now > deadline):
+                    raise
+                time.sleep(1.0)
+                continue
+            down_since = None
             if resp.status_code != 304:  # a 304 only answers a request that carried the last 200's ETag
                 job, etag = _decode(resp), resp.headers.get("ETag")
                 if on_update is not None:

@@ -3,18 +3,27 @@
 A running job holds a lease that its worker refreshes every few seconds. When the worker process is
 killed (out of memory, SIGKILL, a lost machine), the lease expires; `reap_once` then requeues the job
 and re-sends its message, up to `max_redeliveries` times, after which the job fails with an error
-that says so. The API's lifespan and every worker's heartbeat thread call it periodically (the
-heartbeat under `Keys.reaper_lock()`), so a job never stays `running` after its worker is gone.
+that says so. The API's lifespan and every worker's heartbeat thread call it periodically (under
+`Keys.reaper_lock()`), so a job never stays `running` after its worker is gone.
+
+A job can also be lost while still `queued`: a worker reserves a message (it moves to the broker's
+unacked set) and is killed before a child claims the job. Kombu would put that message back only
+after the visibility timeout, which must exceed the longest job (over an hour); `reap_once` puts it
+back once it has been reserved for `LOST_RESERVATION_S`. Re-sending is always safe: a job runs only
+for the message that claims it, and every other copy is dropped (`busy` or `skip`).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import time
 from typing import Any
 
 from celery import Celery
 
-from worker.celery_app import enqueue
+from worker.celery_app import RUN_JOB_TASK, enqueue
 from worker.engine.errors import PROBLEM_BASE
 from worker import stats
 from worker.partial import partial_result
@@ -22,6 +31,10 @@ from worker.settings import Settings
 from worker.store import JobStore
 
 log = logging.getLogger(__name__)
+
+#: Seconds a message may stay reserved while its job is still queued before the reservation counts as
+#: lost. A live worker claims within milliseconds: it reserves a message only for an idle pool child.
+LOST_RESERVATION_S = 60
 
 
 def worker_lost_problem(attempts: int | str) -> dict[str, Any]:
@@ -65,13 +78,45 @@ def reap_if_free(store: JobStore, celery_app: Celery, settings: Settings, *, own
             log.warning("reaper: job %s %s", job_id, outcome)
 
 
+def restore_lost_reservations(store: JobStore, celery_app: Celery, older_than_s: float = LOST_RESERVATION_S) -> list[str]:
+    """Put back on their queue the messages of queued jobs that a worker reserved `older_than_s` ago
+    or more and never claimed (the worker died in between); returns those jobs' ids.
+
+    Uses kombu's own `restore_by_tag`; messages of running or finished jobs are left to kombu.
+    """
+    restored: list[str] = []
+    with celery_app.connection_for_write() as conn:
+        channel = conn.default_channel
+        client = channel.client
+        for tag in client.zrangebyscore(channel.unacked_index_key, "-inf", time.time() - older_than_s):
+            job_id = _job_id_of(client.hget(channel.unacked_key, tag))
+            job = store.get(job_id) if job_id else None
+            if job is not None and job["status"] == "queued":
+                channel.qos.restore_by_tag(tag, client)
+                restored.append(job_id)
+    return restored
+
+
+def _job_id_of(raw: bytes | None) -> str | None:
+    """The job id of a reserved `lrrt.run_job` message (kombu keeps `[message, exchange, routing_key]`)."""
+    try:
+        message = json.loads(raw)[0]  # type: ignore[arg-type]
+        if message["headers"]["task"] != RUN_JOB_TASK:
+            return None
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        return str(args[0])
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+
+
 def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[tuple[str, str]]:
-    """One pass: requeue and re-send orphans, fail the ones out of retries. Returns what it did.
+    """One pass: requeue and re-send orphans, fail the ones out of retries, put back lost reservations.
+    Returns what it did: (job_id, 'requeued' | 'exhausted' | 'cancelled' | 'restored').
 
     An orphan whose cancel was requested is finished `cancelled` (with its partial curves) instead of
     being run again.
     """
-    done: list[tuple[str, str]] = []
+    done: list[tuple[str, str]] = [(job_id, "restored") for job_id in restore_lost_reservations(store, celery_app)]
     for job_id, outcome in store.reap_orphans():
         job = store.get(job_id)
         if job is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -14,11 +16,11 @@ import redis
 from service.client import Client
 from worker.celery_app import enqueue, make_celery
 from worker.keys import Keys
-from worker.reaper import reap_once
+from worker.reaper import _job_id_of, reap_once, restore_lost_reservations
 from worker.settings import Settings
 from worker.store import JobStore
 
-from .conftest import Api, Worker, long_sweep, wait_for_steps, wait_until
+from .conftest import REPO, Api, Worker, long_sweep, wait_for_steps, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -117,3 +119,41 @@ def test_worker_lost_on_every_attempt_fails_with_a_clear_error(redis_client: red
     assert redis_client.zscore(store.k.running(), job_id) is None
     assert store.result(job_id)["arms"][0]["losses"] == [2.3, 2.2, 2.0]
     assert reap_once(store, app, lonely) == []  # nothing left to do
+
+
+def test_message_reserved_by_a_worker_that_died_before_claiming_is_put_back(redis_client: redis.Redis,
+                                                                           settings: Settings) -> None:
+    """A worker takes two messages off the queue and is killed before claiming: the job still queued
+    gets its message back on the queue; the one another worker has meanwhile claimed does not."""
+    lonely = settings.model_copy(update={"queue": f"{settings.queue}-reserved"})
+    store = JobStore(redis_client, Keys(lonely.key_prefix), result_ttl_s=lonely.result_ttl_s,
+                     max_redeliveries=lonely.max_redeliveries)
+    app = make_celery(lonely)
+    spec = {"model": {"class_name": "Sequential", "config": {}}, "dataset": {"uri": "builtin:digits"}}
+    queued, running = (store.create(tenant="dave", spec=spec, max_unfinished=5).job["id"] for _ in range(2))
+    for job_id in (queued, running):
+        enqueue(app, job_id, lonely.queue)
+    reserve_and_die = (
+        "import os\n"
+        "from worker.celery_app import make_celery\n"
+        "from worker.settings import Settings\n"
+        f"app = make_celery(Settings(redis_url={lonely.redis_url!r}, queue={lonely.queue!r}))\n"
+        "with app.connection_for_read() as conn:\n"
+        f"    q = conn.SimpleQueue({lonely.queue!r}, no_ack=False)\n"
+        "    q.get(timeout=10); q.get(timeout=10)\n"
+        "    os._exit(0)  # killed: no chance to give the messages back\n"
+    )
+    subprocess.run([sys.executable, "-c", reserve_and_die], cwd=REPO, check=True, timeout=60)
+    assert redis_client.llen(lonely.queue) == 0
+    assert store.claim(running, store.new_token())[0] == "claimed"  # another worker runs this one
+    try:
+        assert restore_lost_reservations(store, app, older_than_s=0) == [queued]
+        assert redis_client.llen(lonely.queue) == 1
+        assert restore_lost_reservations(store, app, older_than_s=0) == []  # put back once
+    finally:  # the running job's reserved copy: remove it from the broker's shared unacked set
+        with app.connection_for_write() as conn:
+            channel = conn.default_channel
+            for tag in redis_client.zrange(channel.unacked_index_key, 0, -1):
+                if _job_id_of(redis_client.hget(channel.unacked_key, tag)) == running:
+                    redis_client.zrem(channel.unacked_index_key, tag)
+                    redis_client.hdel(channel.unacked_key, tag)
