@@ -5,8 +5,8 @@ The job record in Redis is the truth (`worker.store`); this module only moves it
 - `claim` first. A duplicate message (a redelivery while the first run is alive) answers `busy`, a job
   already terminal (cancelled while queued) answers `skip`: both return without running anything. A
   job whose worker died too often answers `exhausted` and fails with an error that says so.
-- While the sweep runs, a thread refreshes the lease; if another worker took the job over, the sweep
-  stops. Between chunks the hook stores progress and curve points, and stops the engine when a cancel
+- While the sweep runs, a thread refreshes the lease; if the lease is lost (expired, or another worker
+  took the job over), the sweep stops and reports nothing. Between chunks the hook stores progress and curve points, and stops the engine when a cancel
   was requested or the job passed its time limit.
 - Every ending goes through `finish(..., token, expected="running")`, so a cancel that raced the
   finish, or a second runner, cannot overwrite the outcome.
@@ -32,8 +32,8 @@ import redis
 from worker import heartbeat, stats
 from worker.celery_app import RUN_JOB_TASK, make_celery
 from worker.engine.errors import PROBLEM_BASE, EngineError
-from worker.engine.suggestions import json_safe
 from worker.engine.progress import Chunk
+from worker.engine.suggestions import json_safe
 from worker.reaper import fail_worker_lost, partial_or_none
 from worker.settings import Settings, get_settings
 from worker.spec import JobSpec
