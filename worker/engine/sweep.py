@@ -187,9 +187,16 @@ class _Monitor(keras.callbacks.Callback):
         """Fix this epoch's shuffle where the backend draws it per epoch (NumPy under JAX, torch) after this hook.
 
         Seeding right here, not once before `fit`, keeps whatever `fit` draws first (on a freshly
-        compiled model, say) from shifting the order of one arm's batches against another's.
+        compiled model, say) from shifting the order of one arm's batches against another's. Only
+        NumPy and torch: `keras.utils.set_random_seed` also resets TensorFlow's seed, which clears its
+        kernel caches and measurably slows the next steps (and TensorFlow's shuffle is fixed already).
         """
-        keras.utils.set_random_seed((self.seed * 7919 + epoch) % 2**31)
+        epoch_seed = (self.seed * 7919 + epoch) % 2**31
+        np.random.seed(epoch_seed)
+        if keras.backend.backend() == "torch":
+            import torch
+
+            torch.manual_seed(epoch_seed)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         run, job = self.run, self.job
