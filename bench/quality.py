@@ -319,7 +319,22 @@ def agreement_report(cases: Sequence[CaseResult]) -> dict[str, Any]:
     }
 
 
-def report(cases: Sequence[CaseResult], checks: Sequence[dict[str, Any]], mode: Mode, seconds: float) -> str:
+def source_commit() -> str | None:
+    """The checkout's commit (with "+dirty" for local edits): rule LRs move when the engine changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        dirty = git("status", "--porcelain", "--", "worker", "bench")
+        return git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def report(cases: Sequence[CaseResult], checks: Sequence[dict[str, Any]], mode: Mode, seconds: float,
+           commit: str | None = None) -> str:
     summaries = {c.case: c.summaries() for c in cases}
     names = [rule.name for rule in RULES]
     peers = [rule.name for rule in RULES if rule.schedule == "constant"]
@@ -346,6 +361,7 @@ def report(cases: Sequence[CaseResult], checks: Sequence[dict[str, Any]], mode: 
     lines.append(f"Confidence signals (Spearman with recommended's normalized regret): {json.dumps(agreement_report(cases))}")
     final = {
         "mode": mode.name,
+        "commit": commit,
         "seconds": round(seconds),
         "cases": len(cases),
         "mean_normalized_regret": mean_over_cases(summaries, "normalized"),
@@ -389,20 +405,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         mode = Mode(**{**saved["mode"], "tasks": frozenset(saved["mode"]["tasks"]) or None})
         mode = replace(mode, grid=tuple(mode.grid))
         cases = [CaseResult.from_json(c) for c in saved["cases"]]
-        print(report(cases, saved["checks"], mode, saved["seconds"]))
+        print(report(cases, saved["checks"], mode, saved["seconds"], saved.get("commit")))
         return
     mode = QUICK if args.quick else FULL
     if args.seeds or args.tasks:
         tasks = frozenset(args.tasks.split(",")) if args.tasks else mode.tasks
         mode = replace(mode, seeds=args.seeds or mode.seeds, tasks=tasks)
+    commit = source_commit()
     started = time.perf_counter()
     cases, checks = measure(mode)
     seconds = time.perf_counter() - started
     if args.out:
         saved_mode = {**asdict(mode), "tasks": sorted(mode.tasks or [])}
-        args.out.write_text(json.dumps({"mode": saved_mode, "seconds": seconds, "checks": checks,
+        args.out.write_text(json.dumps({"mode": saved_mode, "commit": commit, "seconds": seconds, "checks": checks,
                                         "cases": [c.to_json() for c in cases]}, indent=1))
-    print(report(cases, checks, mode, seconds))
+    print(report(cases, checks, mode, seconds, commit))
 
 
 if __name__ == "__main__":
