@@ -327,7 +327,7 @@ def source_commit() -> str | None:
         return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
 
     try:
-        dirty = git("status", "--porcelain", "--", "worker", "bench")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "worker", "bench")
         return git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
