@@ -105,6 +105,16 @@ def _scaled(pick: Pick, factor: float) -> Pick:
     return scaled
 
 
+def _smaller(*picks: Pick) -> Pick:
+    """The most cautious of several picks: each one alone overshoots on a different task."""
+
+    def smaller(results: ArmResults, i: int) -> float | None:
+        lrs = [lr for lr in (pick(results, i) for pick in picks) if lr is not None]
+        return min(lrs) if lrs else None
+
+    return smaller
+
+
 def _pooled(pick: Pick) -> Pick:
     """One LR for every seed: the median in log10 over the seeds' picks (what `repeats` can offer)."""
     return lambda results, i: log_median(pick(results, s) for s in range(len(results)))
@@ -164,6 +174,8 @@ RULES: tuple[Rule, ...] = (
          what="candidate: one-cycle at lr_bounds.base_lr (= max_lr/4) from there/25"),
     Rule("one_cycle@10xrec", "one_cycle", _scaled(_recommended, 10.0),
          what="candidate: one-cycle at 10 x recommended_lr"),
+    Rule("one_cycle@min", "one_cycle", _smaller(_scaled(_recommended, 10.0), _scaled(_max_lr, 0.25)),
+         what="candidate: one-cycle at min(10 x recommended_lr, lr_bounds.max_lr / 4)"),
 )
 
 

@@ -32,6 +32,8 @@ def test_single_seed_rules_read_their_fields(results: list[dict]) -> None:
     assert RULE["one_cycle"].pick(results, 0) == 1.0 and RULE["one_cycle"].schedule == "one_cycle"
     assert RULE["clr_bounds"].start(results[1]) == pytest.approx(0.1)
     assert RULE["one_cycle@max/4"].pick(results, 1) == pytest.approx(0.1)
+    assert RULE["one_cycle@min"].pick(results, 0) == pytest.approx(1e-2)  # 10 x 1e-3 < 1.0 / 4
+    assert RULE["one_cycle@min"].pick([_arm(1e-2, None, None, 0.2)], 0) == pytest.approx(0.05)  # 0.2 / 4 < 10 x 1e-2
     assert RULE["valley[val]"].evaluate_on == "validation" and RULE["valley"].evaluate_on == "train"
 
 
