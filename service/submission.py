@@ -19,10 +19,10 @@ from pydantic import ValidationError
 
 from service.datasets import DatasetStore
 from service.problems import ProblemError
-from worker.engine.allowlist import check_model_json, estimate_params, json_depth, lower_bound_params
+from worker.engine.allowlist import check_model_json, check_params, json_depth
 from worker.engine.errors import CapExceeded
 from worker.settings import Settings
-from worker.spec import JobSpec
+from worker.spec import JobSpec, cap_violations
 
 BUILTIN_DATASETS = frozenset({"digits"})
 KERAS_DATASETS = frozenset({"mnist", "fashion_mnist", "cifar10", "cifar100"})
@@ -72,39 +72,16 @@ def body_sha256(spec: JobSpec) -> str:
 def check_model(spec: JobSpec, settings: Settings) -> None:
     """The allow-list walk and the parameter cap; raises ModelRejected / CapExceeded (422 problems)."""
     check_model_json(spec.model, max_depth=settings.max_json_depth, max_layers=settings.max_layers)
-    estimate = estimate_params(spec.model)
-    params = estimate if estimate is not None else lower_bound_params(spec.model)
-    if params > settings.max_params:
-        raise CapExceeded(
-            f"the model has {'about' if estimate is not None else 'at least'} {params:,} parameters; the limit is "
-            f"{settings.max_params:,}. Use a smaller model.",
-            cap="max_params", limit=settings.max_params, value=params,
-        )
-
-
-def cap_violations(spec: JobSpec, settings: Settings) -> list[dict[str, Any]]:
-    """Sweep settings over the deployment's caps, as `errors` members (empty when all fit).
-
-    Only what is known at submission: a sweep sized by `epochs` depends on the dataset, so the worker
-    checks that one.
-    """
-    sweep = spec.sweep
-    checks = [
-        ("/sweep/batch_size", sweep.batch_size, settings.max_batch_size, "batch_size"),
-        ("/sweep/repeats", sweep.repeats, settings.max_repeats, "repeats"),
-    ]
-    if sweep.epochs is None:
-        checks.append(("/sweep/num_steps", sweep.total_steps(0), settings.max_steps, "num_steps"))
-    return [
-        {"in": "body", "pointer": pointer, "type": "cap_exceeded", "limit": limit, "value": value,
-         "message": f"{name} is {value}; this server allows at most {limit}"}
-        for pointer, value, limit, name in checks
-        if value > limit
-    ]
+    check_params(spec.model, max_params=settings.max_params)
 
 
 def check_caps(spec: JobSpec, settings: Settings) -> None:
-    errors = cap_violations(spec, settings)
+    """Batch size, repeats and steps (when set by num_steps) against the caps, all reported at once."""
+    errors = [
+        {"in": "body", "pointer": v.pointer, "type": "cap_exceeded", "limit": v.limit, "value": v.value,
+         "message": v.message}
+        for v in cap_violations(spec, settings)
+    ]
     if errors:
         raise ProblemError(
             422, "cap-exceeded", "; ".join(e["message"] for e in errors) + ". Lower the value(s) and resubmit.",

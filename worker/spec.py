@@ -2,16 +2,21 @@
 
 Pure pydantic: importing this module must never import Keras or TensorFlow, because the API process
 validates submissions with it. Structural rules (types, ranges, uniqueness) live here; deployment caps
-(max steps, max batch size, ...) are configuration and are checked against `worker.settings.Caps` by
-`cap_violations`, so that the same spec stays valid on a bigger deployment.
+(max steps, max batch size, ...) are configuration (`worker.settings.Settings`) and are checked by
+`cap_violations`, so that the same spec stays valid on a bigger deployment. The API calls it at
+submission and the engine again once the dataset size (needed by `epochs`) is known.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 #: Keras optimizer identifiers an arm may name (lower-case, as `keras.optimizers.get` accepts them).
 OPTIMIZER_NAMES: frozenset[str] = frozenset(
@@ -185,3 +190,36 @@ class JobSpec(_Strict):
         ):
             raise ValueError("evaluate_on='validation' needs dataset.validation_split > 0")
         return self
+
+
+@dataclass(frozen=True)
+class CapViolation:
+    """One sweep setting over a deployment cap: where it is in the body, which cap, and both numbers."""
+
+    pointer: str
+    cap: str
+    value: int
+    limit: int
+
+    @property
+    def message(self) -> str:
+        return f"{self.pointer.rsplit('/', 1)[-1]} is {self.value}; this server allows at most {self.limit}"
+
+
+def cap_violations(spec: JobSpec, caps: Settings, train_samples: int | None = None) -> list[CapViolation]:
+    """Sweep settings over the caps (empty when all fit).
+
+    A sweep sized by `epochs` is only checked once `train_samples` is known (in the worker).
+    """
+    sweep = spec.sweep
+    checks = [
+        ("/sweep/batch_size", "max_batch_size", sweep.batch_size),
+        ("/sweep/repeats", "max_repeats", sweep.repeats),
+    ]
+    if sweep.epochs is None or train_samples is not None:
+        checks.append(("/sweep/num_steps", "max_steps", sweep.total_steps(train_samples or 0)))
+    return [
+        CapViolation(pointer, cap, value, getattr(caps, cap))
+        for pointer, cap, value in checks
+        if value > getattr(caps, cap)
+    ]

@@ -176,3 +176,18 @@ def test_out_of_memory_becomes_resource_exhausted(engine_root: Path, caps, monke
     with pytest.raises(ResourceExhausted) as caught:
         run_sweep(make_spec(num_steps=10, seed=11), data_root=engine_root, caps=caps)
     assert caught.value.problem()["status"] == 507
+
+
+def test_epochs_sized_sweep_over_the_step_cap_fails_before_training(engine_root: Path) -> None:
+    """The API cannot know an epochs-sized sweep's length; the engine checks it once the data is loaded."""
+    from worker.engine.errors import CapExceeded
+    from worker.settings import Settings
+
+    rows = 640
+    data = Arrays(np.zeros((rows, 64), dtype=np.float32), np.zeros(rows, dtype=np.int64))
+    spec = make_spec(num_steps=None, epochs=3, batch_size=64, dataset={"uri": "builtin:digits", "validation_split": 0.0})
+    tight = Settings(data_root=engine_root, max_steps=29)  # 3 epochs x 10 batches = 30 steps
+    with pytest.raises(CapExceeded) as caught:
+        run_sweep(spec, data_root=engine_root, caps=tight, data=data)
+    assert caught.value.extensions == {"cap": "max_steps", "limit": 29, "value": 30}
+    assert "num_steps is 30" in caught.value.detail

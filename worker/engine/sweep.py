@@ -35,7 +35,7 @@ from worker.engine.progress import Chunk, ChunkHook
 from worker.engine.recorder import StepLossRecorder, install, read_steps
 from worker.engine.schedule import RangeTestSchedule, lr_values
 from worker.settings import Settings, get_settings
-from worker.spec import JobSpec, OptimizerArm
+from worker.spec import JobSpec, OptimizerArm, cap_violations
 
 #: Steps per compiled call: DESIGN.md measured 50 to reach ~the floor on an H200. Smaller sweeps use
 #: n//10 so progress still arrives about ten times per arm.
@@ -76,10 +76,8 @@ def run_sweep(
             spec.dataset.uri, data_root=data_root, max_bytes=caps.max_dataset_bytes, allow_download=allow_download
         )
         prepared = prepare(arrays, spec.dataset, input_shape=shape, input_dtype=dtype, seed=sweep.seed)
+        _check_caps(spec, caps, train_samples=len(prepared.x))
         num_steps = sweep.total_steps(len(prepared.x))
-        if num_steps > caps.max_steps:
-            raise CapExceeded(f"the sweep would run {num_steps} steps per arm; the limit is {caps.max_steps}",
-                              cap="max_steps", limit=caps.max_steps, value=num_steps)
         if sweep.batch_size > len(prepared.x):
             raise DatasetError(f"batch_size {sweep.batch_size} is larger than the {len(prepared.x)} training rows")
         validation = sweep.evaluate_on == "validation"
@@ -375,13 +373,10 @@ def _arm_result(arm: OptimizerArm, runs: list[_Run], spec: JobSpec, num_steps: i
     return result
 
 
-def _check_caps(spec: JobSpec, caps: Settings) -> None:
-    checks = (("max_batch_size", spec.sweep.batch_size), ("max_repeats", spec.sweep.repeats),
-              ("max_steps", spec.sweep.num_steps or 0))
-    for cap, value in checks:
-        limit = getattr(caps, cap)
-        if value > limit:
-            raise CapExceeded(f"{cap.removeprefix('max_')} is {value}; the limit is {limit}", cap=cap, limit=limit, value=value)
+def _check_caps(spec: JobSpec, caps: Settings, train_samples: int | None = None) -> None:
+    """The API checked what it could; epochs-sized sweeps are checked here, once the data size is known."""
+    for violation in cap_violations(spec, caps, train_samples):
+        raise CapExceeded(violation.message, cap=violation.cap, limit=violation.limit, value=violation.value)
 
 
 def _is_oom(exc: BaseException) -> bool:
