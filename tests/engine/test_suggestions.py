@@ -72,8 +72,11 @@ def test_minimum_bounds_and_one_cycle() -> None:
     assert s.minimum(LRS, curve) == pytest.approx(LRS[79] / 10)
     bounds = s.lr_bounds(LRS, curve)
     assert bounds == {"max_lr": LRS[79], "base_lr": LRS[79] / 4}
-    cycle = s.one_cycle(bounds)
-    assert cycle["max_lr"] == LRS[79] and cycle["base_lr"] == pytest.approx(LRS[79] / 25)
+    cycle = s.one_cycle(bounds, recommended_lr=LRS[79] / 100)  # 10 x recommended is below max_lr / 4
+    assert cycle["max_lr"] == pytest.approx(LRS[79] / 10) and cycle["base_lr"] == pytest.approx(LRS[79] / 250)
+    assert s.one_cycle(bounds, recommended_lr=LRS[79])["max_lr"] == pytest.approx(LRS[79] / 4)  # capped by bounds
+    assert s.one_cycle(bounds, recommended_lr=None)["max_lr"] == pytest.approx(LRS[79] / 4)
+    assert s.one_cycle({"max_lr": None, "base_lr": None}, recommended_lr=None) is None
 
 
 def test_rules_ignore_everything_after_a_nan() -> None:
@@ -83,8 +86,13 @@ def test_rules_ignore_everything_after_a_nan() -> None:
 
 
 def test_recommendation_order_and_too_few_points() -> None:
-    assert s.recommend({"valley": None, "steepest": 0.1, "minimum": 0.01}) == (0.1, "steepest")
-    assert s.recommend({"valley": 0.2, "steepest": 0.1}) == (0.2, "valley")
+    assert s.recommend({"valley": 1e-3, "steepest": 1e-1, "minimum": 1e-2, "slide": 5.0}) == (1e-2, "median3")
+    lr, rule = s.recommend({"valley": None, "steepest": 0.1, "minimum": 0.001})  # two answer: geometric mean
+    assert rule == "median3" and lr == pytest.approx(0.01)
+    assert s.recommend({"valley": 0.2, "steepest": None, "slide": 0.1}) == (0.2, "valley")  # slide never counts
+    assert s.recommend({"slide": 0.1}) == (None, None)
+    assert s.rule_spread({"valley": 1e-3, "steepest": 1e-1, "minimum": 1e-2}) == pytest.approx(2.0)
+    assert s.rule_spread({"valley": 1e-3}) is None
     assert s.suggest(LRS[:10], valley_curve()[:10]) == {"steepest": None, "valley": None, "slide": None, "minimum": None}
 
 
@@ -125,7 +133,9 @@ def test_analyze_arm_uses_the_validation_curve_where_measured() -> None:
     analysis = s.analyze_arm(LRS, np.full(100, 2.0), smoothing=0.0, moving_average=5, stop_reason="completed",
                              planned_steps=100, val_losses=val)
     assert analysis["min_loss_lr"] == LRS[79] and analysis["min_loss"] == pytest.approx(curve[79])
-    assert analysis["recommended_rule"] == "valley" and "skipping" in analysis["rules"]["valley"]
+    assert analysis["recommended_rule"] == "median3" and "skipping" in analysis["rules"]["valley"]
+    picks = [analysis["suggestions"][rule] for rule in ("valley", "steepest", "minimum")]
+    assert analysis["recommended_lr"] == pytest.approx(sorted(picks)[1])
 
 
 def test_best_arm_spread_and_json_safety() -> None:

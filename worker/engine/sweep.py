@@ -367,9 +367,8 @@ def _arm_result(arm: OptimizerArm, runs: list[_Run], spec: JobSpec, num_steps: i
         spread = rules.repeat_spread(analyses, seeds)
         spread["stop_reasons"] = [r.stop_reason for r in runs]
         result["repeats"] = spread
-        rule = analysis["recommended_rule"]
-        if rule is not None and spread["median"].get(rule) is not None:
-            result["recommended_lr"] = spread["median"][rule]
+        if spread["median"].get("recommended") is not None:  # the median of each seed's recommendation
+            result["recommended_lr"] = spread["median"]["recommended"]
     return result
 
 

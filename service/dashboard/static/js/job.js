@@ -157,7 +157,9 @@ export function renderJobPage(app, id) {
     renderHead();
     if (!state.result) {
       redraw();
-      refreshPartial();
+      // Curves exist once a step is recorded (progress and curve points are written together);
+      // asking earlier would be a 409 in the console.
+      if (progress.steps_done > 0) refreshPartial();
     }
   }
 

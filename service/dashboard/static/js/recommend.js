@@ -5,6 +5,7 @@ import * as fmt from './format.js';
 
 /** What each suggestion rule means (DESIGN.md: "Name every rule"). */
 export const RULES = {
+  median3: 'Median of three rules: the middle of valley, steepest and minimum (on a log scale). It had the lowest regret against learning rates found by training on a grid (bench/quality.py).',
   steepest: 'Steepest descent: the learning rate where the smoothed loss falls fastest (the rule of pytorch-lr-finder and PyTorch Lightning).',
   valley: "Valley (fastai's default): inside the longest stretch where the loss keeps falling, before its minimum.",
   minimum: 'Minimum / 10: a tenth of the learning rate at the lowest smoothed loss (fastai\u2019s classic rule).',
