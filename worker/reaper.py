@@ -128,7 +128,7 @@ def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[t
                 done.append((job_id, "cancelled"))
             continue
         if outcome == "requeued":
-            enqueue(celery_app, job_id, settings.queue)
+            enqueue(celery_app, job_id, job["queue"] or settings.queue)  # back where it was submitted
             log.warning("job %s lost its worker; requeued (attempt %s so far)", job_id, job["attempts"])
         elif not fail_worker_lost(store, job_id, job["attempts"]):
             continue

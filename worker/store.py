@@ -167,16 +167,21 @@ class JobStore:
         tenant: str,
         spec: dict[str, Any],
         max_unfinished: int,
+        queue: str = "",
         idempotency_key: str | None = None,
         body_sha256: str = "",
     ) -> Created:
-        """Write a queued job record; raises TenantAtCapacity or IdempotencyConflict."""
+        """Write a queued job record; raises TenantAtCapacity or IdempotencyConflict.
+
+        `queue` is the Celery queue the job is sent to; a requeue after a lost worker uses the same one.
+        """
         job_id = new_id()
         created = now_iso()
         record = {
             "id": job_id,
             "tenant": tenant,
             "status": "queued",
+            "queue": queue,
             "spec": json.dumps(spec, separators=(",", ":")),
             "labels": json.dumps(spec.get("labels") or {}),
             "created_at": created,
@@ -203,7 +208,7 @@ class JobStore:
             job = self.get(prior["job_id"], tenant=tenant)
             if job is None:  # the original expired or was deleted: the key no longer protects anything
                 self.r.delete(idem_key)
-                return self.create(tenant=tenant, spec=spec, max_unfinished=max_unfinished,
+                return self.create(tenant=tenant, spec=spec, max_unfinished=max_unfinished, queue=queue,
                                    idempotency_key=idempotency_key, body_sha256=body_sha256)
             return Created(job=job, replayed=True)
         if outcome == "cap":
@@ -226,6 +231,7 @@ class JobStore:
             "id": rec["id"],
             "tenant": rec["tenant"],
             "status": rec["status"],
+            "queue": rec.get("queue") or None,
             "spec": json.loads(rec["spec"]),
             "labels": json.loads(rec.get("labels") or "{}"),
             "created_at": rec["created_at"],

@@ -93,7 +93,7 @@ def test_worker_lost_on_every_attempt_fails_with_a_clear_error(redis_client: red
     app = make_celery(lonely)
     spec = {"model": {"class_name": "Sequential", "config": {}}, "dataset": {"uri": "builtin:digits"},
             "optimizers": [{"name": "adam"}]}
-    job_id = store.create(tenant="carol", spec=spec, max_unfinished=5).job["id"]
+    job_id = store.create(tenant="carol", spec=spec, max_unfinished=5, queue=lonely.queue).job["id"]
 
     def run_and_die(attempt: int) -> None:
         outcome, attempts = store.claim(job_id, store.new_token())
@@ -105,9 +105,9 @@ def test_worker_lost_on_every_attempt_fails_with_a_clear_error(redis_client: red
         redis_client.zadd(store.k.running(), {job_id: time.time() - 3600})  # and it started long ago
 
     run_and_die(1)
-    assert reap_once(store, app, lonely) == [(job_id, "requeued")]
+    assert reap_once(store, app, settings) == [(job_id, "requeued")]  # reaped by a process serving another queue
     assert store.get(job_id)["status"] == "queued"
-    assert redis_client.llen(lonely.queue) == 1  # re-sent to the workers
+    assert redis_client.llen(lonely.queue) == 1  # re-sent to the queue it was submitted to
     run_and_die(2)
     assert reap_once(store, app, lonely) == [(job_id, "exhausted")]
 

@@ -132,7 +132,7 @@ def submit_job(
     try:
         created = store.create(
             tenant=tenant, spec=spec.model_dump(mode="json"), max_unfinished=settings.max_unfinished_jobs,
-            idempotency_key=idempotency_key, body_sha256=body_sha256(spec),
+            queue=settings.queue, idempotency_key=idempotency_key, body_sha256=body_sha256(spec),
         )
     except TenantAtCapacity as exc:
         raise ProblemError(
