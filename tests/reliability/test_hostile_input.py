@@ -1,0 +1,249 @@
+"""Hostile input, case by case, in-process against the ASGI app (real Redis, no worker): each is a 4xx
+problem, never a 5xx, never a stored object, never an import. The property-based hunt over the same
+classes is `test_fuzz.py`.
+
+- Model JSON that crashed the allow-list walk or the parameter estimate (found by the fuzzer).
+- Uploads: zip bombs (honest and lying sizes), pickled object arrays, huge or mismatched shapes, wrong
+  dtypes, zip-slip names, corrupt archives.
+- `file:` references: `..`, absolute paths, symlinks and symlinked directories out of the root, NUL
+  bytes, overlong names; checked at the API and in the worker's own resolver.
+- Oversized bodies (declared and chunked) and deeply nested ones.
+- Missing, wrong and malformed keys on every route; another tenant's key sees and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import ALICE, BOB, MLP, make_spec
+from worker.engine.errors import DatasetError
+from worker.settings import Settings
+
+from .hostile import (
+    BODY_CAP, DATASET_CAP, VALID_NPZ, assert_problem, bomb, nested, npy_with_header, npz_bytes, upload, zip_of,
+)
+from .outcomes import report
+
+pytestmark = pytest.mark.usefixtures("drop_queue")
+
+
+# ------------------------------------------------------------------------------------------ model JSON
+CRASHERS = {
+    "unhashable top-level class_name": {"class_name": ["Sequential"], "config": {}},
+    "unhashable layer class_name": {"class_name": "Sequential", "config": {"layers": [
+        {"class_name": {"a": 1}, "config": {}}]}},
+    "unhashable module": {"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "Dense", "module": ["keras.layers"], "config": {"units": 2}}]}},
+    "layer that is a string": {"class_name": "Sequential", "config": {"layers": ["Dense"]}},
+    "layer config that is a list": {"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "Dense", "config": [1]}]}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRASHERS))
+def test_model_json_that_crashed_the_checks_is_422(case: str, no_canary: None, api: TestClient) -> None:
+    """Shapes the fuzzer found that raised TypeError/AttributeError inside `check_model_json` or
+    `estimate_params` (a 500 at submission). Each must be a 422 problem."""
+    for model in (CRASHERS[case], json.dumps(CRASHERS[case])):
+        assert_problem(api.post("/v1/jobs", json=make_spec(model=model), headers=ALICE), 422)
+
+
+# ------------------------------------------------------------------------------------------ uploads
+BAD_UPLOADS: dict[str, tuple[bytes, tuple[int, ...]]] = {
+    "zip bomb, honest sizes": (bomb(True), (413,)),
+    "zip bomb, lying sizes": (bomb(False), (413, 422)),
+    "pickled object array": (npz_bytes(x=np.array([{"a": 1}, None], dtype=object), y=np.zeros(2)), (422,)),
+    "pickle posing as .npy": (zip_of({"x.npy": b"\x80\x04\x95" + b"cos\nsystem\n" * 4, "y.npy": b"\0"}), (422,)),
+    "header claims 10^12 rows": (zip_of({"x.npy": npy_with_header((10**12, 64)),
+                                         "y.npy": npy_with_header((10**12,), "<i8")}), (422,)),
+    "header claims 2^63 elements": (zip_of({"x.npy": npy_with_header((2**32, 2**31)),
+                                            "y.npy": npy_with_header((2,), "<f4", b"\0" * 8)}), (422,)),
+    "negative shape": (zip_of({"x.npy": npy_with_header((-4, 2)), "y.npy": npy_with_header((2,), "<f4", b"\0" * 8)}),
+                       (422,)),
+    "mismatched lengths": (npz_bytes(x=np.zeros((10, 4)), y=np.zeros(9)), (422,)),
+    "x_val without y_val": (npz_bytes(x=np.zeros((4, 2)), y=np.zeros(4), x_val=np.zeros((2, 2))), (422,)),
+    "x_val row shape differs": (npz_bytes(x=np.zeros((4, 2)), y=np.zeros(4), x_val=np.zeros((2, 3)),
+                                          y_val=np.zeros(2)), (422,)),
+    "zero rows": (npz_bytes(x=np.zeros((0, 4)), y=np.zeros(0)), (422,)),
+    "scalar arrays": (npz_bytes(x=np.float32(1), y=np.float32(1)), (422,)),
+    "unicode dtype": (npz_bytes(x=np.array(["a", "b"]), y=np.zeros(2)), (422,)),
+    "bytes dtype": (npz_bytes(x=np.array([b"a", b"b"]), y=np.zeros(2)), (422,)),
+    "complex dtype": (npz_bytes(x=np.zeros(2, dtype=np.complex64), y=np.zeros(2)), (422,)),
+    "datetime dtype": (npz_bytes(x=np.zeros(2, dtype="datetime64[s]"), y=np.zeros(2)), (422,)),
+    "structured dtype": (npz_bytes(x=np.zeros(2, dtype=[("a", "<f4"), ("b", "<i4")]), y=np.zeros(2)), (422,)),
+    "void dtype": (npz_bytes(x=np.zeros(2, dtype="V4"), y=np.zeros(2)), (422,)),
+    "extra member": (npz_bytes(x=np.zeros(2), y=np.zeros(2), evil=np.zeros(1)), (422,)),
+    "zip-slip member name": (zip_of({"../../x.npy": npy_with_header((2,), "<f4", b"\0" * 8),
+                                     "y.npy": npy_with_header((2,), "<f4", b"\0" * 8)}), (422,)),
+    "missing y": (npz_bytes(x=np.zeros(2)), (422,)),
+    "not a zip": (b"x,y\n1,2\n" * 100, (422,)),
+    "empty file": (b"", (422,)),
+    "truncated archive": (npz_bytes(x=np.zeros((50, 4)), y=np.zeros(50))[:-100], (422,)),
+    "over the byte cap": (b"\0" * (DATASET_CAP + 1), (413,)),
+}
+
+
+def stored_datasets(settings: Settings, redis_client: redis.Redis) -> tuple[list[str], int]:
+    files = sorted(p.name for p in (settings.data_root / "datasets").iterdir())
+    keys = sum(1 for _ in redis_client.scan_iter(match=f"{settings.key_prefix}:dataset:*"))
+    return files, keys
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
+def test_hostile_upload_is_4xx_and_stores_nothing(case: str, api: TestClient, hostile_settings: Settings,
+                                                  redis_client: redis.Redis) -> None:
+    data, statuses = BAD_UPLOADS[case]
+    before = stored_datasets(hostile_settings, redis_client)
+    assert_problem(upload(api, data, ALICE), *statuses)
+    assert stored_datasets(hostile_settings, redis_client) == before
+
+
+# ------------------------------------------------------------------------------------------ file: refs
+FILE_REFS: dict[str, tuple[str, bool]] = {
+    # name: (path after "file:", accepted)
+    "plain": ("ok.npz", True),
+    "symlink inside the root": ("inside-link.npz", True),
+    "dot segment": ("./ok.npz", True),
+    "parent traversal": ("../outside/secret.npz", False),
+    "traversal in the middle": ("datasets/../../secret.npz", False),
+    "absolute path": ("{outside}/secret.npz", False),
+    "absolute path into the root": ("{root}/ok.npz", False),
+    "symlink leading out": ("escape.npz", False),
+    "symlinked directory leading out": ("escape-dir/secret.npz", False),
+    "backslash traversal": ("..\\..\\secret.npz", False),
+    "UNC path": ("\\\\server\\share\\x.npz", False),
+    "drive letter": ("C:\\x.npz", False),
+    "url-encoded traversal": ("%2e%2e/%2e%2e/secret.npz", False),
+    "NUL byte": ("ok.npz\x00.txt", False),
+    "overlong name": ("a" * 5000 + ".npz", False),
+    "overlong path": ("a/" * 3000 + "x.npz", False),
+    "directory": ("datasets", False),
+    "missing": ("nope.npz", False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FILE_REFS))
+def test_file_refs_stay_inside_the_data_root(case: str, api: TestClient, data_tree: dict[str, Path]) -> None:
+    """At the API (422 at submission) and in the worker's own resolver (a DatasetError, never a crash)."""
+    from worker.engine.data import safe_path
+
+    relative, accepted = FILE_REFS[case]
+    relative = relative.format(root=data_tree["root"], outside=data_tree["outside"])
+    response = api.post("/v1/jobs", json=make_spec(dataset={"uri": f"file:{relative}"}), headers=ALICE)
+    if accepted:
+        assert response.status_code == 202, response.text
+        assert safe_path(data_tree["root"], relative).is_relative_to(data_tree["root"].resolve())
+    else:
+        assert_problem(response, 422)
+        with pytest.raises(DatasetError):
+            safe_path(data_tree["root"], relative)
+
+
+# ------------------------------------------------------------------------------------------ bodies
+def test_oversized_bodies_are_413(api: TestClient) -> None:
+    json_headers = {**ALICE, "content-type": "application/json"}
+    declared = json.dumps(make_spec()).encode() + b" " * (BODY_CAP + 1)
+    assert_problem(api.post("/v1/jobs", content=declared, headers=json_headers), 413)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the cap counts the bytes as they arrive
+        yield b'{"model": "'
+        for _ in range(BODY_CAP // 4096 + 2):
+            yield b"x" * 4096
+        yield b'"}'
+
+    assert_problem(api.post("/v1/jobs", content=chunks(), headers=json_headers), 413)
+    assert_problem(api.post("/v1/jobs", content=b"{" * (BODY_CAP + 1), headers=json_headers), 413)
+
+
+DEEP_OR_MALFORMED = {
+    "array nesting bomb": b"[" * 200_000 + b"]" * 200_000,
+    "object nesting bomb": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    "model 200 deep": json.dumps(make_spec(model=nested(200))).encode(),
+    "model string 900 deep": json.dumps(make_spec(model=json.dumps(nested(900)))).encode(),
+    "labels 800 deep": json.dumps(make_spec(labels=nested(800))).encode(),
+    "optimizer params 800 deep": json.dumps(make_spec(optimizers=[{"name": "adam", "params": nested(800)}])).encode(),
+    "sweep 800 deep": json.dumps(make_spec(sweep=nested(800))).encode(),
+    "model with 6000 layers": json.dumps(make_spec(model={**MLP, "config": {
+        **MLP["config"], "layers": MLP["config"]["layers"] * 2000}})).encode(),
+    "5000 labels": json.dumps(make_spec(labels={str(i): "v" for i in range(5000)})).encode(),
+    "non-finite numbers": b'{"model": 1e999999, "dataset": NaN}',
+    "not UTF-8": b"\xff\xfe\x00garbage",
+    "UTF-32 lookalike": b"\x00\x00\x00{\x00\x00\x00}\x00",
+    "lone surrogate": b'{"model": "\\ud800", "dataset": {"uri": "builtin:digits"}}',
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEEP_OR_MALFORMED))
+def test_malformed_or_deep_bodies_are_4xx(case: str, api: TestClient) -> None:
+    response = api.post("/v1/jobs", content=DEEP_OR_MALFORMED[case], headers={**ALICE, "content-type": "application/json"})
+    assert_problem(response, 413, 422)
+
+
+# ------------------------------------------------------------------------------------------ keys
+@pytest.fixture(scope="module")
+def alice_objects(api: TestClient) -> dict[str, str]:
+    job = api.post("/v1/jobs", json=make_spec(), headers=ALICE)
+    assert job.status_code == 202, job.text
+    dataset = upload(api, VALID_NPZ, ALICE)
+    assert dataset.status_code == 201, dataset.text
+    return {"job_id": job.json()["id"], "dataset_id": dataset.json()["id"]}
+
+
+def tenant_routes(app: FastAPI, ids: dict[str, str]) -> list[tuple[str, str]]:
+    """(method, path) of every /v1 operation in the OpenAPI document, with alice's real ids filled in."""
+    return [(method.upper(), path.format(**ids))
+            for path, operations in app.openapi()["paths"].items() if path.startswith("/v1/")
+            for method in operations if method in ("get", "post", "put", "patch", "delete")]
+
+
+BAD_AUTH: dict[str, dict[str, Any]] = {
+    "missing": {},
+    "wrong key": {"Authorization": "Bearer key-mallory"},
+    "empty bearer": {"Authorization": "Bearer "},
+    "basic scheme": {"Authorization": "Basic a2V5LWFsaWNlOg=="},
+    "key without scheme": {"Authorization": "key-alice"},
+    "prefix of a key": {"Authorization": "Bearer key-ali"},
+    "key plus suffix": {"Authorization": "Bearer key-alice2"},
+    "two keys": {"Authorization": "Bearer key-alice key-bob"},
+    "non-ASCII key": {"Authorization": "Bearer key-al\u00efce".encode()},
+}
+
+
+@pytest.mark.parametrize("auth", sorted(BAD_AUTH))
+def test_missing_or_wrong_keys_are_401_on_every_route(auth: str, api: TestClient, hostile_app: FastAPI,
+                                                       alice_objects: dict[str, str]) -> None:
+    routes = tenant_routes(hostile_app, alice_objects)
+    assert len(routes) >= 10, routes
+    for method, path in routes:
+        response = api.request(method, path, headers=BAD_AUTH[auth])
+        assert_problem(response, 401)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer"), (method, path)
+
+
+def test_another_tenants_key_sees_nothing_and_changes_nothing(api: TestClient, hostile_app: FastAPI,
+                                                              alice_objects: dict[str, str]) -> None:
+    job_id, dataset_id = alice_objects["job_id"], alice_objects["dataset_id"]
+    for method, path in tenant_routes(hostile_app, alice_objects):
+        if path.rstrip("/") in ("/v1/jobs", "/v1/datasets"):
+            continue  # collection routes answer the caller's own (below)
+        assert_problem(api.request(method, path, headers=BOB), 404)
+    assert job_id not in {j["id"] for j in api.get("/v1/jobs", headers=BOB).json()["items"]}
+    assert dataset_id not in {d["id"] for d in api.get("/v1/datasets", headers=BOB).json()["items"]}
+    assert_problem(api.post("/v1/jobs", json=make_spec(dataset={"uri": f"dataset:{dataset_id}"}), headers=BOB), 422)
+    after = api.get(f"/v1/jobs/{job_id}", headers=ALICE).json()
+    assert after["status"] == "queued" and not after["cancel_requested"]
+    assert api.get(f"/v1/datasets/{dataset_id}", headers=ALICE).status_code == 200
+
+
+def test_report_hostile_case_counts() -> None:
+    report({"input": "hostile input, case tables", "model_crashers": len(CRASHERS), "uploads": len(BAD_UPLOADS),
+            "file_refs": len(FILE_REFS), "bodies": len(DEEP_OR_MALFORMED) + 3, "bad_auth": len(BAD_AUTH)})
