@@ -94,18 +94,23 @@ def connect(app: Celery) -> None:
         _warmup.start()
 
 
-def _import_keras() -> None:
+#: Held by whichever thread of a pool child imports Keras first. Two threads importing TensorFlow at
+#: once deadlock on its module locks (seen: the warm-up thread racing the first job's import), so the
+#: warm-up and the task both import through `import_keras`.
+_keras_import = threading.Lock()
+
+
+def import_keras() -> None:
+    """Import Keras (and its backend) in this process, one thread at a time; free once imported."""
+    with _keras_import:
+        import keras  # noqa: F401
+
+
+def _warm_up() -> None:
     try:
-        import keras  # noqa: F401  (warms the child; the task imports it again for free)
-    except Exception as exc:
+        import_keras()
+    except Exception as exc:  # the task's own import will raise it again, with a traceback, if it persists
         log.warning("warm-up import of Keras failed: %s", exc)
 
 
-_warmup = threading.Thread(target=_import_keras, name="lrrt-warmup", daemon=True)
-
-
-def wait_warm() -> None:
-    """Let a running warm-up import finish before the task imports Keras itself (two threads
-    importing the same big package at once can see it half-initialised)."""
-    if _warmup.is_alive():
-        _warmup.join()
+_warmup = threading.Thread(target=_warm_up, name="lrrt-warmup", daemon=True)

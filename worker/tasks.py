@@ -103,7 +103,7 @@ class JobRun:
             spec = JobSpec.model_validate(spec_dict)
             self.progress = Progress(spec)
             _retrying(self.store.set_progress, self.job_id, self.progress.initial())
-            heartbeat.wait_warm()
+            heartbeat.import_keras()  # after (or instead of) the child's warm-up import, never beside it
             _prepare_backend()
             from worker.engine.sweep import run_sweep  # Keras: imported in the child, never in the parent
 
