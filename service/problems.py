@@ -8,6 +8,7 @@ being down, or a bug (500, without a stack trace). Every 4xx `detail` says what 
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -121,6 +122,16 @@ _HTTP_PROBLEMS = {
 }
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every documented method at this path, from the OpenAPI document (Starlette's 405 names only the
+    first matching route's methods; RFC 9110 wants them all, e.g. GET and POST on /v1/jobs)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^/}]+\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error class to a problem+json answer."""
 
@@ -141,7 +152,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug, template = _HTTP_PROBLEMS.get(exc.status_code, ("http-error", "{detail}"))
         detail = template.format(method=request.method, path=request.url.path, detail=exc.detail)
-        return problem_response(request, ProblemError(exc.status_code, slug, detail, headers=dict(exc.headers or {})))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405 and (documented := allowed_methods(request)):
+            headers["Allow"] = ", ".join(documented)
+        return problem_response(request, ProblemError(exc.status_code, slug, detail, headers=headers))
 
     @app.exception_handler(redis.ConnectionError)
     @app.exception_handler(redis.TimeoutError)

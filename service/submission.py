@@ -42,6 +42,11 @@ def parse_json(raw: bytes | str, *, pointer: str = "") -> Any:
             [{"loc": ("body", *_parts(pointer)), "type": "json_too_deep",
               "msg": "JSON nested far too deep; flatten it (see the max_json_depth cap)"}]
         ) from None
+    except UnicodeDecodeError as exc:  # json.loads guesses UTF-16/32 from the first bytes, then fails here
+        raise RequestValidationError(
+            [{"loc": ("body", *_parts(pointer)), "type": "json_invalid",
+              "msg": f"the body is not UTF-8 encoded JSON ({exc.reason} at byte {exc.start}); send UTF-8"}]
+        ) from None
 
 
 def parse_spec(raw: bytes, settings: Settings) -> JobSpec:
@@ -111,10 +116,15 @@ def _check_file(relative: str, data_root: Path) -> None:
     if ".." in path.parts:
         _dataset_problem("dataset-invalid", "file: paths may not contain '..'; give the path below the server's data root")
     root = data_root.resolve()
-    target = (root / path).resolve()
+    try:
+        target = (root / path).resolve()
+        found = target.is_file()
+    except (ValueError, OSError) as exc:  # NUL bytes, names or paths longer than the filesystem allows
+        _dataset_problem("dataset-invalid", f"file:{relative[:80]!r} is not a usable path ({exc}); give a plain "
+                         "relative path to an .npz under the server's data root")
     if not target.is_relative_to(root):
         _dataset_problem("dataset-invalid", "file: path leads outside the server's data root (through a symlink); copy the file in")
-    if not target.is_file():
+    if not found:
         _dataset_problem("dataset-not-found", f"file:{relative} does not exist under the server's data root; check the path, or upload "
                          "the .npz with POST /v1/datasets")
 

@@ -132,7 +132,7 @@ def check_model_json(obj: dict[str, Any], *, max_depth: int = 64, max_layers: in
         raise CapExceeded(f"the model JSON nests {depth} levels deep; the limit is {max_depth}",
                           cap="max_json_depth", limit=max_depth, value=depth)
     top = obj.get("class_name")
-    if top not in MODEL_CLASSES:
+    if not isinstance(top, str) or top not in MODEL_CLASSES:
         raise ModelRejected(
             f"the top-level class must be one of {sorted(MODEL_CLASSES)}, got {top!r}",
             disallowed=[_describe(top)],
@@ -167,7 +167,14 @@ def json_depth(value: Any) -> int:
 
 def count_layers(obj: dict[str, Any]) -> int:
     """Layers in the model, nested models' layers included (each nested model counts once too)."""
-    return sum(1 for node, _ in _walk(obj) if KIND_OF_CLASS.get(node.get("class_name")) in ("layer", "model")) - 1
+    return sum(1 for node, _ in _walk(obj) if _kind(node) in ("layer", "model")) - 1
+
+
+def _kind(node: dict[str, Any]) -> str | None:
+    """The allow-list kind of a node's class; None for unknown classes and non-string class names
+    (hostile JSON puts lists and objects there, which must be reported, not crash a lookup)."""
+    name = node.get("class_name")
+    return KIND_OF_CLASS.get(name) if isinstance(name, str) else None
 
 
 def _walk(value: Any, key: str = "") -> Iterator[tuple[dict[str, Any], str]]:
@@ -207,7 +214,7 @@ def _class_problems(node: dict[str, Any]) -> Iterator[str]:
         return
     module = node.get("module")
     kinds = DUAL_KIND.get(name, (KIND_OF_CLASS[name],))
-    if not any(module in ALLOWED_MODULES[kind] for kind in kinds):
+    if not (module is None or isinstance(module, str)) or not any(module in ALLOWED_MODULES[kind] for kind in kinds):
         yield f"{name} from module {module!r}"
     registered = node.get("registered_name")
     if registered not in (None, name):
@@ -217,6 +224,10 @@ def _class_problems(node: dict[str, Any]) -> Iterator[str]:
         yield f"{name} with a non-object config"
     elif isinstance(config, dict) and config.get("quantization_config") is not None:
         yield f"{name} with quantization_config"
+    if name in MODEL_CLASSES and isinstance(config, dict):
+        layers = config.get("layers", [])
+        if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+            yield f"{name} whose layers are not a list of layer objects"
 
 
 def _string_problems(key: str, value: str) -> Iterator[str]:
@@ -258,8 +269,8 @@ def estimate_params(obj: dict[str, Any]) -> int | None:
     """
     try:
         return _estimate_model(obj, None)
-    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError):
-        return None
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError, AttributeError):
+        return None  # a config this estimate does not understand: the worker counts after building
 
 
 def check_params(obj: dict[str, Any], *, max_params: int) -> None:

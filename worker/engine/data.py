@@ -94,8 +94,10 @@ def safe_path(data_root: Path, relative: str) -> Path:
     """`relative` resolved under `data_root`, refusing absolute paths, `..` and symlinks that lead out."""
     if not relative or relative.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", relative) or os.path.isabs(relative):
         raise DatasetError(f"dataset path {relative!r} must be relative to the data root")
-    if ".." in Path(relative).parts or "\x00" in relative:
+    if ".." in Path(relative).parts:
         raise DatasetError(f"dataset path {relative!r} must not contain '..'")
+    if "\x00" in relative:
+        raise DatasetError("dataset path must not contain a NUL byte")
     if not relative.endswith(".npz"):
         raise DatasetError(f"dataset path {relative!r} must name an .npz file")
     root = Path(data_root).resolve()
@@ -104,6 +106,8 @@ def safe_path(data_root: Path, relative: str) -> Path:
         resolved = candidate.resolve(strict=True)
     except (FileNotFoundError, RuntimeError):
         raise DatasetError(f"dataset {relative!r} was not found under the data root") from None
+    except OSError as exc:  # a name or path longer than the filesystem allows, and the like
+        raise DatasetError(f"dataset path {relative[:80]!r} is not usable: {exc.strerror}") from None
     if not resolved.is_relative_to(root):
         raise DatasetError(f"dataset path {relative!r} leads outside the data root")
     if not resolved.is_file():

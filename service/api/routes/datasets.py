@@ -45,7 +45,9 @@ OwnedDataset = Annotated[dict[str, Any], Depends(owned_dataset)]
     description="Multipart field `file`: an .npz with numeric arrays `x` and `y` (equal first dimension), "
     "optionally `x_val` and `y_val`, as `np.savez` writes it. Object (pickled) arrays, missing or extra "
     "arrays, mismatched lengths and corrupt files are 422; a file over the size cap is 413.",
-    responses=problem_responses({413: "Over the dataset size cap (compressed or unpacked).",
+    responses=problem_responses({400: "The multipart body itself could not be parsed; send multipart/form-data "
+                                      "with the file in a field named `file`.",
+                                 413: "Over the dataset size cap (compressed or unpacked).",
                                  422: "Not a usable .npz; `detail` says why."}),
 )
 def upload_dataset(
