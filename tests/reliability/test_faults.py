@@ -24,6 +24,8 @@ import pytest
 
 from service.client import Client, LrrtError
 from tests.e2e.conftest import REPO, children_of, wait_until
+from worker.settings import Settings
+from worker.store import JobStore
 
 from .conftest import CAP, Stack
 from .outcomes import assert_nothing_unfinished, check_all, listed_ids, report, wait_all
@@ -336,3 +338,33 @@ def test_redis_restarted_repeatedly_under_running_jobs(live: Stack, digits_mlp: 
     assert_nothing_unfinished(live.store, ["t7"])
     report({"fault": "Redis restarted 3x (KILL, TERM, KILL) under 6 jobs", "tries": 3, "jobs": len(ids),
             "states_at_restarts": states, "outcomes": dict(outcomes)})
+
+
+def test_redis_error_in_the_chunk_hook_metrics_does_not_fail_the_job(store: JobStore, settings: Settings,
+                                                                      digits_mlp: dict[str, Any],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the 3-restart soak (bug 10): the step counter's Redis write in the chunk hook is the one call
+    there not retried; its ConnectionError reached Keras's fit and the job failed as "The training
+    configuration is invalid". Injected here once, in-process, on a real engine run."""
+    import redis as redis_lib
+
+    from worker import stats, tasks
+
+    real, calls = stats.add_steps, []
+
+    def reset_once(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise redis_lib.ConnectionError("Error while reading from 127.0.0.1:6379 : (104, 'Connection reset by peer')")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(stats, "add_steps", reset_once)
+    spec = {"model": digits_mlp, "dataset": {"uri": "builtin:digits"}, "optimizers": [{"name": "adam"}],
+            "sweep": {**TINY, "num_steps": 60}}
+    job_id = store.create(tenant="blip", spec=spec, max_unfinished=5).job["id"]
+    token = store.new_token()
+    assert store.claim(job_id, token)[0] == "claimed"
+    tasks.JobRun(store, settings, job_id, token).run()
+    job = store.get(job_id)
+    assert calls and job["status"] == "succeeded", job["error"]
+    assert len(store.result(job_id)["arms"][0]["losses"]) == 60
