@@ -29,7 +29,7 @@ import pytest
 import redis
 
 from service.client import Client
-from tests.e2e.conftest import EXAMPLES, Api, Worker, free_port, wait_until
+from tests.e2e.conftest import EXAMPLES, Api, Worker, free_port, server_env_for, wait_until
 from worker.keys import Keys
 from worker.settings import Settings
 from worker.store import JobStore
@@ -130,22 +130,6 @@ def stack_settings(redis_url: str, data_root: Path, prefix: str) -> Settings:
     )
 
 
-def stack_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LRRT_")}
-    env.update(
-        LRRT_REDIS_URL=settings.redis_url,
-        LRRT_KEY_PREFIX=settings.key_prefix,
-        LRRT_QUEUE=settings.queue,
-        LRRT_DATA_ROOT=str(settings.data_root),
-        LRRT_API_KEYS=settings.api_keys,
-        LRRT_MAX_UNFINISHED_JOBS=str(settings.max_unfinished_jobs),
-        PYTHONUNBUFFERED="1",
-        TF_CPP_MIN_LOG_LEVEL="2",
-        CUDA_VISIBLE_DEVICES="",
-    )
-    return env
-
-
 def make_worker(env: dict[str, str], log_dir: Path, settings: Settings, r: redis.Redis,
                 concurrency: int = CONCURRENCY) -> Worker:
     w = Worker(env, log_dir, f"rel-{settings.key_prefix}-{os.getpid()}@{socket.gethostname()}",
@@ -161,7 +145,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     server.start()
     (base / "data" / "datasets").mkdir(parents=True)
     settings = stack_settings(server.url, base / "data", "lrrt-rel")
-    env = stack_env(settings)
+    env = server_env_for(settings)
     r = redis.Redis.from_url(server.url, socket_timeout=10)
     worker = make_worker(env, base, settings, r)
     api = Api(env, base)
