@@ -133,7 +133,8 @@ class JobRun:
         assert self.progress is not None
         now = time.monotonic()
         _retrying(self.store.record_chunk, self.job_id, self.progress.update(chunk), chunk_record(chunk))
-        stats.add_steps(self.store.r, self.store.k, len(chunk.losses), now - self.last_chunk_at)
+        # Retried like every other Redis call here: a blip must not reach Keras's fit and fail the job.
+        _retrying(stats.add_steps, self.store.r, self.store.k, len(chunk.losses), now - self.last_chunk_at)
         self.last_chunk_at = now
         if _retrying(self.store.cancel_requested, self.job_id):
             return "cancelled"
