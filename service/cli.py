@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+#: Pause before `lrrt worker` starts Celery again after it stopped on an unrecoverable error.
+WORKER_RESTART_S = 2.0
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -87,6 +90,8 @@ def worker(
     loglevel: str = typer.Option("INFO", help="Celery log level."),
 ) -> None:
     """A Celery worker that runs sweeps. One per GPU (set CUDA_VISIBLE_DEVICES)."""
+    from celery.worker import state as worker_state
+
     from worker.settings import get_settings
     from worker.tasks import app as celery_app
 
@@ -99,7 +104,21 @@ def worker(
         "--loglevel", loglevel,
         "--without-gossip", "--without-mingle",  # no chatter between workers: nothing here uses it
     ]
-    celery_app.worker_main(argv)
+    # Celery ends `worker_main` on an "Unrecoverable error" as if asked to stop (status 0), and kombu 5.7.0
+    # raises one when a reconnect after a Redis restart races its restore of unacked messages. Unless a
+    # shutdown signal set Celery's stop flags, start it again: a Redis blip must not leave this host
+    # without a worker.
+    while True:
+        try:
+            celery_app.worker_main(argv)
+        except SystemExit as exc:
+            if exc.code not in (None, 0, 1):
+                raise
+        if worker_state.should_stop is not None or worker_state.should_terminate is not None:
+            return
+        err.print(f"[yellow]the Celery worker stopped on an unrecoverable error; starting it again in "
+                  f"{WORKER_RESTART_S:.0f} s[/yellow]", highlight=False)
+        time.sleep(WORKER_RESTART_S)
 
 
 # ---------------------------------------------------------------------------------------- client
