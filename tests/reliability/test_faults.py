@@ -317,9 +317,6 @@ def test_refused_submission_leaves_no_trace(live: Stack, digits_mlp: dict[str, A
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="open bug 8 (docs/reliability.md): kombu 5.7 can raise AttributeError in restore_unacked "
-                   "when the broker connection comes back, and Celery then exits the worker; lrrt worker does not "
-                   "restart it yet (compose's restart policy does)", strict=False)
 def test_redis_restarted_repeatedly_under_running_jobs(live: Stack, digits_mlp: dict[str, Any]) -> None:
     """Three restarts a few seconds apart (SIGKILL, SIGTERM, SIGKILL) while six jobs run and queue."""
     client = live.client("t7")
