@@ -317,6 +317,9 @@ def test_refused_submission_leaves_no_trace(live: Stack, digits_mlp: dict[str, A
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(reason="bug 8 (docs/reliability.md): kombu 5.7 can crash the worker on reconnect; the restart "
+                   "in lrrt worker (880bacd) was proven on one real crash only, so this soak stays a non-strict "
+                   "expected failure until more runs confirm it", strict=False)
 def test_redis_restarted_repeatedly_under_running_jobs(live: Stack, digits_mlp: dict[str, Any]) -> None:
     """Three restarts a few seconds apart (SIGKILL, SIGTERM, SIGKILL) while six jobs run and queue."""
     client = live.client("t7")
