@@ -1,11 +1,11 @@
-"""docs/operations.md and .env.example stay in step with worker/settings.py, the one list of settings."""
+"""docs/operations.md and .env.example stay in step with worker/core/settings.py, the one list of settings."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MANUAL = (ROOT / "docs" / "operations.md").read_text()
