@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from service.ids import is_id
+from worker.core.datasets import is_id, upload_path
 from worker.core.keys import Keys
 from worker.core.store import new_id, now_iso
 
@@ -25,14 +25,15 @@ class DatasetStore:
     def __init__(self, client: redis.Redis, keys: Keys, data_root: Path) -> None:
         self.r = client
         self.k = keys
-        self.dir = data_root / "datasets"
+        self.root = data_root
+        self.dir = upload_path(data_root, "x").parent
 
     def new_id(self) -> str:
         return new_id()
 
     def path(self, dataset_id: str) -> Path:
         """Where the worker will look for `dataset:<id>`."""
-        return self.dir / f"{dataset_id}.npz"
+        return upload_path(self.root, dataset_id)
 
     def staging_path(self, dataset_id: str) -> Path:
         """An upload being received: same directory as the final file, so publishing it is one rename,

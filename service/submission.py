@@ -1,31 +1,31 @@
 """Everything `POST /v1/jobs` checks before a job record exists, so that bad input is a 4xx and no job.
 
 In order: the body parses as JSON (a nesting bomb is a 422, not a RecursionError), the model JSON is not
-nested deeper than the cap, the body validates as a `JobSpec`, the model passes the allow-list walk
-and the parameter cap, the sweep is within the deployment's caps, and the dataset reference points at
-something this tenant may use. The worker repeats the checks it can make better (epochs need the
-dataset size, the parameter count is exact once built).
+nested deeper than the cap, the body validates as a `JobSpec` (loss and optimizer names included), the
+model passes exactly the worker's pre-build vetting (`worker.core.vetting`: allow-list, Keras 2
+rewrite, parameter cap), the sweep is within the deployment's caps, and the dataset reference points
+at something this tenant may use. The worker repeats them and adds what only it can know (epochs
+need the dataset size, the parameter count is exact once built, the arrays must fit the model).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from service.datasets import DatasetStore
 from service.problems import ProblemError
-from worker.core.allowlist import check_model_json, check_params, json_depth
-from worker.core.problems import CapExceeded
+from worker.core.allowlist import json_depth
+from worker.core.datasets import at_uri, check_uri, resolve_file
+from worker.core.problems import CapExceeded, DatasetError, DatasetNotFound
 from worker.core.settings import Settings
 from worker.core.spec import JobSpec, cap_violations
-
-BUILTIN_DATASETS = frozenset({"digits"})
-KERAS_DATASETS = frozenset({"mnist", "fashion_mnist", "cifar10", "cifar100"})
+from worker.core.vetting import vet_spec
 
 
 def parse_json(raw: bytes | str, *, pointer: str = "") -> Any:
@@ -75,9 +75,10 @@ def body_sha256(spec: JobSpec) -> str:
 
 
 def check_model(spec: JobSpec, settings: Settings) -> None:
-    """The allow-list walk and the parameter cap; raises ModelRejected / CapExceeded (422 problems)."""
-    check_model_json(spec.model, max_depth=settings.max_json_depth, max_layers=settings.max_layers)
-    check_params(spec.model, max_params=settings.max_params)
+    """The worker's own pre-build checks (`worker.core.vetting.vet_spec`): the allow-list walk of the JSON
+    and of its Keras 3 rewrite, the parameter cap, the dataset reference's form. Raises EngineError
+    subclasses, which the API answers as 422 problems."""
+    vet_spec(spec, settings)
 
 
 def check_caps(spec: JobSpec, settings: Settings) -> None:
@@ -95,45 +96,20 @@ def check_caps(spec: JobSpec, settings: Settings) -> None:
 
 
 def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root: Path) -> None:
-    """The dataset reference must name something that exists and that this tenant may read."""
-    scheme, _, name = spec.dataset.uri.partition(":")
-    if scheme == "builtin" and name not in BUILTIN_DATASETS:
-        _dataset_problem("dataset-invalid", f"unknown builtin dataset {name!r}: use builtin:digits")
-    if scheme == "keras" and name not in KERAS_DATASETS:
-        _dataset_problem("dataset-invalid", f"unknown Keras dataset {name!r}: use one of "
-                         + ", ".join(f"keras:{n}" for n in sorted(KERAS_DATASETS)))
-    if scheme == "dataset" and datasets.get(name, tenant) is None:
-        _dataset_problem("dataset-not-found", f"dataset {name!r} not found: upload the .npz with POST /v1/datasets and use the uri "
-                         "it returns, or list yours with GET /v1/datasets")
-    if scheme == "file":
-        _check_file(name, data_root)
+    """The dataset reference must name something that exists and that this tenant may read.
 
-
-def _check_file(relative: str, data_root: Path) -> None:
-    path = PurePosixPath(relative)
-    if path.is_absolute() or relative.startswith("\\") or ":" in (path.parts or ("",))[0]:
-        _dataset_problem("dataset-invalid", "file: paths are relative to the server's data root; drop the leading '/' or drive")
-    if ".." in path.parts:
-        _dataset_problem("dataset-invalid", "file: paths may not contain '..'; give the path below the server's data root")
-    root = data_root.resolve()
+    The rules are the worker's (`worker.core.datasets`); only the tenant's ownership of an upload is
+    the API's to check, since the worker resolves `dataset:<id>` without knowing tenants.
+    """
     try:
-        target = (root / path).resolve()
-        found = target.is_file()
-    except (ValueError, OSError) as exc:  # NUL bytes, names or paths longer than the filesystem allows
-        _dataset_problem("dataset-invalid", f"file:{relative[:80]!r} is not a usable path ({exc}); give a plain "
-                         "relative path to an .npz under the server's data root")
-    if not target.is_relative_to(root):
-        _dataset_problem("dataset-invalid", "file: path leads outside the server's data root (through a symlink); copy the file in")
-    if not found:
-        _dataset_problem("dataset-not-found", f"file:{relative} does not exist under the server's data root; check the path, or upload "
-                         "the .npz with POST /v1/datasets")
-
-
-def _dataset_problem(slug: str, message: str) -> NoReturn:
-    raise ProblemError(
-        422, slug, message + ".", title="The dataset reference cannot be used",
-        errors=[{"in": "body", "pointer": "/dataset/uri", "type": "dataset", "message": message}],
-    )
+        scheme, name = check_uri(spec.dataset.uri)
+        if scheme == "dataset" and datasets.get(name, tenant) is None:
+            raise DatasetNotFound(f"dataset {name!r} not found: upload the .npz with POST /v1/datasets and use the uri "
+                                  "it returns, or list yours with GET /v1/datasets")
+        if scheme == "file":
+            resolve_file(data_root, name)
+    except DatasetError as exc:
+        raise at_uri(exc) from None
 
 
 def _parts(pointer: str) -> list[str]:

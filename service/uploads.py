@@ -21,9 +21,9 @@ from typing import BinaryIO
 import numpy as np
 
 from service.problems import ProblemError
+from worker.core.datasets import USAGE, array_groups
+from worker.core.problems import DatasetError
 
-REQUIRED = ("x", "y")
-OPTIONAL = ("x_val", "y_val")
 #: bool, signed and unsigned integers, floats: what a model can train on.
 NUMERIC_KINDS = frozenset("biuf")
 _READ_CHUNK = 1 << 20
@@ -31,7 +31,7 @@ _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
 }
-SAVE_ADVICE = "Save it with np.savez(path, x=x, y=y) (optionally x_val=..., y_val=...) using numeric arrays."
+SAVE_ADVICE = f"Save it with {USAGE}, using numeric arrays."
 
 
 @dataclass(frozen=True)
@@ -81,17 +81,15 @@ def _members(archive: zipfile.ZipFile, max_uncompressed: int) -> dict[str, zipfi
     members: dict[str, zipfile.ZipInfo] = {}
     for info in archive.infolist():
         name = info.filename.removesuffix(".npy")
-        if not info.filename.endswith(".npy") or name not in REQUIRED + OPTIONAL:
-            raise reject(f"Unexpected member {info.filename!r}: the .npz may hold only arrays named "
-                         f"{', '.join(REQUIRED + OPTIONAL)}. " + SAVE_ADVICE)
+        if not info.filename.endswith(".npy"):
+            raise reject(f"Unexpected member {info.filename!r}: an .npz holds only .npy arrays. " + SAVE_ADVICE)
         if info.flag_bits & 0x1:
             raise reject(f"Member {info.filename!r} is encrypted; upload an unencrypted .npz.")
         members[name] = info
-    missing = [name for name in REQUIRED if name not in members]
-    if missing:
-        raise reject(f"Missing array(s) {', '.join(missing)}: the .npz needs x (inputs) and y (targets). " + SAVE_ADVICE)
-    if ("x_val" in members) != ("y_val" in members):
-        raise reject("x_val and y_val go together: include both or neither.")
+    try:
+        array_groups(info.filename for info in members.values())  # the worker's naming rules: x/y, or x_<input>/y_<output>, and their _val twins
+    except DatasetError as exc:
+        raise reject(exc.detail[0].upper() + exc.detail[1:] + ". " + SAVE_ADVICE) from None
     declared = sum(info.file_size for info in members.values())
     if declared > max_uncompressed:
         raise reject(f"The arrays unpack to {declared:,} bytes, over this server's dataset limit of "
@@ -125,13 +123,18 @@ def _header(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo) -> tuple
 
 
 def _check_lengths(shapes: dict[str, list[int]]) -> None:
-    pairs = [("x", "y")] + ([("x_val", "y_val")] if "x_val" in shapes else [])
-    for xs, ys in pairs:
-        if shapes[xs][0] != shapes[ys][0]:
-            raise reject(f"{xs} has {shapes[xs][0]} rows but {ys} has {shapes[ys][0]}: every input needs exactly one "
-                         "target. Make their first dimensions equal.")
-    if "x_val" in shapes and shapes["x_val"][1:] != shapes["x"][1:]:
-        raise reject(f"x_val rows have shape {shapes['x_val'][1:]} but x rows have {shapes['x'][1:]}; they must match.")
+    """Every array of the training split has one row per sample, and so has every held-out array."""
+    groups = array_groups(shapes)
+    for parts in (("x", "y"), ("x_val", "y_val")):
+        members = sorted(m for g in parts for m in groups[g].values())
+        for first, other in zip(members, members[1:]):
+            if shapes[first][0] != shapes[other][0]:
+                raise reject(f"{first} has {shapes[first][0]} rows but {other} has {shapes[other][0]}: every input needs "
+                             "exactly one target. Make their first dimensions equal.")
+    for key, member in groups["x_val"].items():
+        train = groups["x"][key]
+        if shapes[member][1:] != shapes[train][1:]:
+            raise reject(f"{member} rows have shape {shapes[member][1:]} but {train} rows have {shapes[train][1:]}; they must match.")
 
 
 def _verify_crcs(archive: zipfile.ZipFile, infos: Iterable[zipfile.ZipInfo]) -> None:

@@ -33,7 +33,8 @@ from worker import heartbeat
 from worker.core import stats
 from worker.core.queue import RUN_JOB_TASK, make_celery
 from worker.core.problems import PROBLEM_BASE, EngineError
-from worker.core.progress import Chunk
+from worker.core.progress import Chunk, JobProgress
+from worker.core.results import chunk_record
 from worker.core.suggestions import json_safe
 from worker.core.reaper import fail_worker_lost, partial_or_none
 from worker.core.settings import Settings, get_settings
@@ -82,7 +83,7 @@ class JobRun:
         self.last_chunk_at = self.started
         self.lease_lost = threading.Event()
         self.done = threading.Event()
-        self.progress: Progress | None = None
+        self.progress: JobProgress | None = None
 
     def run(self) -> str:
         keeper = threading.Thread(target=self._keep_lease, name=f"lease-{self.job_id[:8]}", daemon=True)
@@ -102,7 +103,7 @@ class JobRun:
             return self._finish("cancelled", result=partial_or_none(self.store, self.job_id, spec_dict, "cancelled"))
         try:
             spec = JobSpec.model_validate(spec_dict)
-            self.progress = Progress(spec)
+            self.progress = JobProgress(spec)
             _retrying(self.store.set_progress, self.job_id, self.progress.initial())
             heartbeat.import_keras()  # after (or instead of) the child's warm-up import, never beside it
             _prepare_backend()
@@ -172,56 +173,6 @@ class JobRun:
         return status
 
 
-class Progress:
-    """The job's `progress` object (API.md), kept up to date from the engine's chunks."""
-
-    def __init__(self, spec: JobSpec) -> None:
-        self.spec = spec
-        self.arms = [
-            {"label": arm.display_label, "state": "pending", "steps_done": 0, "lr": None, "loss": None}
-            for arm in spec.optimizers
-        ]
-        self.steps_by_seed: dict[tuple[int, int], int] = {}
-
-    def initial(self) -> dict[str, Any]:
-        """Before the first chunk: every arm pending; the total is known unless the length is in epochs
-        (which needs the dataset's size)."""
-        sweep = self.spec.sweep
-        total = 0 if sweep.epochs is not None else sweep.total_steps(0) * len(self.arms) * sweep.repeats
-        return {"steps_done": 0, "steps_total": total, "fraction": 0.0, "arms": self.arms}
-
-    def update(self, chunk: Chunk) -> dict[str, Any]:
-        self.steps_by_seed[(chunk.arm_index, chunk.repeat)] = chunk.steps_done
-        arm = self.arms[chunk.arm_index]
-        arm["state"] = chunk.state
-        arm["steps_done"] = sum(n for (index, _), n in self.steps_by_seed.items() if index == chunk.arm_index)
-        if chunk.lrs:
-            arm["lr"] = _finite(chunk.lrs[-1])
-            arm["loss"] = _finite(chunk.losses[-1])
-        total = max(chunk.job_steps_total, 1)
-        return {
-            "steps_done": chunk.job_steps_done,
-            "steps_total": chunk.job_steps_total,
-            "fraction": round(min(chunk.job_steps_done / total, 1.0), 4),
-            "arms": self.arms,
-        }
-
-
-def chunk_record(chunk: Chunk) -> dict[str, Any]:
-    """What `worker.core.results` stitches back together (non-finite losses stored as null)."""
-    return {
-        "arm_index": chunk.arm_index,
-        "arm_label": chunk.arm_label,
-        "repeat": chunk.repeat,
-        "step_start": chunk.step_start,
-        "state": chunk.state,
-        "steps_total": chunk.steps_total,
-        "lrs": [_finite(v) for v in chunk.lrs],
-        "losses": [_finite(v) for v in chunk.losses],
-        "val_losses": None if chunk.val_losses is None else [_finite(v) for v in chunk.val_losses],
-    }
-
-
 def time_limit_problem(limit_s: int) -> dict[str, Any]:
     return {
         "type": PROBLEM_BASE + "time-limit",
@@ -248,11 +199,6 @@ def internal_problem(job_id: str) -> dict[str, Any]:
             "work; if it fails again, report it with the job id."
         ),
     }
-
-
-def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

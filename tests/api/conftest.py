@@ -21,6 +21,9 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from worker.core.settings import Settings
+from worker.core.progress import Chunk, JobProgress
+from worker.core.results import chunk_record
+from worker.core.spec import JobSpec
 from worker.core.store import JobStore
 
 ALICE = {"Authorization": "Bearer key-alice"}
@@ -94,6 +97,7 @@ class FakeWorker:
     def __init__(self, store: JobStore) -> None:
         self.store = store
         self.tokens: dict[str, str] = {}
+        self.progress: dict[str, JobProgress] = {}
 
     def start(self, job_id: str) -> None:
         token = self.store.new_token()
@@ -102,14 +106,16 @@ class FakeWorker:
         self.tokens[job_id] = token
 
     def chunk(self, job_id: str, arm_index: int, label: str, step_start: int, n: int, total: int = 50) -> None:
+        """Record `n` points of one arm as the worker does: the real progress object and chunk record."""
         lrs = [1e-4 * 1.2 ** (step_start + i) for i in range(n)]
         losses = [2.3 - 0.01 * (step_start + i) for i in range(n)]
-        progress = {"steps_done": step_start + n, "steps_total": total, "fraction": (step_start + n) / total,
-                    "arms": [{"label": label, "state": "running", "steps_done": step_start + n,
-                              "lr": lrs[-1], "loss": losses[-1]}]}
-        chunk = {"arm_index": arm_index, "arm_label": label, "repeat": 0, "step_start": step_start,
-                 "lrs": lrs, "losses": losses, "val_losses": None}
-        self.store.record_chunk(job_id, progress, chunk)
+        job = self.store.get(job_id)
+        assert job is not None
+        progress = self.progress.setdefault(job_id, JobProgress(JobSpec.model_validate(job["spec"])))
+        chunk = Chunk(arm_index=arm_index, arm_label=label, repeat=0, step_start=step_start, lrs=lrs, losses=losses,
+                      val_losses=None, steps_done=step_start + n, steps_total=total, job_steps_done=step_start + n,
+                      job_steps_total=total)
+        self.store.record_chunk(job_id, progress.update(chunk), chunk_record(chunk))
 
     def finish(self, job_id: str, status: str, result: dict[str, Any] | None = None,
                error: dict[str, Any] | None = None) -> None:

@@ -38,7 +38,7 @@ def test_events_replay_and_resume(client: TestClient, worker: FakeWorker) -> Non
     assert [e["event"] for e in events] == ["status", "status", "progress", "progress", "status"]
     assert [json.loads(e["data"]).get("status") for e in events if e["event"] == "status"] == [
         "queued", "running", "succeeded"]
-    assert json.loads(events[3]["data"])["arms"][0]["label"] == "adam"
+    assert [(a["label"], a["steps_done"]) for a in json.loads(events[3]["data"])["arms"]] == [("SGD", 10), ("adam", 10)]
     assert all(e["id"] for e in events)
 
     resumed = client.get(f"/v1/jobs/{job['id']}/events", headers={**ALICE, "Last-Event-ID": events[2]["id"]})

@@ -178,7 +178,7 @@ def test_parameter_estimate_matches_keras_and_catches_huge_layers(caps) -> None:
 
     import keras
 
-    from worker.engine.models import vet_model_json
+    from worker.core.vetting import vet_model_json
 
     convnet = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(32, 3, activation="relu"),
                                 keras.layers.MaxPooling2D(), keras.layers.Conv2D(64, 3), keras.layers.BatchNormalization(),

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from worker.engine import data as data_module
-from worker.engine.data import Arrays, keras_cache_path, load_arrays, prepare, reshape_for, safe_path
+from worker.engine.data import Arrays, Prepared, TensorSpec, keras_cache_path, load_arrays, prepare, reshape_for, safe_path
 from worker.core.problems import CapExceeded, DatasetError
 from worker.core.spec import DatasetRef
 
 MAX = 10 * 1024 * 1024
+
+
+ONE_INPUT = [TensorSpec("x", (None, 2), "float32")]
+
+
+def single(prepared: Prepared) -> SimpleNamespace:
+    """A one-input, one-output model's prepared arrays, unwrapped from their per-input lists."""
+    return SimpleNamespace(**{k: getattr(prepared, k)[0] for k in ("x", "y", "x_val", "y_val")})
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> Path:
@@ -24,9 +33,9 @@ def write_npz(path: Path, **arrays: np.ndarray) -> Path:
 
 def test_file_and_dataset_uris_load_from_the_data_root(engine_root: Path) -> None:
     write_npz(engine_root / "sets" / "a.npz", x=np.ones((10, 4)), y=np.arange(10))
-    write_npz(engine_root / "datasets" / "ds1.npz", x=np.zeros((6, 2)), y=np.arange(6), x_val=np.ones((2, 2)), y_val=np.arange(2))
+    write_npz(engine_root / "datasets" / "0123456789abcdef0123456789abcdef.npz", x=np.zeros((6, 2)), y=np.arange(6), x_val=np.ones((2, 2)), y_val=np.arange(2))
     assert load_arrays("file:sets/a.npz", data_root=engine_root, max_bytes=MAX).x.shape == (10, 4)
-    arrays = load_arrays("dataset:ds1", data_root=engine_root, max_bytes=MAX)
+    arrays = load_arrays("dataset:0123456789abcdef0123456789abcdef", data_root=engine_root, max_bytes=MAX)
     assert arrays.x_val is not None and arrays.x_val.shape == (2, 2)
 
 
@@ -89,9 +98,9 @@ def test_reshape_when_unambiguous_and_name_both_shapes_otherwise() -> None:
 def test_split_subsample_and_normalize_are_deterministic() -> None:
     arrays = Arrays(np.arange(200, dtype="float32").reshape(100, 2), np.arange(100))
     ref = DatasetRef(uri="builtin:digits", validation_split=0.2, max_samples=50, normalize=True)
-    first = prepare(arrays, ref, input_shape=(None, 2), input_dtype="float32", seed=3)
-    again = prepare(arrays, ref, input_shape=(None, 2), input_dtype="float32", seed=3)
-    other = prepare(arrays, ref, input_shape=(None, 2), input_dtype="float32", seed=4)
+    first = single(prepare(arrays, ref, inputs=ONE_INPUT, outputs=["y"], seed=3))
+    again = single(prepare(arrays, ref, inputs=ONE_INPUT, outputs=["y"], seed=3))
+    other = single(prepare(arrays, ref, inputs=ONE_INPUT, outputs=["y"], seed=4))
     assert first.x.shape == (50, 2) and first.x_val.shape == (20, 2)
     np.testing.assert_array_equal(first.x, again.x)
     assert not np.array_equal(first.y, other.y)

@@ -26,7 +26,8 @@ def fixture(name: str) -> dict:
 def test_keras2_json_is_rewritten_checked_and_built(name: str, params: int, shape: tuple, caps) -> None:
     import keras
 
-    from worker.engine.models import build_model, vet_model_json
+    from worker.engine.models import build_model
+    from worker.core.vetting import vet_model_json
 
     raw = fixture(name)
     assert is_legacy(raw)

@@ -55,7 +55,8 @@ def test_baseline_loss_is_the_prior_predictor() -> None:
 
 
 def test_every_task_is_an_allowed_model_that_fits_its_data() -> None:
-    from worker.engine.models import build_model, input_spec, vet_model_json
+    from worker.engine.models import build_model, input_specs
+    from worker.core.vetting import vet_model_json
     from worker.core.settings import Settings
 
     tasks = build_tasks(quick=True)
@@ -63,7 +64,7 @@ def test_every_task_is_an_allowed_model_that_fits_its_data() -> None:
     assert any(len(t.arms) > 1 for t in tasks)  # at least one Adam-vs-SGD task
     for task in tasks:
         model = build_model(vet_model_json(task.model, Settings()), Settings())
-        shape, _ = input_spec(model)
+        shape = input_specs(model)[0].shape
         assert tuple(shape[1:]) == task.data.x.shape[1:], task.name
         out = model(task.data.x_val[:2])
         assert out.shape[-1] == (10 if task.classification else 1), task.name

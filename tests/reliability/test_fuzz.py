@@ -192,7 +192,8 @@ def test_worker_builds_mutated_models_with_keras_imports_only(no_canary: None, m
     """The worker's path (allow-list, Keras-3 rewrite, safe-mode deserialization) on mutated models that
     are accepted: only engine errors, and nothing imported from outside Keras and its dependencies."""
     from worker.core.problems import EngineError
-    from worker.engine.models import build_model, vet_model_json
+    from worker.engine.models import build_model
+    from worker.core.vetting import vet_model_json
 
     caps = Settings(max_params=2_000_000)
     before = set(sys.modules)

@@ -50,8 +50,56 @@ LAYER_CLASSES = frozenset(
         # recurrent and attention
         "LSTM", "GRU", "SimpleRNN", "Bidirectional", "TimeDistributed",
         "MultiHeadAttention", "Attention", "AdditiveAttention",
+        # preprocessing and augmentation that compute on tensors only (no vocabulary files, no lookups):
+        # EfficientNet and ConvNeXt start with Normalization; image models often with Resizing/Random*
+        "Normalization", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomTranslation",
+        "RandomZoom", "RandomContrast", "RandomCrop", "RandomBrightness",
     }
 )
+
+#: Layers `keras.applications` defines for itself (not exported as `keras.layers`), by the one module
+#: each may come from. Reviewed: LayerScale multiplies by a weight vector (ConvNeXt); CustomScaleLayer
+#: computes x[0] + x[1] * scale (InceptionResNetV2). Neither takes a function, a path or an object.
+APPLICATION_LAYERS: dict[str, str] = {
+    "LayerScale": "keras.src.applications.convnext",
+    "CustomScaleLayer": "keras.src.applications.inception_resnet_v2",
+}
+
+#: Operation nodes of a Functional graph (`x + y`, `keras.ops.relu(h)` serialize as the op's class from
+#: its `keras.src.ops.*` module), by module. Reviewed for the Keras CVEs (DESIGN notes): each is a pure
+#: tensor computation whose config holds only numbers, strings, shapes and dtypes. Never listed: ops
+#: that take a function (`Cond`, `Map`, `Scan`, `WhileLoop`, `ForiLoop`, `Switch`, `VectorizedMap`,
+#: `AssociativeScan`), build tensors from nothing (`Arange`, `Full`, ...), or have data-dependent shapes.
+OPERATIONS: dict[str, frozenset[str]] = {
+    "keras.src.ops.numpy": frozenset(
+        {
+            "Abs", "Absolute", "Add", "All", "Any", "Amax", "Amin", "Arccos", "Arcsin", "Arctan", "Arctan2",
+            "Argmax", "Argmin", "Argsort", "Average", "BroadcastTo", "Ceil", "Clip", "Concatenate", "Cos",
+            "Cosh", "Cumprod", "Cumsum", "Divide", "DivideNoNan", "Dot", "Einsum", "Equal", "Exp", "Exp2",
+            "ExpandDims", "Expm1", "Flip", "Floor", "FloorDivide", "GetItem", "Greater", "GreaterEqual",
+            "Hstack", "Less", "LessEqual", "Log", "Log10", "Log1p", "Log2", "Logaddexp", "LogicalAnd",
+            "LogicalNot", "LogicalOr", "Matmul", "Max", "Maximum", "Mean", "Min", "Minimum", "Mod", "Moveaxis",
+            "Multiply", "NanToNum", "Negative", "NotEqual", "OnesLike", "Pad", "Power", "Prod", "Ravel",
+            "Reciprocal", "Repeat", "Reshape", "Roll", "Round", "Sign", "Sin", "Sinh", "Sort", "Split", "Sqrt",
+            "Square", "Squeeze", "Stack", "Std", "Subtract", "Sum", "Swapaxes", "Take", "TakeAlongAxis", "Tan",
+            "Tanh", "Tensordot", "Tile", "Transpose", "Tril", "Triu", "TrueDivide", "Var", "Vstack", "Where",
+            "ZerosLike",
+        }
+    ),
+    "keras.src.ops.nn": frozenset(
+        {
+            "AveragePool", "Celu", "DotProductAttention", "Elu", "Gelu", "Glu", "HardShrink", "HardSigmoid",
+            "HardSilu", "HardTanh", "LayerNorm", "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool", "Moments",
+            "Normalize", "OneHot", "RMSNorm", "Relu", "Relu6", "Selu", "Sigmoid", "Silu", "SoftShrink", "Softmax",
+            "Softplus", "Softsign", "SparsePlus", "Sparsemax", "Squareplus", "TanhShrink", "Threshold",
+        }
+    ),
+    "keras.src.ops.math": frozenset({"Erf", "Erfc", "Logsumexp", "Rsqrt"}),
+    "keras.src.ops.core": frozenset({"Cast", "ConvertToTensor", "Slice", "StopGradient"}),
+    "keras.src.ops.image": frozenset({"Resize"}),
+}
+#: How `GetItem` nodes (`x[:, 0]`, `x[..., 1:]`) serialize their index: plain values, no code.
+INDEX_MARKERS = frozenset({"__slice__", "__ellipsis__"})
 
 INITIALIZER_CLASSES = frozenset(
     {
@@ -98,6 +146,7 @@ ALLOWED_MODULES: dict[str, frozenset[str | None]] = {
     "constraint": frozenset({None, "keras.constraints"}),
     "dtype": frozenset({None, "keras", "keras.dtype_policies"}),
     "tensor": frozenset({None}),
+    "index": frozenset({None}),
 }
 KIND_OF_CLASS: dict[str, str] = {
     **{name: "layer" for name in LAYER_CLASSES},
@@ -106,6 +155,8 @@ KIND_OF_CLASS: dict[str, str] = {
     **{name: "constraint" for name in CONSTRAINT_CLASSES},
     **{name: "dtype" for name in DTYPE_POLICY_CLASSES},
     **{name: "model" for name in MODEL_CLASSES},
+    **{name: "application layer" for name in APPLICATION_LAYERS},
+    **{name: "index" for name in INDEX_MARKERS},
     KERAS_TENSOR: "tensor",
 }
 #: `Identity` is both a layer and an initializer; its module tells which.
@@ -118,7 +169,7 @@ NEVER_ALLOWED = frozenset(
 )
 
 
-def check_model_json(obj: dict[str, Any], *, max_depth: int = 64, max_layers: int = 500) -> None:
+def check_model_json(obj: dict[str, Any], *, max_depth: int = 64, max_layers: int = 1200) -> None:
     """Raise `CapExceeded` or `ModelRejected` unless `obj` uses only allowed Keras built-ins.
 
     Runs no code from the payload and imports nothing: it only reads dicts, lists and strings.
@@ -167,14 +218,18 @@ def json_depth(value: Any) -> int:
 
 def count_layers(obj: dict[str, Any]) -> int:
     """Layers in the model, nested models' layers included (each nested model counts once too)."""
-    return sum(1 for node, _ in _walk(obj) if _kind(node) in ("layer", "model")) - 1
+    return sum(1 for node, _ in _walk(obj) if _kind(node) in ("layer", "model", "operation", "application layer")) - 1
 
 
 def _kind(node: dict[str, Any]) -> str | None:
     """The allow-list kind of a node's class; None for unknown classes and non-string class names
     (hostile JSON puts lists and objects there, which must be reported, not crash a lookup)."""
     name = node.get("class_name")
-    return KIND_OF_CLASS.get(name) if isinstance(name, str) else None
+    if not isinstance(name, str):
+        return None
+    if node.get("module") in OPERATIONS:
+        return "operation"
+    return KIND_OF_CLASS.get(name)
 
 
 def _walk(value: Any, key: str = "") -> Iterator[tuple[dict[str, Any], str]]:
@@ -209,13 +264,21 @@ def _class_problems(node: dict[str, Any]) -> Iterator[str]:
     if "class_name" not in node:
         return
     name = node["class_name"]
-    if not isinstance(name, str) or name in NEVER_ALLOWED or name not in KIND_OF_CLASS:
+    module = node.get("module")
+    if isinstance(module, str) and module in OPERATIONS:  # an operation node: only the reviewed ops of its module
+        if not isinstance(name, str) or name in NEVER_ALLOWED or name not in OPERATIONS[module]:
+            yield f"operation {_describe(name)} from module {module!r}"
+            return
+    elif not isinstance(name, str) or name in NEVER_ALLOWED or name not in KIND_OF_CLASS:
         yield _describe(name)
         return
-    module = node.get("module")
-    kinds = DUAL_KIND.get(name, (KIND_OF_CLASS[name],))
-    if not (module is None or isinstance(module, str)) or not any(module in ALLOWED_MODULES[kind] for kind in kinds):
-        yield f"{name} from module {module!r}"
+    elif name in APPLICATION_LAYERS:
+        if module != APPLICATION_LAYERS[name]:
+            yield f"{name} from module {module!r}"
+    else:
+        kinds = DUAL_KIND.get(name, (KIND_OF_CLASS[name],))
+        if not (module is None or isinstance(module, str)) or not any(module in ALLOWED_MODULES[kind] for kind in kinds):
+            yield f"{name} from module {module!r}"
     registered = node.get("registered_name")
     if registered not in (None, name):
         yield f"{name} registered as {registered!r}"
@@ -343,12 +406,20 @@ _NO_WEIGHTS = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "M
                          "Permute", "RepeatVector", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
                          "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D"})
 _CONV = frozenset({"Conv1D", "Conv2D", "Conv3D"})
+#: Weightless layers that change the shape in ways the estimate does not follow.
+_NO_WEIGHTS_RESHAPING = frozenset({"CustomScaleLayer", "Resizing", "CenterCrop", "RandomCrop", "RandomZoom",
+                                   "RandomRotation", "RandomTranslation", "RandomFlip", "RandomContrast",
+                                   "RandomBrightness"})
 
 
 def _layer_params(layer: dict[str, Any], shape: Shape | None) -> tuple[int | None, Shape | None]:
     """(parameters, output shape) of one layer; output None when not modelled (stops propagation)."""
     name = layer.get("class_name")
     c = layer.get("config", {})
+    if layer.get("module") in OPERATIONS or name in _NO_WEIGHTS_RESHAPING:
+        return 0, None
+    if name == "LayerScale":
+        return int(c["projection_dim"]), shape
     if name == "Embedding":
         return int(c["input_dim"]) * int(c["output_dim"]), None
     if name in _PASS_THROUGH:
@@ -376,8 +447,22 @@ def _layer_params(layer: dict[str, Any], shape: Shape | None) -> tuple[int | Non
         out = _window_shape(shape, c["kernel_size"], c.get("strides", 1), c.get("padding", "valid"),
                             c.get("dilation_rate", 1), filters) if name in _CONV else None
         return kernel * (features // groups) * filters + (filters if c.get("use_bias", True) else 0), out
+    if name in ("DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"):
+        kernel = math.prod(_ints(c["kernel_size"]))
+        depth = features * int(c.get("depth_multiplier", 1) or 1)
+        if name.startswith("Depthwise"):
+            return kernel * depth + (depth if c.get("use_bias", True) else 0), None
+        filters = int(c["filters"])
+        return kernel * depth + depth * filters + (filters if c.get("use_bias", True) else 0), None
+    if name == "Normalization":
+        if c.get("mean") is not None and c.get("variance") is not None:
+            return 0, shape  # given statistics are constants, not weights
+        axis = c.get("axis", -1)
+        if axis not in (-1, [-1], len(shape) - 1, [len(shape) - 1]):
+            return None, None
+        return 2 * features + 1, shape  # mean, variance and the sample count, kept as weights for adapt()
     if name == "BatchNormalization":
-        return 4 * features, shape
+        return (2 + bool(c.get("center", True)) + bool(c.get("scale", True))) * features, shape
     if name in ("LayerNormalization", "GroupNormalization"):
         return 2 * features, shape
     if name == "PReLU":

@@ -22,6 +22,8 @@ REMOVED_ARGS: dict[str, frozenset[str]] = {
 }
 #: Layers whose `axis` Keras 2 serialized as a one-element list after build and Keras 3 wants as an int.
 SINGLE_AXIS = frozenset({"BatchNormalization"})
+#: Layers whose `input_dim` is a size of their own (the vocabulary), not a declaration of the input shape.
+VOCABULARY_LAYERS = frozenset({"Embedding"})
 #: Arguments every Keras 2 layer could carry to declare its input; Keras 3 wants an InputLayer.
 INPUT_ARGS = ("batch_input_shape", "input_shape", "input_dim")
 OBJECT_MODULES = {
@@ -90,6 +92,7 @@ def _rewrite_layer(layer: dict[str, Any], *, first: bool, sequential: bool) -> d
     if not isinstance(config, dict):
         return None
     _rewrite_dtype(config)
+    batch_shape = _batch_shape(config, name)  # before REMOVED_ARGS drops Embedding's input_length
     for key in REMOVED_ARGS.get(str(name), ()):
         config.pop(key, None)
     axis = config.get("axis")
@@ -102,9 +105,9 @@ def _rewrite_layer(layer: dict[str, Any], *, first: bool, sequential: bool) -> d
             value.setdefault("registered_name", None)
         if key in ("layer", "cell", "forward_layer", "backward_layer") and isinstance(value, dict):
             _rewrite_layer(value, first=False, sequential=False)
-    batch_shape = _batch_shape(config)
     for key in INPUT_ARGS:
-        config.pop(key, None)
+        if not (key == "input_dim" and name in VOCABULARY_LAYERS):  # Embedding's input_dim is its vocabulary
+            config.pop(key, None)
     if name == "InputLayer":
         if batch_shape is not None:
             config["batch_shape"] = batch_shape
@@ -113,14 +116,20 @@ def _rewrite_layer(layer: dict[str, Any], *, first: bool, sequential: bool) -> d
         return {
             "module": "keras.layers",
             "class_name": "InputLayer",
-            "config": {"batch_shape": batch_shape, "dtype": _input_dtype(config.get("dtype")),
+            "config": {"batch_shape": batch_shape,
+                       "dtype": "int32" if name in VOCABULARY_LAYERS else _input_dtype(config.get("dtype")),
                        "name": f"{config.get('name', 'layer')}_input"},
             "registered_name": None,
         }
     return None
 
 
-def _batch_shape(config: dict[str, Any]) -> list[Any] | None:
+def _batch_shape(config: dict[str, Any], name: Any = None) -> list[Any] | None:
+    if name in VOCABULARY_LAYERS:  # input_dim is the vocabulary; input_length (removed in Keras 3) the shape
+        length = config.get("input_length")
+        if isinstance(config.get("batch_input_shape"), list):
+            return list(config["batch_input_shape"])
+        return [None, length] if isinstance(length, int) else None
     if isinstance(config.get("batch_input_shape"), list):
         return list(config["batch_input_shape"])
     if isinstance(config.get("batch_shape"), list):

@@ -75,3 +75,17 @@ class ResourceExhausted(EngineError):
     slug = "out-of-memory"
     title = "The model and batch do not fit in memory"
     status = 507
+
+
+class DatasetInvalid(DatasetError):
+    """The dataset reference itself is malformed or not allowed (scheme, name, path rules)."""
+
+    slug = "dataset-invalid"
+    title = "The dataset reference cannot be used"
+
+
+class DatasetNotFound(DatasetError):
+    """The reference is well formed but names nothing this tenant can read."""
+
+    slug = "dataset-not-found"
+    title = "The dataset reference cannot be used"

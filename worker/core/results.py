@@ -1,17 +1,24 @@
-"""A result assembled from the curve chunks stored so far: for running, cancelled and failed jobs.
+"""The result of a job, in the API's shape, assembled one way for finished and unfinished jobs.
 
-The worker appends one chunk per arm between `steps_per_execution` batches
-(`{arm_index, arm_label, repeat, step_start, state, steps_total, lrs, losses, val_losses}`); this module stitches them
-back into the API's result shape so that plots of a running job and the partial curves of a
-cancelled or failed one read exactly like a finished result. Pure NumPy: the API process calls it.
+- `chunk_record`: what the worker stores per chunk of one arm and seed
+  (`{arm_index, arm_label, repeat, step_start, state, steps_total, lrs, losses, val_losses}`);
+- `stitch`: a run's curves back from its chunks;
+- `arm_result`: one arm's entry from its runs (one per seed), suggestions and spread included;
+- `partial_result`: the result of whatever chunks are stored (running, cancelled, failed jobs), so
+  plots of a running job and the partial curves of a cancelled one read exactly like a finished result;
+- `finished_result`: the engine's result once every run has ended.
+
+Pure NumPy: the API process calls it, and so do the engine and the tests' fakes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from worker.core import suggestions
-from worker.core.spec import JobSpec
+from worker.core.progress import Chunk, finite
+from worker.core.spec import JobSpec, OptimizerArm
 
 #: Arm states (`worker.core.progress.ArmState`) that end an arm, and the stop reason each reports.
 _ENDED = {"done": "completed", "diverged": "diverged", "nan": "nan"}
@@ -43,41 +50,81 @@ def stitch(chunks: list[dict[str, Any]], arm_index: int, repeat: int = 0) -> dic
     return {"lrs": lrs, "losses": losses, "val_losses": vals, "state": state, "steps_total": steps_total}
 
 
+@dataclass
+class RunCurves:
+    """Raw curves of one arm for one seed."""
+
+    lrs: list[float | None] = field(default_factory=list)
+    losses: list[float | None] = field(default_factory=list)
+    val_losses: list[float | None] | None = None
+    stop_reason: str = "completed"
+
+
+def chunk_record(chunk: Chunk) -> dict[str, Any]:
+    """What `stitch` puts back together (non-finite values stored as null: Redis holds strict JSON)."""
+    return {
+        "arm_index": chunk.arm_index,
+        "arm_label": chunk.arm_label,
+        "repeat": chunk.repeat,
+        "step_start": chunk.step_start,
+        "state": chunk.state,
+        "steps_total": chunk.steps_total,
+        "lrs": [finite(v) for v in chunk.lrs],
+        "losses": [finite(v) for v in chunk.losses],
+        "val_losses": None if chunk.val_losses is None else [finite(v) for v in chunk.val_losses],
+    }
+
+
+def arm_result(arm: OptimizerArm, runs: list[RunCurves], spec: JobSpec, *, planned_steps: int,
+               seeds: list[int]) -> dict[str, Any]:
+    """One arm's entry of the result: the first seed's curves, the rules' analysis, and with several
+    seeds their spread (the recommendation is then the median of the seeds' recommendations)."""
+    sweep = spec.sweep
+    analyses = [suggestions.analyze_arm(
+        r.lrs, r.losses, smoothing=sweep.smoothing, moving_average=sweep.moving_average, stop_reason=r.stop_reason,
+        planned_steps=planned_steps, val_losses=r.val_losses if sweep.evaluate_on == "validation" else None,
+    ) for r in runs]
+    main, analysis = runs[0], analyses[0]
+    result: dict[str, Any] = {
+        "label": arm.display_label,
+        "optimizer": {"name": arm.name, "params": dict(arm.params)},
+        "lrs": main.lrs, "losses": main.losses, "val_losses": main.val_losses,
+        "stop_reason": main.stop_reason,
+        **analysis,
+        "repeats": None,
+    }
+    if len(runs) > 1:
+        spread = suggestions.repeat_spread(analyses, seeds)
+        spread["stop_reasons"] = [r.stop_reason for r in runs]
+        result["repeats"] = spread
+        if spread["median"].get("recommended") is not None:
+            result["recommended_lr"] = spread["median"]["recommended"]
+    return result
+
+
+def finished_result(arms: list[dict[str, Any]], *, engine: dict[str, Any] | None, stopped: str | None) -> dict[str, Any]:
+    """The whole result from its arms: the best arm, the recommendation, strict JSON throughout."""
+    best = suggestions.best_arm(arms)
+    return suggestions.json_safe({"arms": arms, "best_arm": best, "recommendation": suggestions.recommendation(arms, best),
+                                  "engine": engine, "stopped": stopped})
+
+
 def partial_result(spec: dict[str, Any], chunks: list[dict[str, Any]], *, stopped: str | None = None) -> dict[str, Any]:
     """The result of the steps recorded so far (repeat 0 of each arm), in the API's result shape.
 
     `spec` is the stored job spec (as submitted); `stopped` is None for a job still running or lost,
     "cancelled" or "time_limit" for one that ended early. Suggestions, diagnostics and the
-    recommendation are the engine's own NumPy rules run on these curves, so they match what a
+    recommendation are the engine's own rules (`arm_result`) on these curves, so they match what a
     finished job reports for the same points.
     """
     job = JobSpec.model_validate(spec)
     arms = []
     for index, arm in enumerate(job.optimizers):
         curve = stitch(chunks, index)
-        stop_reason = _ENDED.get(curve["state"], stopped)
-        arms.append(
-            {
-                "label": arm.display_label,
-                "optimizer": {"name": arm.name, "params": dict(arm.params)},
-                "lrs": curve["lrs"],
-                "losses": curve["losses"],
-                "val_losses": curve["val_losses"],
-                "stop_reason": stop_reason,
-                "repeats": None,
-                **suggestions.analyze_arm(
-                    curve["lrs"],
-                    curve["losses"],
-                    smoothing=job.sweep.smoothing,
-                    moving_average=job.sweep.moving_average,
-                    stop_reason=stop_reason or "running",
-                    planned_steps=curve["steps_total"] or job.sweep.num_steps or len(curve["lrs"]),
-                    val_losses=curve["val_losses"] if job.sweep.evaluate_on == "validation" else None,
-                ),
-            }
-        )
-    best = suggestions.best_arm(arms)
-    return suggestions.json_safe(
-        {"arms": arms, "best_arm": best, "recommendation": suggestions.recommendation(arms, best),
-         "engine": None, "stopped": stopped}
-    )
+        run = RunCurves(curve["lrs"], curve["losses"], curve["val_losses"],
+                        _ENDED.get(curve["state"], stopped) or "running")
+        entry = arm_result(arm, [run], job, planned_steps=curve["steps_total"] or job.sweep.num_steps or len(run.lrs),
+                           seeds=[job.sweep.seed])
+        entry["stop_reason"] = _ENDED.get(curve["state"], stopped)
+        arms.append(entry)
+    return finished_result(arms, engine=None, stopped=stopped)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from worker.core.datasets import SCHEMES
+
 if TYPE_CHECKING:
     from worker.core.settings import Settings
 
@@ -33,6 +35,18 @@ OPTIMIZER_NAMES: frozenset[str] = frozenset(
         "lion",
         "lamb",
         "adafactor",
+    }
+)
+
+#: Keras loss identifiers a job may name (what `keras.losses.get` resolves; a test checks each one).
+#: Class names (`MeanSquaredError`) and upper-case aliases (`MSE`) are accepted and stored in this form.
+LOSS_NAMES: frozenset[str] = frozenset(
+    {
+        "binary_crossentropy", "bce", "binary_focal_crossentropy", "categorical_crossentropy",
+        "categorical_focal_crossentropy", "sparse_categorical_crossentropy", "categorical_hinge", "hinge",
+        "squared_hinge", "circle", "cosine_similarity", "ctc", "dice", "tversky", "huber", "kl_divergence",
+        "kld", "log_cosh", "poisson", "mean_absolute_error", "mae", "mean_absolute_percentage_error", "mape",
+        "mean_squared_error", "mse", "mean_squared_logarithmic_error", "msle",
     }
 )
 
@@ -70,8 +84,8 @@ class DatasetRef(_Strict):
         scheme, sep, rest = uri.partition(":")
         if not sep or not rest:
             raise ValueError("dataset.uri must look like 'builtin:digits', 'keras:mnist', 'dataset:<id>' or 'file:<path>'")
-        if scheme not in {"builtin", "keras", "dataset", "file"}:
-            raise ValueError(f"unknown dataset scheme {scheme!r}: use builtin:, keras:, dataset: or file:")
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown dataset scheme {scheme!r}: use one of {', '.join(s + ':' for s in SCHEMES)}")
         return uri
 
 
@@ -150,7 +164,10 @@ class JobSpec(_Strict):
         examples=[{"class_name": "Sequential", "config": {"layers": []}}],
     )
     dataset: DatasetRef
-    loss: str = Field("sparse_categorical_crossentropy", max_length=80, description="A Keras loss identifier.")
+    loss: str | dict[Annotated[str, Field(max_length=128)], str] = Field(
+        "sparse_categorical_crossentropy",
+        description="A Keras loss identifier, or an object giving one per model output (keyed by output name).",
+    )
     optimizers: Annotated[list[OptimizerArm], Field(min_length=1, max_length=16)] = Field(
         default_factory=lambda: [OptimizerArm(name="adam")]
     )
@@ -173,10 +190,16 @@ class JobSpec(_Strict):
 
     @field_validator("loss")
     @classmethod
-    def _loss_identifier(cls, loss: str) -> str:
-        if not loss.replace("_", "").isalnum():
-            raise ValueError("loss must be a Keras loss identifier such as 'sparse_categorical_crossentropy'")
-        return loss
+    def _loss_identifier(cls, loss: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(loss, dict):
+            if not 1 <= len(loss) <= 64:
+                raise ValueError("a loss object needs one entry per model output (at most 64)")
+            return {output: _loss_name(name) for output, name in loss.items()}
+        return _loss_name(loss)
+
+    def loss_names(self) -> list[str]:
+        """Every loss identifier the job names (one, or one per output)."""
+        return sorted(set(self.loss.values())) if isinstance(self.loss, dict) else [self.loss]
 
     @model_validator(mode="after")
     def _unique_labels(self) -> JobSpec:
@@ -190,6 +213,15 @@ class JobSpec(_Strict):
         ):
             raise ValueError("evaluate_on='validation' needs dataset.validation_split > 0")
         return self
+
+
+def _loss_name(name: str) -> str:
+    """The accepted spelling of a loss identifier (`MSE` -> `mse`, `MeanSquaredError` -> `mean_squared_error`)."""
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    for candidate in (name, name.lower(), snake):
+        if candidate in LOSS_NAMES:
+            return candidate
+    raise ValueError(f"unknown loss {name[:80]!r}: use one of {', '.join(sorted(LOSS_NAMES))}")
 
 
 @dataclass(frozen=True)

@@ -10,43 +10,47 @@ random (split, subsample) is drawn from the job's seed, so the same spec gives t
 from __future__ import annotations
 
 import os
-import re
 import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 
+from worker.core.datasets import array_groups, check_uri, resolve_file, upload_path
 from worker.core.problems import CapExceeded, DatasetError
 from worker.core.spec import DatasetRef
 
-KERAS_DATASETS = {
+KERAS_CACHE_PATHS = {
     # name: path of its files under the Keras cache (`$KERAS_HOME` or ~/.keras), as Keras's loaders write them
     "mnist": "datasets/mnist.npz",
     "fashion_mnist": "datasets/fashion-mnist",
     "cifar10": "datasets/cifar-10-batches-py-target",
     "cifar100": "datasets/cifar-100-python-target",
 }
-DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 #: Held-out rows kept for `evaluate_on=validation`: fixed, so every arm and chunk sees the same ones.
 MAX_VAL_ROWS = 2048
 CACHE_ENTRIES = 4
+
+#: One array, or one per model input (output) keyed by its name, as an `.npz` names them.
+Tensors = Union[np.ndarray, dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
 class Arrays:
     """Inputs and targets; `x_val`/`y_val` are the source's own held-out split when it has one."""
 
-    x: np.ndarray
-    y: np.ndarray
-    x_val: np.ndarray | None = None
-    y_val: np.ndarray | None = None
+    x: Tensors
+    y: Tensors
+    x_val: Tensors | None = None
+    y_val: Tensors | None = None
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.x, self.y, self.x_val, self.y_val) if a is not None)
+        return sum(a.nbytes for t in (self.x, self.y, self.x_val, self.y_val) if t is not None for a in _leaves(t))
 
 
 _cache: OrderedDict[tuple, Arrays] = OrderedDict()
@@ -55,10 +59,10 @@ _cache_lock = threading.Lock()
 
 def load_arrays(uri: str, *, data_root: Path, max_bytes: int, allow_download: bool = True) -> Arrays:
     """The raw arrays behind a dataset URI, from the per-process cache when loaded before."""
-    scheme, _, name = uri.partition(":")
+    scheme, name = check_uri(uri)
     path = None
     if scheme in ("file", "dataset"):
-        path = safe_path(data_root, name if scheme == "file" else f"datasets/{_dataset_id(name)}.npz")
+        path = resolve_file(data_root, name) if scheme == "file" else _upload(data_root, name)
         stat = path.stat()
         key: tuple = (uri, str(path), stat.st_mtime_ns, stat.st_size)
     else:
@@ -71,10 +75,8 @@ def load_arrays(uri: str, *, data_root: Path, max_bytes: int, allow_download: bo
         arrays = read_npz(path, max_bytes=max_bytes)
     elif scheme == "builtin":
         arrays = _builtin(name)
-    elif scheme == "keras":
-        arrays = _keras(name, allow_download=allow_download)
     else:
-        raise DatasetError(f"unknown dataset scheme {scheme!r}")
+        arrays = _keras(name, allow_download=allow_download)
     if arrays.nbytes > max_bytes:
         raise CapExceeded(f"the dataset holds {arrays.nbytes} bytes; the limit is {max_bytes}",
                           cap="max_dataset_bytes", limit=max_bytes, value=arrays.nbytes)
@@ -91,32 +93,20 @@ def clear_cache() -> None:
 
 
 def safe_path(data_root: Path, relative: str) -> Path:
-    """`relative` resolved under `data_root`, refusing absolute paths, `..` and symlinks that lead out."""
-    if not relative or relative.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", relative) or os.path.isabs(relative):
-        raise DatasetError(f"dataset path {relative!r} must be relative to the data root")
-    if ".." in Path(relative).parts:
-        raise DatasetError(f"dataset path {relative!r} must not contain '..'")
-    if "\x00" in relative:
-        raise DatasetError("dataset path must not contain a NUL byte")
-    if not relative.endswith(".npz"):
-        raise DatasetError(f"dataset path {relative!r} must name an .npz file")
-    root = Path(data_root).resolve()
-    candidate = root / relative
-    try:
-        resolved = candidate.resolve(strict=True)
-    except (FileNotFoundError, RuntimeError):
-        raise DatasetError(f"dataset {relative!r} was not found under the data root") from None
-    except OSError as exc:  # a name or path longer than the filesystem allows, and the like
-        raise DatasetError(f"dataset path {relative[:80]!r} is not usable: {exc.strerror}") from None
-    if not resolved.is_relative_to(root):
-        raise DatasetError(f"dataset path {relative!r} leads outside the data root")
-    if not resolved.is_file():
-        raise DatasetError(f"dataset path {relative!r} is not a file")
-    return resolved
+    """`file:<relative>` resolved under `data_root` (the rules live in `worker.core.datasets`)."""
+    return resolve_file(data_root, relative)
+
+
+def _upload(data_root: Path, dataset_id: str) -> Path:
+    path = upload_path(data_root, dataset_id)
+    if not path.is_file():
+        raise DatasetError(f"dataset {dataset_id} was not found: it was deleted, or this worker does not share the "
+                           "API's data root (LRRT_DATA_ROOT)")
+    return path
 
 
 def read_npz(path: Path, *, max_bytes: int) -> Arrays:
-    """Arrays `x`, `y` (and optionally `x_val`, `y_val`) of an `.npz`, never unpickling anything."""
+    """The arrays of an `.npz` (named as `worker.core.datasets` says), never unpickling anything."""
     try:
         with zipfile.ZipFile(path) as archive:
             expanded = sum(info.file_size for info in archive.infolist())
@@ -127,36 +117,38 @@ def read_npz(path: Path, *, max_bytes: int) -> Arrays:
                           cap="max_dataset_bytes", limit=max_bytes, value=expanded)
     try:
         with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            if not {"x", "y"} <= names:
-                raise DatasetError(f"{path.name} must hold arrays 'x' and 'y'; it has {sorted(names)}")
-            arrays = {k: npz[k] for k in ("x", "y", "x_val", "y_val") if k in names}
+            groups = array_groups(npz.files)
+            loaded = {group: _group(npz, members) for group, members in groups.items() if members}
     except ValueError as exc:  # object arrays: "Object arrays cannot be loaded when allow_pickle=False"
         raise DatasetError(f"{path.name} holds arrays that would need unpickling, which is refused: {exc}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DatasetError(f"{path.name} could not be read: {exc}") from None
-    if ("x_val" in arrays) != ("y_val" in arrays):
-        raise DatasetError(f"{path.name} must hold both 'x_val' and 'y_val' or neither")
-    result = Arrays(**arrays)
+    result = Arrays(**loaded)
     for x, y, what in ((result.x, result.y, "x/y"), (result.x_val, result.y_val, "x_val/y_val")):
-        if x is None:
+        if x is None or y is None:
             continue
-        if x.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
-            raise DatasetError(f"{path.name}: {what} must be numeric arrays, got {x.dtype} and {y.dtype}")
-        if len(x) != len(y):
-            raise DatasetError(f"{path.name}: {what} have different lengths ({len(x)} and {len(y)})")
+        leaves = [*_leaves(x), *_leaves(y)]
+        if any(a.dtype.kind not in "biuf" for a in leaves):
+            raise DatasetError(f"{path.name}: {what} must be numeric arrays, got {sorted({a.dtype.name for a in leaves})}")
+        if any(a.ndim == 0 for a in leaves):
+            raise DatasetError(f"{path.name}: {what} must have one row per sample along the first axis")
+        if len({len(a) for a in leaves}) > 1:
+            raise DatasetError(f"{path.name}: {what} have different lengths ({sorted({len(a) for a in leaves})})")
     return result
 
 
-def _dataset_id(name: str) -> str:
-    if not DATASET_ID.match(name):
-        raise DatasetError(f"dataset id {name!r} is not a valid id")
-    return name
+def _group(npz: np.lib.npyio.NpzFile, members: dict[str | None, str]) -> Tensors:
+    if None in members:
+        return npz[members[None]]
+    return {name: npz[member] for name, member in members.items() if name is not None}
+
+
+def _leaves(t: Tensors) -> list[np.ndarray]:
+    return list(t.values()) if isinstance(t, dict) else [t]
 
 
 def _builtin(name: str) -> Arrays:
-    if name != "digits":
-        raise DatasetError(f"unknown builtin dataset {name!r}: use builtin:digits")
+    """`builtin:digits` (the only builtin; `check_uri` refused any other name)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -166,12 +158,10 @@ def _builtin(name: str) -> Arrays:
 def keras_cache_path(name: str) -> Path:
     """Where Keras's loader keeps (or expects, on an offline host) the files of `keras:<name>`."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / KERAS_DATASETS[name]
+    return Path(home) / KERAS_CACHE_PATHS[name]
 
 
 def _keras(name: str, *, allow_download: bool) -> Arrays:
-    if name not in KERAS_DATASETS:
-        raise DatasetError(f"unknown Keras dataset {name!r}: use one of {', '.join(sorted(KERAS_DATASETS))}")
     cached = keras_cache_path(name)
     if not cached.exists() and not allow_download:
         raise DatasetError(f"keras:{name} is not in the Keras cache at {cached} and downloads are off; "
@@ -192,42 +182,85 @@ def _keras(name: str, *, allow_download: bool) -> Arrays:
 
 
 @dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output: its name, shape (batch axis included) and dtype."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
 class Prepared:
-    """What the sweep trains on: float inputs in the model's shape, and a fixed held-out subset."""
+    """What the sweep trains on: one array per model input and per output (in the model's order),
+    inputs shaped and cast for the model, and a fixed held-out subset."""
 
-    x: np.ndarray
-    y: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
+    x: list[np.ndarray]
+    y: list[np.ndarray]
+    x_val: list[np.ndarray]
+    y_val: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.x[0])
+
+    @property
+    def held_out(self) -> int:
+        return len(self.x_val[0])
 
 
-def prepare(arrays: Arrays, ref: DatasetRef, *, input_shape: tuple[int | None, ...], input_dtype: str, seed: int) -> Prepared:
-    """Split, subsample, normalize, reshape and cast, deterministically from `seed`.
+def prepare(arrays: Arrays, ref: DatasetRef, *, inputs: Sequence[TensorSpec], outputs: Sequence[str], seed: int) -> Prepared:
+    """Match arrays to the model's inputs and outputs, then split, subsample, normalize, reshape and
+    cast, deterministically from `seed`.
 
     The held-out set is the source's own (`x_val`, Keras's test split) when it has one, else
     `validation_split` of the rows drawn with the seed; at most `MAX_VAL_ROWS` rows are kept.
     """
     rng = np.random.default_rng(seed)
-    x, y, x_val, y_val = arrays.x, arrays.y, arrays.x_val, arrays.y_val
+    x, y = _by_name(arrays.x, [i.name for i in inputs], "x"), _by_name(arrays.y, list(outputs), "y")
+    x_val = None if arrays.x_val is None else _by_name(arrays.x_val, [i.name for i in inputs], "x_val")
+    y_val = None if arrays.y_val is None else _by_name(arrays.y_val, list(outputs), "y_val")
     if x_val is None and ref.validation_split > 0:
-        order = rng.permutation(len(x))
-        n_val = max(1, int(round(len(x) * ref.validation_split)))
-        x_val, y_val, x, y = x[order[:n_val]], y[order[:n_val]], x[order[n_val:]], y[order[n_val:]]
-    if ref.max_samples is not None and len(x) > ref.max_samples:
-        keep = np.sort(rng.choice(len(x), ref.max_samples, replace=False))
-        x, y = x[keep], y[keep]
-    if x_val is None:
-        x_val, y_val = x[:0], y[:0]
-    elif len(x_val) > MAX_VAL_ROWS:
-        keep = np.sort(rng.choice(len(x_val), MAX_VAL_ROWS, replace=False))
-        x_val, y_val = x_val[keep], y_val[keep]
-    if len(x) == 0:
+        order = rng.permutation(len(x[0]))
+        n_val = max(1, int(round(len(x[0]) * ref.validation_split)))
+        x_val, y_val = _take(x, order[:n_val]), _take(y, order[:n_val])
+        x, y = _take(x, order[n_val:]), _take(y, order[n_val:])
+    if ref.max_samples is not None and len(x[0]) > ref.max_samples:
+        keep = np.sort(rng.choice(len(x[0]), ref.max_samples, replace=False))
+        x, y = _take(x, keep), _take(y, keep)
+    if x_val is None or y_val is None:
+        x_val, y_val = _take(x, slice(0, 0)), _take(y, slice(0, 0))
+    elif len(x_val[0]) > MAX_VAL_ROWS:
+        keep = np.sort(rng.choice(len(x_val[0]), MAX_VAL_ROWS, replace=False))
+        x_val, y_val = _take(x_val, keep), _take(y_val, keep)
+    if len(x[0]) == 0:
         raise DatasetError("no training rows are left after the validation split and max_samples")
-    scale = float(np.max(np.abs(x))) if ref.normalize and x.size else 1.0
-    return Prepared(
-        _fit(x, input_shape, input_dtype, scale), y,
-        _fit(x_val, input_shape, input_dtype, scale), y_val,
-    )
+    scales = [float(np.max(np.abs(a))) if ref.normalize and a.size else 1.0 for a in x]
+
+    def fit(parts: list[np.ndarray]) -> list[np.ndarray]:
+        return [_fit(a, spec.shape, spec.dtype, scale) for a, spec, scale in zip(parts, inputs, scales)]
+
+    return Prepared(fit(x), y, fit(x_val), y_val)
+
+
+def _by_name(t: Tensors, names: list[str], group: str) -> list[np.ndarray]:
+    """The arrays for the model's inputs (or outputs) `names`, in that order."""
+    if not isinstance(t, dict):
+        if len(names) == 1:
+            return [t]
+        raise DatasetError(f"the model has {len(names)} {'inputs' if group.startswith('x') else 'outputs'} "
+                           f"{names}; name one array per each in the .npz: "
+                           + ", ".join(f"{group}_{n}" for n in names), expected=[f"{group}_{n}" for n in names])
+    if len(names) == 1 and len(t) == 1:
+        return list(t.values())
+    if set(t) != set(names):
+        raise DatasetError(f"the .npz arrays {sorted(f'{group}_{k}' for k in t)} do not match the model's "
+                           f"{'inputs' if group.startswith('x') else 'outputs'}: expected "
+                           + ", ".join(f"{group}_{n}" for n in names), expected=[f"{group}_{n}" for n in names])
+    return [t[n] for n in names]
+
+
+def _take(arrays: list[np.ndarray], index: np.ndarray | slice) -> list[np.ndarray]:
+    return [a[index] for a in arrays]
 
 
 def _fit(x: np.ndarray, input_shape: tuple[int | None, ...], dtype: str, scale: float) -> np.ndarray:
@@ -236,6 +269,11 @@ def _fit(x: np.ndarray, input_shape: tuple[int | None, ...], dtype: str, scale: 
         x = x.astype(dtype, copy=False)
         if scale not in (0.0, 1.0):
             x = x / np.asarray(scale, dtype=dtype)
+    elif np.dtype(dtype).kind in "iu" and x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)) or not np.array_equal(x, np.round(x)):
+            raise DatasetError(f"the model's input expects integers ({dtype}, e.g. token ids) but the array holds "
+                               "fractional values; save the token ids as an integer array")
+        x = x.astype(dtype)
     return x
 
 

@@ -13,28 +13,20 @@ from typing import Any
 
 import keras
 
-from worker.core.allowlist import check_model_json, check_params
 from worker.core.problems import CapExceeded, EngineError, ModelInvalid
-from worker.core.legacy import to_keras3
 from worker.core.settings import Settings
+from worker.engine.data import TensorSpec
 
 MIXED_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "mixed_float16"}, "registered_name": None}
 
 
-def vet_model_json(model_json: dict[str, Any], caps: Settings) -> dict[str, Any]:
-    """The Keras 3 config to build, after every check that needs no Keras; raises EngineError subclasses."""
-    check_model_json(model_json, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
-    config = to_keras3(model_json)
-    check_model_json(config, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
-    config.pop("compile_config", None)  # empty (checked above); Keras would compile from it
-    check_params(config, max_params=caps.max_params)
-    return config
-
-
 def build_model(config: dict[str, Any], caps: Settings, *, mixed_precision: bool = False) -> keras.Model:
-    """Deserialize a vetted config (see `vet_model_json`) with safe mode on and check its size."""
-    if mixed_precision:
-        config = with_mixed_precision(config)
+    """Deserialize a vetted config (`worker.core.vetting.vet_model_json`) with safe mode on and check its size.
+
+    Keras consumes a Functional config in place while it deserializes it (the next build of the same
+    dict would see `'config': {}`), so every build works on its own deep copy.
+    """
+    config = with_mixed_precision(config) if mixed_precision else copy.deepcopy(config)
     try:
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     except EngineError:
@@ -66,12 +58,22 @@ def with_mixed_precision(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def input_spec(model: keras.Model) -> tuple[tuple[int | None, ...], str]:
-    """Shape (batch axis included) and dtype of the model's single input."""
-    if len(model.inputs) != 1:
-        raise ModelInvalid(f"the model has {len(model.inputs)} inputs; a range test needs exactly one")
-    tensor = model.inputs[0]
-    return tuple(tensor.shape), str(tensor.dtype)
+def input_specs(model: keras.Model) -> list[TensorSpec]:
+    """Name, shape (batch axis included) and dtype of each model input, in the model's order."""
+    return [TensorSpec(_tensor_name(t), tuple(t.shape), str(t.dtype)) for t in model.inputs]
+
+
+def output_specs(model: keras.Model) -> list[TensorSpec]:
+    """Name (the output layer's, which a loss object and `y_<name>` arrays use) and shape of each output."""
+    names = list(getattr(model, "output_names", None) or [_tensor_name(t) for t in model.outputs])
+    return [TensorSpec(name, tuple(t.shape), str(t.dtype)) for name, t in zip(names, model.outputs)]
+
+
+def _tensor_name(tensor: keras.KerasTensor) -> str:
+    """The name of the layer that made a symbolic tensor (`keras.Input(name=...)` for inputs)."""
+    history = getattr(tensor, "_keras_history", None)
+    layer = getattr(history, "operation", None) if history is not None else None
+    return str(getattr(layer, "name", None) or tensor.name)
 
 
 def _short(exc: BaseException, limit: int = 400) -> str:

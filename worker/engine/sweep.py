@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,17 @@ import keras
 import numpy as np
 
 from worker.core import suggestions as rules
-from worker.engine.data import Arrays, Prepared, load_arrays, prepare
 from worker.core.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
-from worker.engine.models import build_model, input_spec, vet_model_json
 from worker.core.progress import Chunk, ChunkHook
-from worker.engine.recorder import StepLossRecorder, install, read_steps
-from worker.engine.schedule import RangeTestSchedule, lr_values
+from worker.core.results import RunCurves, arm_result, finished_result
 from worker.core.settings import Settings, get_settings
 from worker.core.spec import JobSpec, OptimizerArm, cap_violations
+from worker.core.vetting import vet_spec
+from worker.engine.data import Arrays, Prepared, load_arrays, prepare
+from worker.engine.models import build_model, input_specs, output_specs
+from worker.engine.recorder import StepLossRecorder, install, read_steps
+from worker.engine.schedule import RangeTestSchedule, lr_values
+from worker.engine.targets import check_targets
 
 #: Steps per compiled call: DESIGN.md measured 50 to reach ~the floor on an H200. Smaller sweeps use
 #: n//10 so progress still arrives about ten times per arm.
@@ -66,27 +69,30 @@ def run_sweep(
     caps = caps or get_settings()
     sweep = spec.sweep
     _check_caps(spec, caps)
-    config = vet_model_json(spec.model, caps)
-    _loss(spec.loss)  # fail fast, before any data is loaded
+    config = vet_spec(spec, caps)
     try:
         keras.utils.set_random_seed(sweep.seed)
         first = build_model(config, caps, mixed_precision=sweep.mixed_precision)
-        shape, dtype = input_spec(first)
+        outputs = output_specs(first)
+        losses = _losses(spec, [o.name for o in outputs])  # fail fast, before any data is loaded
         arrays = data if data is not None else load_arrays(
             spec.dataset.uri, data_root=data_root, max_bytes=caps.max_dataset_bytes, allow_download=allow_download
         )
-        prepared = prepare(arrays, spec.dataset, input_shape=shape, input_dtype=dtype, seed=sweep.seed)
-        _check_caps(spec, caps, train_samples=len(prepared.x))
-        num_steps = sweep.total_steps(len(prepared.x))
-        if sweep.batch_size > len(prepared.x):
-            raise DatasetError(f"batch_size {sweep.batch_size} is larger than the {len(prepared.x)} training rows")
+        prepared = prepare(arrays, spec.dataset, inputs=input_specs(first), outputs=[o.name for o in outputs],
+                           seed=sweep.seed)
+        check_targets(prepared, outputs, spec.loss_names() if isinstance(spec.loss, str) else
+                      [spec.loss[o.name] for o in outputs])
+        _check_caps(spec, caps, train_samples=len(prepared))
+        num_steps = sweep.total_steps(len(prepared))
+        if sweep.batch_size > len(prepared):
+            raise DatasetError(f"batch_size {sweep.batch_size} is larger than the {len(prepared)} training rows")
         validation = sweep.evaluate_on == "validation"
-        if validation and len(prepared.x_val) == 0:
+        if validation and prepared.held_out == 0:
             raise DatasetError("evaluate_on='validation' needs held-out rows: set dataset.validation_split > 0")
         chunk = _chunk_size(num_steps, steps_per_execution, validation)
         seeds = [sweep.seed + r for r in range(sweep.repeats)]
         starts = [_variables(first)] + [_variables(_seeded_model(config, caps, s, sweep.mixed_precision)) for s in seeds[1:]]
-        job = _Job(spec, caps, prepared, num_steps, chunk, on_chunk)
+        job = _Job(spec, caps, prepared, num_steps, chunk, on_chunk, losses)
         runs = [[job.run(i, arm, r, seeds[r], starts[r], config) for r in range(len(seeds))]
                 for i, arm in enumerate(spec.optimizers)]
     except EngineError:
@@ -97,42 +103,27 @@ def run_sweep(
                 "the device ran out of memory: lower batch_size or use a smaller model", error=type(exc).__name__
             ) from None
         raise
-    arms = [_arm_result(arm, arm_runs, spec, num_steps, seeds) for arm, arm_runs in zip(spec.optimizers, runs)]
-    best = rules.best_arm(arms)
-    return rules.json_safe({
-        "arms": arms,
-        "best_arm": best,
-        "recommendation": rules.recommendation(arms, best),
-        "engine": {
-            "keras": keras.__version__, "backend": keras.backend.backend(), "device": _device(),
-            "seconds": round(time.perf_counter() - started, 3), "steps_per_execution": chunk,
-            "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
-        },
-        "stopped": job.stopped,
+    arms = [arm_result(arm, arm_runs, spec, planned_steps=num_steps, seeds=seeds)
+            for arm, arm_runs in zip(spec.optimizers, runs)]
+    return finished_result(arms, stopped=job.stopped, engine={
+        "keras": keras.__version__, "backend": keras.backend.backend(), "device": _device(),
+        "seconds": round(time.perf_counter() - started, 3), "steps_per_execution": chunk,
+        "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
     })
 
 
 # --------------------------------------------------------------------------- one arm, one seed
 
 
-@dataclass
-class _Run:
-    """Raw curves of one arm for one seed."""
-
-    lrs: list[float] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    val_losses: list[float | None] | None = None
-    stop_reason: str = "completed"
-
-
 class _Job:
     """State shared by the runs of one job: data, progress counters, the stop flag."""
 
     def __init__(self, spec: JobSpec, caps: Settings, data: Prepared, num_steps: int, chunk: int,
-                 on_chunk: ChunkHook | None) -> None:
+                 on_chunk: ChunkHook | None, losses: list[Any]) -> None:
         self.spec, self.caps, self.data, self.num_steps, self.chunk = spec, caps, data, num_steps, chunk
-        self.loss = _loss(spec.loss)
+        self.losses = losses
         self.on_chunk = on_chunk
+        self.hook_error: BaseException | None = None
         self.total = len(spec.optimizers) * spec.sweep.repeats * num_steps
         self.done = 0
         self.steps_run = 0
@@ -140,14 +131,14 @@ class _Job:
         self.stopped: str | None = None
         self.lrs = lr_values(spec.sweep.start_lr, spec.sweep.end_lr, num_steps, spec.sweep.mode)
 
-    def run(self, arm_index: int, arm: OptimizerArm, repeat: int, seed: int, start: list[np.ndarray], config: dict) -> _Run:
+    def run(self, arm_index: int, arm: OptimizerArm, repeat: int, seed: int, start: list[np.ndarray], config: dict) -> RunCurves:
         sweep = self.spec.sweep
         validation = sweep.evaluate_on == "validation"
-        run = _Run(val_losses=[] if validation else None)
+        run = RunCurves(val_losses=[] if validation else None)
         if self.stopped:
             run.stop_reason = self.stopped
             return run
-        compiled = _compiled(config, self.spec, self.caps, arm, self.num_steps, self.chunk)
+        compiled = _compiled(config, self.spec, self.caps, arm, self.num_steps, self.chunk, self.losses)
         compiled.reset(start)
         monitor = _Monitor(self, compiled, run, arm_index, arm.display_label, repeat, seed)
         x, y, epochs, steps_per_epoch = _epochs(self.data, sweep.batch_size, self.num_steps)
@@ -159,12 +150,16 @@ class _Job:
         except EngineError:
             raise
         except Exception as exc:
+            if self.hook_error is not None:  # the task layer's own failure (Redis...), not the user's configuration
+                raise self.hook_error from None
             if _is_oom(exc):
                 raise
             raise ConfigInvalid(
                 f"training failed with loss {self.spec.loss!r} and optimizer {arm.name!r}: "
                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
             ) from None
+        if self.hook_error is not None:
+            raise self.hook_error
         self.fit_seconds += time.perf_counter() - began
         self.steps_run += len(run.losses)
         return run
@@ -173,7 +168,7 @@ class _Job:
 class _Monitor(keras.callbacks.Callback):
     """What Python does between chunks: read the ring, check NaN and divergence, validate, report, stop."""
 
-    def __init__(self, job: _Job, compiled: _Compiled, run: _Run, arm_index: int, label: str, repeat: int,
+    def __init__(self, job: _Job, compiled: _Compiled, run: RunCurves, arm_index: int, label: str, repeat: int,
                  seed: int) -> None:
         super().__init__()
         self.job, self.compiled, self.run = job, compiled, run
@@ -229,23 +224,32 @@ class _Monitor(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def _report(self, seen: int, added: int, val: list[float | None] | None, state: str) -> str | None:
+        """Hand the chunk to the hook. An exception there is the caller's own (Redis, a bug), never
+        the training configuration's: it is kept, training stops, and `run` re-raises it as it is."""
         if self.job.on_chunk is None:
             return None
         run = self.run
-        return self.job.on_chunk(Chunk(
+        chunk = Chunk(
             arm_index=self.arm_index, arm_label=self.label, repeat=self.repeat, step_start=seen,
             lrs=run.lrs[seen:], losses=rules.json_safe(run.losses[seen:]), val_losses=rules.json_safe(val),
             steps_done=len(run.losses), steps_total=self.job.num_steps,
             job_steps_done=self.job.done, job_steps_total=self.job.total, state=state,  # type: ignore[arg-type]
-        ))
+        )
+        try:
+            return self.job.on_chunk(chunk)
+        except Exception as exc:
+            self.job.hook_error = exc
+            return "hook_failed"
 
     def _validation_loss(self) -> float:
         """Loss on the fixed held-out subset with the weights after the chunk's last step (data loss only)."""
         model, data = self.model, self.job.data
         if hasattr(model, "jax_state_sync"):
             model.jax_state_sync()  # JAX keeps the training state outside the variables during fit
-        y_pred = model.predict_on_batch(data.x_val)
-        return float(np.mean(keras.ops.convert_to_numpy(self.job.loss(data.y_val, y_pred))))
+        y_pred = model.predict_on_batch(_unwrap(data.x_val))
+        y_pred = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
+        return float(sum(np.mean(keras.ops.convert_to_numpy(loss(y, p)))
+                         for loss, y, p in zip(self.job.losses, data.y_val, y_pred)))
 
 
 # --------------------------------------------------------------------------- compiled models
@@ -270,7 +274,8 @@ class _Compiled:
 _compiled_cache: OrderedDict[str, _Compiled] = OrderedDict()
 
 
-def _compiled(config: dict, spec: JobSpec, caps: Settings, arm: OptimizerArm, num_steps: int, chunk: int) -> _Compiled:
+def _compiled(config: dict, spec: JobSpec, caps: Settings, arm: OptimizerArm, num_steps: int, chunk: int,
+              losses: list[Any]) -> _Compiled:
     """The compiled model for this arm, from the per-process cache when an equal one was compiled before."""
     sweep = spec.sweep
     key = json.dumps([config, spec.loss, arm.name, arm.params, sweep.start_lr, sweep.end_lr, sweep.mode, num_steps,
@@ -282,7 +287,7 @@ def _compiled(config: dict, spec: JobSpec, caps: Settings, arm: OptimizerArm, nu
     schedule = RangeTestSchedule(sweep.start_lr, sweep.end_lr, num_steps, sweep.mode)
     optimizer = _optimizer(arm, schedule)
     jit: bool | str = True if sweep.jit_compile else ("auto" if keras.backend.backend() == "jax" else False)
-    model.compile(optimizer=optimizer, loss=_loss(spec.loss), steps_per_execution=chunk, jit_compile=jit)
+    model.compile(optimizer=optimizer, loss=_unwrap(losses), steps_per_execution=chunk, jit_compile=jit)
     recorder = install(model, chunk)
     model.optimizer.build(model.trainable_variables)
     compiled = _Compiled(model, recorder, [keras.ops.convert_to_numpy(v.value) for v in model.optimizer.variables])
@@ -304,29 +309,42 @@ def _optimizer(arm: OptimizerArm, schedule: RangeTestSchedule) -> keras.optimize
                             optimizer=arm.name) from None
 
 
-def _loss(identifier: str) -> Any:
+def _losses(spec: JobSpec, outputs: list[str]) -> list[Any]:
+    """One Keras loss per model output, in the model's output order."""
+    if isinstance(spec.loss, dict):
+        if set(spec.loss) != set(outputs):
+            raise ConfigInvalid(f"the loss object names outputs {sorted(spec.loss)} but the model's outputs are {outputs}: "
+                                "give one loss per output name, or a single loss for all", outputs=outputs)
+        names = [spec.loss[o] for o in outputs]
+    else:
+        names = [spec.loss] * len(outputs)
     try:
-        return keras.losses.get(identifier)
-    except (ValueError, TypeError):
-        raise ConfigInvalid(f"unknown loss {identifier!r}: use a Keras loss identifier such as "
-                            "'sparse_categorical_crossentropy' or 'mse'", loss=identifier) from None
+        return [keras.losses.get(name) for name in names]
+    except (ValueError, TypeError):  # LOSS_NAMES lists only what Keras resolves; kept for a Keras that drops one
+        raise ConfigInvalid(f"this worker's Keras does not know the loss {names}", loss=names) from None
+
+
+def _unwrap(parts: list[Any]) -> Any:
+    """A single input, output or loss as itself (what a one-input model's `fit` is fastest with), else the list."""
+    return parts[0] if len(parts) == 1 else list(parts)
 
 
 # --------------------------------------------------------------------------- data order and seeds
 
 
-def _epochs(data: Prepared, batch_size: int, num_steps: int) -> tuple[np.ndarray, np.ndarray, int, int | None]:
+def _epochs(data: Prepared, batch_size: int, num_steps: int) -> tuple[Any, Any, int, int | None]:
     """Arrays and `fit` arguments for `num_steps` steps of whole batches, `fit` reshuffling every epoch.
 
     The rows are cut to a whole number of batches (a view, no copy), because a ragged last batch
     would be a smaller, noisier step. `steps_per_epoch` is passed only for a single short epoch:
     with it, Keras carries one iterator across epochs and runs out of array data.
     """
-    per_epoch = len(data.x) // batch_size
+    per_epoch = len(data) // batch_size
     rows = per_epoch * batch_size
+    x, y = _unwrap([a[:rows] for a in data.x]), _unwrap([a[:rows] for a in data.y])
     if num_steps <= per_epoch:
-        return data.x[:rows], data.y[:rows], 1, num_steps
-    return data.x[:rows], data.y[:rows], -(-num_steps // per_epoch), None
+        return x, y, 1, num_steps
+    return x, y, -(-num_steps // per_epoch), None
 
 
 def _seeded_model(config: dict, caps: Settings, seed: int, mixed_precision: bool) -> keras.Model:
@@ -347,29 +365,6 @@ def _chunk_size(num_steps: int, requested: int | None, validation: bool) -> int:
 
 
 # --------------------------------------------------------------------------- results
-
-
-def _arm_result(arm: OptimizerArm, runs: list[_Run], spec: JobSpec, num_steps: int, seeds: list[int]) -> dict[str, Any]:
-    sweep = spec.sweep
-    analyses = [rules.analyze_arm(r.lrs, r.losses, smoothing=sweep.smoothing, moving_average=sweep.moving_average,
-                                  stop_reason=r.stop_reason, planned_steps=num_steps, val_losses=r.val_losses)
-                for r in runs]
-    main, analysis = runs[0], analyses[0]
-    result: dict[str, Any] = {
-        "label": arm.display_label,
-        "optimizer": {"name": arm.name, "params": dict(arm.params)},
-        "lrs": main.lrs, "losses": main.losses, "val_losses": main.val_losses,
-        "stop_reason": main.stop_reason,
-        **analysis,
-        "repeats": None,
-    }
-    if len(runs) > 1:
-        spread = rules.repeat_spread(analyses, seeds)
-        spread["stop_reasons"] = [r.stop_reason for r in runs]
-        result["repeats"] = spread
-        if spread["median"].get("recommended") is not None:  # the median of each seed's recommendation
-            result["recommended_lr"] = spread["median"]["recommended"]
-    return result
 
 
 def _check_caps(spec: JobSpec, caps: Settings, train_samples: int | None = None) -> None:
