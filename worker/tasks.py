@@ -172,7 +172,7 @@ class JobRun:
 
 
 class Progress:
-    """The job's `progress` object (API.md), kept up to date from the engine's chunks."""
+    """The job's `progress` object (docs/api.md), kept up to date from the engine's chunks."""
 
     def __init__(self, spec: JobSpec) -> None:
         self.spec = spec

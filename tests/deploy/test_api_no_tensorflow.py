@@ -1,4 +1,4 @@
-"""The API process never imports TensorFlow or Keras (DESIGN.md): it starts in about a second, its
+"""The API process never imports TensorFlow or Keras (docs/design.md): it starts in about a second, its
 image carries neither, and the worker's parent process stays fork-safe for CUDA.
 
 Checked in a fresh interpreter, because this test session may already have imported Keras.
