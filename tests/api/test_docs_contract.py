@@ -7,6 +7,7 @@ So a route or command added without a line in docs/api.md, or one removed while 
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 from pathlib import Path
 
 import fastapi.routing
@@ -71,6 +72,10 @@ def test_every_served_route_is_documented(app: FastAPI) -> None:
     assert not in_doc.keys() & outside.keys(), "a route is in both route tables of docs/api.md"
     documented = set(in_doc) | set(outside)
     assert documented == served_routes(app), "docs/api.md: " + differences(documented, served_routes(app))
+
+
+def test_openapi_version_is_the_package_version(app: FastAPI) -> None:
+    assert app.openapi()["info"]["version"] == version("lrrt")
 
 
 def test_command_table_is_the_cli() -> None:
