@@ -43,7 +43,7 @@ def test_every_lrrt_variable_named_anywhere_exists() -> None:
     for document in DOCUMENTS:
         named = set(NAMED.findall(document.read_text()))
         unread = named - setting_vars() - NOT_SETTINGS
-        assert not unread, f"{document.relative_to(ROOT)} names {sorted(unread)}: no Settings field and no code reads it"
+        assert not unread, f"{document.relative_to(ROOT)} names {sorted(unread)}: no Settings field, no code reads it"
 
 
 def test_table_defaults_match_the_code() -> None:
