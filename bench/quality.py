@@ -131,7 +131,7 @@ def _median3(results: ArmResults, i: int) -> float | None:
 
 def _pooled_recommendation(results: ArmResults, i: int) -> float | None:
     """What the engine returns with `repeats = seeds`: the median over seeds of the rule it chose."""
-    from worker.engine.suggestions import repeat_spread
+    from worker.core.suggestions import repeat_spread
 
     rule = results[0]["recommended_rule"]
     return None if rule is None else repeat_spread(results, list(range(len(results))))["median"].get(rule)
@@ -193,7 +193,7 @@ def sweep_results(task: QualityTask, seeds: int, evaluate_on: str) -> list[ArmRe
     """
     from worker.engine.data import Arrays
     from worker.engine.sweep import run_sweep
-    from worker.spec import DatasetRef, JobSpec, Sweep
+    from worker.core.spec import DatasetRef, JobSpec, Sweep
 
     d = task.data
     arrays = Arrays(d.x, d.y, d.x_val, d.y_val)

@@ -61,7 +61,7 @@ def main() -> None:
     from worker.engine.data import Arrays
     from worker.engine.schedule import RangeTestSchedule
     from worker.engine.sweep import run_sweep
-    from worker.spec import JobSpec
+    from worker.core.spec import JobSpec
 
     x, y = load_data(args.data, args.model)
     model_json = json.loads(make_model(args.model, x.shape[1:]).to_json())

@@ -28,8 +28,8 @@ def check_api() -> str | None:
 def check_worker() -> str | None:
     import redis
 
-    from worker.keys import Keys
-    from worker.settings import get_settings
+    from worker.core.keys import Keys
+    from worker.core.settings import get_settings
 
     settings = get_settings()
     pattern = Keys(settings.key_prefix).worker_heartbeat(f"*@{socket.gethostname()}*")

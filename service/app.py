@@ -23,12 +23,12 @@ from service.datasets import DatasetStore
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
 from service.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
-from service.reaping import ReaperThread
-from worker.celery_app import make_celery
-from worker.keys import Keys
-from worker.settings import Settings, get_settings
-from worker.spec import JobSpec
-from worker.store import store_from_settings
+from service.reaper_thread import ReaperThread
+from worker.core.queue import make_celery
+from worker.core.keys import Keys
+from worker.core.settings import Settings, get_settings
+from worker.core.spec import JobSpec
+from worker.core.store import store_from_settings
 
 #: Multipart framing around an uploaded file (boundaries, part headers) on top of the dataset cap.
 UPLOAD_OVERHEAD_BYTES = 64 * 1024

@@ -1,6 +1,6 @@
 """The `lrrt` command line: the server processes (standalone, api, worker) and a client for the API.
 
-Server commands read `LRRT_*` settings (`worker.settings.Settings`); client commands read `LRRT_URL`
+Server commands read `LRRT_*` settings (`worker.core.settings.Settings`); client commands read `LRRT_URL`
 (default http://127.0.0.1:8000) and `LRRT_API_KEY`. Errors the API answers are printed as their
 title and detail, with exit code 1. Nothing here imports Keras: the worker command imports the task
 module, which imports Keras only inside the pool children.
@@ -49,7 +49,7 @@ def standalone(
     """Everything on one machine: an embedded Redis (unless LRRT_REDIS_URL is set), the API and one worker."""
     from service import standalone as runner
     from service.auth import UnsafeBind, ensure_safe_bind
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
     settings = Settings()
     try:
@@ -69,7 +69,7 @@ def api(
     import uvicorn
 
     from service.auth import UnsafeBind, ensure_safe_bind
-    from worker.settings import get_settings
+    from worker.core.settings import get_settings
 
     try:
         ensure_safe_bind(host, get_settings())
@@ -94,7 +94,7 @@ def worker(
     """A Celery worker that runs sweeps. One per GPU (set CUDA_VISIBLE_DEVICES)."""
     from celery.worker import state as worker_state
 
-    from worker.settings import get_settings
+    from worker.core.settings import get_settings
     from worker.tasks import app as celery_app
 
     argv = [

@@ -15,8 +15,8 @@ from typing import Any
 import redis
 
 from service.ids import is_id
-from worker.keys import Keys
-from worker.store import new_id, now_iso
+from worker.core.keys import Keys
+from worker.core.store import new_id, now_iso
 
 
 class DatasetStore:

@@ -1,4 +1,4 @@
-"""The shape of job and dataset ids (`worker.store.new_id`: 32 lower-case hex digits).
+"""The shape of job and dataset ids (`worker.core.store.new_id`: 32 lower-case hex digits).
 
 Checked before an id from a URL or a `dataset:` uri becomes part of a Redis key or a file name, so a
 crafted id can never address another key (`<job>:result`) or path; a malformed id is simply unknown.

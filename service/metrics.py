@@ -20,9 +20,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.keys import Keys
-from worker.stats import DURATION_BUCKETS, bucket_field
-from worker.store import JobStore
+from worker.core.keys import Keys
+from worker.core.stats import DURATION_BUCKETS, bucket_field
+from worker.core.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class FleetCollector(Collector):
 
     @staticmethod
     def _durations(stats: dict[str, str]) -> HistogramMetricFamily:
-        """Every bucket the workers count into (`worker.stats.DURATION_BUCKETS`), zeros included."""
+        """Every bucket the workers count into (`worker.core.stats.DURATION_BUCKETS`), zeros included."""
         buckets = [(floatToGoString(bound), float(stats.get(bucket_field(bound), 0))) for bound in DURATION_BUCKETS]
         buckets.append(("+Inf", float(stats.get("duration_count", 0))))
         return HistogramMetricFamily("lrrt_job_duration_seconds", "Job run time, claim to finish.",

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.engine.errors import PROBLEM_BASE, EngineError
+from worker.core.problems import PROBLEM_BASE, EngineError
 
 log = logging.getLogger(__name__)
 

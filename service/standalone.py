@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 STOP_TIMEOUT_S = 15.0
 

@@ -19,10 +19,10 @@ from pydantic import ValidationError
 
 from service.datasets import DatasetStore
 from service.problems import ProblemError
-from worker.engine.allowlist import check_model_json, check_params, json_depth
-from worker.engine.errors import CapExceeded
-from worker.settings import Settings
-from worker.spec import JobSpec, cap_violations
+from worker.core.allowlist import check_model_json, check_params, json_depth
+from worker.core.problems import CapExceeded
+from worker.core.settings import Settings
+from worker.core.spec import JobSpec, cap_violations
 
 BUILTIN_DATASETS = frozenset({"digits"})
 KERAS_DATASETS = frozenset({"mnist", "fashion_mnist", "cifar10", "cifar100"})

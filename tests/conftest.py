@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.keys import Keys
-from worker.settings import Settings
-from worker.store import JobStore
+from worker.core.keys import Keys
+from worker.core.settings import Settings
+from worker.core.store import JobStore
 
 REDIS_URL = os.environ.get("LRRT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from service.standalone import configured_redis_url
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 

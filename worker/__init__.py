@@ -1,5 +1,9 @@
-"""lrrt worker side: the job spec, settings, Redis key layout, the sweep engine and the Celery tasks.
+"""lrrt's worker side, in three layers that import in one direction only (checked by import-linter):
 
-Importing this package (or `worker.spec`, `worker.settings`, `worker.keys`, `worker.engine.allowlist`)
-must not import Keras or TensorFlow: the API process imports them.
+- `worker.core`: pure Python shared with the HTTP service (spec, settings, keys, store, queue,
+  problems, results, suggestions, model and dataset vetting). No Keras, TensorFlow or Celery worker.
+- `worker.engine`: the Keras sweep. Imports the core, never the task layer or the service.
+- `worker.tasks` (with `worker.heartbeat`): the Celery tasks that glue the two to Redis.
+
+The contracts live in pyproject.toml (`[tool.importlinter]`); `.ci/run` runs `lint-imports`.
 """

@@ -23,9 +23,9 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker.reaper import reap_if_free
-from worker.settings import get_settings
-from worker.store import store_from_settings
+from worker.core.reaper import reap_if_free
+from worker.core.settings import get_settings
+from worker.core.store import store_from_settings
 
 log = logging.getLogger(__name__)
 

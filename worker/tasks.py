@@ -1,6 +1,6 @@
 """The Celery task that runs one range test: claim the job record, run the engine, finish the record.
 
-The job record in Redis is the truth (`worker.store`); this module only moves it along:
+The job record in Redis is the truth (`worker.core.store`); this module only moves it along:
 
 - `claim` first. A duplicate message (a redelivery while the first run is alive) answers `busy`, a job
   already terminal (cancelled while queued) answers `skip`: both return without running anything. A
@@ -29,15 +29,16 @@ from typing import Any, TypeVar
 
 import redis
 
-from worker import heartbeat, stats
-from worker.celery_app import RUN_JOB_TASK, make_celery
-from worker.engine.errors import PROBLEM_BASE, EngineError
-from worker.engine.progress import Chunk
-from worker.engine.suggestions import json_safe
-from worker.reaper import fail_worker_lost, partial_or_none
-from worker.settings import Settings, get_settings
-from worker.spec import JobSpec
-from worker.store import LEASE_TTL_S, JobStore, store_from_settings
+from worker import heartbeat
+from worker.core import stats
+from worker.core.queue import RUN_JOB_TASK, make_celery
+from worker.core.problems import PROBLEM_BASE, EngineError
+from worker.core.progress import Chunk
+from worker.core.suggestions import json_safe
+from worker.core.reaper import fail_worker_lost, partial_or_none
+from worker.core.settings import Settings, get_settings
+from worker.core.spec import JobSpec
+from worker.core.store import LEASE_TTL_S, JobStore, store_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class Progress:
 
 
 def chunk_record(chunk: Chunk) -> dict[str, Any]:
-    """What `worker.partial` stitches back together (non-finite losses stored as null)."""
+    """What `worker.core.results` stitches back together (non-finite losses stored as null)."""
     return {
         "arm_index": chunk.arm_index,
         "arm_label": chunk.arm_label,

@@ -16,8 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from service.auth import LOCAL_TENANT, tenant_for_key
 from service.datasets import DatasetStore
 from service.problems import ProblemError
-from worker.settings import Settings
-from worker.store import JobStore
+from worker.core.settings import Settings
+from worker.core.store import JobStore
 
 _bearer = HTTPBearer(
     auto_error=False,

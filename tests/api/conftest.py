@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from worker.settings import Settings
-from worker.store import JobStore
+from worker.core.settings import Settings
+from worker.core.store import JobStore
 
 ALICE = {"Authorization": "Bearer key-alice"}
 BOB = {"Authorization": "Bearer key-bob"}

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from tests.api.conftest import ALICE, BOB, make_spec
-from worker.keys import Keys
-from worker.settings import Settings
+from worker.core.keys import Keys
+from worker.core.settings import Settings
 
 CAP = 200_000
 

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from tests.api.conftest import ALICE, BOB, FakeWorker, make_spec, queued_job_ids, result_for, submit
-from worker.settings import Settings
-from worker.store import JobStore
+from worker.core.settings import Settings
+from worker.core.store import JobStore
 
 
 def test_submit_queues_job_and_message(client: TestClient, redis_client: redis.Redis, settings: Settings) -> None:

@@ -15,8 +15,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import ALICE, MLP, make_spec
-from worker.keys import Keys
-from worker.settings import Settings
+from worker.core.keys import Keys
+from worker.core.settings import Settings
 
 CANARY = "tests.api.canary_module"
 CANARY_MARKER = Path(tempfile.gettempdir()) / "lrrt-api-canary-imported"

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.auth import UnsafeBind, ensure_safe_bind
 from tests.api.conftest import ALICE, submit
-from worker import stats
-from worker.keys import Keys
-from worker.settings import Settings
+from worker.core import stats
+from worker.core.keys import Keys
+from worker.core.settings import Settings
 
 
 def test_healthz_and_dashboard(client: TestClient) -> None:
@@ -115,7 +115,7 @@ def test_service_never_imports_tensorflow_or_keras() -> None:
     code = (
         "import sys\n"
         "from service.app import create_app\n"
-        "from worker.settings import Settings\n"
+        "from worker.core.settings import Settings\n"
         "create_app(Settings(api_keys='a:b')).openapi()\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras', 'jax', 'torch'})\n"
         "assert not heavy, heavy\n"

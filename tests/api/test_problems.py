@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from tests.api.conftest import ALICE, BOB, make_spec, submit
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance"}
 

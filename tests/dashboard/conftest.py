@@ -25,8 +25,8 @@ import uvicorn
 
 from service.app import create_app
 from tests.e2e.conftest import free_port, wait_until
-from worker.keys import Keys
-from worker.settings import Settings
+from worker.core.keys import Keys
+from worker.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "dashboard"

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.dashboard.routes import STATIC_DIR
-from worker.settings import Settings
-from worker.spec import OPTIMIZER_NAMES, JobSpec
+from worker.core.settings import Settings
+from worker.core.spec import OPTIMIZER_NAMES, JobSpec
 
 VENDOR = STATIC_DIR / "vendor"
 

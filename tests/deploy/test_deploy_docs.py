@@ -1,12 +1,12 @@
-"""The docs, .env.example and the compose files stay in step with worker/settings.py, the one list of settings:
-every `LRRT_*` variable they name is one the code reads, and every default they state is the code's."""
+"""The docs, .env.example and the compose files stay in step with worker/core/settings.py, the one list of
+settings: every `LRRT_*` variable they name is one the code reads, and every default they state is the code's."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MANUAL = (ROOT / "docs" / "operations.md").read_text()

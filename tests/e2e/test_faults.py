@@ -14,11 +14,11 @@ import pytest
 import redis
 
 from service.client import Client
-from worker.celery_app import enqueue, make_celery
-from worker.keys import Keys
-from worker.reaper import _job_id_of, reap_once, restore_lost_reservations
-from worker.settings import Settings
-from worker.store import JobStore
+from worker.core.queue import enqueue, make_celery
+from worker.core.keys import Keys
+from worker.core.reaper import _job_id_of, reap_once, restore_lost_reservations
+from worker.core.settings import Settings
+from worker.core.store import JobStore
 
 from .conftest import REPO, Api, Worker, long_sweep, wait_for_steps, wait_until
 
@@ -135,8 +135,8 @@ def test_message_reserved_by_a_worker_that_died_before_claiming_is_put_back(redi
         enqueue(app, job_id, lonely.queue)
     reserve_and_die = (
         "import os\n"
-        "from worker.celery_app import make_celery\n"
-        "from worker.settings import Settings\n"
+        "from worker.core.queue import make_celery\n"
+        "from worker.core.settings import Settings\n"
         f"app = make_celery(Settings(redis_url={lonely.redis_url!r}, queue={lonely.queue!r}))\n"
         "with app.connection_for_read() as conn:\n"
         f"    q = conn.SimpleQueue({lonely.queue!r}, no_ack=False)\n"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from service.client import Client, LrrtError
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 from .conftest import long_sweep, wait_for_steps
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from worker.settings import Settings
-from worker.spec import JobSpec
+from worker.core.settings import Settings
+from worker.core.spec import JobSpec
 
 
 def mlp_json(inputs: tuple[int, ...] = (64,), hidden: int = 32, outputs: int = 10, activation: str = "softmax") -> dict[str, Any]:

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests.engine.conftest import make_spec, mlp_json
-from worker.engine.allowlist import check_model_json, estimate_params
-from worker.engine.errors import CapExceeded, ModelRejected
+from worker.core.allowlist import check_model_json, estimate_params
+from worker.core.problems import CapExceeded, ModelRejected
 
 CANARY = "lrrt_engine_canary"
 

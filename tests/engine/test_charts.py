@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from worker.engine.charts import render
-from worker.engine.suggestions import analyze_arm
+from service.charts import render
+from worker.core.suggestions import analyze_arm
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -49,7 +49,7 @@ def test_bad_arguments_and_no_keras() -> None:
         render(full_result(), "loss", "gif")  # type: ignore[arg-type]
     import subprocess
 
-    probe = ("import sys, worker.engine.charts, worker.engine.suggestions, worker.engine.allowlist, "
-             "worker.engine.legacy, worker.engine.errors, worker.engine.progress; "
+    probe = ("import sys, service.charts, worker.core.suggestions, worker.core.allowlist, "
+             "worker.core.legacy, worker.core.problems, worker.core.progress; "
              "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", probe], check=True)

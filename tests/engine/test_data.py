@@ -10,8 +10,8 @@ import pytest
 
 from worker.engine import data as data_module
 from worker.engine.data import Arrays, keras_cache_path, load_arrays, prepare, reshape_for, safe_path
-from worker.engine.errors import CapExceeded, DatasetError
-from worker.spec import DatasetRef
+from worker.core.problems import CapExceeded, DatasetError
+from worker.core.spec import DatasetRef
 
 MAX = 10 * 1024 * 1024
 

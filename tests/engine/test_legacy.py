@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import make_spec
-from worker.engine.allowlist import check_model_json, estimate_params
-from worker.engine.errors import ModelRejected
-from worker.engine.legacy import is_legacy, to_keras3
+from worker.core.allowlist import check_model_json, estimate_params
+from worker.core.problems import ModelRejected
+from worker.core.legacy import is_legacy, to_keras3
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from worker.engine import suggestions as s
+from worker.core import suggestions as s
 
 LRS = np.logspace(-5, 1, 100)
 

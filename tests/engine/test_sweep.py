@@ -11,8 +11,8 @@ import pytest
 
 from tests.engine.conftest import make_spec, mlp_json
 from worker.engine.data import Arrays
-from worker.engine.errors import ConfigInvalid
-from worker.engine.progress import Chunk
+from worker.core.problems import ConfigInvalid
+from worker.core.progress import Chunk
 from worker.engine.schedule import lr_values
 from worker.engine.sweep import run_sweep
 
@@ -164,7 +164,7 @@ def test_mixed_precision_and_jit_compile_options_run(engine_root: Path, caps) ->
 def test_out_of_memory_becomes_resource_exhausted(engine_root: Path, caps, monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
-    from worker.engine.errors import ResourceExhausted
+    from worker.core.problems import ResourceExhausted
 
     class ResourceExhaustedError(Exception):
         pass
@@ -180,8 +180,8 @@ def test_out_of_memory_becomes_resource_exhausted(engine_root: Path, caps, monke
 
 def test_epochs_sized_sweep_over_the_step_cap_fails_before_training(engine_root: Path) -> None:
     """The API cannot know an epochs-sized sweep's length; the engine checks it once the data is loaded."""
-    from worker.engine.errors import CapExceeded
-    from worker.settings import Settings
+    from worker.core.problems import CapExceeded
+    from worker.core.settings import Settings
 
     rows = 640
     data = Arrays(np.zeros((rows, 64), dtype=np.float32), np.zeros(rows, dtype=np.int64))

@@ -56,7 +56,7 @@ def test_baseline_loss_is_the_prior_predictor() -> None:
 
 def test_every_task_is_an_allowed_model_that_fits_its_data() -> None:
     from worker.engine.models import build_model, input_spec, vet_model_json
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
     tasks = build_tasks(quick=True)
     assert {t.name for t in tasks} >= {"digits_mlp", "digits_convnet", "friedman_mlp", "illcond_mlp"}
@@ -78,7 +78,7 @@ def test_one_cycle_plan_matches_the_engine_recommendation() -> None:
     import keras
 
     from bench.quality_train import LRPlan, VariableSchedule
-    from worker.engine.suggestions import ONE_CYCLE_DIV, ONE_CYCLE_FINAL_DIV
+    from worker.core.suggestions import ONE_CYCLE_DIV, ONE_CYCLE_FINAL_DIV
 
     schedule = VariableSchedule()
     schedule.set(LRPlan("one_cycle", 0.5), total_steps=100)  # warm-up: 30 steps

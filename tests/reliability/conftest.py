@@ -30,9 +30,9 @@ import redis
 
 from service.client import Client
 from tests.e2e.conftest import EXAMPLES, Api, Worker, free_port, server_env_for, wait_until
-from worker.keys import Keys
-from worker.settings import Settings
-from worker.store import JobStore
+from worker.core.keys import Keys
+from worker.core.settings import Settings
+from worker.core.store import JobStore
 
 #: Tenants of the reliability stack: t0..t31 with keys key-t0..key-t31.
 TENANTS = [f"t{i}" for i in range(32)]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from service.app import create_app
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 PROBLEM = "application/problem+json"
 BODY_CAP = 256 * 1024

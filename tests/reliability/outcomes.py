@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from service.client import Client, LrrtError
-from worker.store import TERMINAL, JobStore
+from worker.core.store import TERMINAL, JobStore
 
 PER_STEP = ("lrs", "losses", "smoothed_losses", "loss_deltas")
 

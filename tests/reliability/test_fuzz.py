@@ -32,9 +32,9 @@ from schemathesis.checks import negative_data_rejection, not_a_server_error  # n
 
 from tests.api.conftest import ALICE, make_spec  # noqa: E402
 from tests.e2e.conftest import EXAMPLES  # noqa: E402
-from worker.engine.allowlist import NEVER_ALLOWED, check_model_json, estimate_params, lower_bound_params  # noqa: E402
-from worker.engine.errors import CapExceeded, DatasetError, ModelRejected  # noqa: E402
-from worker.settings import Settings  # noqa: E402
+from worker.core.allowlist import NEVER_ALLOWED, check_model_json, estimate_params, lower_bound_params  # noqa: E402
+from worker.core.problems import CapExceeded, DatasetError, ModelRejected  # noqa: E402
+from worker.core.settings import Settings  # noqa: E402
 
 from .hostile import (  # noqa: E402
     CANARY, CANARY_MARKER, DATASET_CAP, HOSTILE_APP, VALID_NPZ, assert_problem, upload,
@@ -191,7 +191,7 @@ def test_submitting_mutated_models_is_never_a_5xx(no_canary: None, api: TestClie
 def test_worker_builds_mutated_models_with_keras_imports_only(no_canary: None, model: dict[str, Any]) -> None:
     """The worker's path (allow-list, Keras-3 rewrite, safe-mode deserialization) on mutated models that
     are accepted: only engine errors, and nothing imported from outside Keras and its dependencies."""
-    from worker.engine.errors import EngineError
+    from worker.core.problems import EngineError
     from worker.engine.models import build_model, vet_model_json
 
     caps = Settings(max_params=2_000_000)

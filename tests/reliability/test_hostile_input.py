@@ -25,8 +25,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import ALICE, BOB, MLP, make_spec
-from worker.engine.errors import DatasetError
-from worker.settings import Settings
+from worker.core.problems import DatasetError
+from worker.core.settings import Settings
 
 from .hostile import (
     BODY_CAP, DATASET_CAP, VALID_NPZ, assert_problem, bomb, nested, npy_with_header, npz_bytes, upload, zip_of,

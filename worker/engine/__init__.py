@@ -1,8 +1,7 @@
-"""The sweep engine: spec + arrays in, curves, suggestions and charts out. Pure Keras and NumPy.
+"""The sweep engine: spec + arrays in, curves and suggestions out. Pure Keras and NumPy.
 
 No Celery, Redis or HTTP here, so a notebook, the benchmarks and the worker tasks all call the same
-code. Importing this package must not import Keras: `allowlist`, `legacy`, `errors`, `progress`,
-`suggestions` and `charts` are used by the API process, which never imports TensorFlow or Keras.
+code. It imports `worker.core` (spec, settings, vetting, problems, suggestions) and nothing above it.
 
 Entry point (import it explicitly, it imports Keras)::
 
@@ -11,11 +10,9 @@ Entry point (import it explicitly, it imports Keras)::
 
 `on_chunk(chunk: Chunk) -> str | None` is called between `steps_per_execution` chunks with the new
 points of one arm; returning a reason ("cancelled", "time_limit") stops the sweep cooperatively and
-`run_sweep` returns the partial result with `stopped` set. Failures are `worker.engine.errors.EngineError`
+`run_sweep` returns the partial result with `stopped` set. Failures are `worker.core.problems.EngineError`
 subclasses that carry a problem object telling the user what to change.
 
-Modules: `allowlist` (untrusted-JSON walk, parameter estimate), `legacy` (Keras 2 JSON -> Keras 3),
-`models` (safe build), `data` (dataset URIs, per-process cache), `schedule` (the LR ramp),
-`recorder` (per-step losses on the device), `sweep` (run_sweep), `suggestions` (rules on stored
-curves), `charts` (PNG/SVG).
+Modules: `models` (safe build), `data` (dataset arrays, per-process cache), `schedule` (the LR ramp),
+`recorder` (per-step losses on the device), `sweep` (run_sweep).
 """

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.engine.errors import CapExceeded, DatasetError
-from worker.spec import DatasetRef
+from worker.core.problems import CapExceeded, DatasetError
+from worker.core.spec import DatasetRef
 
 KERAS_DATASETS = {
     # name: path of its files under the Keras cache (`$KERAS_HOME` or ~/.keras), as Keras's loaders write them

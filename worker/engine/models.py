@@ -13,10 +13,10 @@ from typing import Any
 
 import keras
 
-from worker.engine.allowlist import check_model_json, check_params
-from worker.engine.errors import CapExceeded, EngineError, ModelInvalid
-from worker.engine.legacy import to_keras3
-from worker.settings import Settings
+from worker.core.allowlist import check_model_json, check_params
+from worker.core.problems import CapExceeded, EngineError, ModelInvalid
+from worker.core.legacy import to_keras3
+from worker.core.settings import Settings
 
 MIXED_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "mixed_float16"}, "registered_name": None}
 

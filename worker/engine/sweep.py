@@ -27,15 +27,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from worker.engine import suggestions as rules
+from worker.core import suggestions as rules
 from worker.engine.data import Arrays, Prepared, load_arrays, prepare
-from worker.engine.errors import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
+from worker.core.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
 from worker.engine.models import build_model, input_spec, vet_model_json
-from worker.engine.progress import Chunk, ChunkHook
+from worker.core.progress import Chunk, ChunkHook
 from worker.engine.recorder import StepLossRecorder, install, read_steps
 from worker.engine.schedule import RangeTestSchedule, lr_values
-from worker.settings import Settings, get_settings
-from worker.spec import JobSpec, OptimizerArm, cap_violations
+from worker.core.settings import Settings, get_settings
+from worker.core.spec import JobSpec, OptimizerArm, cap_violations
 
 #: Steps per compiled call: docs/design.md ("Speed") has 50 reaching ~the floor on an H200. Smaller sweeps use
 #: n//10 so progress still arrives about ten times per arm.

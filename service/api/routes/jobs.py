@@ -1,6 +1,6 @@
 """`/v1/jobs`: submit, poll, results, charts, live events, cancel, delete, list.
 
-The job record in Redis (`worker.store.JobStore`) is the truth for every answer here; Celery is only
+The job record in Redis (`worker.core.store.JobStore`) is the truth for every answer here; Celery is only
 told to run a job, never asked about it. Routes that touch Redis are plain `def`s (FastAPI runs them
 in its threadpool) because the store is the synchronous redis-py client the worker shares.
 """
@@ -22,9 +22,9 @@ from service.api.schemas import Job, JobLinks, JobPage, JobStatus, Result
 from service.ids import is_id
 from service.problems import PROBLEM_BASE, ProblemError, problem_responses
 from service.submission import body_sha256, check_caps, check_dataset, check_model, parse_spec
-from worker.celery_app import enqueue
-from worker.reaper import partial_or_none
-from worker.store import TERMINAL, UNFINISHED, IdempotencyConflict, JobStore, TenantAtCapacity
+from worker.core.queue import enqueue
+from worker.core.reaper import partial_or_none
+from worker.core.store import TERMINAL, UNFINISHED, IdempotencyConflict, JobStore, TenantAtCapacity
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def _plot_endpoint(fmt: Literal["png", "svg"]) -> Callable[..., Response]:
         store: StoreDep,
         kind: Annotated[PlotKind, Query(description="loss: loss vs LR; delta: loss change vs LR; both.")] = "both",
     ) -> Response:
-        from worker.engine import charts  # matplotlib: imported on first plot, not at API start-up
+        from service import charts  # matplotlib: imported on first plot, not at API start-up
 
         image = charts.render(require_curves(store, job), kind, fmt)
         headers = {"Cache-Control": "no-store"} if job["status"] in UNFINISHED else {}

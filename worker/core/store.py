@@ -23,8 +23,8 @@ from typing import Any
 
 import redis
 
-from worker.keys import Keys
-from worker.settings import Settings
+from worker.core.keys import Keys
+from worker.core.settings import Settings
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 UNFINISHED = frozenset({"queued", "running"})

@@ -2,7 +2,7 @@
 
 Pure pydantic: importing this module must never import Keras or TensorFlow, because the API process
 validates submissions with it. Structural rules (types, ranges, uniqueness) live here; deployment caps
-(max steps, max batch size, ...) are configuration (`worker.settings.Settings`) and are checked by
+(max steps, max batch size, ...) are configuration (`worker.core.settings.Settings`) and are checked by
 `cap_violations`, so that the same spec stays valid on a bigger deployment. The API calls it at
 submission and the engine again once the dataset size (needed by `epochs`) is known.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
+    from worker.core.settings import Settings
 
 #: Keras optimizer identifiers an arm may name (lower-case, as `keras.optimizers.get` accepts them).
 OPTIMIZER_NAMES: frozenset[str] = frozenset(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from worker.settings import Settings, get_settings
+from worker.core.settings import Settings, get_settings
 
 RUN_JOB_TASK = "lrrt.run_job"
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.engine import suggestions
-from worker.spec import JobSpec
+from worker.core import suggestions
+from worker.core.spec import JobSpec
 
-#: Arm states (`worker.engine.progress.ArmState`) that end an arm, and the stop reason each reports.
+#: Arm states (`worker.core.progress.ArmState`) that end an arm, and the stop reason each reports.
 _ENDED = {"done": "completed", "diverged": "diverged", "nan": "nan"}
 
 

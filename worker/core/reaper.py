@@ -23,12 +23,12 @@ from typing import Any
 
 from celery import Celery
 
-from worker.celery_app import RUN_JOB_TASK, enqueue
-from worker.engine.errors import PROBLEM_BASE
-from worker import stats
-from worker.partial import partial_result
-from worker.settings import Settings
-from worker.store import JobStore
+from worker.core.queue import RUN_JOB_TASK, enqueue
+from worker.core.problems import PROBLEM_BASE
+from worker.core import stats
+from worker.core.results import partial_result
+from worker.core.settings import Settings
+from worker.core.store import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis
 
-from worker.keys import Keys
+from worker.core.keys import Keys
 
 #: Upper bounds (seconds) of the job-duration histogram buckets; `+Inf` is always added.
 DURATION_BUCKETS: tuple[float, ...] = (1, 5, 15, 60, 300, 900, 3600)

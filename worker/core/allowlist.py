@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from worker.engine.errors import CapExceeded, ModelRejected
+from worker.core.problems import CapExceeded, ModelRejected
 
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
 
