@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import Scope
 
-from service import dashboard
+from service import __version__, dashboard
 from service.api.routes import datasets, jobs, ops
 from service.datasets import DatasetStore
 from service.limits import BodyLimitMiddleware
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, *, reaper_interval_s: float | N
 
     app = FastAPI(
         title="lrrt: Learning Rate Range Test",
-        version="1.0.0",
+        version=__version__,
         summary="Find the learning rate (and optimizer) to train a Keras model with.",
         description=DESCRIPTION,
         lifespan=lifespan,

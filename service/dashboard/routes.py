@@ -14,7 +14,7 @@ from worker.core.spec import FORBIDDEN_OPTIMIZER_PARAMS, OPTIMIZER_NAMES, JobSpe
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-#: Dataset URIs that need no upload (API.md, "dataset.uri"); `dataset:` and `file:` are chosen in the form.
+#: Dataset URIs that need no upload (docs/api.md, "Datasets"); `dataset:` and `file:` are chosen in the form.
 BUILTIN_DATASETS = ("builtin:digits", "keras:mnist", "keras:fashion_mnist", "keras:cifar10", "keras:cifar100")
 
 #: The page loads only its own scripts and styles and talks only to this origin. uPlot sizes its

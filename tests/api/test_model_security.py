@@ -1,4 +1,4 @@
-"""Every forbidden model payload class in API.md's Security section is a 422 naming it in `disallowed`,
+"""Every forbidden model payload class in docs/api.md, "Model security", is a 422 naming it in `disallowed`,
 creates no job, sends nothing to the queue, and imports nothing it names."""
 
 from __future__ import annotations

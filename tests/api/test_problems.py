@@ -111,6 +111,22 @@ def test_caps_are_422_with_errors(small: TestClient) -> None:
     assert set(by_pointer) == {"/sweep/num_steps", "/sweep/batch_size", "/sweep/repeats"}
 
 
+def test_repeats_are_limited_by_the_setting_alone(settings: Settings, client: TestClient,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """LRRT_MAX_REPEATS above 10 lets more seeds through; over the cap is the clear cap-exceeded 422."""
+    over = make_spec(sweep={"num_steps": 20, "repeats": settings.max_repeats + 1})
+    body = assert_problem(client.post("/v1/jobs", json=over, headers=ALICE), 422)
+    assert body["type"].endswith(":cap-exceeded")
+    assert body["errors"][0]["pointer"] == "/sweep/repeats" and body["errors"][0]["limit"] == settings.max_repeats
+
+    monkeypatch.setenv("LRRT_MAX_REPEATS", "25")
+    roomy = Settings(**settings.model_dump(exclude={"max_repeats"}))
+    assert roomy.max_repeats == 25
+    with TestClient(create_app(roomy, reaper_interval_s=None)) as roomy_client:
+        accepted = roomy_client.post("/v1/jobs", json=make_spec(sweep={"num_steps": 20, "repeats": 20}), headers=ALICE)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["spec"]["sweep"]["repeats"] == 20
+
 def test_model_caps_are_422(small: TestClient) -> None:
     dense = {"class_name": "Dense", "config": {"units": 2}}
     tall = {"class_name": "Sequential", "config": {"layers": [dense] * 6}}

@@ -1,4 +1,4 @@
-"""Every forbidden payload shape in API.md's Security section is refused before any of its code runs.
+"""Every forbidden payload shape in docs/api.md, "Model security", is refused before any of its code runs.
 
 A canary module, written by the test into a temporary directory on sys.path, leaves a marker file
 when it is imported or its function is called; the Lambda payload carries real bytecode that would

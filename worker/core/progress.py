@@ -43,7 +43,7 @@ ChunkHook = Callable[[Chunk], str | None]
 
 
 class JobProgress:
-    """The job's `progress` object (API.md), kept up to date from the engine's chunks."""
+    """The job's `progress` object (docs/api.md), kept up to date from the engine's chunks."""
 
     def __init__(self, spec: JobSpec) -> None:
         self.spec = spec

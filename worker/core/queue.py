@@ -2,7 +2,7 @@
 
 The API imports this module to enqueue (`enqueue`), so it must stay light; the task itself lives in
 `worker.tasks`, which the worker process imports (and which imports Keras lazily, in the child).
-Each setting below avoids a pitfall listed in DESIGN.md's "Queue and workers" section.
+Each setting below avoids a pitfall listed in docs/design.md, "Celery on Redis".
 """
 
 from __future__ import annotations

@@ -134,7 +134,8 @@ class Sweep(_Strict):
     moving_average: int = Field(20, ge=1, description="Window of the tutorial's loss-delta derivative.")
     evaluate_on: Literal["train", "validation"] = "train"
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    repeats: int = Field(1, ge=1, le=10, description="Run each arm with this many seeds and report the spread.")
+    repeats: int = Field(1, ge=1, description="Run each arm with this many seeds and report the spread (at most "
+                         "the max_repeats cap, LRRT_MAX_REPEATS).")
     mixed_precision: bool = Field(False, description="Run under Keras's mixed_float16 policy (GPU workers).")
     jit_compile: bool = Field(False, description="Compile the train step with XLA.")
 

@@ -40,7 +40,7 @@ from worker.engine.recorder import StepLossRecorder, install, read_steps
 from worker.engine.schedule import RangeTestSchedule, lr_values
 from worker.engine.targets import check_targets
 
-#: Steps per compiled call: DESIGN.md measured 50 to reach ~the floor on an H200. Smaller sweeps use
+#: Steps per compiled call: docs/design.md ("Speed") has 50 reaching ~the floor on an H200. Smaller sweeps use
 #: n//10 so progress still arrives about ten times per arm.
 MAX_STEPS_PER_EXECUTION = 50
 #: In validation mode a chunk ends at every validation point; at least this many per arm.

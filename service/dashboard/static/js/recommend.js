@@ -3,7 +3,7 @@
 import {h, copyText, toast} from './dom.js';
 import * as fmt from './format.js';
 
-/** What each suggestion rule means (DESIGN.md: "Name every rule"). */
+/** What each suggestion rule means (docs/design.md, "Suggestion rules users already know"). */
 export const RULES = {
   median3: 'Median of three rules: the middle of valley, steepest and minimum (on a log scale). It had the lowest regret against learning rates found by training on a grid (bench/quality.py).',
   steepest: 'Steepest descent: the learning rate where the smoothed loss falls fastest (the rule of pytorch-lr-finder and PyTorch Lightning).',
