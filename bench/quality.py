@@ -137,6 +137,41 @@ def _pooled_recommendation(results: ArmResults, i: int) -> float | None:
     return None if rule is None else repeat_spread(results, list(range(len(results))))["median"].get(rule)
 
 
+#: The engine's default sweep length, which `sweep_results` runs (fastai's num_it for the windows).
+SWEEP_STEPS = 200
+
+
+def _two_sided_median3(results: ArmResults, i: int) -> float | None:
+    """Candidate: median3 with valley, steepest and minimum all read off the lag-free two-sided smoothing
+    of the raw training loss (`suggestions.two_sided`, same beta and windows), not the EMAs."""
+    return log_median(_two_sided_rules(results[i]).values())
+
+
+def _two_sided_max_lr(results: ArmResults, i: int) -> float | None:
+    """Candidate: lr_bounds.max_lr (the LR at the lowest smoothed loss) on the two-sided smoothing."""
+    from worker.engine import suggestions as s
+
+    lrs, curve, steps = _two_sided_curve(results[i])
+    return s.lr_bounds(*s.fastai_window(lrs, curve, steps, SWEEP_STEPS))["max_lr"]
+
+
+def _two_sided_curve(arm: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from worker.engine import suggestions as s
+
+    losses = np.array([np.nan if v is None else v for v in arm["losses"]], dtype=np.float64)
+    return np.asarray(arm["lrs"], dtype=np.float64), s.two_sided(losses, 0.98), np.arange(len(losses))
+
+
+def _two_sided_rules(arm: dict[str, Any]) -> dict[str, float | None]:
+    from worker.engine import suggestions as s
+
+    lrs, curve, steps = _two_sided_curve(arm)
+    fastai = s.fastai_window(lrs, curve, steps, SWEEP_STEPS)
+    torch = s.torch_window(lrs, curve, steps)
+    return {"valley": s.answer(s.valley, *fastai), "steepest": s.answer(s.steepest, *torch),
+            "minimum": s.answer(s.minimum, *fastai)}
+
+
 def _keras_default(results: ArmResults, i: int) -> float:
     """The LR a user gets by not choosing: the Keras optimizer's constructor default."""
     import keras
@@ -159,7 +194,7 @@ RULES: tuple[Rule, ...] = (
     Rule("recommended@seeds", "constant", _pooled_recommendation,
          what="engine's recommended_lr with repeats = all seeds (median over seeds)"),
     Rule("valley", "constant", _suggestion("valley"), what="fastai default"),
-    Rule("steepest", "constant", _suggestion("steepest"), what="pytorch-lr-finder, Lightning"),
+    Rule("steepest", "constant", _suggestion("steepest"), what="pytorch-lr-finder"),
     Rule("minimum", "constant", _suggestion("minimum"), what="fastai minimum/10"),
     Rule("slide", "constant", _suggestion("slide"), what="fastai slide"),
     Rule("keras_default", "constant", _keras_default, what="the optimizer's default LR (no range test)"),
@@ -169,6 +204,8 @@ RULES: tuple[Rule, ...] = (
          what="valley of a range test with evaluate_on=validation"),
     Rule("median3[val]", "constant", _median3, evaluate_on="validation",
          what="median3 of a range test with evaluate_on=validation"),
+    Rule("median3[2s]", "constant", _two_sided_median3,
+         what="candidate: median3 on the lag-free two-sided smoothing instead of the EMAs"),
     Rule("one_cycle", "one_cycle", _max_lr,
          what="one-cycle at lr_bounds.max_lr from max_lr/25 (the result's recommendation.one_cycle)"),
     Rule("clr_bounds", "one_cycle", _max_lr, start=lambda a: a["lr_bounds"]["base_lr"],
@@ -179,6 +216,8 @@ RULES: tuple[Rule, ...] = (
          what="candidate: one-cycle at 10 x recommended_lr"),
     Rule("one_cycle@min", "one_cycle", _smaller(_scaled(_recommended, 10.0), _scaled(_max_lr, 0.25)),
          what="candidate: one-cycle at min(10 x recommended_lr, lr_bounds.max_lr / 4)"),
+    Rule("one_cycle@min[2s]", "one_cycle", _smaller(_scaled(_two_sided_median3, 10.0), _scaled(_two_sided_max_lr, 0.25)),
+         what="candidate: one_cycle@min with median3[2s] and max_lr from the two-sided smoothing"),
 )
 
 

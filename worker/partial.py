@@ -79,5 +79,6 @@ def partial_result(spec: dict[str, Any], chunks: list[dict[str, Any]], *, stoppe
     best = suggestions.best_arm(arms)
     return suggestions.json_safe(
         {"arms": arms, "best_arm": best, "recommendation": suggestions.recommendation(arms, best),
+         "recommendation_reason": suggestions.recommendation_reason(arms),
          "engine": None, "stopped": stopped}
     )

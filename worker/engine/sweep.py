@@ -103,6 +103,7 @@ def run_sweep(
         "arms": arms,
         "best_arm": best,
         "recommendation": rules.recommendation(arms, best),
+        "recommendation_reason": rules.recommendation_reason(arms),
         "engine": {
             "keras": keras.__version__, "backend": keras.backend.backend(), "device": _device(),
             "seconds": round(time.perf_counter() - started, 3), "steps_per_execution": chunk,
