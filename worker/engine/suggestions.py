@@ -63,7 +63,7 @@ ONE_CYCLE_REC_FACTOR = 10.0
 MIN_POINTS = 8
 #: Diagnostics thresholds (documented in `rules`; the noise ratio is calibrated in docs/quality.md).
 FLAT_RELATIVE_RANGE = 0.05
-NOISY_RATIO = 0.5
+NOISY_RATIO = 0.2
 NEVER_DIVERGED_RISE = 0.1
 RAW_SPIKE_FACTOR, RAW_SPIKE_WINDOW = 4.0, 5
 EARLY_FRACTION = 0.2
@@ -97,7 +97,7 @@ def rule_descriptions(planned_steps: int) -> dict[str, str]:
         "loss_deltas": "(losses[i] - losses[i-ma]) / ma on the raw losses, null for i < ma (the tutorial)",
         "diagnostics": f"on the two-sided smoothed loss over valley's window: flat: range < "
         f"{FLAT_RELATIVE_RANGE:.0%} of its max; never_fell: fell by < {FLAT_RELATIVE_RANGE:.0%} of its start; "
-        f"noisy: median |loss - smoothed| before the minimum > {NOISY_RATIO} x the fall; raw_spike: completed, "
+        f"noisy: median |second difference of the loss|/sqrt(6) before the minimum > {NOISY_RATIO} x the fall; raw_spike: completed, "
         f"yet the median of {RAW_SPIKE_WINDOW} raw losses rose above {RAW_SPIKE_FACTOR:g} x the lowest smoothed "
         f"loss so far; never_diverged: completed, no raw_spike, and the last raw losses within "
         f"{NEVER_DIVERGED_RISE:.0%} of the fall above the minimum; diverged_early: stopped before "
@@ -146,18 +146,20 @@ def torch_smooth(losses: Curve, smooth_f: float = TORCH_SMOOTH_F) -> np.ndarray:
 
 
 def two_sided(losses: Curve, beta: float) -> np.ndarray:
-    """Lag-free smoothing: each point is the mean of the finite prefix weighted by beta**|i - j|.
+    """Lag-free smoothing with the EMA's width: the mean of the finite prefix weighted by k**|i - j|.
 
-    The symmetric twin of the EMA (same kernel width, looking both ways), normalized at the edges, in
-    O(n) with one forward and one backward recursion. Allowed for rules and diagnostics because the sweep
-    is over when they run; NaN from the first NaN loss on, like `smooth`.
+    k = beta / (2 - beta) makes the weights sum to 1 / (1 - beta), as the EMA's do, so both average
+    the same effective number of points; the EMA's all lie behind (it lags beta / (1 - beta) steps),
+    these lie on both sides. Normalized at the edges, O(n) by one forward and one backward
+    recursion. Allowed for rules and diagnostics because the sweep is over when they run; NaN from the
+    first NaN loss on, like `smooth`.
     """
     values = _array(losses)
     out = np.full(values.shape, np.nan)
     end = _finite_length(values)
     if end:
-        x = values[:end]
-        out[:end] = (_both_ways(x, beta) - x) / (_both_ways(np.ones(end), beta) - 1.0)
+        x, k = values[:end], beta / (2.0 - beta)
+        out[:end] = (_both_ways(x, k) - x) / (_both_ways(np.ones(end), k) - 1.0)
     return out
 
 
@@ -351,16 +353,16 @@ def diagnostics(lrs: np.ndarray, losses: np.ndarray, *, smoothing: float, stop_r
         flags.append({"code": "flat", "message": f"the smoothed loss moved by {(high - low) / abs(high):.1%} of its "
                       "level over the range; no recommendation: widen the LR range (raise end_lr, lower start_lr) "
                       "or check the model and data"})
-    elif fall < FLAT_RELATIVE_RANGE * abs(first):
+        return flags
+    if fall < FLAT_RELATIVE_RANGE * abs(first):
         flags.append({"code": "never_fell", "message": "the smoothed loss never fell below its level at the start of "
-                      "the range; no recommendation: lower start_lr (training breaks down already there)"})
-    else:
-        before_min = slice(0, int(np.argmin(y)) + 1)
-        _, raw = fastai_window(lrs, losses, steps, planned_steps)
-        noise = float(np.median(np.abs(raw[before_min] - y[before_min])))
-        if noise > NOISY_RATIO * fall:
-            flags.append({"code": "noisy", "message": f"step-to-step noise ({noise:.3g}) is {noise / fall:.0%} of the "
-                          f"fall of the loss ({fall:.3g}); raise batch_size or repeats"})
+                      "the range; no recommendation: lower start_lr (training breaks down already there), or "
+                      "raise batch_size if the curve is noisy"})
+    noise = step_noise(lrs, losses, curve, planned_steps)
+    if noise > NOISY_RATIO * max(fall, FLAT_RELATIVE_RANGE * abs(first)):  # never_fell: against the least fall counted
+        flags.append({"code": "noisy", "message": f"step-to-step noise ({noise:.3g}) is {noise / fall:.0%} of the fall "
+                      f"of the loss ({fall:.3g}); raise batch_size or repeats" if fall > 0 else
+                      f"step-to-step noise ({noise:.3g}) hides any fall of the loss; raise batch_size or repeats"})
     if stop_reason == "completed":
         spike = raw_spike(losses, curve)
         if spike is not None:
@@ -372,6 +374,20 @@ def diagnostics(lrs: np.ndarray, losses: np.ndarray, *, smoothing: float, stop_r
             flags.append({"code": "never_diverged", "message": "the loss did not rise after its minimum; raise end_lr "
                           "to see where training breaks down"})
     return flags
+
+
+def step_noise(lrs: np.ndarray, losses: np.ndarray, curve: np.ndarray, planned_steps: int) -> float:
+    """Batch-to-batch noise of the raw loss before the curve's minimum: median |second difference| / sqrt 6.
+
+    Second differences of neighbours cancel any locally straight trend (one step moves the LR by a
+    hair), so this is the noise alone, on the scale of median |loss - trend| for Gaussian noise;
+    before the minimum, because a blow-up after it is signal.
+    """
+    steps = np.arange(len(losses))
+    _, y = fastai_window(lrs, curve, steps, planned_steps)
+    _, raw = fastai_window(lrs, losses, steps, planned_steps)
+    upto = max(int(np.argmin(y)) + 1, MIN_POINTS)
+    return float(np.median(np.abs(np.diff(raw[:upto], n=2))) / math.sqrt(6.0))
 
 
 def raw_spike(losses: np.ndarray, curve: np.ndarray) -> int | None:
