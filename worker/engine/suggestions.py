@@ -206,7 +206,7 @@ BEST_ARM_CRITERION = ("lowest smoothed loss reached during the range test, among
 
 
 def suggest(lrs: Curve, losses: Curve, *, smoothing: float, planned_steps: int,
-            steps: Sequence[int] | None = None) -> dict[str, float | None]:
+            steps: Sequence[int] | np.ndarray | None = None) -> dict[str, float | None]:
     """Every rule on the raw losses of one curve, each on its peer's smoothing and window.
 
     `steps[i]` is the step point i was measured at (None: one point per step, the training loss).
