@@ -49,6 +49,7 @@ from bench.quality_metrics import (  # noqa: E402
     summarize,
     wins,
 )
+from bench.quality_smoothing import two_sided, two_sided_log  # noqa: E402
 from bench.quality_tasks import QualityTask, build_tasks  # noqa: E402
 
 #: One arm's range-test result (the API's arm object) for each seed, in seed order.
@@ -130,11 +131,43 @@ def _median3(results: ArmResults, i: int) -> float | None:
 
 
 def _pooled_recommendation(results: ArmResults, i: int) -> float | None:
-    """What the engine returns with `repeats = seeds`: the median over seeds of the rule it chose."""
+    """What the engine returns with `repeats = seeds`: the median over seeds of each seed's recommended_lr."""
     from worker.core.suggestions import repeat_spread
 
-    rule = results[0]["recommended_rule"]
-    return None if rule is None else repeat_spread(results, list(range(len(results))))["median"].get(rule)
+    return repeat_spread(results, list(range(len(results))))["median"]["recommended"]
+
+
+#: The engine's default sweep length and smoothing, which `sweep_results` runs (fastai's num_it, beta).
+SWEEP_STEPS, SWEEP_SMOOTHING = 200, 0.98
+
+
+def _two_sided(smoother: Callable[[np.ndarray, float], np.ndarray]) -> Pick:
+    """Candidate: median3 with valley, steepest and minimum all read off a lag-free two-sided smoothing
+    of the raw training loss (bench/quality_smoothing.py, the sweep's beta, the same windows)."""
+    return lambda results, i: log_median(_smoothed_rules(results[i], smoother).values())
+
+
+def _two_sided_max_lr(results: ArmResults, i: int) -> float | None:
+    """Candidate: lr_bounds.max_lr (the LR at the lowest smoothed loss) on the two-sided log smoothing."""
+    from worker.core import suggestions as s
+
+    lrs, curve, steps = _smoothed_curve(results[i], two_sided_log)
+    return s.lr_bounds(*s.fastai_window(lrs, curve, steps, SWEEP_STEPS))["max_lr"]
+
+
+def _smoothed_curve(arm: dict[str, Any], smoother: Callable[[np.ndarray, float], np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    losses = np.array([np.nan if v is None else v for v in arm["losses"]], dtype=np.float64)
+    return np.asarray(arm["lrs"], dtype=np.float64), smoother(losses, SWEEP_SMOOTHING), np.arange(len(losses))
+
+
+def _smoothed_rules(arm: dict[str, Any], smoother: Callable[[np.ndarray, float], np.ndarray]) -> dict[str, float | None]:
+    from worker.core import suggestions as s
+
+    lrs, curve, steps = _smoothed_curve(arm, smoother)
+    fastai = s.fastai_window(lrs, curve, steps, SWEEP_STEPS)
+    return {"valley": s.answer(s.valley, *fastai), "steepest": s.answer(s.steepest, *s.torch_window(lrs, curve, steps)),
+            "minimum": s.answer(s.minimum, *fastai)}
 
 
 def _keras_default(results: ArmResults, i: int) -> float:
@@ -159,7 +192,7 @@ RULES: tuple[Rule, ...] = (
     Rule("recommended@seeds", "constant", _pooled_recommendation,
          what="engine's recommended_lr with repeats = all seeds (median over seeds)"),
     Rule("valley", "constant", _suggestion("valley"), what="fastai default"),
-    Rule("steepest", "constant", _suggestion("steepest"), what="pytorch-lr-finder, Lightning"),
+    Rule("steepest", "constant", _suggestion("steepest"), what="pytorch-lr-finder"),
     Rule("minimum", "constant", _suggestion("minimum"), what="fastai minimum/10"),
     Rule("slide", "constant", _suggestion("slide"), what="fastai slide"),
     Rule("keras_default", "constant", _keras_default, what="the optimizer's default LR (no range test)"),
@@ -169,6 +202,10 @@ RULES: tuple[Rule, ...] = (
          what="valley of a range test with evaluate_on=validation"),
     Rule("median3[val]", "constant", _median3, evaluate_on="validation",
          what="median3 of a range test with evaluate_on=validation"),
+    Rule("median3[2s]", "constant", _two_sided(two_sided),
+         what="candidate: median3 on a lag-free two-sided smoothing (arithmetic) instead of the EMAs"),
+    Rule("median3[2s-log]", "constant", _two_sided(two_sided_log),
+         what="candidate: median3 on a lag-free two-sided smoothing of log(loss) instead of the EMAs"),
     Rule("one_cycle", "one_cycle", _max_lr,
          what="one-cycle at lr_bounds.max_lr from max_lr/25 (the result's recommendation.one_cycle)"),
     Rule("clr_bounds", "one_cycle", _max_lr, start=lambda a: a["lr_bounds"]["base_lr"],
@@ -179,6 +216,9 @@ RULES: tuple[Rule, ...] = (
          what="candidate: one-cycle at 10 x recommended_lr"),
     Rule("one_cycle@min", "one_cycle", _smaller(_scaled(_recommended, 10.0), _scaled(_max_lr, 0.25)),
          what="candidate: one-cycle at min(10 x recommended_lr, lr_bounds.max_lr / 4)"),
+    Rule("one_cycle@min[2s-log]", "one_cycle",
+         _smaller(_scaled(_two_sided(two_sided_log), 10.0), _scaled(_two_sided_max_lr, 0.25)),
+         what="candidate: one_cycle@min with median3[2s-log] and max_lr from the same smoothing"),
 )
 
 

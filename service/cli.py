@@ -293,6 +293,9 @@ def _print_result(res: dict[str, Any]) -> None:
         if one_cycle:
             line += f" (one-cycle: max_lr {_num(one_cycle.get('max_lr'))}, base_lr {_num(one_cycle.get('base_lr'))})"
         out.print(line, highlight=False)
+    elif res.get("arms"):
+        out.print(f"No recommendation: {res.get('recommendation_reason') or 'no arm produced a usable curve'}",
+                  highlight=False, markup=False)
     if res.get("stopped"):
         out.print(f"(partial result: the job was {res['stopped']})", highlight=False)
 

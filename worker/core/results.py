@@ -106,6 +106,7 @@ def finished_result(arms: list[dict[str, Any]], *, engine: dict[str, Any] | None
     """The whole result from its arms: the best arm, the recommendation, strict JSON throughout."""
     best = suggestions.best_arm(arms)
     return suggestions.json_safe({"arms": arms, "best_arm": best, "recommendation": suggestions.recommendation(arms, best),
+                                  "recommendation_reason": suggestions.recommendation_reason(arms),
                                   "engine": engine, "stopped": stopped})
 
 

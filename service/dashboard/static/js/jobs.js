@@ -131,6 +131,10 @@ export function renderJobsPage(app, {status}) {
     }
     const reco = job.recommendation || recommendations.get(job.id);
     if (!reco) return h('span', {class: 'muted'}, job.status === 'succeeded' ? '…' : '—');
+    if (reco.learning_rate == null) {  // the engine withheld it (flat or never-falling curve): say so, no number
+      return h('span', {class: 'small muted', 'data-testid': 'no-recommendation', title: reco.reason || ''},
+        'no recommendation');
+    }
     return h('div', {},
       h('span', {class: 'lr-value', 'data-testid': 'recommended-lr'}, fmt.lr(reco.learning_rate)),
       h('div', {class: 'small muted'}, reco.optimizer));
@@ -140,8 +144,7 @@ export function renderJobsPage(app, {status}) {
     recommendations.set(job.id, null);
     try {
       const result = await api(`/v1/jobs/${job.id}/result`);
-      if (result?.recommendation) recommendations.set(job.id, result.recommendation);
-      else recommendations.delete(job.id);
+      recommendations.set(job.id, result?.recommendation ?? {learning_rate: null, reason: result?.recommendation_reason});
       if (!stopped) render(null);
     } catch {
       recommendations.delete(job.id);

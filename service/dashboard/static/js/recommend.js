@@ -6,7 +6,7 @@ import * as fmt from './format.js';
 /** What each suggestion rule means (docs/design.md, "Suggestion rules users already know"). */
 export const RULES = {
   median3: 'Median of three rules: the middle of valley, steepest and minimum (on a log scale). It had the lowest regret against learning rates found by training on a grid (bench/quality.py).',
-  steepest: 'Steepest descent: the learning rate where the smoothed loss falls fastest (the rule of pytorch-lr-finder and PyTorch Lightning).',
+  steepest: 'Steepest descent (pytorch-lr-finder): the learning rate where its smoothed loss falls fastest, step to step.',
   valley: "Valley (fastai's default): inside the longest stretch where the loss keeps falling, before its minimum.",
   minimum: 'Minimum / 10: a tenth of the learning rate at the lowest smoothed loss (fastai\u2019s classic rule).',
   slide: "Slide (fastai): the largest learning rate before the loss starts rising faster than a tolerance.",
@@ -14,12 +14,16 @@ export const RULES = {
 
 /** Diagnostics flags in plain words: [headline, what it means and what to change]. */
 const DIAGNOSTICS = {
-  never_diverged: ['The loss never diverged',
-    'The sweep ended before the loss blew up, so the top of the useful range is not known. Raise end_lr or the number of steps and run it again.'],
+  never_diverged: ['The loss never rose',
+    'The loss did not rise after its minimum, so the top of the useful range is not known. Raise end_lr or the number of steps and run it again.'],
+  never_fell: ['The loss never fell',
+    'It did not fall below its starting level anywhere in the range, so there is no learning rate to recommend. Lower start_lr; if the curve is noisy, raise batch_size.'],
+  raw_spike: ['The raw loss blew up',
+    'A run of batch losses jumped far above the best smoothed loss, which the smoothed curve (and the divergence stop) hid. Learning rates from there up do not train.'],
   diverged_early: ['The loss diverged early',
     'It blew up in the first part of the sweep: even small learning rates are too high here. Lower start_lr, normalize the inputs, or check that the loss matches the labels.'],
   flat: ['The loss stayed flat',
-    'It barely moved across the whole sweep, so the model is not learning. Check the labels against the loss, normalize the inputs, or widen the learning-rate range.'],
+    'It barely moved across the whole sweep, so there is no learning rate to recommend. Widen the learning-rate range (raise end_lr), or check the labels against the loss and normalize the inputs.'],
   nan_at_step: ['The loss became NaN',
     'From that step on the loss was not a number and the arm stopped. Usually the learning rate is far too high, the inputs are not normalized, or the loss does not fit the outputs.'],
   noisy: ['The curve is noisy',
@@ -144,10 +148,12 @@ export function kerasCode(result, jobId) {
 /** The card; `partial` when the curves are those of a cancelled or failed job. */
 export function recommendationCard(result, jobId, {partial = false} = {}) {
   const reco = result.recommendation;
-  if (!reco) {
+  if (!reco || reco.learning_rate == null) {  // withheld by the engine: its reason, and no code to copy
+    const reason = result.recommendation_reason || 'no arm produced a usable curve';
     return h('section', {class: 'panel reco pending', 'data-testid': 'recommendation-card'},
       h('div', {class: 'reco-head'}, 'Recommendation'),
-      h('p', {class: 'muted'}, 'No recommendation: no arm produced a usable curve. See the diagnostics below.'));
+      h('p', {'data-testid': 'no-recommendation'}, `No recommendation: ${reason}.`),
+      h('p', {class: 'muted small'}, 'See the diagnostics below for what to change.'));
   }
   const arm = bestArm(result);
   const rule = chosenRule(result, arm);
