@@ -74,7 +74,7 @@ def test_every_spec_flag_reaches_the_job_then_json_csv_code_jobs_delete(api_serv
 
     listed = lrrt(api_server, "jobs", "--json")
     assert job_id in [j["id"] for j in json.loads(listed.stdout)["items"]]
-    narrow = lrrt(api_server, "jobs", COLUMNS="80")
+    narrow = lrrt(api_server, "jobs", columns=80)
     assert narrow.returncode == 0 and job_id in narrow.stdout  # the whole id, on one line
 
     deleted = lrrt(api_server, "delete", job_id)
