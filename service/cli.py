@@ -24,7 +24,7 @@ from service.client import TERMINAL, Client, LrrtError
 from service.keras_code import NoRecommendation, keras_code
 from service.progress import JobProgress
 from service.progress import short_number as _num
-from service.spec_options import spec_options
+from service.spec_options import SpecArgs, spec_options
 
 app = typer.Typer(
     help="Learning Rate Range Test service: find the learning rate (and optimizer) for a Keras model.",
@@ -132,8 +132,6 @@ TERMINAL_EXIT = {"failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
 EXIT_HELP = ("Exit status: 0 succeeded (or still queued/running), 1 the API refused or could not be reached, "
              "3 the job failed, 4 it was cancelled.")
 AS_JSON = typer.Option(False, "--json", help="Print JSON (for scripts) instead of the table.")
-OPTIMIZER_HELP = ("An arm: NAME\\[:key=value,...]\\[@label], e.g. 'sgd:momentum=0.9,nesterov=true@SGD momentum' "
-                  "(the label after @ names the arm in tables and charts). Repeat for several arms (default adam).")
 LABELS_HELP = "A job label KEY=VALUE (e.g. team=vision); repeat for several."
 
 datasets_app = typer.Typer(help="Upload, list, show and delete .npz datasets (use their dataset:<id> URI).",
@@ -197,26 +195,15 @@ def _read_model(path: Path) -> dict[str, Any]:
         _fail(f"{path} is not JSON ({exc.msg} at line {exc.lineno}); save model.to_json() into it")
 
 
-MODEL_ARG = typer.Argument(..., help="A JSON file with the model's model.to_json() output.")
-DATASET_OPT = typer.Option(..., "--dataset", help="builtin:digits, keras:mnist, dataset:<id> or file:<path>.")
-OPTIMIZER_OPT = typer.Option(None, "--optimizer", "-o", help=OPTIMIZER_HELP)
-LOSS_OPT = typer.Option(None, help="Keras loss identifier (default sparse_categorical_crossentropy).")
-
-
 @app.command(epilog=EXIT_HELP)
 @spec_options
 def submit(
-    model: Path = MODEL_ARG,
-    dataset: str = DATASET_OPT,
-    optimizer: list[str] = OPTIMIZER_OPT,
-    loss: str = LOSS_OPT,
     labels: list[str] = typer.Option(None, "--labels", "--label", help=LABELS_HELP),
     idempotency_key: str = typer.Option(None, help="Resending with the same key and body returns the same job."),
     wait: bool = typer.Option(False, "--wait", "-w", help="Show live progress, then the recommendation."),
     as_json: bool = AS_JSON,
     *,
-    sweep: dict[str, Any],
-    dataset_options: dict[str, Any],
+    spec: SpecArgs,
 ) -> None:
     """Submit a range test; prints the job id (with --wait, follows it to the end).
 
@@ -224,8 +211,8 @@ def submit(
     server's defaults. With --json: the job resource, or with --wait {"job": ..., "result": ...}.
     """
     client = _client()
-    job = _call(client.submit, _read_model(model), {"uri": dataset, **dataset_options}, loss=loss, sweep=sweep,
-                optimizers=[_optimizer(o) for o in optimizer] if optimizer else None, labels=_labels(labels),
+    job = _call(client.submit, _read_model(spec.model), spec.dataset, loss=spec.loss, sweep=spec.sweep,
+                optimizers=[_optimizer(o) for o in spec.optimizers] or None, labels=_labels(labels),
                 idempotency_key=idempotency_key)
     if not wait:
         _print_json(job) if as_json else print(job["id"])
@@ -238,15 +225,10 @@ def submit(
 @app.command(epilog="Exit status: 0 done, 1 the spec or the engine refused it (the message says what to change).")
 @spec_options
 def run(
-    model: Path = MODEL_ARG,
-    dataset: str = DATASET_OPT,
-    optimizer: list[str] = OPTIMIZER_OPT,
-    loss: str = LOSS_OPT,
     plot: Path = typer.Option(None, help="Also save the charts to this .png or .svg file."),
     as_json: bool = AS_JSON,
     *,
-    sweep: dict[str, Any],
-    dataset_options: dict[str, Any],
+    spec: SpecArgs,
 ) -> None:
     """Run the range test here, in this process, without the service (needs Keras: the worker extra).
 
@@ -259,9 +241,8 @@ def run(
     from worker.engine.errors import EngineError
 
     try:
-        found = lr_find(_read_model(model), dataset={"uri": dataset, **dataset_options},
-                        optimizers=[_optimizer(o) for o in optimizer] if optimizer else ("adam",), loss=loss,
-                        **sweep)
+        found = lr_find(_read_model(spec.model), dataset=spec.dataset, loss=spec.loss,
+                        optimizers=[_optimizer(o) for o in spec.optimizers] or ("adam",), **spec.sweep)
     except ValidationError as exc:
         _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     except EngineError as exc:

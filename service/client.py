@@ -279,28 +279,21 @@ class Client:
         return resp
 
 
-def job_body(
-    model: Any,
-    dataset: str | dict[str, Any],
-    *,
-    optimizers: Iterable[str | dict[str, Any]] | None = None,
-    loss: str | None = None,
-    sweep: dict[str, Any] | None = None,
-    labels: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """A `POST /v1/jobs` body (a JobSpec); omitted fields are left to the server's defaults."""
+def job_body(model: Any, dataset: str | dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A `POST /v1/jobs` body (a JobSpec) from `Client.submit`'s arguments (`optimizers`, `loss`,
+    `sweep`, `labels`); those left None or empty are left to the server's defaults."""
+    unknown = fields.keys() - {"optimizers", "loss", "sweep", "labels"}
+    if unknown:
+        raise TypeError(f"unknown job fields {sorted(unknown)}: use optimizers, loss, sweep or labels")
     body: dict[str, Any] = {
         "model": model_json(model),
         "dataset": {"uri": dataset} if isinstance(dataset, str) else dataset,
     }
-    if optimizers is not None:
-        body["optimizers"] = [{"name": o} if isinstance(o, str) else o for o in optimizers]
-    if loss is not None:
-        body["loss"] = loss
-    if sweep:
-        body["sweep"] = sweep
-    if labels:
-        body["labels"] = labels
+    if fields.get("optimizers") is not None:
+        body["optimizers"] = [{"name": o} if isinstance(o, str) else o for o in fields["optimizers"]]
+    if fields.get("loss") is not None:
+        body["loss"] = fields["loss"]
+    body.update({key: fields[key] for key in ("sweep", "labels") if fields.get(key)})
     return body
 
 

@@ -1,6 +1,7 @@
 """Command-line options generated from the JobSpec schema: every sweep and dataset field is a flag.
 
-`lrrt submit` and `lrrt run` take `@spec_options`: the decorated command gains one option per field
+`lrrt submit` and `lrrt run` take `@spec_options`: the decorated command gains the model argument,
+`--dataset`, `-o/--optimizer` and `--loss`, and one option per field
 of `worker.spec.Sweep` and `worker.spec.DatasetRef` (except `uri`, which is `--dataset`), named after
 the field (`num_steps` -> `--num-steps`), typed from its annotation and helped by its description
 and default. A field added to the schema is a flag the next time the CLI starts: nothing here names
@@ -17,6 +18,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import typer
@@ -27,8 +29,10 @@ from worker.spec import DatasetRef, Sweep
 
 #: Extra, shorter spellings kept from earlier versions of the CLI.
 ALIASES = {("sweep", "num_steps"): ["--steps"]}
-#: Fields that are not options here: `uri` is the command's own `--dataset`.
+#: Fields that are not generated options: `uri` is `--dataset` (in COMMON).
 NOT_OPTIONS = {("dataset", "uri")}
+OPTIMIZER_HELP = ("An arm: NAME\\[:key=value,...]\\[@label], e.g. 'sgd:momentum=0.9,nesterov=true@SGD momentum' "
+                  "(the label after @ names the arm in tables and charts). Repeat for several arms (default adam).")
 
 
 #: What `none` on the command line parses to: distinct from an option left out (None), so it is sent.
@@ -78,11 +82,37 @@ def spec_option_list() -> list[SpecOption]:
     ]
 
 
+@dataclass(frozen=True)
+class SpecArgs:
+    """What a `@spec_options` command receives as `spec`: the job spec's inputs as typed, unparsed
+    (`optimizers` as `-o` texts, `model` as the file's path), and only the fields the user set."""
+
+    model: Path
+    dataset: dict[str, Any]
+    optimizers: list[str]
+    loss: str | None
+    sweep: dict[str, Any]
+
+
+#: The spec inputs every `@spec_options` command shares, ahead of the generated options.
+COMMON = [
+    inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Path,
+                      default=typer.Argument(..., help="A JSON file with the model's model.to_json() output.")),
+    inspect.Parameter("dataset", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
+                      default=typer.Option(..., "--dataset",
+                                           help="builtin:digits, keras:mnist, dataset:<id> or file:<path>.")),
+    inspect.Parameter("optimizer", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=list[str] | None,
+                      default=typer.Option(None, "--optimizer", "-o", help=OPTIMIZER_HELP)),
+    inspect.Parameter("loss", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str | None,
+                      default=typer.Option(None, help="Keras loss identifier (default sparse_categorical_crossentropy).")),
+]
+
+
 def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give `command` the generated options; it receives them as `sweep=` and `dataset_options=` dicts
-    holding only the fields the user set."""
+    """Give `command` the model argument, `--dataset`, `-o`, `--loss` and the generated options; it
+    receives them all as one `spec: SpecArgs`."""
     options = spec_option_list()
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name not in ("sweep", "dataset_options")]
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "spec"]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
@@ -91,9 +121,11 @@ def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
             value = kwargs.pop(option.parameter.name)
             if value is not None:  # not typed: left to the server's default
                 parts[option.section][option.field] = None if value is EXPLICIT_NONE else value
-        return command(**kwargs, sweep=parts["sweep"], dataset_options=parts["dataset"])
+        spec = SpecArgs(model=kwargs.pop("model"), dataset={"uri": kwargs.pop("dataset"), **parts["dataset"]},
+                        optimizers=kwargs.pop("optimizer") or [], loss=kwargs.pop("loss"), sweep=parts["sweep"])
+        return command(**kwargs, spec=spec)
 
-    params = own + [o.parameter for o in options]
+    params = COMMON + own + [o.parameter for o in options]
     wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     del wrapper.__wrapped__  # typer must read the generated signature, not the command's own

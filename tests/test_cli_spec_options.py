@@ -3,13 +3,14 @@ field is a flag, typed and helped from the schema, and only the flags typed reac
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from service.spec_options import spec_option_list, spec_options
+from service.spec_options import SpecArgs, spec_option_list, spec_options
 from tests.test_cli import lrrt
 from worker.spec import DatasetRef, Sweep
 
@@ -32,8 +33,8 @@ def _probe() -> tuple[typer.Typer, dict[str, Any]]:
 
     @app.command()
     @spec_options
-    def probe(name: str = typer.Option("x"), *, sweep: dict[str, Any], dataset_options: dict[str, Any]) -> None:
-        seen.update(name=name, sweep=sweep, dataset=dataset_options)
+    def probe(name: str = typer.Option("x"), *, spec: SpecArgs) -> None:
+        seen.update(name=name, spec=spec)
 
     return app, seen
 
@@ -52,15 +53,16 @@ def _probe() -> tuple[typer.Typer, dict[str, Any]]:
 )
 def test_only_typed_options_reach_the_body(args: list[str], sweep: dict, dataset: dict) -> None:
     app, seen = _probe()
-    run = CliRunner().invoke(app, ["--name", "y", *args])
+    run = CliRunner().invoke(app, ["m.json", "--dataset", "builtin:digits", "--name", "y", "-o", "sgd@S", *args])
     assert run.exit_code == 0, run.output
-    assert seen == {"name": "y", "sweep": sweep, "dataset": dataset}
+    assert seen == {"name": "y", "spec": SpecArgs(model=Path("m.json"), dataset={"uri": "builtin:digits", **dataset},
+                                                  optimizers=["sgd@S"], loss=None, sweep=sweep)}
 
 
 def test_bad_values_are_usage_errors() -> None:
     app, _ = _probe()
     for args in (["--mode", "cubic"], ["--divergence-threshold", "high"], ["--steps", "many"]):
-        run = CliRunner().invoke(app, args)
+        run = CliRunner().invoke(app, ["m.json", "--dataset", "builtin:digits", *args])
         assert run.exit_code == 2, (args, run.output)
 
 

@@ -87,7 +87,7 @@ def test_lr_find_in_one_call(client: Client, digits_mlp: dict[str, Any], tmp_pat
         "from service.results import RangeTestResult\n"
         f"found = RangeTestResult(json.loads({data!r}))\n"
         "constant = found.keras_optimizer()\n"
-        f"assert abs(float(constant.learning_rate) - {lr!r}) < 1e-9 * {lr!r}\n"
+        f"assert abs(float(constant.learning_rate) - {lr!r}) < 1e-6 * {lr!r}  # a float32 variable\n"
         f"assert type(constant).__name__ == {found.recommendation['optimizer']!r}.replace('sgd', 'SGD').replace('adam', 'Adam')\n"
         "cycle = found.keras_optimizer(one_cycle=True, total_steps=1000)\n"
         "schedule = cycle.learning_rate\n"
