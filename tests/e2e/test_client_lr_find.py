@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import pytest
 from service.client import Client, LrrtError
 from service.results import RangeTestResult
 
+from .conftest import REPO
 from .test_cli_full import run_with_keras
 
 pytestmark = pytest.mark.e2e
@@ -105,3 +109,18 @@ def test_lr_find_failure_raises_the_jobs_error(client: Client, digits_mlp: dict[
     with pytest.raises(LrrtError) as failed:
         client.lr_find(digits_mlp, x, np.zeros(64, "int64"), num_steps=10, progress=False, timeout=240)
     assert "64" in str(failed.value) and "5" in str(failed.value)
+
+
+def test_the_example_script_prints_the_lr_and_saves_the_plot(api_server: Any, client: Client, tmp_path: Path) -> None:
+    """examples/lr_find_numpy.py as a user runs it: under ten lines, a Keras model built in memory."""
+    script = REPO / "examples" / "lr_find_numpy.py"
+    assert len(script.read_text().splitlines()) < 10
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRRT_")}
+    env.update(LRRT_URL=api_server.url, LRRT_API_KEY="key-alice", PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="",
+               TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("recommended:"))
+    assert re.search(r"(sgd|adam) at learning rate [0-9.e+-]+$", line), line
+    assert (tmp_path / "lr_find.png").read_bytes().startswith(b"\x89PNG")

@@ -1,6 +1,7 @@
 """The tutorial's two charts, loss vs LR and loss delta vs LR, for all arms of a (possibly partial) result.
 
-matplotlib with the Agg backend and no Keras, so the API renders `plot.png`/`plot.svg` from stored
+matplotlib's bare `Figure` (never pyplot, so no backend is chosen: in a notebook, `RangeTestResult.plot`
+leaves the user's backend alone) and no Keras, so the API renders `plot.png`/`plot.svg` from stored
 results. Works on a running job's partial curves: arms without suggestions are drawn unmarked.
 """
 
@@ -9,13 +10,9 @@ from __future__ import annotations
 import io
 from typing import Any, Literal
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 Kind = Literal["loss", "delta", "both"]
 Format = Literal["png", "svg"]
