@@ -189,7 +189,7 @@ class Client:
         arrays = {name: np.asarray(a) for name, a in (("x", x), ("y", y), ("x_val", x_val), ("y_val", y_val))
                   if a is not None}
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types the first **kwds as allow_pickle
         files = {"file": ("arrays.npz", buffer.getvalue(), "application/octet-stream")}
         return self._json("POST", "/v1/datasets", files=files)
 

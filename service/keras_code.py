@@ -50,7 +50,7 @@ def plan(result: dict[str, Any]) -> OptimizerPlan:
     if not reco or reco.get("learning_rate") is None:
         raise NoRecommendation("no recommendation: no arm produced a usable curve (see each arm's diagnostics)")
     label = reco.get("optimizer") or result.get("best_arm")
-    arm = next((a for a in result.get("arms") or [] if a.get("label") == label), {})
+    arm: dict[str, Any] = next((a for a in result.get("arms") or [] if a.get("label") == label), {})
     optimizer = arm.get("optimizer") or {}
     lr = float(reco["learning_rate"])
     bounds = reco.get("one_cycle") or arm.get("lr_bounds") or {}

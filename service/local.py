@@ -61,7 +61,8 @@ def lr_find(
     if x is not None or y is not None:
         if x is None or y is None:
             raise ValueError("pass both x and y (or neither, and a dataset URI)")
-        arrays = Arrays(*(None if a is None else np.asarray(a) for a in (x, y, x_val, y_val)))
+        arrays = Arrays(np.asarray(x), np.asarray(y), None if x_val is None else np.asarray(x_val),
+                        None if y_val is None else np.asarray(y_val))
         options.setdefault("uri", IN_MEMORY_URI)
     elif "uri" not in options:
         raise ValueError("pass x and y, or dataset='builtin:digits' (or another dataset URI)")

@@ -9,7 +9,6 @@ import io
 from fastapi.testclient import TestClient
 
 from service.api.routes.jobs import CSV_COLUMNS
-
 from tests.api.conftest import ALICE, BOB, FakeWorker, result_for, submit
 
 
