@@ -114,19 +114,21 @@ export class LrChart {
     ctx.font = `${11 * px}px system-ui, "DejaVu Sans", sans-serif`;
     ctx.textBaseline = 'middle';
     ctx.textAlign = 'left';
-    const placed = [];
-    // With many arms, only the recommended marker is named (the others are dots, their rule in the
-    // table below); and it is placed first, so it always finds a free spot.
-    const many = this.arms.length >= MANY_ARMS;
-    const ordered = this.arms.flatMap((arm) => arm.markers.map((marker) => [arm, marker]))
-      .sort(([, a], [, b]) => Number(b.recommended) - Number(a.recommended));
-    let skipped = 0;
-    for (const [arm, marker] of ordered) {
-      if (!(marker.lr > 0) || marker.lr < xmin || marker.lr > xmax) continue;
-      const value = valueAt(arm, marker.lr);
-      if (value == null) continue;
-      const x = u.valToPos(marker.lr, 'x', true);
-      const y = Math.min(top + height - 4 * px, Math.max(top + 4 * px, u.valToPos(value, 'y', true)));
+    // Where each marker sits; dots are drawn recommended-last (on top), labels recommended-first (a
+    // free spot is always found for it). With many arms only the recommended marker is named: the
+    // others are dots, their values in the arms table.
+    const spots = [];
+    for (const arm of this.arms) {
+      for (const marker of arm.markers) {
+        if (!(marker.lr > 0) || marker.lr < xmin || marker.lr > xmax) continue;
+        const value = valueAt(arm, marker.lr);
+        if (value == null) continue;
+        const y = Math.min(top + height - 4 * px, Math.max(top + 4 * px, u.valToPos(value, 'y', true)));
+        spots.push({arm, marker, x: u.valToPos(marker.lr, 'x', true), y});
+      }
+    }
+    spots.sort((a, b) => Number(a.marker.recommended) - Number(b.marker.recommended));
+    for (const {arm, marker, x, y} of spots) {
       if (marker.recommended) {
         ctx.save();
         ctx.strokeStyle = arm.color;
@@ -146,6 +148,11 @@ export class LrChart {
       ctx.lineWidth = 2 * px;
       ctx.fill();
       ctx.stroke();
+    }
+    const many = this.arms.length >= MANY_ARMS;
+    const placed = [];
+    let skipped = 0;
+    for (const {arm, marker, x, y} of [...spots].sort((a, b) => Number(b.marker.recommended) - Number(a.marker.recommended))) {
       if ((!this.labels || many) && !marker.recommended) continue;
       const text = marker.recommended ? `★ ${marker.name} ${fmt.lr(marker.lr)}` : marker.name;
       if (!placeLabel(ctx, placed, text, x, y, arm.color, px, {left, top, width, height}, marker.recommended)) skipped += 1;
