@@ -30,14 +30,16 @@ def vet_model_json(model_json: dict[str, Any], caps: Settings) -> dict[str, Any]
     return config
 
 
-def vet_spec(spec: JobSpec, caps: Settings) -> dict[str, Any]:
+def vet_spec(spec: JobSpec, caps: Settings, *, dataset: bool = True) -> dict[str, Any]:
     """Everything about `spec` that can be known without Keras or the data; returns the config to build.
 
     The sweep caps are `worker.core.spec.cap_violations`, which both sides call on their own (the API
     to report every violation at once, the worker again once an epochs-sized sweep's length is known).
+    `dataset=False` skips the reference's checks, for a run on arrays the caller passed in.
     """
     try:
-        check_uri(spec.dataset.uri)
+        if dataset:
+            check_uri(spec.dataset.uri)
     except DatasetError as exc:
         raise at_uri(exc) from None
     return vet_model_json(spec.model, caps)

@@ -69,7 +69,7 @@ def run_sweep(
     caps = caps or get_settings()
     sweep = spec.sweep
     _check_caps(spec, caps)
-    config = vet_spec(spec, caps)
+    config = vet_spec(spec, caps, dataset=data is None)
     try:
         keras.utils.set_random_seed(sweep.seed)
         first = build_model(config, caps, mixed_precision=sweep.mixed_precision)

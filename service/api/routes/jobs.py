@@ -7,6 +7,8 @@ in its threadpool) because the store is the synchronous redis-py client the work
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -257,6 +259,47 @@ def get_result(
                            f"/v1/jobs/{job['id']} (or watch /events), or ask for the curves so far with "
                            "?partial=true.")
     return JSONResponse({"id": job["id"], "status": job["status"], **require_curves(store, job)})
+
+
+#: Columns of `result.csv`, fixed by the API contract (shared/API.md).
+CSV_COLUMNS = ("label", "step", "lr", "loss", "smoothed_loss", "loss_delta", "val_loss")
+
+
+def curves_csv(result: dict[str, Any]) -> str:
+    """One row per arm and step. `loss_deltas` (a moving-average derivative) is shorter than the curve
+    when the window has not filled at the start: it is aligned to the last steps, as the dashboard draws it."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for arm in result.get("arms", []):
+        lrs = arm.get("lrs") or []
+        deltas = arm.get("loss_deltas") or []
+        columns = [arm.get("losses") or [], arm.get("smoothed_losses") or [],
+                   [None] * max(0, len(lrs) - len(deltas)) + list(deltas), arm.get("val_losses") or []]
+        for step, lr in enumerate(lrs):
+            writer.writerow([arm.get("label"), step, lr, *(_cell(c, step) for c in columns)])
+    return buffer.getvalue()
+
+
+def _cell(values: list[Any], step: int) -> Any:
+    return values[step] if step < len(values) and values[step] is not None else ""
+
+
+@router.get(
+    "/{job_id}/result.csv",
+    summary="The curves as CSV",
+    description="One row per arm and step: `label, step, lr, loss, smoothed_loss, loss_delta, val_loss` (empty "
+    "cells where a value does not exist, e.g. `val_loss` when the sweep evaluates on training batches). A "
+    "running, cancelled or failed job answers with the steps recorded so far; 409 before any step has run.",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "The curves."}, **NOT_FOUND,
+               **problem_responses({409: "No step has run yet."})},
+)
+def get_result_csv(job: OwnedJob, store: StoreDep) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="lrrt-{job["id"]}.csv"'}
+    if job["status"] in UNFINISHED:
+        headers["Cache-Control"] = "no-store"
+    return Response(curves_csv(require_curves(store, job)), media_type="text/csv", headers=headers)
 
 
 PlotKind = Literal["loss", "delta", "both"]
