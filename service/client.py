@@ -185,9 +185,16 @@ class Client:
 
     def upload_arrays(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None) -> dict[str, Any]:
         """Upload in-memory arrays (anything `np.asarray` takes) as an `.npz` written in memory; nothing
-        touches the disk. Returns the dataset (`uri` is what `submit` takes)."""
-        arrays = {name: np.asarray(a) for name, a in (("x", x), ("y", y), ("x_val", x_val), ("y_val", y_val))
-                  if a is not None}
+        touches the disk. Returns the dataset (`uri` is what `submit` takes).
+
+        For a model with several inputs (outputs), pass a dict keyed by input (output) name: it is
+        stored as `x_<name>` (`y_<name>`), as the worker expects."""
+        arrays: dict[str, np.ndarray] = {}
+        for group, value in (("x", x), ("y", y), ("x_val", x_val), ("y_val", y_val)):
+            if isinstance(value, dict):
+                arrays.update({f"{group}_{name}": np.asarray(a) for name, a in value.items()})
+            elif value is not None:
+                arrays[group] = np.asarray(value)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types the first **kwds as allow_pickle
         files = {"file": ("arrays.npz", buffer.getvalue(), "application/octet-stream")}

@@ -15,7 +15,7 @@ def many_arms() -> dict:
     lrs = np.logspace(-4, 0, 80).tolist()
     arms = []
     for i, label in enumerate(LABELS):
-        losses = (2 - np.tanh(np.log10(lrs) + 1.5 - 0.5 * i) + np.linspace(0, 3, 80) ** 4 / 30).tolist()
+        losses = (2 - np.tanh(np.log10(lrs) + 3 - 0.4 * i) + np.linspace(0, 3, 80) ** 4 / 30).tolist()
         arms.append({"label": label, "lrs": lrs, "losses": losses,
                      **analyze_arm(lrs, losses, smoothing=0.9, moving_average=10, stop_reason="completed",
                                    planned_steps=80)})

@@ -128,9 +128,9 @@ def submit_job(
     ] = None,
 ) -> Job:
     spec = parse_spec(raw, settings)
-    check_model(spec, settings)
+    config = check_model(spec, settings)
     check_caps(spec, settings)
-    check_dataset(spec, tenant, datasets, settings.data_root)
+    check_dataset(spec, tenant, datasets, settings.data_root, config)
     try:
         created = store.create(
             tenant=tenant, spec=spec.model_dump(mode="json"), max_unfinished=settings.max_unfinished_jobs,
@@ -261,7 +261,7 @@ def get_result(
     return JSONResponse({"id": job["id"], "status": job["status"], **require_curves(store, job)})
 
 
-#: Columns of `result.csv`, fixed by the API contract (shared/API.md).
+#: Columns of `result.csv`, fixed by the API contract (docs/api.md).
 CSV_COLUMNS = ("label", "step", "lr", "loss", "smoothed_loss", "loss_delta", "val_loss")
 
 
