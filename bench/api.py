@@ -194,7 +194,7 @@ def main() -> None:
         for _ in range(args.submits):
             sent = time.time()
             job_id = client.post("/v1/jobs", json=tiny).json()["id"]
-            wait_for(lambda: client.get(f"/v1/jobs/{job_id}").json()["status"] in ("succeeded", "failed"), 120,
+            wait_for(lambda job_id=job_id: client.get(f"/v1/jobs/{job_id}").json()["status"] in ("succeeded", "failed"), 120,
                      f"job {job_id}")
             started = datetime.fromisoformat(client.get(f"/v1/jobs/{job_id}").json()["started_at"].replace("Z", "+00:00"))
             latencies.append((started.timestamp() - sent) * 1000)

@@ -300,7 +300,7 @@ class Spawned:
                           json={"model": model, "dataset": {"uri": "builtin:digits"}, "sweep": TINY_SWEEP}).json()["id"]
                for _ in range(concurrency)]
         for job_id in ids:
-            _wait(lambda: httpx.get(f"{self.url}/v1/jobs/{job_id}", headers=headers, timeout=10).json()["status"]
+            _wait(lambda job_id=job_id: httpx.get(f"{self.url}/v1/jobs/{job_id}", headers=headers, timeout=10).json()["status"]
                   in TERMINAL, "the warm-up jobs", 300, self.procs)
 
     def stop(self) -> None:

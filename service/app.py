@@ -28,8 +28,8 @@ from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
 from service.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from service.reaper_thread import ReaperThread
-from worker.core.queue import make_celery
 from worker.core.keys import Keys
+from worker.core.queue import make_celery
 from worker.core.settings import Settings, get_settings
 from worker.core.spec import JobSpec
 from worker.core.store import store_from_settings

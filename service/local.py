@@ -51,10 +51,10 @@ def lr_find(
     """
     import numpy as np
 
-    from worker.engine.data import Arrays
-    from worker.engine.sweep import run_sweep
     from worker.core.settings import get_settings
     from worker.core.spec import JobSpec
+    from worker.engine.data import Arrays
+    from worker.engine.sweep import run_sweep
 
     options = {"uri": dataset} if isinstance(dataset, str) else dict(dataset or {})
     arrays = None

@@ -21,9 +21,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.api.deps import CeleryDep, DatasetsDep, SettingsDep, StoreDep, TenantDep
 from service.api.schemas import Job, JobLinks, JobPage, JobStatus, Result
-from worker.core.datasets import is_id
 from service.problems import PROBLEM_BASE, ProblemError, problem_responses
 from service.submission import body_sha256, check_caps, check_dataset, check_model, parse_spec
+from worker.core.datasets import is_id
 from worker.core.queue import enqueue
 from worker.core.reaper import partial_or_none
 from worker.core.store import TERMINAL, UNFINISHED, IdempotencyConflict, JobStore, TenantAtCapacity
