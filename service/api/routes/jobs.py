@@ -21,9 +21,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.api.deps import CeleryDep, DatasetsDep, SettingsDep, StoreDep, TenantDep
 from service.api.schemas import Job, JobLinks, JobPage, JobStatus, Result
-from service.problems import PROBLEM_BASE, ProblemError, problem_responses
+from service.problems import ProblemError, problem_responses
 from service.submission import body_sha256, check_caps, check_dataset, check_model, parse_spec
 from worker.core.datasets import is_id
+from worker.core.problems import QueueUnavailable
 from worker.core.queue import enqueue
 from worker.core.reaper import partial_or_none
 from worker.core.store import TERMINAL, UNFINISHED, IdempotencyConflict, JobStore, TenantAtCapacity
@@ -165,13 +166,10 @@ def _send(store: JobStore, celery: Any, job_id: str, queue: str) -> None:
         enqueue(celery, job_id, queue)
     except Exception as exc:
         log.error("could not enqueue job %s: %s", job_id, exc)
-        detail = ("The job queue (the Redis broker) could not be reached, so the job was not started and is "
-                  "recorded as failed. Resubmit in a little while.")
-        error = {"type": PROBLEM_BASE + "queue-unavailable", "title": "The job could not be queued", "status": 503,
-                 "detail": detail}
-        store.finish(job_id, "failed", error=error, expected="queued")
-        raise ProblemError(503, "queue-unavailable", detail, title=error["title"],
-                           headers={"Retry-After": str(CAPACITY_RETRY_S)}, job_id=job_id) from None
+        store.finish(job_id, "failed", error=QueueUnavailable().problem(), expected="queued")
+        unavailable = QueueUnavailable(job_id=job_id)
+        unavailable.headers = {"Retry-After": str(CAPACITY_RETRY_S)}
+        raise unavailable from None
 
 
 @router.get(
