@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from typing import Any
 
 import httpx
 import redis
+
+from service.standalone import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("LRRT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -79,12 +80,6 @@ def requests_per_second(port: int, path: str, headers: dict[str, str], seconds: 
 
 
 # ---------------------------------------------------------------------------------------- processes
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(argv, env=env, cwd=REPO, stdout=out, stderr=out, start_new_session=True)

@@ -20,11 +20,12 @@ from rich.console import Console
 from rich.markup import escape as rich_escape
 from rich.table import Column, Table
 
-from service.client import TERMINAL, Client, LrrtError
+from service.client import Client, LrrtError
 from service.keras_code import NoRecommendation, keras_code
 from service.progress import JobProgress
 from service.progress import short_number as _num
 from service.spec_options import SpecArgs, spec_options
+from worker.core.status import TERMINAL
 
 app = typer.Typer(
     help="Learning Rate Range Test service: find the learning rate (and optimizer) for a Keras model.",

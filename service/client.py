@@ -31,9 +31,9 @@ import httpx
 import numpy as np
 
 from service.results import RangeTestResult
+from worker.core.status import TERMINAL
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 #: Answers `wait` treats as the server being away for a moment (a restart, a proxy without a backend);
 #: None stands for no answer at all.
 TRANSIENT = frozenset({None, 502, 503, 504})

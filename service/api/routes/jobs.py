@@ -27,7 +27,8 @@ from worker.core.datasets import is_id
 from worker.core.problems import QueueUnavailable
 from worker.core.queue import enqueue
 from worker.core.reaper import partial_or_none
-from worker.core.store import TERMINAL, UNFINISHED, IdempotencyConflict, JobStore, TenantAtCapacity
+from worker.core.status import TERMINAL, UNFINISHED
+from worker.core.store import IdempotencyConflict, JobStore, TenantAtCapacity
 
 log = logging.getLogger(__name__)
 
