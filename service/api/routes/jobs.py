@@ -214,7 +214,7 @@ async def get_job(
     return job_resource(job, request)
 
 
-def curves(store: JobStore, job: dict[str, Any]) -> dict[str, Any] | None:
+def result_so_far(store: JobStore, job: dict[str, Any]) -> dict[str, Any] | None:
     """The stored result, or the partial one stitched from the recorded chunks; None when no step ran."""
     if job["status"] == "queued":
         return None
@@ -227,8 +227,8 @@ def curves(store: JobStore, job: dict[str, Any]) -> dict[str, Any] | None:
     return result
 
 
-def require_curves(store: JobStore, job: dict[str, Any]) -> dict[str, Any]:
-    result = curves(store, job)
+def require_result_so_far(store: JobStore, job: dict[str, Any]) -> dict[str, Any]:
+    result = result_so_far(store, job)
     if result is None:
         when = {"queued": "has not started yet", "running": "has not recorded a step yet"}.get(
             job["status"], f"{job['status']} before any step ran")
@@ -257,7 +257,7 @@ def get_result(
                            f"Job {job['id']} is {job['status']}; the result exists once it has succeeded. Poll "
                            f"/v1/jobs/{job['id']} (or watch /events), or ask for the curves so far with "
                            "?partial=true.")
-    return JSONResponse({"id": job["id"], "status": job["status"], **require_curves(store, job)})
+    return JSONResponse({"id": job["id"], "status": job["status"], **require_result_so_far(store, job)})
 
 
 #: Columns of `result.csv`, fixed by the API contract (docs/api.md).
@@ -298,7 +298,7 @@ def get_result_csv(job: OwnedJob, store: StoreDep) -> Response:
     headers = {"Content-Disposition": f'attachment; filename="lrrt-{job["id"]}.csv"'}
     if job["status"] in UNFINISHED:
         headers["Cache-Control"] = "no-store"
-    return Response(curves_csv(require_curves(store, job)), media_type="text/csv", headers=headers)
+    return Response(curves_csv(require_result_so_far(store, job)), media_type="text/csv", headers=headers)
 
 
 PlotKind = Literal["loss", "delta", "both"]
@@ -313,7 +313,7 @@ def _plot_endpoint(fmt: Literal["png", "svg"]) -> Callable[..., Response]:
     ) -> Response:
         from service import charts  # matplotlib: imported on first plot, not at API start-up
 
-        image = charts.render(require_curves(store, job), kind, fmt)
+        image = charts.render(require_result_so_far(store, job), kind, fmt)
         headers = {"Cache-Control": "no-store"} if job["status"] in UNFINISHED else {}
         return Response(image, media_type=PLOT_MEDIA[fmt], headers=headers)
 
