@@ -51,10 +51,13 @@ def standalone(
     port: int = typer.Option(8000, help="Port the API listens on."),
     data_dir: Path = typer.Option(None, help="Uploads, file: datasets and the embedded Redis's data "
                                   "(default: LRRT_DATA_ROOT)."),
+    backends: str = typer.Option("tensorflow,jax", help="Comma-separated backends to start a worker for; a backend "
+                                 "whose package is not installed is left out (jax: pip install 'jax>=0.10')."),
 ) -> None:
-    """Everything on one machine: an embedded Redis (unless LRRT_REDIS_URL is set), the API and one worker."""
+    """Everything on one machine: an embedded Redis (unless LRRT_REDIS_URL is set), the API and a worker per backend."""
     from service import standalone as runner
     from service.auth import UnsafeBind, ensure_safe_bind
+    from worker.core.backends import BACKENDS
     from worker.core.settings import Settings
 
     settings = Settings()
@@ -62,7 +65,17 @@ def standalone(
         ensure_safe_bind(host, settings)
     except UnsafeBind as exc:
         _fail(str(exc))
-    raise typer.Exit(runner.run(host, port, data_dir, settings, log=lambda m: err.print(m, highlight=False)))
+    asked = [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = sorted(set(asked) - set(BACKENDS))
+    if unknown or not asked:
+        _fail(f"--backends takes {', '.join(BACKENDS)} (comma-separated), not {', '.join(unknown) or 'nothing'}")
+    installed = runner.installed_backends(asked)
+    for missing in sorted(set(asked) - set(installed)):
+        err.print(f"[yellow]{missing} is not installed: no {missing} worker (jobs go to the others)[/yellow]", highlight=False)
+    if not installed:
+        _fail("none of the backends asked for is installed: pip install -e '.[worker]'")
+    raise typer.Exit(runner.run(host, port, data_dir, settings, log=lambda m: err.print(m, highlight=False),
+                                backends=installed))
 
 
 @app.command()
@@ -114,6 +127,10 @@ def worker(
     # JAX takes 75% of a GPU's memory at start by default; grow instead, as TensorFlow workers do, so several
     # worker processes can share a GPU.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if backend == "jax":
+        # Keras's set_random_seed imports TensorFlow whenever it is installed, only to seed it: ~560 MB more in
+        # each JAX pool child for nothing (docs/operations.md, "Backends"). The children fork from here.
+        sys.modules.setdefault("tensorflow", None)  # type: ignore[assignment]
     from worker.tasks import app as celery_app
 
     argv = [
