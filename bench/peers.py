@@ -60,7 +60,7 @@ CASES = {
     )
 }
 #: `torch1` is pytorch-lr-finder with `torch.set_num_threads(1)`: on this shared 2-core machine torch's
-#: default (one thread per core) ran the digits models 2-5x slower than one thread (its OpenMP workers wait
+#: default (one thread per core) ran the digits models 3-25x slower than one thread (its OpenMP workers wait
 #: on cores other processes hold), so the peer is scored by the faster of its two settings, per model.
 RUNNERS = ("tensorflow", "jax", "torch", "torch1")
 
