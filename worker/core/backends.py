@@ -7,7 +7,7 @@ backends of the live workers from their heartbeats and routes each job (`route`)
 queue in its record, so the reaper re-sends it to the same backend.
 
 `auto` picks by a rule measured on the 2-core CPU development machine with `bench/peers.py`
-(docs/design.md, "Which backend"): JAX steps dense, embedding and recurrent models several times
+(docs/design.md, "Which backend runs a job"): JAX steps dense, embedding and recurrent models several times
 faster than TensorFlow there (less fixed cost per step), TensorFlow's oneDNN convolutions win once the
 images are MNIST-sized, and on a GPU JAX is the measured fast path (docs/design.md, "Speed"). When
 only one backend has live workers, `auto` uses it.
