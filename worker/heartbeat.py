@@ -23,6 +23,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from worker.core.backends import device_kind
 from worker.core.reaper import reap_if_free
 from worker.core.settings import get_settings
 from worker.core.store import store_from_settings
@@ -39,7 +40,8 @@ class Heartbeat:
         self.settings = get_settings()
         self.store = store_from_settings(self.settings)
         self.hostname = hostname
-        self.info = json.dumps({"hostname": hostname, "pid": os.getpid(), "queues": queues, "concurrency": concurrency})
+        self.info = json.dumps({"hostname": hostname, "pid": os.getpid(), "queues": queues, "concurrency": concurrency,
+                                "backend": os.environ.get("KERAS_BACKEND") or self.settings.backend, "device": device_kind()})
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="lrrt-heartbeat", daemon=True)
 

@@ -136,10 +136,11 @@ def server_env(e2e_settings: Settings) -> dict[str, str]:
 
 
 class Worker(Proc):
-    def __init__(self, env: dict[str, str], log_dir: Path, hostname: str, keys: Keys, r: redis.Redis) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, hostname: str, keys: Keys, r: redis.Redis,
+                 backend: str = "tensorflow") -> None:
         argv = [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1", "--hostname", hostname,
-                "--loglevel", "INFO"]
-        super().__init__("worker", argv, env, log_dir)
+                "--loglevel", "INFO", "--backend", backend]
+        super().__init__("worker" if backend == "tensorflow" else f"worker-{backend}", argv, env, log_dir)
         self.heartbeat_key = keys.worker_heartbeat(hostname)
         self.r = r
 

@@ -61,6 +61,9 @@ def test_standalone_runs_a_job_stops_cleanly_and_keeps_jobs(tmp_path: Path) -> N
                    180, "standalone to be ready (Redis, API and a live worker)")
         assert proc.poll() is None, log.read_text()
         wait_until(lambda: f"lrrt is running at {url}" in log.read_text(), 10, "the URL to be printed")
+        # A worker per backend, so `auto` can send each job to the faster one.
+        wait_until(lambda: {w.split("@")[0].rsplit("-", 1)[-1] for w in httpx.get(f"{url}/readyz").json()["workers"]}
+                   == {"tensorflow", "jax"}, 120, "a TensorFlow and a JAX worker")
         with Client(url, api_key="") as client:  # loopback, no keys: auth is off
             model = json.loads((EXAMPLES / "digits_mlp.json").read_text())
             job = client.submit(model, "builtin:digits", sweep={"num_steps": 30, "batch_size": 32})

@@ -221,6 +221,17 @@ def count_layers(obj: dict[str, Any]) -> int:
     return sum(1 for node, _ in _walk(obj) if _kind(node) in ("layer", "model", "operation", "application layer")) - 1
 
 
+def layer_classes(obj: dict[str, Any]) -> set[str]:
+    """Every class name the model JSON uses (layers of nested models included), for rules that look at a model's kind."""
+    return {node["class_name"] for node, _ in _walk(obj) if isinstance(node.get("class_name"), str)}
+
+
+def input_shapes(obj: dict[str, Any]) -> list[tuple[int | None, ...]]:
+    """The declared input shapes (batch dimension first) of the model's `InputLayer`s, where the JSON gives them."""
+    return [shape for node, _ in _walk(obj) if node.get("class_name") == "InputLayer"
+            for shape in [_build_shape(node)] if shape is not None]
+
+
 def _kind(node: dict[str, Any]) -> str | None:
     """The allow-list kind of a node's class; None for unknown classes and non-string class names
     (hostile JSON puts lists and objects there, which must be reported, not crash a lookup)."""

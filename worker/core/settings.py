@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,7 +19,11 @@ class Settings(BaseSettings):
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Broker, job store and pub/sub.")
     key_prefix: str = Field("lrrt", description="Prefix of every Redis key this deployment owns.")
-    queue: str = Field("lrrt", description="Celery queue the API sends sweeps to.")
+    queue: str = Field("lrrt", description="Celery queue the API sends TensorFlow sweeps to; JAX sweeps go to "
+                       "'<queue>.jax' (worker.core.backends.queue_for).")
+    backend: Literal["tensorflow", "jax"] = Field(
+        "tensorflow", description="Keras backend `lrrt worker` runs (`--backend` overrides it); each worker "
+        "consumes its backend's queue.")
     api_keys: str = Field("", description="'tenant:key,tenant:key'. Empty disables auth (loopback binds only).")
     data_root: Path = Field(Path("lrrt-data"), description="Root of file: datasets and uploads.")
     result_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long finished jobs and results are kept.")

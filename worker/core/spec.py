@@ -176,6 +176,9 @@ class JobSpec(_Strict):
     labels: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]] = Field(
         default_factory=dict, max_length=32
     )
+    backend: Literal["auto", "tensorflow", "jax"] = Field(
+        "auto", description="Keras backend to run on. `auto`: the faster one for this model and device among the "
+        "backends with live workers (the rule is in docs/design.md); a named one must have live workers.")
 
     @field_validator("model", mode="before")
     @classmethod

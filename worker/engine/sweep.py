@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from worker.core import suggestions as rules
+from worker.core.backends import backend_reason
 from worker.core.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
 from worker.core.progress import Chunk, ChunkHook
 from worker.core.results import RunCurves, arm_result, finished_result
@@ -107,6 +108,7 @@ def run_sweep(
             for arm, arm_runs in zip(spec.optimizers, runs)]
     return finished_result(arms, stopped=job.stopped, engine={
         "keras": keras.__version__, "backend": keras.backend.backend(), "device": _device(),
+        "backend_reason": backend_reason(spec.backend, spec.model, keras.backend.backend(), _device()),
         "seconds": round(time.perf_counter() - started, 3), "steps_per_execution": chunk,
         "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
     })

@@ -22,7 +22,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from service.api.deps import CeleryDep, DatasetsDep, SettingsDep, StoreDep, TenantDep
 from service.api.schemas import Job, JobLinks, JobPage, JobStatus, Result
 from service.problems import ProblemError, problem_responses
+from service.routing import choose_backend
 from service.submission import body_sha256, check_caps, check_dataset, check_model, parse_spec
+from worker.core.backends import queue_for
 from worker.core.datasets import is_id
 from worker.core.problems import QueueUnavailable
 from worker.core.queue import enqueue
@@ -108,8 +110,8 @@ _JOBSPEC_BODY = {
         200: {"model": Job, "description": "Idempotent replay: the job first created with this key and body."},
         **problem_responses({
             413: "Body over the size cap.",
-            422: "Invalid spec, a rejected model (see `disallowed`), over a cap, unknown dataset, or an "
-                 "Idempotency-Key reused with another body.",
+            422: "Invalid spec, a rejected model (see `disallowed`), over a cap, unknown dataset, a backend no "
+                 "live worker runs (`served` lists those that do), or an Idempotency-Key reused with another body.",
             429: "Too many unfinished jobs for this tenant; see Retry-After.",
             503: "The queue is unreachable; the job was recorded as failed.",
         }),
@@ -133,10 +135,11 @@ def submit_job(
     config = check_model(spec, settings)
     check_caps(spec, settings)
     check_dataset(spec, tenant, datasets, settings.data_root, config)
+    queue = queue_for(settings.queue, choose_backend(spec.backend, spec.model, request.app.state.text_redis, store.k).backend)
     try:
         created = store.create(
             tenant=tenant, spec=spec.model_dump(mode="json"), max_unfinished=settings.max_unfinished_jobs,
-            queue=settings.queue, idempotency_key=idempotency_key, body_sha256=body_sha256(spec),
+            queue=queue, idempotency_key=idempotency_key, body_sha256=body_sha256(spec),
         )
     except TenantAtCapacity as exc:
         raise ProblemError(
@@ -156,7 +159,7 @@ def submit_job(
     if created.replayed:
         response.status_code = 200
     else:
-        _send(store, celery, job["id"], settings.queue)
+        _send(store, celery, job["id"], queue)
     response.headers["Location"] = job_resource(job, request).links.self
     return job_resource(job, request)
 

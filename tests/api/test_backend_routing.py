@@ -1,0 +1,99 @@
+"""`backend` in the spec: the API routes a job to the queue of a backend with live workers (read from
+their heartbeats), or answers 422 naming the backends served. No worker runs here: heartbeats are
+written the way `worker/heartbeat.py` writes them, and the message is looked for in the queue lists."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import ALICE, make_spec, queued_job_ids
+from worker.core.backends import queue_for
+from worker.core.keys import Keys
+from worker.core.settings import Settings
+
+
+@pytest.fixture
+def heartbeats(redis_client: redis.Redis, settings: Settings) -> Iterator[Callable[..., None]]:
+    """Write live worker heartbeats ({hostname: backend}); all are removed after the test."""
+    keys = Keys(settings.key_prefix)
+    written: list[str] = []
+
+    def beat(**backends: str) -> None:
+        for hostname, backend in backends.items():
+            key = keys.worker_heartbeat(hostname)
+            redis_client.set(key, json.dumps({"hostname": hostname, "backend": backend, "device": "cpu"}), ex=30)
+            written.append(key)
+
+    yield beat
+    if written:
+        redis_client.delete(*written)
+
+
+def submit(client: TestClient, **fields: object) -> dict:
+    response = client.post("/v1/jobs", headers=ALICE, json=make_spec(**fields))
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def test_auto_with_both_backends_sends_a_small_dense_model_to_jax(client: TestClient, redis_client: redis.Redis,
+                                                                   settings: Settings, heartbeats: Callable[..., None]) -> None:
+    heartbeats(tf1="tensorflow", jax1="jax")
+    job = submit(client)
+    assert job["spec"]["backend"] == "auto"
+    assert job["id"] in queued_job_ids(redis_client, queue_for(settings.queue, "jax"))
+    assert job["id"] not in queued_job_ids(redis_client, settings.queue)
+
+
+def test_auto_uses_the_only_live_backend(client: TestClient, redis_client: redis.Redis, settings: Settings,
+                                         heartbeats: Callable[..., None]) -> None:
+    heartbeats(tf1="tensorflow")
+    job = submit(client)
+    assert job["id"] in queued_job_ids(redis_client, settings.queue)
+
+
+def test_a_named_backend_goes_to_its_queue(client: TestClient, redis_client: redis.Redis, settings: Settings,
+                                           heartbeats: Callable[..., None]) -> None:
+    heartbeats(tf1="tensorflow", jax1="jax")
+    job = submit(client, backend="tensorflow")
+    assert job["spec"]["backend"] == "tensorflow"
+    assert job["id"] in queued_job_ids(redis_client, settings.queue)
+
+
+def test_a_backend_no_live_worker_runs_is_422_naming_the_served_ones(client: TestClient, heartbeats: Callable[..., None]) -> None:
+    heartbeats(tf1="tensorflow")
+    response = client.post("/v1/jobs", headers=ALICE, json=make_spec(backend="jax"))
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["type"].endswith(":backend-unavailable")
+    assert problem["served"] == ["tensorflow"] and problem["requested"] == "jax"
+    assert "lrrt worker --backend jax" in problem["detail"]
+
+
+def test_an_old_heartbeat_without_a_backend_counts_as_tensorflow(client: TestClient, redis_client: redis.Redis,
+                                                                 settings: Settings) -> None:
+    key = Keys(settings.key_prefix).worker_heartbeat("old-worker")
+    redis_client.set(key, "{}", ex=30)
+    try:
+        response = client.post("/v1/jobs", headers=ALICE, json=make_spec(backend="jax"))
+        assert response.status_code == 422 and response.json()["served"] == ["tensorflow"]
+    finally:
+        redis_client.delete(key)
+
+
+def test_with_no_live_worker_a_job_is_queued_for_the_backend_it_names(client: TestClient, redis_client: redis.Redis,
+                                                                      settings: Settings) -> None:
+    """A deployment restarting its workers does not turn submissions away: the job waits in its queue."""
+    job = submit(client, backend="jax")
+    assert job["id"] in queued_job_ids(redis_client, queue_for(settings.queue, "jax"))
+    assert submit(client)["id"] in queued_job_ids(redis_client, settings.queue)
+
+
+def test_an_unknown_backend_is_a_validation_error(client: TestClient) -> None:
+    response = client.post("/v1/jobs", headers=ALICE, json=make_spec(backend="torch"))
+    assert response.status_code == 422
+    assert response.json()["type"].endswith(":validation-error")
