@@ -136,6 +136,7 @@ class JobRun:
             _prepare_backend()
             from worker.engine.sweep import sweep_runs  # Keras: imported in the child, never in the parent
 
+            self.last_chunk_at = time.monotonic()  # the watchdog times the run, not a fresh child's imports
             done = sweep_runs(spec, runs=[self.pair], data_root=self.settings.data_root, on_chunk=self.on_chunk,
                               caps=self.settings)
         except EngineError as exc:
