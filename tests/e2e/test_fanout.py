@@ -30,7 +30,7 @@ from .conftest import Api, Worker, children_of, long_sweep, wait_until
 pytestmark = pytest.mark.e2e
 
 #: Long enough that both runs are mid-sweep when the test acts; a few seconds each once warm.
-SWEEP = {"start_lr": 1e-5, "end_lr": 1e-3, "num_steps": 1500, "batch_size": 16, "divergence_threshold": None}
+SWEEP = {"start_lr": 1e-5, "end_lr": 1e-3, "num_steps": 3000, "batch_size": 16, "divergence_threshold": None}
 #: A lease expires 30 s after its worker died, the reaper runs every 10 s, a new child imports Keras.
 RECOVERY_S = 240
 
@@ -72,10 +72,21 @@ def test_runs_of_one_job_land_on_two_workers_and_start_equal(client: Client, sec
     assert len(sgd["losses"]) == len(adam["losses"]) == 400
 
 
-def test_sigkill_of_one_worker_mid_run_costs_that_run_one_redelivery(client: Client, second: Worker,
+def sweeping_on(store: JobStore, job_id: str, worker: Worker) -> bool:
+    """A run of the job claimed by `worker` has recorded steps in the job's progress."""
+    hostname = worker.argv[worker.argv.index("--hostname") + 1]
+    job = store.get(job_id)
+    assert job is not None and job["status"] in ("queued", "running"), job
+    held = [i for i in range(job["runs"]) if store.r.hget(store.k.job(job_id), f"run:{i}:worker") == hostname.encode()]
+    runs = (job["progress"] or {}).get("runs") or []
+    return any(r["steps_done"] > 0 and r["state"] == "running" and r["arm_index"] in held for r in runs)
+
+
+def test_sigkill_of_one_worker_mid_run_costs_that_run_one_redelivery(client: Client, second: Worker, store: JobStore,
                                                                      digits_mlp: dict[str, Any]) -> None:
     job = client.submit(digits_mlp, "builtin:digits", optimizers=["sgd", "adam"], sweep=SWEEP)
-    wait_until(lambda: runs_sweeping(client, job["id"], 2), RECOVERY_S, "both runs sweeping at once", interval=0.2)
+    wait_until(lambda: sweeping_on(store, job["id"], second), RECOVERY_S, "a run sweeping on the second worker",
+               interval=0.2)
     for child in children_of(second.pid):
         os.kill(child, signal.SIGKILL)
     done = client.wait(job["id"], timeout=RECOVERY_S * 2)
