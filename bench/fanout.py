@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -37,29 +36,9 @@ import httpx
 import redis
 
 REPO = Path(__file__).resolve().parents[1]
-TERMINAL = ("succeeded", "failed", "cancelled")
+sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait(probe: Any, what: str, timeout_s: float, procs: list[subprocess.Popen]) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = probe()
-            if value:
-                return value
-        except (httpx.HTTPError, KeyError):  # not up yet
-            pass
-        if any(p.poll() is not None for p in procs):
-            raise SystemExit(f"fanout: a process exited while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"fanout: {what} not ready after {timeout_s:.0f} s")
-        time.sleep(0.05)
+from bench.load import TERMINAL, _free_port, _wait, stop_processes  # noqa: E402
 
 
 class Stack:
@@ -82,12 +61,12 @@ class Stack:
                          f"fanout-{name}-{os.getpid()}@{socket.gethostname()}"], env)
         self.urls = []
         for queue in self.queues:
-            port = free_port()
+            port = _free_port()
             self._spawn([*cli, "api", "--port", str(port)], {**env, "LRRT_QUEUE": queue})
             self.urls.append(f"http://127.0.0.1:{port}")
         for url in self.urls:
-            wait(lambda: len(httpx.get(f"{url}/readyz", timeout=2).json().get("workers", [])) == 2,
-                 "the APIs and both workers", 180, self.procs)
+            _wait(lambda: len(httpx.get(f"{url}/readyz", timeout=2).json().get("workers", [])) == 2,
+                  "the APIs and both workers", 180, self.procs)
 
     def _spawn(self, argv: list[str], env: dict[str, str]) -> None:
         self.procs.append(subprocess.Popen(argv, env=env, cwd=REPO, stdout=self.log, stderr=self.log,
@@ -98,8 +77,8 @@ class Stack:
         url = self.urls[config]
         began = time.perf_counter()
         job_id = httpx.post(f"{url}/v1/jobs", json=body, timeout=60).json()["id"]
-        wait(lambda: httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()["status"] in TERMINAL,
-             f"job {job_id}", 1800, self.procs)
+        _wait(lambda: httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()["status"] in TERMINAL,
+              f"job {job_id}", 1800, self.procs)
         result = httpx.get(f"{url}/v1/jobs/{job_id}/result", timeout=60).json()
         seconds = time.perf_counter() - began
         if result.get("status") != "succeeded":
@@ -107,15 +86,7 @@ class Stack:
         return seconds, result
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        stop_processes(self.procs)
         client = redis.Redis.from_url(self.redis_url)
         for key in client.scan_iter(match=f"{self.prefix}*", count=500):
             client.delete(key)

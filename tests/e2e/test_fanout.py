@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from worker.core.queue import enqueue, make_celery
 from worker.core.settings import Settings
 from worker.core.store import JobStore
 
-from .conftest import Api, Worker, children_of, long_sweep, wait_until
+from .conftest import Api, Worker, children_of, long_sweep, running_worker, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -39,11 +38,9 @@ RECOVERY_S = 240
 def second(server_env: dict[str, str], settings: Settings, redis_client: redis.Redis, worker_proc: Worker,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     """A second one-child worker on the e2e queue, next to the session's."""
-    w = Worker(server_env, tmp_path_factory.mktemp("logs"), f"e2e2-{settings.key_prefix}@{socket.gethostname()}",
-               Keys(settings.key_prefix), redis_client)
-    w.start()
-    yield w
-    w.stop(signal.SIGQUIT)
+    with running_worker(server_env, tmp_path_factory.mktemp("logs"), f"e2e2-{settings.key_prefix}", settings,
+                        redis_client) as w:
+        yield w
 
 
 def runs_sweeping(client: Client, job_id: str, count: int) -> dict[str, Any] | None:
@@ -72,12 +69,16 @@ def test_runs_of_one_job_land_on_two_workers_and_start_equal(client: Client, sec
     assert len(sgd["losses"]) == len(adam["losses"]) == 400
 
 
+def hostname(worker: Worker) -> str:
+    return worker.argv[worker.argv.index("--hostname") + 1]
+
+
 def sweeping_on(store: JobStore, job_id: str, worker: Worker) -> bool:
-    """A run of the job claimed by `worker` has recorded steps in the job's progress."""
-    hostname = worker.argv[worker.argv.index("--hostname") + 1]
+    """A run of the job claimed by `worker` has recorded steps in the job's progress (one seed per arm)."""
     job = store.get(job_id)
     assert job is not None and job["status"] in ("queued", "running"), job
-    held = [i for i in range(job["runs"]) if store.r.hget(store.k.job(job_id), f"run:{i}:worker") == hostname.encode()]
+    name = hostname(worker).encode()
+    held = [i for i in range(job["runs"]) if store.r.hget(store.k.job(job_id), f"run:{i}:worker") == name]
     runs = (job["progress"] or {}).get("runs") or []
     return any(r["steps_done"] > 0 and r["state"] == "running" and r["arm_index"] in held for r in runs)
 
@@ -120,13 +121,9 @@ def hanging_worker(server_env: dict[str, str], e2e_settings: Settings, redis_cli
     on its first attempt (the test-only hook), with a short stuck-run floor."""
     queue = f"{e2e_settings.queue}-hang"
     env = {**server_env, "LRRT_QUEUE": queue, "LRRT_TEST_HANG_RUN": "1:0", "LRRT_STUCK_AFTER_S": "30"}
-    w = Worker(env, tmp_path, f"hang-{e2e_settings.key_prefix}@{socket.gethostname()}",
-               Keys(e2e_settings.key_prefix), redis_client)
-    w.argv[w.argv.index("--concurrency") + 1] = "2"
-    w.start()
-    yield w, queue
-    w.stop(signal.SIGQUIT)
-    redis_client.delete(Keys(e2e_settings.key_prefix).worker_stuck(w.argv[w.argv.index("--hostname") + 1]))
+    with running_worker(env, tmp_path, f"hang-{e2e_settings.key_prefix}", e2e_settings, redis_client, 2) as w:
+        yield w, queue
+    redis_client.delete(Keys(e2e_settings.key_prefix).worker_stuck(hostname(w)))
 
 
 def test_watchdog_replaces_a_child_that_stops_reporting(hanging_worker: tuple[Worker, str], store: JobStore,
@@ -144,7 +141,7 @@ def test_watchdog_replaces_a_child_that_stops_reporting(hanging_worker: tuple[Wo
     runs = store.result(job_id)["engine"]["runs"]
     assert sorted(r["attempts"] for r in runs) == [1, 2], runs
     assert "no chunk for" in worker.tail(400)
-    name = worker.argv[worker.argv.index("--hostname") + 1]
+    name = hostname(worker)
     ready = httpx.get(f"{api_server.url}/readyz", timeout=10).json()
     assert [s["worker"] for s in ready["stuck"]] == [name] and ready["stuck"][0]["job_id"] == job_id
     metrics = httpx.get(f"{api_server.url}/metrics", timeout=10).text
