@@ -129,6 +129,8 @@ class JobRun:
             spec = self.spec = JobSpec.model_validate(spec_dict)
             self.pair = divmod(self.run_index, spec.sweep.repeats)
             before = _retrying(self.store.run_check, self.job_id, self.run_index, self.token) or self._over_time()
+            if before == "lost":  # the job ended meanwhile (another run failed it) or the run was taken over
+                return "lease-lost"
             if before:  # cancelled (or out of time) before this run started: it never runs
                 return self._end_run(spec_dict, {"stop_reason": before}, stopped=before)
             _retrying(self.store.start_progress, self.job_id, JobProgress(spec).initial())
