@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from typing import Any
 
 import httpx
 import redis
+
+from service.standalone import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("LRRT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -79,12 +80,6 @@ def requests_per_second(port: int, path: str, headers: dict[str, str], seconds: 
 
 
 # ---------------------------------------------------------------------------------------- processes
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(argv, env=env, cwd=REPO, stdout=out, stderr=out, start_new_session=True)
@@ -194,7 +189,7 @@ def main() -> None:
         for _ in range(args.submits):
             sent = time.time()
             job_id = client.post("/v1/jobs", json=tiny).json()["id"]
-            wait_for(lambda: client.get(f"/v1/jobs/{job_id}").json()["status"] in ("succeeded", "failed"), 120,
+            wait_for(lambda job_id=job_id: client.get(f"/v1/jobs/{job_id}").json()["status"] in ("succeeded", "failed"), 120,
                      f"job {job_id}")
             started = datetime.fromisoformat(client.get(f"/v1/jobs/{job_id}").json()["started_at"].replace("Z", "+00:00"))
             latencies.append((started.timestamp() - sent) * 1000)

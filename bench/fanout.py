@@ -38,7 +38,8 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.load import TERMINAL, _free_port, _wait, stop_processes  # noqa: E402
+from bench.load import _free_port, _wait, stop_processes  # noqa: E402
+from worker.core.status import TERMINAL  # noqa: E402
 
 
 class Stack:
@@ -65,7 +66,7 @@ class Stack:
             self._spawn([*cli, "api", "--port", str(port)], {**env, "LRRT_QUEUE": queue})
             self.urls.append(f"http://127.0.0.1:{port}")
         for url in self.urls:
-            _wait(lambda: len(httpx.get(f"{url}/readyz", timeout=2).json().get("workers", [])) == 2,
+            _wait(lambda url=url: len(httpx.get(f"{url}/readyz", timeout=2).json().get("workers", [])) == 2,
                   "the APIs and both workers", 180, self.procs)
 
     def _spawn(self, argv: list[str], env: dict[str, str]) -> None:

@@ -37,8 +37,9 @@ from typing import Any
 
 import httpx
 
+from worker.core.status import TERMINAL
+
 REPO = Path(__file__).resolve().parents[1]
-TERMINAL = ("succeeded", "failed", "cancelled")
 TINY_SWEEP = {"start_lr": 1e-4, "end_lr": 1e-2, "num_steps": 4, "batch_size": 16}
 
 
@@ -300,7 +301,7 @@ class Spawned:
                           json={"model": model, "dataset": {"uri": "builtin:digits"}, "sweep": TINY_SWEEP}).json()["id"]
                for _ in range(concurrency)]
         for job_id in ids:
-            _wait(lambda: httpx.get(f"{self.url}/v1/jobs/{job_id}", headers=headers, timeout=10).json()["status"]
+            _wait(lambda job_id=job_id: httpx.get(f"{self.url}/v1/jobs/{job_id}", headers=headers, timeout=10).json()["status"]
                   in TERMINAL, "the warm-up jobs", 300, self.procs)
 
     def stop(self) -> None:

@@ -231,9 +231,9 @@ def sweep_results(task: QualityTask, seeds: int, evaluate_on: str) -> list[ArmRe
     One call per seed instead of `repeats=seeds` because the per-seed `lr_bounds` are needed; the
     engine's own repeats runs are the same runs (seed s builds the same weights and batch order).
     """
+    from worker.core.spec import DatasetRef, JobSpec, Sweep
     from worker.engine.data import Arrays
     from worker.engine.sweep import run_sweep
-    from worker.core.spec import DatasetRef, JobSpec, Sweep
 
     d = task.data
     arrays = Arrays(d.x, d.y, d.x_val, d.y_val)

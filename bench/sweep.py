@@ -58,10 +58,10 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
+    from worker.core.spec import JobSpec
     from worker.engine.data import Arrays
     from worker.engine.schedule import RangeTestSchedule
     from worker.engine.sweep import run_sweep
-    from worker.core.spec import JobSpec
 
     x, y = load_data(args.data, args.model)
     model_json = json.loads(make_model(args.model, x.shape[1:]).to_json())

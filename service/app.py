@@ -13,8 +13,12 @@ from typing import Any
 
 import anyio
 import redis
-from fastapi import FastAPI
+import swagger_ui_bundle
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from service import __version__, dashboard
@@ -24,14 +28,17 @@ from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
 from service.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from service.reaper_thread import ReaperThread
-from worker.core.queue import make_celery
 from worker.core.keys import Keys
+from worker.core.queue import make_celery
 from worker.core.settings import Settings, get_settings
 from worker.core.spec import JobSpec
 from worker.core.store import store_from_settings
 
 #: Multipart framing around an uploaded file (boundaries, part headers) on top of the dataset cap.
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
+#: Where `/docs` loads Swagger UI from: the files the swagger-ui-bundle-v2 package ships, never a CDN,
+#: so the docs page works on a machine without internet.
+DOCS_ASSETS = "/docs/assets"
 #: Concurrent `/events` streams that may each hold a thread in a blocking Redis read.
 EVENT_STREAM_THREADS = 200
 
@@ -70,6 +77,8 @@ def create_app(settings: Settings | None = None, *, reaper_interval_s: float | N
         summary="Find the learning rate (and optimizer) to train a Keras model with.",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by _install_docs from packaged assets
+        redoc_url=None,  # ReDoc exists only on a CDN; /docs covers the same document
         openapi_tags=[
             {"name": "jobs", "description": "Range-test jobs: submit, poll, results, charts, events."},
             {"name": "datasets", "description": "Upload .npz datasets to use as `dataset:<id>`."},
@@ -90,7 +99,23 @@ def create_app(settings: Settings | None = None, *, reaper_interval_s: float | N
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limit(settings))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    _install_docs(app)
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """`/docs`: FastAPI's Swagger UI page, with its script, CSS and icon from the installed package."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - API docs",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 def _body_limit(settings: Settings) -> Callable[[Scope], tuple[int, str]]:

@@ -17,10 +17,15 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.markup import escape as rich_escape
+from rich.table import Column, Table
 
 from service.client import Client, LrrtError
+from service.keras_code import NoRecommendation, keras_code
+from service.progress import JobProgress
+from service.progress import short_number as _num
+from service.spec_options import SpecArgs, spec_options
+from worker.core.status import TERMINAL
 
 app = typer.Typer(
     help="Learning Rate Range Test service: find the learning rate (and optimizer) for a Keras model.",
@@ -124,6 +129,19 @@ def worker(
 
 
 # ---------------------------------------------------------------------------------------- client
+#: Exit statuses a script can tell apart (0: succeeded, or still queued/running for `status`).
+EXIT_ERROR, EXIT_FAILED, EXIT_CANCELLED = 1, 3, 4
+TERMINAL_EXIT = {"failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
+EXIT_HELP = ("Exit status: 0 succeeded (or still queued/running), 1 the API refused or could not be reached, "
+             "3 the job failed, 4 it was cancelled.")
+AS_JSON = typer.Option(False, "--json", help="Print JSON (for scripts) instead of the table.")
+LABELS_HELP = "A job label KEY=VALUE (e.g. team=vision); repeat for several."
+
+datasets_app = typer.Typer(help="Upload, list, show and delete .npz datasets (use their dataset:<id> URI).",
+                           no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+
 def _client() -> Client:
     return Client()
 
@@ -134,6 +152,10 @@ def _call(fn, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001
         return fn(*args, **kwargs)
     except LrrtError as exc:
         _fail(str(exc))
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
 
 
 def _optimizer(text: str) -> dict[str, Any]:
@@ -157,151 +179,322 @@ def _optimizer(text: str) -> dict[str, Any]:
     return arm
 
 
-@app.command()
-def submit(
-    model: Path = typer.Argument(..., help="A JSON file with the model's model.to_json() output."),
-    dataset: str = typer.Option(..., help="builtin:digits, keras:mnist, dataset:<id> or file:<path>."),
-    normalize: bool = typer.Option(False, "--normalize", help="Scale the dataset's inputs to [0, 1]."),
-    optimizer: list[str] = typer.Option(
-        None, "--optimizer", "-o", help="An arm: NAME[:key=value,...][@label]; repeat for several (default adam)."
-    ),
-    loss: str = typer.Option(None, help="Keras loss identifier (server default sparse_categorical_crossentropy)."),
-    start_lr: float = typer.Option(None, help="Learning rate of the first step."),
-    end_lr: float = typer.Option(None, help="Learning rate of the last step."),
-    steps: int = typer.Option(None, help="Sweep length in steps per arm."),
-    batch_size: int = typer.Option(None, help="Batch size."),
-    wait: bool = typer.Option(False, "--wait", "-w", help="Show live progress, then the recommendation."),
-) -> None:
-    """Submit a range test; prints the job id (with --wait, follows it to the end)."""
+def _labels(pairs: list[str] | None) -> dict[str, str]:
+    labels = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"label {pair!r} must look like KEY=VALUE (e.g. --labels team=vision)")
+        labels[key.strip()] = value
+    return labels
+
+
+def _read_model(path: Path) -> dict[str, Any]:
     try:
-        model_obj = json.loads(model.read_text())
+        return json.loads(path.read_text())
     except OSError as exc:
-        _fail(f"cannot read {model}: {exc.strerror}")
+        _fail(f"cannot read {path}: {exc.strerror}")
     except json.JSONDecodeError as exc:
-        _fail(f"{model} is not JSON ({exc.msg} at line {exc.lineno}); save model.to_json() into it")
-    sweep = {k: v for k, v in {"start_lr": start_lr, "end_lr": end_lr, "num_steps": steps,
-                               "batch_size": batch_size}.items() if v is not None}
+        _fail(f"{path} is not JSON ({exc.msg} at line {exc.lineno}); save model.to_json() into it")
+
+
+@app.command(epilog=EXIT_HELP)
+@spec_options
+def submit(
+    labels: list[str] = typer.Option(None, "--labels", "--label", help=LABELS_HELP),
+    idempotency_key: str = typer.Option(None, help="Resending with the same key and body returns the same job."),
+    wait: bool = typer.Option(False, "--wait", "-w", help="Show live progress, then the recommendation."),
+    as_json: bool = AS_JSON,
+    *,
+    spec: SpecArgs,
+) -> None:
+    """Submit a range test; prints the job id (with --wait, follows it to the end).
+
+    Every sweep and dataset field of the JobSpec is an option below; the ones you leave out take the
+    server's defaults. With --json: the job resource, or with --wait {"job": ..., "result": ...}.
+    """
     client = _client()
-    dataset_ref = {"uri": dataset, "normalize": True} if normalize else dataset
-    job = _call(client.submit, model_obj, dataset_ref, loss=loss, sweep=sweep,
-                optimizers=[_optimizer(o) for o in optimizer] if optimizer else None)
-    print(job["id"])
-    if wait:
-        _follow(client, job["id"])
+    job = _call(client.submit, _read_model(spec.model), spec.dataset, loss=spec.loss, sweep=spec.sweep,
+                optimizers=[_optimizer(o) for o in spec.optimizers] or None, labels=_labels(labels),
+                idempotency_key=idempotency_key)
+    if not wait:
+        _print_json(job) if as_json else print(job["id"])
+        return
+    if not as_json:
+        print(job["id"])
+    _follow(client, job["id"], as_json=as_json)
 
 
-@app.command()
+@app.command(epilog="Exit status: 0 done, 1 the spec or the engine refused it (the message says what to change).")
+@spec_options
+def run(
+    plot: Path = typer.Option(None, help="Also save the charts to this .png or .svg file."),
+    as_json: bool = AS_JSON,
+    *,
+    spec: SpecArgs,
+) -> None:
+    """Run the range test here, in this process, without the service (needs Keras: the worker extra).
+
+    The same spec as `lrrt submit` (same options), run by the same engine; `file:` URIs are read
+    under LRRT_DATA_ROOT. From Python: `service.local.lr_find(model, x, y, ...)`.
+    """
+    from pydantic import ValidationError
+
+    from service.local import lr_find
+    from worker.core.problems import EngineError
+
+    try:
+        found = lr_find(_read_model(spec.model), dataset=spec.dataset, loss=spec.loss,
+                        optimizers=[_optimizer(o) for o in spec.optimizers] or ("adam",), **spec.sweep)
+    except ValidationError as exc:
+        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    except EngineError as exc:
+        _fail(str(LrrtError(exc.problem())))
+    if plot is not None:
+        _plot_format(plot)
+        found.plot(plot)
+        err.print(f"charts written to {plot}", highlight=False)
+    _print_json(found.data) if as_json else _print_result(found.data, "succeeded")
+
+
+@app.command(epilog=EXIT_HELP)
 def status(job_id: str, as_json: bool = typer.Option(False, "--json", help="Print the job resource as JSON.")) -> None:
-    """A job's status and progress."""
+    """A job's status and progress; a failed job shows its error and exits 3 (cancelled: 4)."""
     job = _call(_client().status, job_id)
     if as_json:
-        print(json.dumps(job, indent=2))
-        return
+        _print_json(job)
+        raise typer.Exit(TERMINAL_EXIT.get(job["status"], 0))
     progress = job.get("progress") or {}
     out.print(f"[bold]{job['id']}[/bold]  {_styled(job['status'])}", highlight=False)
+    if job.get("error"):
+        out.print(f"[red]{_escape(str(LrrtError(job['error'])))}[/red]", highlight=False)
     if progress:
         out.print(f"steps {progress.get('steps_done', 0)}/{progress.get('steps_total', '?')}", highlight=False)
         for arm in progress.get("arms", []):
-            out.print(f"  {arm['label']}: {arm['state']}, {arm['steps_done']} steps, "
+            out.print(f"  {_escape(arm['label'])}: {_arm_state(job['status'], arm['state'])}, {arm['steps_done']} steps, "
                       f"lr {_num(arm.get('lr'))}, loss {_num(arm.get('loss'))}", highlight=False)
-    if job.get("error"):
-        err.print(LrrtError(job["error"]), highlight=False, markup=False)
+    if job["status"] == "cancelled":
+        out.print("The job was cancelled; `lrrt result` shows the curves it recorded, if any.", highlight=False)
+    raise typer.Exit(TERMINAL_EXIT.get(job["status"], 0))
 
 
-@app.command()
+@app.command(epilog=EXIT_HELP)
 def result(
     job_id: str,
     as_json: bool = typer.Option(False, "--json", help="Print the whole result (curves included) as JSON."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print the curves as CSV: a row per arm and step."),
     plot: Path = typer.Option(None, help="Also save the charts to this .png or .svg file."),
 ) -> None:
     """The curves, suggestions and recommendation of a job (partial for a cancelled or failed one)."""
     client = _client()
     res = _call(client.result, job_id)
+    state = res.get("status", "succeeded")
     if plot is not None:
-        fmt = plot.suffix.lstrip(".").lower()
-        if fmt not in ("png", "svg"):
-            _fail(f"--plot must end in .png or .svg, not {plot.name!r}")
-        plot.write_bytes(_call(client.plot, job_id, fmt))
+        plot.write_bytes(_call(client.plot, job_id, _plot_format(plot)))
         err.print(f"charts written to {plot}", highlight=False)
-    if as_json:
-        print(json.dumps(res, indent=2))
+    if as_csv:
+        sys.stdout.write(_call(client.result_csv, job_id))
+    elif as_json:
+        _print_json(res)
     else:
-        _print_result(res)
+        job = _call(client.status, job_id) if state != "succeeded" else None
+        _print_result(res, state, (job or {}).get("error"))
+    raise typer.Exit(TERMINAL_EXIT.get(state, 0))
 
 
 @app.command()
-def cancel(job_id: str) -> None:
+def code(
+    job_id: str,
+    one_cycle: bool = typer.Option(False, "--one-cycle", help="A one-cycle schedule instead of a constant LR."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"constant": ..., "one_cycle": ...} as JSON.'),
+) -> None:
+    """Copy-ready Keras code building the recommended optimizer (as on the dashboard's job page)."""
+    res = _call(_client().result, job_id)
+    try:
+        snippets = {"constant": keras_code(res), "one_cycle": keras_code(res, one_cycle=True)}
+    except NoRecommendation as exc:
+        _fail(f"job {job_id}: {exc}")
+    if res.get("status", "succeeded") != "succeeded":
+        err.print(f"[yellow]job {job_id} {res['status']}: this comes from its partial curves[/yellow]", highlight=False)
+    _print_json(snippets) if as_json else sys.stdout.write(snippets["one_cycle" if one_cycle else "constant"])
+
+
+@app.command(epilog=EXIT_HELP)
+def cancel(
+    job_id: str,
+    wait: bool = typer.Option(False, "--wait", "-w", help="Wait until the job has stopped."),
+    as_json: bool = typer.Option(False, "--json", help="Print the job resource as JSON."),
+) -> None:
     """Cancel a job: a queued one never starts, a running one stops at its next checkpoint."""
-    job = _call(_client().cancel, job_id)
-    out.print(f"{job_id}: {_styled(job.get('status', 'cancelling'))}", highlight=False)
+    client = _client()
+    job = _call(client.cancel, job_id)
+    if wait and job["status"] not in TERMINAL:
+        job = _call(client.wait, job_id)
+    if as_json:
+        _print_json(job)
+        return
+    if job["status"] == "cancelled":
+        done = (job.get("progress") or {}).get("steps_done", 0)
+        then = (f"its {done} recorded steps are kept: `lrrt result {job_id}` shows them." if done
+                else "it never ran a step.")
+        out.print(f"{job_id}: {_styled('cancelled')}; {then}", highlight=False)
+    elif job["status"] in TERMINAL:
+        out.print(f"{job_id}: {_styled(job['status'])} before the cancel took effect.", highlight=False)
+    else:
+        out.print(f"{job_id}: {_styled(job['status'])}, cancel requested: it stops at its next chunk and keeps its "
+                  f"partial curves. `lrrt status {job_id}` shows when it is cancelled (or add --wait).", highlight=False)
+
+
+@app.command()
+def delete(job_id: str, as_json: bool = AS_JSON) -> None:
+    """Delete a finished job and its results (a queued or running one: cancel it first)."""
+    _call(_client().delete, job_id)
+    _print_json({"id": job_id, "deleted": True}) if as_json else out.print(f"{job_id}: deleted", highlight=False)
 
 
 @app.command()
 def jobs(
     status_filter: str = typer.Option(None, "--status", help="Only jobs in this status."),
     limit: int = typer.Option(20, help="How many of the newest jobs."),
+    as_json: bool = AS_JSON,
 ) -> None:
-    """Your jobs, newest first."""
+    """Your jobs, newest first (ids are never cut: paste them into the other commands)."""
     page = _call(_client().jobs, status=status_filter, page_size=limit)
-    table = Table("id", "status", "created", "progress", "labels")
+    if as_json:
+        _print_json(page)
+        return
+    table = Table(Column("id", no_wrap=True, min_width=32), Column("status", no_wrap=True),
+                  Column("created", no_wrap=True), "progress", Column("labels", overflow="fold"))
     for job in page["items"]:
         progress = job.get("progress") or {}
-        table.add_row(job["id"], _styled(job["status"]), job["created_at"],
+        table.add_row(job["id"], _styled(job["status"]), job["created_at"][:16].replace("T", " "),
                       f"{progress.get('fraction', 0):.0%}" if progress else "",
-                      ", ".join(f"{k}={v}" for k, v in (job.get("labels") or {}).items()))
+                      _escape(", ".join(f"{k}={v}" for k, v in (job.get("labels") or {}).items())))
     out.print(table)
+
+
+# ---------------------------------------------------------------------------------------- datasets
+@datasets_app.command("upload")
+def datasets_upload(
+    path: Path = typer.Argument(..., help="An .npz with arrays x and y (optionally x_val, y_val)."),
+    as_json: bool = AS_JSON,
+) -> None:
+    """Upload an .npz; prints the dataset:<id> URI to pass as --dataset."""
+    if not path.is_file():
+        _fail(f"{path} is not a file: save one with np.savez(path, x=x, y=y)")
+    meta = _call(_client().upload_dataset, path)
+    _print_json(meta) if as_json else print(meta["uri"])
+
+
+@datasets_app.command("list")
+def datasets_list(as_json: bool = AS_JSON) -> None:
+    """Your datasets, newest first."""
+    items = _call(_client().datasets)
+    if as_json:
+        _print_json(items)
+        return
+    table = Table(Column("uri", no_wrap=True), "shapes", "bytes", Column("created", no_wrap=True), "file")
+    for meta in items:
+        table.add_row(meta["uri"], _shapes(meta), str(meta["bytes"]), meta["created_at"][:16].replace("T", " "),
+                      _escape(meta.get("filename") or ""))
+    out.print(table)
+
+
+@datasets_app.command("show")
+def datasets_show(dataset_id: str = typer.Argument(..., help="The id, or its dataset:<id> URI."),
+                  as_json: bool = AS_JSON) -> None:
+    """One dataset's shapes, dtypes and size."""
+    meta = _call(_client().dataset, dataset_id)
+    if as_json:
+        _print_json(meta)
+        return
+    out.print(f"[bold]{meta['uri']}[/bold]  {meta['bytes']} bytes  {meta['created_at']}", highlight=False)
+    for name, shape in meta["shapes"].items():
+        out.print(f"  {name}: {tuple(shape)} {meta['dtypes'].get(name, '')}", highlight=False)
+
+
+@datasets_app.command("delete")
+def datasets_delete(dataset_id: str = typer.Argument(..., help="The id, or its dataset:<id> URI."),
+                    as_json: bool = AS_JSON) -> None:
+    """Delete an uploaded dataset."""
+    _call(_client().delete_dataset, dataset_id)
+    _print_json({"id": dataset_id, "deleted": True}) if as_json else out.print(f"{dataset_id}: deleted", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------- output
-def _follow(client: Client, job_id: str) -> None:
-    """A live progress bar until the job ends; then the result table (or the error, exit 1)."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err) as bar:
-        task = bar.add_task("queued", total=None, detail="")
-
-        def update(job: dict[str, Any]) -> None:
-            progress = job.get("progress") or {}
-            arms = progress.get("arms") or []
-            running = next((a for a in arms if a.get("state") == "running"), None)
-            detail = f"{running['label']}: lr {_num(running.get('lr'))} loss {_num(running.get('loss'))}" if running else ""
-            total = progress.get("steps_total") or None
-            done = total if job["status"] == "succeeded" else progress.get("steps_done", 0)  # arms may stop early
-            bar.update(task, description=job["status"], total=total, completed=done, detail=detail)
-
-        job = _call(client.wait, job_id, on_update=update)
-    if job["status"] != "succeeded":
-        if job.get("error"):
-            err.print(str(LrrtError(job["error"])), highlight=False, markup=False)
-        try:
-            _print_result(client.result(job_id))  # partial curves, when any step ran
-        except LrrtError:
-            pass
-        _fail(f"job {job_id} {job['status']}")
-    _print_result(client.result(job_id))
+def _follow(client: Client, job_id: str, *, as_json: bool = False) -> None:
+    """A live progress bar until the job ends; then the result (failed or cancelled: said first, exit 3/4)."""
+    with JobProgress(err) as show:
+        job = _call(client.wait, job_id, on_update=show)
+    try:
+        res = client.result(job_id)
+    except LrrtError:
+        res = None  # no step ran
+    if as_json:
+        _print_json({"job": job, "result": res})
+    elif res is not None:
+        _print_result(res, job["status"], job.get("error"))
+    else:
+        _print_terminal(job["status"], job.get("error"), job_id)
+    raise typer.Exit(TERMINAL_EXIT.get(job["status"], 0))
 
 
-def _print_result(res: dict[str, Any]) -> None:
-    table = Table("arm", "recommended LR", "rule", "min loss", "at LR", "stop reason", title="Learning rate range test")
+def _print_terminal(state: str, error: dict[str, Any] | None, job_id: str | None = None) -> None:
+    """The first lines for a job that did not succeed: what happened, before anything else."""
+    what = f"Job {job_id} {state.upper()}" if job_id else f"JOB {state.upper()}"
+    out.print(f"[bold red]{what}[/bold red]" + (f": {_escape(str(LrrtError(error)))}" if error else ""),
+              highlight=False)
+
+
+def _print_result(res: dict[str, Any], state: str, error: dict[str, Any] | None = None) -> None:
+    partial = state != "succeeded" or bool(res.get("stopped"))
+    if state != "succeeded":
+        _print_terminal(state, error, res.get("id"))
+        out.print("The curves below are PARTIAL: only the steps that ran before it stopped.", highlight=False)
+    table = Table("arm", "recommended LR", "rule", "min loss", "at LR", "stop reason",
+                  title="Learning rate range test" + (" (partial)" if partial else ""))
     for arm in res.get("arms", []):
-        table.add_row(arm["label"], _num(arm.get("recommended_lr")), str(arm.get("recommended_rule") or "-"),
+        table.add_row(_escape(arm["label"]), _num(arm.get("recommended_lr")), str(arm.get("recommended_rule") or "-"),
                       _num(arm.get("min_loss")), _num(arm.get("min_loss_lr")), str(arm.get("stop_reason") or "-"))
     out.print(table)
     rec = res.get("recommendation")
-    if rec:
-        line = f"Recommendation: [bold]{rec.get('optimizer')}[/bold] at learning rate [bold]{_num(rec.get('learning_rate'))}[/bold]"
+    if rec and rec.get("learning_rate") is not None:
+        head = "Partial recommendation (from the steps that ran; rerun to the end before trusting it)" if partial \
+            else "Recommendation"
+        line = f"{head}: [bold]{_escape(rec.get('optimizer'))}[/bold] at learning rate [bold]{_num(rec.get('learning_rate'))}[/bold]"
         one_cycle = rec.get("one_cycle")
         if one_cycle:
             line += f" (one-cycle: max_lr {_num(one_cycle.get('max_lr'))}, base_lr {_num(one_cycle.get('base_lr'))})"
         out.print(line, highlight=False)
-    elif res.get("arms"):
-        out.print(f"No recommendation: {res.get('recommendation_reason') or 'no arm produced a usable curve'}",
+    else:
+        reason = res.get("recommendation_reason") or "no arm produced a usable curve"
+        out.print(f"No recommendation: {reason} (see `lrrt result --json` for each arm's diagnostics).",
                   highlight=False, markup=False)
-    if res.get("stopped"):
-        out.print(f"(partial result: the job was {res['stopped']})", highlight=False)
+    if res.get("stopped") and state == "succeeded":
+        out.print(f"(partial result: the sweep was {res['stopped']})", highlight=False)
 
 
-def _num(value: Any) -> str:
-    return "-" if value is None else f"{value:.3g}" if isinstance(value, (int, float)) else str(value)
+def _arm_state(job_status: str, arm_state: str) -> str:
+    """An arm of a finished job is never shown as running: it was interrupted (or never started)."""
+    if job_status in TERMINAL and arm_state in ("running", "pending"):
+        return f"{'interrupted' if arm_state == 'running' else 'not run'} (job {job_status})"
+    return arm_state
+
+
+def _plot_format(path: Path) -> str:
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in ("png", "svg"):
+        _fail(f"--plot must end in .png or .svg, not {path.name!r}")
+    return fmt
+
+
+def _shapes(meta: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {tuple(shape)}" for name, shape in meta.get("shapes", {}).items())
+
+
+def _escape(text: Any) -> str:
+    """User text (labels, errors) printed through rich: brackets are not markup."""
+    return rich_escape(str(text))
 
 
 def _styled(status: str) -> str:

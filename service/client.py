@@ -7,24 +7,33 @@
     result = lrrt.result(job["id"])
     open("lr.png", "wb").write(lrrt.plot(job["id"]))
 
-`model` may be a Keras model (its `to_json()` is sent), the dict or the JSON string. Every error the
-API answers is raised as `LrrtError`, which carries the problem object (`.problem`) and reads as the
-problem's title and detail. Only httpx is needed: no Keras import.
+    found = lrrt.lr_find(model, x, y, optimizers=["sgd", "adam"], num_steps=200)   # the one-liner
+    print(found.learning_rate); found.plot("lr.png"); optimizer = found.keras_optimizer()
+
+`model` may be a Keras model (its `to_json()` is sent), the dict or the JSON string; NumPy values
+anywhere in a spec are sent as JSON numbers and lists. Every error the API answers is raised as
+`LrrtError`, which carries the problem object (`.problem`) and reads as the problem's title and
+detail. Only httpx and NumPy are needed: Keras is never imported here (the model is duck-typed).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+
+from service.results import RangeTestResult
+from worker.core.status import TERMINAL
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 #: Answers `wait` treats as the server being away for a moment (a restart, a proxy without a backend);
 #: None stands for no answer at all.
 TRANSIENT = frozenset({None, 502, 503, 504})
@@ -94,20 +103,11 @@ class Client:
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Submit a range test; returns the queued job. Omitted fields take the server's defaults."""
-        body: dict[str, Any] = {
-            "model": model_json(model),
-            "dataset": {"uri": dataset} if isinstance(dataset, str) else dataset,
-        }
-        if optimizers is not None:
-            body["optimizers"] = [{"name": o} if isinstance(o, str) else o for o in optimizers]
-        if loss is not None:
-            body["loss"] = loss
-        if sweep:
-            body["sweep"] = sweep
-        if labels:
-            body["labels"] = labels
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return self._json("POST", "/v1/jobs", json=body, headers=headers)
+        body = job_body(model, dataset, optimizers=optimizers, loss=loss, sweep=sweep, labels=labels)
+        headers = {"Content-Type": "application/json"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return self._json("POST", "/v1/jobs", content=json.dumps(body, default=_json_default), headers=headers)
 
     def status(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/jobs/{job_id}")
@@ -157,6 +157,10 @@ class Client:
     def result(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/jobs/{job_id}/result")
 
+    def result_csv(self, job_id: str) -> str:
+        """The curves as CSV: `label, step, lr, loss, smoothed_loss, loss_delta, val_loss`, a row per arm and step."""
+        return self._request("GET", f"/v1/jobs/{job_id}/result.csv").text
+
     def plot(self, job_id: str, fmt: str = "png", kind: str = "both") -> bytes:
         """The charts as PNG or SVG bytes (`kind`: loss, delta or both)."""
         return self._request("GET", f"/v1/jobs/{job_id}/plot.{fmt}", params={"kind": kind}).content
@@ -179,9 +183,89 @@ class Client:
         with path.open("rb") as fh:
             return self._json("POST", "/v1/datasets", files={"file": (path.name, fh, "application/octet-stream")})
 
+    def upload_arrays(self, x: Any, y: Any, x_val: Any = None, y_val: Any = None) -> dict[str, Any]:
+        """Upload in-memory arrays (anything `np.asarray` takes) as an `.npz` written in memory; nothing
+        touches the disk. Returns the dataset (`uri` is what `submit` takes).
+
+        For a model with several inputs (outputs), pass a dict keyed by input (output) name: it is
+        stored as `x_<name>` (`y_<name>`), as the worker expects."""
+        arrays: dict[str, np.ndarray] = {}
+        for group, value in (("x", x), ("y", y), ("x_val", x_val), ("y_val", y_val)):
+            if isinstance(value, dict):
+                arrays.update({f"{group}_{name}": np.asarray(a) for name, a in value.items()})
+            elif value is not None:
+                arrays[group] = np.asarray(value)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types the first **kwds as allow_pickle
+        files = {"file": ("arrays.npz", buffer.getvalue(), "application/octet-stream")}
+        return self._json("POST", "/v1/datasets", files=files)
+
     def datasets(self) -> list[dict[str, Any]]:
+        """Your datasets, newest first."""
         body = self._json("GET", "/v1/datasets")
         return body["items"] if isinstance(body, dict) else body
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/datasets/{dataset_id.removeprefix('dataset:')}")
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._request("DELETE", f"/v1/datasets/{dataset_id.removeprefix('dataset:')}")
+
+    # ------------------------------------------------------------------ the one-liner
+    def lr_find(
+        self,
+        model: Any,
+        x: Any,
+        y: Any,
+        *,
+        optimizers: Iterable[str | dict[str, Any]] = ("adam",),
+        loss: str | None = None,
+        x_val: Any = None,
+        y_val: Any = None,
+        dataset: dict[str, Any] | None = None,
+        labels: dict[str, str] | None = None,
+        progress: bool = True,
+        timeout: float | None = None,
+        keep_dataset: bool = False,
+        **sweep: Any,
+    ) -> RangeTestResult:
+        """Upload `x, y` (and `x_val, y_val`), run the range test of `model` for each optimizer, follow
+        it with a progress bar, and return its result (`.learning_rate`, `.suggestions`, `.plot()`,
+        `.keras_optimizer()`). `**sweep` are the sweep fields (`num_steps=200, start_lr=1e-5, ...`);
+        `dataset` the dataset options (`{"validation_split": 0.1, "normalize": True, ...}`).
+
+        A failed or cancelled job with recorded steps comes back with `.partial` true; one that ran no
+        step raises `LrrtError` with the job's error. The uploaded arrays are deleted afterwards unless
+        `keep_dataset`.
+        """
+        uploaded = self.upload_arrays(x, y, x_val, y_val)
+        try:
+            job = self.submit(model, {**(dataset or {}), "uri": uploaded["uri"]}, optimizers=optimizers,
+                              loss=loss, sweep=sweep, labels=labels)
+            if progress:
+                from rich.console import Console
+
+                from service.progress import JobProgress
+
+                with JobProgress(Console(stderr=True)) as show:
+                    job = self.wait(job["id"], timeout=timeout, on_update=show)
+            else:
+                job = self.wait(job["id"], timeout=timeout)
+            try:
+                data = self.result(job["id"])
+            except LrrtError as exc:
+                raise LrrtError(job.get("error") or exc.problem) from None
+        finally:
+            if not keep_dataset:
+                self._forget_dataset(uploaded["id"])
+        return RangeTestResult(data, status=job["status"], job_id=job["id"], error=job.get("error"))
+
+    def _forget_dataset(self, dataset_id: str) -> None:
+        """Delete an upload lr_find made; a failure to do so must not hide the job's own outcome."""
+        try:
+            self.delete_dataset(dataset_id)
+        except LrrtError as exc:
+            print(f"lrrt: could not delete uploaded dataset {dataset_id}: {exc}", file=sys.stderr)
 
     # ------------------------------------------------------------------ transport
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -202,11 +286,36 @@ class Client:
         return resp
 
 
+def job_body(model: Any, dataset: str | dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A `POST /v1/jobs` body (a JobSpec) from `Client.submit`'s arguments (`optimizers`, `loss`,
+    `sweep`, `labels`); those left None or empty are left to the server's defaults."""
+    unknown = fields.keys() - {"optimizers", "loss", "sweep", "labels"}
+    if unknown:
+        raise TypeError(f"unknown job fields {sorted(unknown)}: use optimizers, loss, sweep or labels")
+    body: dict[str, Any] = {
+        "model": model_json(model),
+        "dataset": {"uri": dataset} if isinstance(dataset, str) else dataset,
+    }
+    if fields.get("optimizers") is not None:
+        body["optimizers"] = [{"name": o} if isinstance(o, str) else o for o in fields["optimizers"]]
+    if fields.get("loss") is not None:
+        body["loss"] = fields["loss"]
+    body.update({key: fields[key] for key in ("sweep", "labels") if fields.get(key)})
+    return body
+
+
 def model_json(model: Any) -> Any:
     """What to send as `model`: a Keras model's `to_json()`, or the dict / JSON string as given."""
     if hasattr(model, "to_json"):
         return json.loads(model.to_json())
     return model
+
+
+def _json_default(value: Any) -> Any:
+    """NumPy scalars and arrays (and anything else with `tolist`) as JSON numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable: send numbers, strings, lists or dicts")
 
 
 def _decode(resp: httpx.Response) -> Any:

@@ -24,11 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.core.keys import Keys
 from worker.core.stats import DURATION_BUCKETS, bucket_field
+from worker.core.status import STATUSES
 from worker.core.store import JobStore
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 #: Seconds a job census (a SCAN over job records) is reused across scrapes.
 COUNTS_CACHE_S = 5.0
 

@@ -1,7 +1,7 @@
 """Problem details (RFC 9457) for every error the API answers, and the handlers that guarantee it.
 
 Clients get one error shape whatever failed: our own checks (`ProblemError`), FastAPI's request
-validation, Starlette's 404/405/413, engine errors raised at submission (`EngineError.problem()`), Redis
+validation, Starlette's 404/405/413, the core's and the engine's errors raised at submission (all `worker.core.problems.Problem`), Redis
 being down, or a bug (500, without a stack trace). Every 4xx `detail` says what to change.
 """
 
@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.core.problems import PROBLEM_BASE, EngineError
+from worker.core import problems as core
+from worker.core.problems import PROBLEM_BASE
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,12 @@ class Problem(BaseModel):
     disallowed: list[str] | None = Field(None, description="Model classes/modules outside the allow-list.")
 
 
-class ProblemError(Exception):
-    """Raise from routes and dependencies to answer with a problem; `headers` ride along (Retry-After...)."""
+class ProblemError(core.Problem):
+    """Raise from routes and dependencies to answer with a problem; `headers` ride along (Retry-After...).
+
+    The API's own errors take their slug, status and title per call; the engine's and the core's errors
+    are `Problem` subclasses with them fixed, and both answer through `problem_response`.
+    """
 
     def __init__(
         self,
@@ -64,26 +69,17 @@ class ProblemError(Exception):
         headers: dict[str, str] | None = None,
         **extensions: Any,
     ) -> None:
-        super().__init__(detail)
+        super().__init__(detail, **extensions)
         self.status = status
         self.slug = slug
-        self.detail = detail
         self.title = title or HTTPStatus(status).phrase
         self.headers = headers or {}
-        self.extensions = extensions
 
 
-def problem_response(request: Request, problem: ProblemError) -> JSONResponse:
+def problem_response(request: Request, problem: core.Problem) -> JSONResponse:
     """The problem+json answer; `instance` is the request path."""
-    body = {
-        "type": PROBLEM_BASE + problem.slug,
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-        "instance": request.url.path,
-        **problem.extensions,
-    }
-    return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_MEDIA_TYPE)
+    return JSONResponse(problem.problem(instance=request.url.path), status_code=problem.status,
+                        headers=problem.headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def field_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -135,14 +131,9 @@ def allowed_methods(request: Request) -> list[str]:
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error class to a problem+json answer."""
 
-    @app.exception_handler(ProblemError)
-    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+    @app.exception_handler(core.Problem)
+    async def _problem(request: Request, exc: core.Problem) -> JSONResponse:
         return problem_response(request, exc)
-
-    @app.exception_handler(EngineError)
-    async def _engine(request: Request, exc: EngineError) -> JSONResponse:
-        body = {**exc.problem(), "instance": request.url.path}
-        return JSONResponse(body, status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

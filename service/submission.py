@@ -25,7 +25,7 @@ from worker.core.datasets import at_uri, check_uri, resolve_file
 from worker.core.problems import CapExceeded, DatasetError, DatasetNotFound
 from worker.core.settings import Settings
 from worker.core.spec import JobSpec, cap_violations
-from worker.core.vetting import vet_spec
+from worker.core.vetting import check_arrays_fit, vet_spec
 
 
 def parse_json(raw: bytes | str, *, pointer: str = "") -> Any:
@@ -74,11 +74,11 @@ def body_sha256(spec: JobSpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def check_model(spec: JobSpec, settings: Settings) -> None:
+def check_model(spec: JobSpec, settings: Settings) -> dict[str, Any]:
     """The worker's own pre-build checks (`worker.core.vetting.vet_spec`): the allow-list walk of the JSON
     and of its Keras 3 rewrite, the parameter cap, the dataset reference's form. Raises EngineError
-    subclasses, which the API answers as 422 problems."""
-    vet_spec(spec, settings)
+    subclasses, which the API answers as 422 problems. Returns the Keras 3 config the worker will build."""
+    return vet_spec(spec, settings)
 
 
 def check_caps(spec: JobSpec, settings: Settings) -> None:
@@ -95,17 +95,22 @@ def check_caps(spec: JobSpec, settings: Settings) -> None:
         )
 
 
-def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root: Path) -> None:
-    """The dataset reference must name something that exists and that this tenant may read.
+def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root: Path, config: dict[str, Any]) -> None:
+    """The dataset reference must name something that exists and that this tenant may read; an upload's
+    arrays (known from its metadata) must fit the model's inputs and outputs.
 
-    The rules are the worker's (`worker.core.datasets`); only the tenant's ownership of an upload is
-    the API's to check, since the worker resolves `dataset:<id>` without knowing tenants.
+    The rules are the worker's (`worker.core.datasets`, `worker.core.vetting`); only the tenant's
+    ownership of an upload is the API's to check, since the worker resolves `dataset:<id>` without
+    knowing tenants.
     """
     try:
         scheme, name = check_uri(spec.dataset.uri)
-        if scheme == "dataset" and datasets.get(name, tenant) is None:
+        meta = datasets.get(name, tenant) if scheme == "dataset" else None
+        if scheme == "dataset" and meta is None:
             raise DatasetNotFound(f"dataset {name!r} not found: upload the .npz with POST /v1/datasets and use the uri "
                                   "it returns, or list yours with GET /v1/datasets")
+        if meta is not None:
+            check_arrays_fit(config, meta["shapes"])
         if scheme == "file":
             resolve_file(data_root, name)
     except DatasetError as exc:

@@ -87,7 +87,8 @@ def _members(archive: zipfile.ZipFile, max_uncompressed: int) -> dict[str, zipfi
             raise reject(f"Member {info.filename!r} is encrypted; upload an unencrypted .npz.")
         members[name] = info
     try:
-        array_groups(info.filename for info in members.values())  # the worker's naming rules: x/y, or x_<input>/y_<output>, and their _val twins
+        # The worker's naming rules: x/y, or x_<input>/y_<output>, and their _val twins.
+        array_groups(info.filename for info in members.values())
     except DatasetError as exc:
         raise reject(exc.detail[0].upper() + exc.detail[1:] + ". " + SAVE_ADVICE) from None
     declared = sum(info.file_size for info in members.values())

@@ -42,11 +42,11 @@ import redis
 
 from worker import heartbeat
 from worker.core import stats
-from worker.core.queue import RUN_JOB_TASK, enqueue, make_celery
 from worker.core.problems import PROBLEM_BASE, EngineError
 from worker.core.progress import Chunk, JobProgress
-from worker.core.results import chunk_record, stitched_result
+from worker.core.queue import RUN_JOB_TASK, enqueue, make_celery
 from worker.core.reaper import fail_worker_lost, partial_or_none
+from worker.core.results import chunk_record, stitched_result
 from worker.core.settings import Settings, get_settings
 from worker.core.spec import JobSpec
 from worker.core.store import LEASE_TTL_S, JobStore, now_iso, store_from_settings

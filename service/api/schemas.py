@@ -6,11 +6,11 @@ stored them, so a new engine field reaches clients without an API release.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from worker.core.status import JobStatus
 
 
 class JobLinks(BaseModel):

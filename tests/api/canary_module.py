@@ -3,8 +3,8 @@
 Model JSON in tests names this module; the API must reject it without importing it.
 """
 
-from pathlib import Path
 import tempfile
+from pathlib import Path
 
 MARKER = Path(tempfile.gettempdir()) / "lrrt-api-canary-imported"
 MARKER.write_text("imported")

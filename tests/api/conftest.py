@@ -20,9 +20,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from worker.core.settings import Settings
 from worker.core.progress import Chunk, JobProgress
 from worker.core.results import chunk_record
+from worker.core.settings import Settings
 from worker.core.spec import JobSpec
 from worker.core.store import JobStore
 

@@ -81,5 +81,6 @@ def test_openapi_version_is_the_package_version(app: FastAPI) -> None:
 def test_command_table_is_the_cli() -> None:
     documented = set(re.findall(r"^\| `lrrt ([a-z-]+)\b", section("Command line"), flags=re.M))
     commands = {command.name or command.callback.__name__.replace("_", "-") for command in cli.registered_commands}
+    commands |= {group.name for group in cli.registered_groups if group.name}
     assert documented == commands, (f"docs/api.md, Command line: undocumented {sorted(commands - documented)}, "
                                     f"documented but absent {sorted(documented - commands)}")

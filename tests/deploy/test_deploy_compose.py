@@ -295,7 +295,7 @@ def test_compose_cli_accepts_the_files(tmp_path: Path) -> None:
         assert isinstance(load(path).get("services"), dict), path.name
     cli = compose_cli()
     if cli is None:
-        warnings.warn("no `docker compose` or `docker-compose` binary: compose files checked with PyYAML only")
+        warnings.warn("no `docker compose` or `docker-compose` binary: compose files checked with PyYAML only", stacklevel=1)
         return
     for item in ("docker-compose.yml", "docker-compose.workers.yml", "Dockerfile", "Dockerfile.gpu", "deploy"):
         src = ROOT / item

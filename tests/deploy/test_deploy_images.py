@@ -7,10 +7,10 @@ build` on a host with Docker (docs/operations.md, "Deploy").
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,17 +24,12 @@ import pytest
 import redis
 
 from service.client import Client
+from service.standalone import free_port
 from worker.core.keys import Keys
 from worker.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

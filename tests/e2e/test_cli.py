@@ -16,9 +16,10 @@ from .conftest import EXAMPLES, REPO, Api, Worker
 pytestmark = pytest.mark.e2e
 
 
-def lrrt(api: Api, *args: str, key: str = "key-alice", timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def lrrt(api: Api, *args: str, key: str = "key-alice", timeout: float = 240,
+         columns: int = 160) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LRRT_")}
-    env.update(LRRT_URL=api.url, LRRT_API_KEY=key, COLUMNS="160")
+    env.update(LRRT_URL=api.url, LRRT_API_KEY=key, COLUMNS=str(columns))
     return subprocess.run([sys.executable, "-m", "service.cli", *args], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from service.client import Client
-from worker.core.queue import enqueue, make_celery
 from worker.core.keys import Keys
+from worker.core.queue import enqueue, make_celery
 from worker.core.reaper import _job_id_of, reap_once, restore_lost_reservations
 from worker.core.settings import Settings
 from worker.core.store import JobStore

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from worker.engine import data as data_module
-from worker.engine.data import Arrays, Prepared, TensorSpec, keras_cache_path, load_arrays, prepare, reshape_for, safe_path
 from worker.core.problems import CapExceeded, DatasetError
 from worker.core.spec import DatasetRef
+from worker.engine import data as data_module
+from worker.engine.data import Arrays, Prepared, TensorSpec, keras_cache_path, load_arrays, prepare, reshape_for, safe_path
 
 MAX = 10 * 1024 * 1024
 
@@ -33,7 +33,8 @@ def write_npz(path: Path, **arrays: np.ndarray) -> Path:
 
 def test_file_and_dataset_uris_load_from_the_data_root(engine_root: Path) -> None:
     write_npz(engine_root / "sets" / "a.npz", x=np.ones((10, 4)), y=np.arange(10))
-    write_npz(engine_root / "datasets" / "0123456789abcdef0123456789abcdef.npz", x=np.zeros((6, 2)), y=np.arange(6), x_val=np.ones((2, 2)), y_val=np.arange(2))
+    write_npz(engine_root / "datasets" / "0123456789abcdef0123456789abcdef.npz", x=np.zeros((6, 2)), y=np.arange(6),
+              x_val=np.ones((2, 2)), y_val=np.arange(2))
     assert load_arrays("file:sets/a.npz", data_root=engine_root, max_bytes=MAX).x.shape == (10, 4)
     arrays = load_arrays("dataset:0123456789abcdef0123456789abcdef", data_root=engine_root, max_bytes=MAX)
     assert arrays.x_val is not None and arrays.x_val.shape == (2, 2)

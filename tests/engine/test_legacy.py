@@ -9,8 +9,8 @@ import pytest
 
 from tests.engine.conftest import make_spec
 from worker.core.allowlist import check_model_json, estimate_params
-from worker.core.problems import ModelRejected
 from worker.core.legacy import is_legacy, to_keras3
+from worker.core.problems import ModelRejected
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -26,8 +26,8 @@ def fixture(name: str) -> dict:
 def test_keras2_json_is_rewritten_checked_and_built(name: str, params: int, shape: tuple, caps) -> None:
     import keras
 
-    from worker.engine.models import build_model
     from worker.core.vetting import vet_model_json
+    from worker.engine.models import build_model
 
     raw = fixture(name)
     assert is_legacy(raw)

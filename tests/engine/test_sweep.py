@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from tests.engine.conftest import make_spec, mlp_json
-from worker.engine.data import Arrays
 from worker.core.problems import ConfigInvalid
 from worker.core.progress import Chunk
+from worker.engine.data import Arrays
 from worker.engine.schedule import lr_values
 from worker.engine.sweep import run_sweep
 
@@ -35,8 +35,8 @@ def test_each_step_uses_the_schedule_lr_and_records_its_own_loss(mode: str, engi
     import keras
     import tensorflow as tf
 
-    from worker.engine.models import build_model
     from worker.core.vetting import vet_model_json
+    from worker.engine.models import build_model
 
     rng = np.random.default_rng(0)
     data = Arrays(rng.random((32, 64), dtype=np.float32), rng.integers(0, 10, 32))

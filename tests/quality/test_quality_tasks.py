@@ -55,9 +55,9 @@ def test_baseline_loss_is_the_prior_predictor() -> None:
 
 
 def test_every_task_is_an_allowed_model_that_fits_its_data() -> None:
-    from worker.engine.models import build_model, input_specs
-    from worker.core.vetting import vet_model_json
     from worker.core.settings import Settings
+    from worker.core.vetting import vet_model_json
+    from worker.engine.models import build_model, input_specs
 
     tasks = build_tasks(quick=True)
     assert {t.name for t in tasks} >= {"digits_mlp", "digits_convnet", "friedman_mlp", "illcond_mlp"}

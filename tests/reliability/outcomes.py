@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from service.client import Client, LrrtError
-from worker.core.store import TERMINAL, JobStore
+from worker.core.status import TERMINAL
+from worker.core.store import JobStore
 
 PER_STEP = ("lrs", "losses", "smoothed_losses", "loss_deltas")
 

@@ -74,7 +74,7 @@ def test_sigkill_worker_mid_job_repeatedly(live: Stack, digits_mlp: dict[str, An
     what = []
     since: dict[str, tuple[int, int]] = {}
     for i in range(kills):
-        victim = wait_until(lambda: running_with_steps(client, ids, since), RECOVERY_S, "a job sweeping again",
+        victim = wait_until(lambda since=since: running_with_steps(client, ids, since), RECOVERY_S, "a job sweeping again",
                             interval=0.3)
         since = marks(client, ids)
         if i % 2 == 0:

@@ -27,7 +27,9 @@ hypothesis = pytest.importorskip("hypothesis", reason="pip install -e '.[dev]' (
 schemathesis = pytest.importorskip("schemathesis", reason="pip install -e '.[dev]' (schemathesis)")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given  # noqa: E402
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from schemathesis.checks import negative_data_rejection, not_a_server_error  # noqa: E402
 
 from tests.api.conftest import ALICE, make_spec  # noqa: E402
@@ -37,7 +39,13 @@ from worker.core.problems import CapExceeded, DatasetError, ModelRejected  # noq
 from worker.core.settings import Settings  # noqa: E402
 
 from .hostile import (  # noqa: E402
-    CANARY, CANARY_MARKER, DATASET_CAP, HOSTILE_APP, VALID_NPZ, assert_problem, upload,
+    CANARY,
+    CANARY_MARKER,
+    DATASET_CAP,
+    HOSTILE_APP,
+    VALID_NPZ,
+    assert_problem,
+    upload,
 )
 
 pytestmark = pytest.mark.usefixtures("drop_queue")
@@ -192,8 +200,8 @@ def test_worker_builds_mutated_models_with_keras_imports_only(no_canary: None, m
     """The worker's path (allow-list, Keras-3 rewrite, safe-mode deserialization) on mutated models that
     are accepted: only engine errors, and nothing imported from outside Keras and its dependencies."""
     from worker.core.problems import EngineError
-    from worker.engine.models import build_model
     from worker.core.vetting import vet_model_json
+    from worker.engine.models import build_model
 
     caps = Settings(max_params=2_000_000)
     before = set(sys.modules)

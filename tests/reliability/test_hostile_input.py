@@ -29,7 +29,16 @@ from worker.core.problems import DatasetError
 from worker.core.settings import Settings
 
 from .hostile import (
-    BODY_CAP, DATASET_CAP, VALID_NPZ, assert_problem, bomb, nested, npy_with_header, npz_bytes, upload, zip_of,
+    BODY_CAP,
+    DATASET_CAP,
+    VALID_NPZ,
+    assert_problem,
+    bomb,
+    nested,
+    npy_with_header,
+    npz_bytes,
+    upload,
+    zip_of,
 )
 from .outcomes import report
 

@@ -352,7 +352,8 @@ def lower_bound_params(obj: dict[str, Any]) -> int:
     """Parameters that are certain from configs alone (Embedding tables, Dense units); used when the estimate is None."""
     total = 0
     for node, _ in _walk(obj):
-        config = node.get("config") if isinstance(node.get("config"), dict) else {}
+        raw = node.get("config")
+        config: dict[str, Any] = raw if isinstance(raw, dict) else {}
         name = node.get("class_name")
         if name == "Embedding":
             total += _int(config.get("input_dim")) * _int(config.get("output_dim"))
@@ -433,7 +434,8 @@ def _layer_params(layer: dict[str, Any], shape: Shape | None) -> tuple[int | Non
     if shape is None:
         return None, None
     if name == "Flatten":
-        return 0, (shape[0], math.prod(shape[1:]) if None not in shape[1:] else None)
+        row = _known(shape[1:])
+        return 0, (shape[0], None if row is None else math.prod(row))
     if shape[-1] is None or c.get("data_format") == "channels_first":
         return None, None
     features = int(shape[-1])
@@ -492,6 +494,12 @@ def _window_shape(shape: Shape, kernel: Any, strides: Any, padding: str, dilatio
         else:
             out.append((size - (k - 1) * d - 1) // s + 1)
     return (shape[0], *out, channels)
+
+
+def _known(dims: Shape) -> tuple[int, ...] | None:
+    """`dims` when every one is known, else None (a None dimension is not modelled)."""
+    known = tuple(d for d in dims if d is not None)
+    return known if len(known) == len(dims) else None
 
 
 def _ints(value: Any) -> list[int]:

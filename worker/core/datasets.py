@@ -81,11 +81,11 @@ def check_relative_path(relative: str) -> PurePosixPath:
         raise DatasetInvalid("file: paths are relative to the server's data root; drop the leading '/' or drive")
     if ".." in path.parts or ".." in PurePosixPath(relative.replace("\\", "/")).parts:
         raise DatasetInvalid("file: paths may not contain '..'; give the path below the server's data root")
-    if not relative.endswith(".npz"):
-        raise DatasetInvalid(f"file:{relative[:80]} must name an .npz file (saved with {USAGE})")
     if path.parts and path.parts[0] == UPLOADS_DIR:
         raise DatasetInvalid(f"file: paths may not point into the uploads folder {UPLOADS_DIR}/: use the dataset:<id> "
                              "uri that POST /v1/datasets returned")
+    if not relative.endswith(".npz"):
+        raise DatasetInvalid(f"file:{relative[:80]} must name an .npz file (saved with {USAGE})")
     return path
 
 

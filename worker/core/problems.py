@@ -1,8 +1,10 @@
-"""Errors the engine raises, each one a problem (RFC 9457) that tells the user what to change.
+"""Problems (RFC 9457), built one way: every error a user can see is a `Problem` whose `problem()` is
+the body, whoever raises it.
 
 The worker stores `error.problem()` in the failed job record verbatim; the API raises the same classes
 for checks it can make at submission (allow-list, caps), so a rejected layer reads the same whether the
-API or the worker caught it.
+API or the worker caught it, and answers its own HTTP errors with `service.problems.ProblemError`, a
+`Problem` too.
 """
 
 from __future__ import annotations
@@ -12,26 +14,32 @@ from typing import Any
 PROBLEM_BASE = "urn:lrrt:problem:"
 
 
-class EngineError(Exception):
-    """Base class. `slug` names the problem type; `status` is the HTTP status when raised at submission."""
+class Problem(Exception):
+    """A problem object as an exception. Subclasses fix `slug`, `title` and `status` per kind of problem;
+    `detail` says what went wrong this time and what to change; extension members ride in `extensions`."""
 
-    slug = "engine-error"
-    title = "The range test failed"
+    slug = "problem"
+    title = "The request failed"
     status = 422
 
     def __init__(self, detail: str, **extensions: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extensions = extensions
+        self.headers: dict[str, str] = {}  # HTTP headers to answer with (Retry-After...), when the API raises it
 
-    def problem(self) -> dict[str, Any]:
-        return {
-            "type": PROBLEM_BASE + self.slug,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            **self.extensions,
-        }
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body = {"type": PROBLEM_BASE + self.slug, "title": self.title, "status": self.status, "detail": self.detail}
+        if instance is not None:
+            body["instance"] = instance
+        return {**body, **self.extensions}
+
+
+class EngineError(Problem):
+    """What the engine and the vetting raise: `status` is the HTTP status when raised at submission."""
+
+    slug = "engine-error"
+    title = "The range test failed"
 
 
 class ModelRejected(EngineError):
@@ -89,3 +97,47 @@ class DatasetNotFound(DatasetError):
 
     slug = "dataset-not-found"
     title = "The dataset reference cannot be used"
+
+
+class TimeLimit(Problem):
+    """The job ran past the deployment's wall-time limit; its curves so far are kept."""
+
+    slug = "time-limit"
+    title = "The job ran past its time limit"
+    status = 408
+
+    def __init__(self, limit_s: int) -> None:
+        super().__init__(
+            f"The sweep was stopped after {limit_s} s, the job time limit of this deployment "
+            "(LRRT_JOB_TIME_LIMIT_S). The curves recorded so far are kept in the result. Use fewer "
+            "num_steps, fewer optimizers or repeats, a smaller batch_size or model, or ask the operator "
+            "to raise the limit.",
+            limit_s=limit_s,
+        )
+
+
+class InternalError(Problem):
+    """A bug in the worker, not a problem with the request."""
+
+    slug = "internal"
+    title = "The worker hit an unexpected error"
+    status = 500
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"The range test failed on an error the service did not expect. This is a bug, not a problem "
+            f"with your request: the worker's log has the details under job id {job_id}. Resubmitting may "
+            "work; if it fails again, report it with the job id."
+        )
+
+
+class QueueUnavailable(Problem):
+    """The broker could not be reached at submission: the job was recorded as failed."""
+
+    slug = "queue-unavailable"
+    title = "The job could not be queued"
+    status = 503
+
+    def __init__(self, **extensions: Any) -> None:
+        super().__init__("The job queue (the Redis broker) could not be reached, so the job was not started and is "
+                         "recorded as failed. Resubmit in a little while.", **extensions)

@@ -4,7 +4,6 @@ keeps from them (`JobProgress`). Pure data: the worker turns both into Redis pro
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal

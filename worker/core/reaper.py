@@ -3,8 +3,9 @@
 Each running (arm, repeat) run of a job holds a lease that its worker refreshes every few seconds.
 When the worker process is killed (out of memory, SIGKILL, a lost machine), the lease expires;
 `reap_once` then requeues that run (the job's other runs go on) and re-sends one message for it, up
-to `max_redeliveries` times per run, after which the job fails with an error that says so. The API's lifespan and every worker's heartbeat thread call it periodically (under
-`Keys.reaper_lock()`), so a job never stays `running` after its worker is gone.
+to `max_redeliveries` times per run, after which the job fails with an error that says so. The API's
+lifespan and every worker's heartbeat thread call it periodically (under `Keys.reaper_lock()`), so a
+job never stays `running` after its worker is gone.
 
 A job can also be lost while still `queued`: a worker reserves a message (it moves to the broker's
 unacked set) and is killed before a child claims the job. Kombu would put that message back only
@@ -25,9 +26,9 @@ from typing import Any
 
 from celery import Celery
 
-from worker.core.queue import RUN_JOB_TASK, enqueue
-from worker.core.problems import PROBLEM_BASE
 from worker.core import stats
+from worker.core.problems import PROBLEM_BASE
+from worker.core.queue import RUN_JOB_TASK, enqueue
 from worker.core.results import partial_result
 from worker.core.settings import Settings
 from worker.core.store import JobStore

@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     # Caps (defaults sized for one GPU worker; raise them per deployment).
     max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest JSON request body.")
     max_json_depth: int = Field(64, description="Deepest nesting accepted in a model JSON.")
-    max_layers: int = Field(1200, description="Most layers in a model (operation nodes count). 1200 admits every keras.applications model (NASNetLarge: 1041).")
+    max_layers: int = Field(1200, description="Most layers in a model (operation nodes count). 1200 admits every "
+                            "keras.applications model (NASNetLarge: 1041).")
     max_params: int = Field(50_000_000, description="Most trainable + non-trainable parameters.")
     max_steps: int = Field(20_000, description="Most sweep steps per arm.")
     max_batch_size: int = Field(4096)

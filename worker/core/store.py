@@ -28,9 +28,7 @@ import redis
 
 from worker.core.keys import Keys
 from worker.core.settings import Settings
-
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-UNFINISHED = frozenset({"queued", "running"})
+from worker.core.status import TERMINAL
 
 #: Seconds a lease lives without a refresh; the worker refreshes it every LEASE_TTL_S / 3.
 LEASE_TTL_S = 30

@@ -72,7 +72,8 @@ EARLY_FRACTION = 0.2
 #: Diagnostics after which the arm gets no recommended_lr (each message says what to change).
 NO_RECOMMENDATION = frozenset({"too_few_points", "flat", "never_fell"})
 
-Curve = Sequence[float | None]
+#: A curve as stored (a list with nulls) or as computed (an array with NaN).
+Curve = Sequence[float | None] | np.ndarray
 
 
 def rule_descriptions(planned_steps: int) -> dict[str, str]:
@@ -225,7 +226,7 @@ def recommend(suggestions: dict[str, float | None]) -> tuple[float | None, str |
         return None, None
     if len(picks) == 1:
         return next(iter(picks.values())), next(iter(picks))
-    return float(10 ** np.median(np.log10(list(picks.values())))), "median3"
+    return float(10 ** np.median(np.log10(np.asarray(list(picks.values()), dtype=float)))), "median3"
 
 
 def rule_spread(suggestions: dict[str, float | None]) -> float | None:
@@ -245,8 +246,9 @@ def lr_bounds(lrs: np.ndarray, curve: np.ndarray) -> dict[str, float | None]:
 def one_cycle(bounds: dict[str, float | None], recommended_lr: float | None, *, start_lr: float | None = None,
               min_loss_lr: float | None = None) -> dict[str, float | None] | None:
     """Smith's one-cycle, its max_lr never above the loss minimum's LR; None below `start_lr` (unseen)."""
+    max_lr = bounds.get("max_lr")
     candidates = [lr for lr in (None if recommended_lr is None else ONE_CYCLE_REC_FACTOR * recommended_lr,
-                                None if bounds.get("max_lr") is None else bounds["max_lr"] / CLR_FACTOR,
+                                None if max_lr is None else max_lr / CLR_FACTOR,
                                 min_loss_lr)
                   if lr is not None]
     if not candidates or (start_lr is not None and min(candidates) < start_lr):

@@ -16,7 +16,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -36,7 +35,7 @@ MAX_VAL_ROWS = 2048
 CACHE_ENTRIES = 4
 
 #: One array, or one per model input (output) keyed by its name, as an `.npz` names them.
-Tensors = Union[np.ndarray, dict[str, np.ndarray]]
+Tensors = np.ndarray | dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -283,8 +282,9 @@ def reshape_for(x: np.ndarray, input_shape: tuple[int | None, ...]) -> np.ndarra
     have = x.shape[1:]
     if len(wanted) == len(have) and all(w is None or w == h for w, h in zip(wanted, have)):
         return x
-    if None not in wanted and int(np.prod(wanted, dtype=np.int64)) == int(np.prod(have, dtype=np.int64)):
-        return x.reshape((len(x), *wanted))
+    known = tuple(d for d in wanted if d is not None)
+    if len(known) == len(wanted) and int(np.prod(known, dtype=np.int64)) == int(np.prod(have, dtype=np.int64)):
+        return x.reshape((len(x), *known))
     raise DatasetError(
         f"the dataset's rows have shape {list(have)} but the model expects {list(wanted)}; "
         "reshape the data or change the model's input shape",

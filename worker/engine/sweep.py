@@ -107,7 +107,7 @@ def sweep_runs(
     caps = caps or get_settings()
     sweep = spec.sweep
     _check_caps(spec, caps)
-    config = vet_spec(spec, caps)
+    config = vet_spec(spec, caps, dataset=data is None)
     try:
         keras.utils.set_random_seed(sweep.seed)
         first = build_model(config, caps, mixed_precision=sweep.mixed_precision)
@@ -346,13 +346,8 @@ def _optimizer(arm: OptimizerArm, schedule: RangeTestSchedule) -> keras.optimize
 
 def _losses(spec: JobSpec, outputs: list[str]) -> list[Any]:
     """One Keras loss per model output, in the model's output order."""
-    if isinstance(spec.loss, dict):
-        if set(spec.loss) != set(outputs):
-            raise ConfigInvalid(f"the loss object names outputs {sorted(spec.loss)} but the model's outputs are {outputs}: "
-                                "give one loss per output name, or a single loss for all", outputs=outputs)
-        names = [spec.loss[o] for o in outputs]
-    else:
-        names = [spec.loss] * len(outputs)
+    # A loss object names exactly the outputs: `vet_spec` checked it against the config's output layers.
+    names = [spec.loss[o] for o in outputs] if isinstance(spec.loss, dict) else [spec.loss] * len(outputs)
     try:
         return [keras.losses.get(name) for name in names]
     except (ValueError, TypeError):  # LOSS_NAMES lists only what Keras resolves; kept for a Keras that drops one

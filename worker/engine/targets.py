@@ -45,11 +45,13 @@ def _check(y: np.ndarray, output: TensorSpec, loss: str, name: str) -> None:
                                f"{units} units, so {loss} needs ids in 0..{units - 1}; give the last layer {high + 1} "
                                "units or relabel the targets", array=name, expected_range=[0, units - 1],
                                found_range=[low, high])
-        if None not in out[:-1] and math.prod(y.shape[1:]) != math.prod(out[:-1]):
+        rows = _known(out[:-1])
+        if rows is not None and math.prod(y.shape[1:]) != math.prod(rows):
             raise DatasetError(f"{name} rows have shape {list(y.shape[1:])}; {loss} wants one class id per output row "
                                f"(the model's output {output.name!r} is {list(out)})", array=name)
         return
-    if None not in out and math.prod(y.shape[1:]) != math.prod(out):
+    known = _known(out)
+    if known is not None and math.prod(y.shape[1:]) != math.prod(known):
         hint = (" (one-hot targets: convert class ids with keras.utils.to_categorical, or use "
                 "sparse_categorical_crossentropy)" if loss in ONE_HOT else "")
         raise DatasetError(f"{name} rows have shape {list(y.shape[1:])} but the model's output {output.name!r} is "
@@ -59,3 +61,9 @@ def _check(y: np.ndarray, output: TensorSpec, loss: str, name: str) -> None:
         raise DatasetError(f"{loss} needs targets in [0, 1] in {name}, but they range from {float(y.min()):g} to "
                            f"{float(y.max()):g}; for class ids use sparse_categorical_crossentropy", array=name,
                            expected_range=[0, 1])
+
+
+def _known(dims: tuple[int | None, ...]) -> tuple[int, ...] | None:
+    """`dims` when every one is known (a None dimension fits any target), else None."""
+    known = tuple(d for d in dims if d is not None)
+    return known if len(known) == len(dims) else None

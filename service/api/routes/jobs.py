@@ -7,6 +7,8 @@ in its threadpool) because the store is the synchronous redis-py client the work
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -19,12 +21,14 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from service.api.deps import CeleryDep, DatasetsDep, SettingsDep, StoreDep, TenantDep
 from service.api.schemas import Job, JobLinks, JobPage, JobStatus, Result
-from worker.core.datasets import is_id
-from service.problems import PROBLEM_BASE, ProblemError, problem_responses
+from service.problems import ProblemError, problem_responses
 from service.submission import body_sha256, check_caps, check_dataset, check_model, parse_spec
+from worker.core.datasets import is_id
+from worker.core.problems import QueueUnavailable
 from worker.core.queue import enqueue
 from worker.core.reaper import partial_or_none
-from worker.core.store import TERMINAL, UNFINISHED, IdempotencyConflict, JobStore, TenantAtCapacity
+from worker.core.status import TERMINAL, UNFINISHED
+from worker.core.store import IdempotencyConflict, JobStore, TenantAtCapacity
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +130,9 @@ def submit_job(
     ] = None,
 ) -> Job:
     spec = parse_spec(raw, settings)
-    check_model(spec, settings)
+    config = check_model(spec, settings)
     check_caps(spec, settings)
-    check_dataset(spec, tenant, datasets, settings.data_root)
+    check_dataset(spec, tenant, datasets, settings.data_root, config)
     try:
         created = store.create(
             tenant=tenant, spec=spec.model_dump(mode="json"), max_unfinished=settings.max_unfinished_jobs,
@@ -163,13 +167,10 @@ def _send(store: JobStore, celery: Any, job_id: str, queue: str) -> None:
         enqueue(celery, job_id, queue)
     except Exception as exc:
         log.error("could not enqueue job %s: %s", job_id, exc)
-        detail = ("The job queue (the Redis broker) could not be reached, so the job was not started and is "
-                  "recorded as failed. Resubmit in a little while.")
-        error = {"type": PROBLEM_BASE + "queue-unavailable", "title": "The job could not be queued", "status": 503,
-                 "detail": detail}
-        store.finish(job_id, "failed", error=error, expected="queued")
-        raise ProblemError(503, "queue-unavailable", detail, title=error["title"],
-                           headers={"Retry-After": str(CAPACITY_RETRY_S)}, job_id=job_id) from None
+        store.finish(job_id, "failed", error=QueueUnavailable().problem(), expected="queued")
+        unavailable = QueueUnavailable(job_id=job_id)
+        unavailable.headers = {"Retry-After": str(CAPACITY_RETRY_S)}
+        raise unavailable from None
 
 
 @router.get(
@@ -213,7 +214,7 @@ async def get_job(
     return job_resource(job, request)
 
 
-def curves(store: JobStore, job: dict[str, Any]) -> dict[str, Any] | None:
+def result_so_far(store: JobStore, job: dict[str, Any]) -> dict[str, Any] | None:
     """The stored result, or the partial one stitched from the recorded chunks; None when no step ran."""
     if job["status"] == "queued":
         return None
@@ -226,8 +227,8 @@ def curves(store: JobStore, job: dict[str, Any]) -> dict[str, Any] | None:
     return result
 
 
-def require_curves(store: JobStore, job: dict[str, Any]) -> dict[str, Any]:
-    result = curves(store, job)
+def require_result_so_far(store: JobStore, job: dict[str, Any]) -> dict[str, Any]:
+    result = result_so_far(store, job)
     if result is None:
         when = {"queued": "has not started yet", "running": "has not recorded a step yet"}.get(
             job["status"], f"{job['status']} before any step ran")
@@ -256,7 +257,48 @@ def get_result(
                            f"Job {job['id']} is {job['status']}; the result exists once it has succeeded. Poll "
                            f"/v1/jobs/{job['id']} (or watch /events), or ask for the curves so far with "
                            "?partial=true.")
-    return JSONResponse({"id": job["id"], "status": job["status"], **require_curves(store, job)})
+    return JSONResponse({"id": job["id"], "status": job["status"], **require_result_so_far(store, job)})
+
+
+#: Columns of `result.csv`, fixed by the API contract (docs/api.md).
+CSV_COLUMNS = ("label", "step", "lr", "loss", "smoothed_loss", "loss_delta", "val_loss")
+
+
+def curves_csv(result: dict[str, Any]) -> str:
+    """One row per arm and step. `loss_deltas` (a moving-average derivative) is shorter than the curve
+    when the window has not filled at the start: it is aligned to the last steps, as the dashboard draws it."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for arm in result.get("arms", []):
+        lrs = arm.get("lrs") or []
+        deltas = arm.get("loss_deltas") or []
+        columns = [arm.get("losses") or [], arm.get("smoothed_losses") or [],
+                   [None] * max(0, len(lrs) - len(deltas)) + list(deltas), arm.get("val_losses") or []]
+        for step, lr in enumerate(lrs):
+            writer.writerow([arm.get("label"), step, lr, *(_cell(c, step) for c in columns)])
+    return buffer.getvalue()
+
+
+def _cell(values: list[Any], step: int) -> Any:
+    return values[step] if step < len(values) and values[step] is not None else ""
+
+
+@router.get(
+    "/{job_id}/result.csv",
+    summary="The curves as CSV",
+    description="One row per arm and step: `label, step, lr, loss, smoothed_loss, loss_delta, val_loss` (empty "
+    "cells where a value does not exist, e.g. `val_loss` when the sweep evaluates on training batches). A "
+    "running, cancelled or failed job answers with the steps recorded so far; 409 before any step has run.",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "The curves."}, **NOT_FOUND,
+               **problem_responses({409: "No step has run yet."})},
+)
+def get_result_csv(job: OwnedJob, store: StoreDep) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="lrrt-{job["id"]}.csv"'}
+    if job["status"] in UNFINISHED:
+        headers["Cache-Control"] = "no-store"
+    return Response(curves_csv(require_result_so_far(store, job)), media_type="text/csv", headers=headers)
 
 
 PlotKind = Literal["loss", "delta", "both"]
@@ -271,7 +313,7 @@ def _plot_endpoint(fmt: Literal["png", "svg"]) -> Callable[..., Response]:
     ) -> Response:
         from service import charts  # matplotlib: imported on first plot, not at API start-up
 
-        image = charts.render(require_curves(store, job), kind, fmt)
+        image = charts.render(require_result_so_far(store, job), kind, fmt)
         headers = {"Cache-Control": "no-store"} if job["status"] in UNFINISHED else {}
         return Response(image, media_type=PLOT_MEDIA[fmt], headers=headers)
 

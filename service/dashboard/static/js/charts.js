@@ -114,43 +114,61 @@ export class LrChart {
     ctx.font = `${11 * px}px system-ui, "DejaVu Sans", sans-serif`;
     ctx.textBaseline = 'middle';
     ctx.textAlign = 'left';
-    const placed = [];
+    // Where each marker sits; dots are drawn recommended-last (on top), labels recommended-first (a
+    // free spot is always found for it). With many arms only the recommended marker is named: the
+    // others are dots, their values in the arms table.
+    const spots = [];
     for (const arm of this.arms) {
       for (const marker of arm.markers) {
         if (!(marker.lr > 0) || marker.lr < xmin || marker.lr > xmax) continue;
         const value = valueAt(arm, marker.lr);
         if (value == null) continue;
-        const x = u.valToPos(marker.lr, 'x', true);
         const y = Math.min(top + height - 4 * px, Math.max(top + 4 * px, u.valToPos(value, 'y', true)));
-        if (marker.recommended) {
-          ctx.save();
-          ctx.strokeStyle = arm.color;
-          ctx.globalAlpha = 0.55;
-          ctx.lineWidth = 1.5 * px;
-          ctx.setLineDash([5 * px, 4 * px]);
-          ctx.beginPath();
-          ctx.moveTo(x, top);
-          ctx.lineTo(x, top + height);
-          ctx.stroke();
-          ctx.restore();
-        }
-        ctx.beginPath();
-        ctx.arc(x, y, (marker.recommended ? 6 : 4.5) * px, 0, 2 * Math.PI);
-        ctx.fillStyle = marker.recommended ? arm.color : '#fff';
-        ctx.strokeStyle = arm.color;
-        ctx.lineWidth = 2 * px;
-        ctx.fill();
-        ctx.stroke();
-        if (!this.labels && !marker.recommended) continue;
-        const text = marker.recommended ? `★ ${marker.name} ${fmt.lr(marker.lr)}` : marker.name;
-        placeLabel(ctx, placed, text, x, y, arm.color, px, {left, top, width, height}, marker.recommended);
+        spots.push({arm, marker, x: u.valToPos(marker.lr, 'x', true), y});
       }
     }
+    spots.sort((a, b) => Number(a.marker.recommended) - Number(b.marker.recommended));
+    for (const {arm, marker, x, y} of spots) {
+      if (marker.recommended) {
+        ctx.save();
+        ctx.strokeStyle = arm.color;
+        ctx.globalAlpha = 0.55;
+        ctx.lineWidth = 1.5 * px;
+        ctx.setLineDash([5 * px, 4 * px]);
+        ctx.beginPath();
+        ctx.moveTo(x, top);
+        ctx.lineTo(x, top + height);
+        ctx.stroke();
+        ctx.restore();
+      }
+      ctx.beginPath();
+      ctx.arc(x, y, (marker.recommended ? 6 : 4.5) * px, 0, 2 * Math.PI);
+      ctx.fillStyle = marker.recommended ? arm.color : '#fff';
+      ctx.strokeStyle = arm.color;
+      ctx.lineWidth = 2 * px;
+      ctx.fill();
+      ctx.stroke();
+    }
+    const many = this.arms.length >= MANY_ARMS;
+    const placed = [];
+    let skipped = 0;
+    for (const {arm, marker, x, y} of [...spots].sort((a, b) => Number(b.marker.recommended) - Number(a.marker.recommended))) {
+      if ((!this.labels || many) && !marker.recommended) continue;
+      const text = marker.recommended ? `★ ${marker.name} ${fmt.lr(marker.lr)}` : marker.name;
+      if (!placeLabel(ctx, placed, text, x, y, arm.color, px, {left, top, width, height}, marker.recommended)) skipped += 1;
+    }
     ctx.restore();
+    this.container.dataset.labels = String(placed.length);
+    this.container.dataset.labelsSkipped = String(skipped);
   }
 }
 
-/** A label near (x, y), moved up or down until it overlaps no label placed before it. */
+/** From this many arms on, suggestion labels other than the recommended one are left out. */
+const MANY_ARMS = 4;
+
+/** A label near (x, y), moved up or down until it overlaps no label placed before it. When no spot is
+ * free it is left out (returns false) rather than drawn over another: a recommended label, placed
+ * first, always fits. */
 function placeLabel(ctx, placed, text, x, y, color, px, box, bold) {
   ctx.font = `${bold ? '600 ' : ''}${11 * px}px system-ui, "DejaVu Sans", sans-serif`;
   const w = ctx.measureText(text).width + 8 * px;
@@ -162,10 +180,14 @@ function placeLabel(ctx, placed, text, x, y, color, px, box, bold) {
     const offset = (step % 2 ? 1 : -1) * Math.ceil(step / 2) * (hgt + 2 * px);
     candidates.push(y - hgt - 4 * px + offset);
   }
-  let ly = candidates[0];
+  let ly = null;
   for (const cy of candidates) {
     if (cy < box.top || cy + hgt > box.top + box.height) continue;
     if (!placed.some((p) => lx < p.x + p.w && lx + w > p.x && cy < p.y + p.h && cy + hgt > p.y)) { ly = cy; break; }
+  }
+  if (ly == null) {
+    if (!bold) return false;
+    ly = candidates[0];
   }
   placed.push({x: lx, y: ly, w, h: hgt});
   ctx.fillStyle = 'rgba(255,255,255,0.88)';
@@ -177,6 +199,7 @@ function placeLabel(ctx, placed, text, x, y, color, px, box, bold) {
   ctx.stroke();
   ctx.fillStyle = color;
   ctx.fillText(text, lx + 4 * px, ly + hgt / 2);
+  return true;
 }
 
 /** Label the decades; in a range narrower than two decades, the 1, 2 and 5 multiples. (The axis

@@ -342,8 +342,10 @@ export function renderJobPage(app, id) {
         const loss_deltas = arm.loss_deltas?.length ? alignToEnd(arm.loss_deltas, lrs.length)
           : deltas(arm.losses || [], sweep.moving_average ?? 20);
         const markers = suggestionEntries(arm).map(([name, lr]) => ({name, lr, recommended: arm === best && name === rule}));
-        if (arm === best && !rule && state.result.recommendation) {
-          markers.push({name: 'recommended', lr: state.result.recommendation.learning_rate, recommended: true});
+        // A rule that is not one of the suggestions (median3 combines three) still gets its marker.
+        const reco = state.result?.recommendation;
+        if (arm === best && reco?.learning_rate != null && !markers.some((m) => m.recommended)) {
+          markers.push({name: rule || 'recommended', lr: reco.learning_rate, recommended: true});
         }
         const base = {label: arm.label, color: color(arm.label), x: lrs, markers};
         lossArms.push({...base, y: smoothed, faint: state.showRaw ? arm.losses : null});
