@@ -42,7 +42,7 @@ import redis
 
 from worker import heartbeat
 from worker.core import stats
-from worker.core.problems import PROBLEM_BASE, EngineError
+from worker.core.problems import EngineError, InternalError, TimeLimit, WorkerStuck
 from worker.core.progress import Chunk, JobProgress
 from worker.core.queue import RUN_JOB_TASK, enqueue, make_celery
 from worker.core.reaper import fail_worker_lost, partial_or_none
@@ -145,7 +145,7 @@ class JobRun:
             return self._fail(spec_dict, exc.problem())
         except Exception:
             log.exception("job %s: unexpected error in the sweep", self.job_id)
-            return self._fail(spec_dict, internal_problem(self.job_id))
+            return self._fail(spec_dict, InternalError(self.job_id).problem())
         if self.lease_lost.is_set():
             # Our lease is gone (another worker took the run over, it expired, or the job ended
             # elsewhere): whatever we report could overwrite a live run. Its owner or the reaper ends it.
@@ -195,7 +195,7 @@ class JobRun:
         if stop == "cancelled":
             return self._finish("cancelled", result=result)
         if stop == "time_limit":
-            return self._finish("failed", result=result, error=time_limit_problem(self.settings.job_time_limit_s))
+            return self._finish("failed", result=result, error=TimeLimit(self.settings.job_time_limit_s).problem())
         return self._finish("succeeded", result=result)
 
     def _fail(self, spec: dict[str, Any], problem: dict[str, Any]) -> str:
@@ -296,7 +296,7 @@ class _Lease:
             elif outcome == "exhausted":
                 job = store.get(run.job_id)
                 result = partial_or_none(store, run.job_id, job["spec"], None) if job else None
-                if store.finish(run.job_id, "failed", result=result, error=stuck_problem(note, run.attempts)):
+                if store.finish(run.job_id, "failed", result=result, error=WorkerStuck(note, run.attempts).problem()):
                     stats.add_finished(store.r, store.k, "failed", time.time() - run.started_ts)
         except Exception:  # whatever happens, the stuck child must go
             log.exception("job %s: could not record the stuck run", run.job_id)
@@ -318,49 +318,6 @@ def hang_for_tests(chunk: Chunk, attempts: int) -> None:
     if os.environ.get("LRRT_TEST_HANG_RUN") == f"{chunk.arm_index}:{chunk.repeat}" and attempts == 1:
         log.warning("LRRT_TEST_HANG_RUN: blocking run %s:%s (test only)", chunk.arm_index, chunk.repeat)
         threading.Event().wait()
-
-
-def stuck_problem(note: dict[str, Any], attempts: int) -> dict[str, Any]:
-    return {
-        "type": PROBLEM_BASE + "worker-stuck",
-        "title": "The worker stopped making progress on this job",
-        "status": 500,
-        "detail": (
-            f"A run of this job reported no progress for {note['seconds_without_chunk']:.0f} s (the stuck-run "
-            f"limit was {note['stuck_after_s']:.0f} s) on each of its {attempts} attempt(s), so its worker process "
-            "was replaced and the job failed instead of holding the worker. If the model compiles or loads its "
-            "data slowly, ask the operator to raise LRRT_STUCK_AFTER_S; otherwise report it with the job id."
-        ),
-        "attempts": attempts,
-    }
-
-
-def time_limit_problem(limit_s: int) -> dict[str, Any]:
-    return {
-        "type": PROBLEM_BASE + "time-limit",
-        "title": "The job ran past its time limit",
-        "status": 408,
-        "detail": (
-            f"The sweep was stopped after {limit_s} s, the job time limit of this deployment "
-            "(LRRT_JOB_TIME_LIMIT_S). The curves recorded so far are kept in the result. Use fewer "
-            "num_steps, fewer optimizers or repeats, a smaller batch_size or model, or ask the operator "
-            "to raise the limit."
-        ),
-        "limit_s": limit_s,
-    }
-
-
-def internal_problem(job_id: str) -> dict[str, Any]:
-    return {
-        "type": PROBLEM_BASE + "internal",
-        "title": "The worker hit an unexpected error",
-        "status": 500,
-        "detail": (
-            f"The range test failed on an error the service did not expect. This is a bug, not a problem "
-            f"with your request: the worker's log has the details under job id {job_id}. Resubmitting may "
-            "work; if it fails again, report it with the job id."
-        ),
-    }
 
 
 def _retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
