@@ -94,7 +94,7 @@ def restore_lost_reservations(store: JobStore, celery_app: Celery, older_than_s:
         for tag in client.zrangebyscore(channel.unacked_index_key, "-inf", time.time() - older_than_s):
             job_id = _job_id_of(client.hget(channel.unacked_key, tag))
             job = store.get(job_id) if job_id else None
-            if job is not None and (job["status"] == "queued" or store.has_queued_run(job_id)):
+            if job is not None and (job["status"] == "queued" or store.has_queued_run(job["id"])):
                 channel.qos.restore_by_tag(tag, client)
                 restored.append(job_id)
     return restored
