@@ -227,7 +227,8 @@ def _kind(node: dict[str, Any]) -> str | None:
     name = node.get("class_name")
     if not isinstance(name, str):
         return None
-    if node.get("module") in OPERATIONS:
+    module = node.get("module")
+    if isinstance(module, str) and module in OPERATIONS:  # hostile JSON puts lists there: never hash them
         return "operation"
     return KIND_OF_CLASS.get(name)
 
@@ -417,7 +418,7 @@ def _layer_params(layer: dict[str, Any], shape: Shape | None) -> tuple[int | Non
     """(parameters, output shape) of one layer; output None when not modelled (stops propagation)."""
     name = layer.get("class_name")
     c = layer.get("config", {})
-    if layer.get("module") in OPERATIONS or name in _NO_WEIGHTS_RESHAPING:
+    if _kind(layer) == "operation" or name in _NO_WEIGHTS_RESHAPING:
         return 0, None
     if name == "LayerScale":
         return int(c["projection_dim"]), shape
