@@ -13,7 +13,9 @@ submit to result. A warm-up round (every job once on each configuration, so both
 imported Keras and compiled every arm) is not counted.
 
 Progress goes to stderr. The last line of stdout is a JSON object: `fanout_speedup_2arm` and
-`fanout_speedup_8runs` (median wall time with one worker / with two) and every submit-to-result time.
+`fanout_speedup_8runs` (median wall time with one worker / with two), every submit-to-result time, and
+each run's own seconds in the two-worker jobs (the engine's, from `engine.runs`: arms differ in cost,
+so a 2-arm job on two workers waits for its slower arm).
 Only keys under its own prefix are touched, and deleted at the end.
 """
 
@@ -114,6 +116,7 @@ def main() -> int:
     stack = Stack(args.redis_url)
     times: dict[str, dict[str, list[float]]] = {kind: {"one": [], "two": []} for kind in bodies}
     workers: dict[str, list[int]] = {kind: [] for kind in bodies}
+    run_seconds: dict[str, list[list[float]]] = {kind: [] for kind in bodies}
     try:
         for round_index in range(args.rounds + 1):
             order = (0, 1) if round_index % 2 == 0 else (1, 0)  # alternate which configuration goes first
@@ -128,10 +131,11 @@ def main() -> int:
                         times[kind][label].append(round(seconds, 3))
                         if config == 1:
                             workers[kind].append(used)
+                            run_seconds[kind].append([r["seconds"] for r in result["engine"]["runs"]])
     finally:
         stack.stop()
     summary: dict[str, Any] = {"rounds": args.rounds, "steps_per_run": args.steps,
-                               "workers_used_with_two": workers}
+                               "workers_used_with_two": workers, "run_seconds_with_two": run_seconds}
     for kind, by in times.items():
         summary[f"fanout_speedup_{kind}"] = round(statistics.median(by["one"]) / statistics.median(by["two"]), 3)
         summary[f"seconds_{kind}_one_worker"] = by["one"]

@@ -101,7 +101,8 @@ if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4], 'started_ts', ARGV[5])
 end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('ZADD', KEYS[3], ARGV[5], redis.call('HGET', KEYS[1], 'id'))
+-- NX: the job's first claim dates it, so later claims of its other runs never delay reaping a dead one
+redis.call('ZADD', KEYS[3], 'NX', ARGV[5], redis.call('HGET', KEYS[1], 'id'))
 return {'claimed', tostring(attempts), tostring(chosen)}
 """
 
