@@ -305,15 +305,20 @@ class Spawned:
                   in TERMINAL, "the warm-up jobs", 300, self.procs)
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
+        stop_processes(self.procs)
+
+
+def stop_processes(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each process group (the last started first), SIGKILL what is still there after 20 s."""
+    for proc in reversed(procs):
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def main() -> int:

@@ -9,9 +9,11 @@ collector reads them on each scrape; the job census scans keys, so it is cached 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -35,6 +37,14 @@ def live_workers(text_redis: redis.Redis, keys: Keys) -> list[str]:
     """Node names of the workers whose heartbeat key has not expired (see worker/heartbeat.py)."""
     prefix = keys.worker_heartbeat("")
     return sorted(key.removeprefix(prefix) for key in text_redis.scan_iter(match=prefix + "*", count=500))
+
+
+def stuck_workers(text_redis: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    """What the watchdogs reported (worker/tasks.py `_Lease`): each worker that replaced a pool child
+    stuck on a run in the last 15 minutes, with that run."""
+    prefix = keys.worker_stuck("")
+    notes = [text_redis.get(key) for key in text_redis.scan_iter(match=prefix + "*", count=500)]
+    return sorted((json.loads(n) for n in notes if n), key=lambda n: n.get("worker") or "")
 
 
 class FleetCollector(Collector):
@@ -75,6 +85,8 @@ class FleetCollector(Collector):
         yield jobs
         yield GaugeMetricFamily("lrrt_workers_alive", "Workers with a live heartbeat in Redis.",
                                 value=len(live_workers(self.r, self.keys)))
+        yield GaugeMetricFamily("lrrt_workers_stuck", "Workers whose watchdog replaced a pool child stuck on a run "
+                                "in the last 15 minutes.", value=len(stuck_workers(self.r, self.keys)))
         yield GaugeMetricFamily("lrrt_queue_depth", "Messages waiting in the Celery queue.",
                                 value=self.r.llen(self.queue))
         stats = self.r.hgetall(self.keys.stats())
@@ -84,6 +96,8 @@ class FleetCollector(Collector):
                                   "rate(steps)/rate(seconds) is steps per second.", value=seconds)
         yield GaugeMetricFamily("lrrt_sweep_steps_per_second", "Lifetime mean sweep steps per second of stepping.",
                                 value=steps / seconds if seconds else 0.0)
+        yield CounterMetricFamily("lrrt_stuck_runs", "Runs the watchdog declared stuck (no chunk for too long).",
+                                  value=float(stats.get("stuck_runs", 0)))
         finished = CounterMetricFamily("lrrt_jobs_finished", "Jobs that reached a terminal status.",
                                        labels=["status"])
         for status in STATUSES[2:]:

@@ -1,15 +1,24 @@
-"""The Celery task that runs one range test: claim the job record, run the engine, finish the record.
+"""The Celery task that runs one (arm, repeat) run of a range test: claim a run of the job record, run
+the engine on it, and, when it was the job's last run, assemble the result and finish the job.
 
 The job record in Redis is the truth (`worker.core.store`); this module only moves it along:
 
-- `claim` first. A duplicate message (a redelivery while the first run is alive) answers `busy`, a job
-  already terminal (cancelled while queued) answers `skip`: both return without running anything. A
-  job whose worker died too often answers `exhausted` and fails with an error that says so.
-- While the sweep runs, a thread refreshes the lease; if the lease is lost (expired, or another worker
-  took the job over), the sweep stops and reports nothing. Between chunks the hook stores progress and curve points, and stops the engine when a cancel
-  was requested or the job passed its time limit.
-- Every ending goes through `finish(..., token, expected="running")`, so a cancel that raced the
-  finish, or a second runner, cannot overwrite the outcome.
+- The API sends one message per job. The first worker to take it sends one more per further run
+  (`needs_fanout`) before claiming, so free workers take the job's runs in parallel; a job with one
+  arm and one seed is one message and one run, as before.
+- `claim` takes the job's next queued run (or one whose worker died). A message with nothing left to
+  claim answers `busy`, a job already terminal (cancelled while queued) `skip`: both return without
+  running anything. A run whose workers died too often answers `exhausted` and fails the job.
+- While the run sweeps, a thread refreshes its lease and watches that it still reports chunks: a run
+  silent for longer than `stuck_after` is declared stuck, given up (requeued, or the job failed once
+  out of attempts) and its pool child exits, so Celery replaces it (`_Lease`). If the lease is lost
+  (expired, or another worker took the run over), the run stops and reports nothing. Between chunks
+  the hook stores progress and curve points, and stops the run when a cancel was requested, the job
+  passed its time limit, or the job ended elsewhere.
+- `end_run` records how the run ended; the run that ends last assembles the result from every run's
+  recorded chunks (`worker.core.results.stitched_result`) and finishes the job, through
+  `finish(..., token, expected="running")`, so a cancel that raced it cannot be overwritten. A run that
+  fails (a bad model, out of memory) fails the job at once; the others then stop at their next chunk.
 
 Keras and TensorFlow are imported inside the task, i.e. in the pool child, never in the prefork
 parent (CUDA and fork do not mix). Children stay warm across jobs: the engine caches datasets and
@@ -19,11 +28,13 @@ compiled models per process.
 from __future__ import annotations
 
 import functools
+import json
 import logging
-import math
 import os
+import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,15 +42,14 @@ import redis
 
 from worker import heartbeat
 from worker.core import stats
-from worker.core.queue import RUN_JOB_TASK, make_celery
-from worker.core.problems import PROBLEM_BASE, EngineError
+from worker.core.problems import EngineError, InternalError, TimeLimit, WorkerStuck
 from worker.core.progress import Chunk, JobProgress
-from worker.core.results import chunk_record
-from worker.core.suggestions import json_safe
+from worker.core.queue import RUN_JOB_TASK, enqueue, make_celery
 from worker.core.reaper import fail_worker_lost, partial_or_none
+from worker.core.results import chunk_record, stitched_result
 from worker.core.settings import Settings, get_settings
 from worker.core.spec import JobSpec
-from worker.core.store import LEASE_TTL_S, JobStore, store_from_settings
+from worker.core.store import LEASE_TTL_S, JobStore, now_iso, store_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -57,36 +67,51 @@ def _store() -> JobStore:
 
 @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True)
 def run_job(self: Any, job_id: str) -> str:
-    """Run the job `job_id` if this worker can claim it; returns what happened (for the worker log)."""
+    """Run one run of the job `job_id` if this worker can claim one; returns what happened (for the log)."""
     settings = get_settings()
     store = _store()
+    job = _retrying(store.get, job_id)
+    if job is not None:
+        for _ in range(_retrying(store.needs_fanout, job_id)):  # before the claim: a crash here loses no run
+            enqueue(app, job_id, job["queue"] or settings.queue)
     token = store.new_token()
-    outcome, detail = _retrying(store.claim, job_id, token)
+    worker = getattr(self.request, "hostname", None) or ""
+    outcome, detail = _retrying(store.claim, job_id, token, worker)
     if outcome in ("busy", "skip"):
         log.info("job %s not run: %s %s", job_id, outcome, detail or "")
         return outcome
     if outcome == "exhausted":
         fail_worker_lost(store, job_id, detail or 0)
         return outcome
-    return JobRun(store, settings, job_id, token).run()
+    return JobRun(store, settings, job_id, token, worker=worker).run()
 
 
 class JobRun:
-    """One claimed run of a job: the lease keeper, the chunk hook and the ending."""
+    """One claimed run of a job: the lease keeper, the chunk hook, the run's ending and, when it is the
+    last run to end, the job's."""
 
-    def __init__(self, store: JobStore, settings: Settings, job_id: str, token: str) -> None:
+    def __init__(self, store: JobStore, settings: Settings, job_id: str, token: str, *, worker: str = "") -> None:
         self.store = store
         self.settings = settings
         self.job_id = job_id
         self.token = token
-        self.started = time.monotonic()
-        self.last_chunk_at = self.started
+        self.worker = worker or f"{socket.gethostname()}-{os.getpid()}"
+        self.started_ts = time.time()
+        self.last_chunk_at = time.monotonic()
         self.lease_lost = threading.Event()
         self.done = threading.Event()
-        self.progress: JobProgress | None = None
+        self.run_index = 0
+        self.attempts = 0
+        self.pair = (0, 0)
+        self.spec: JobSpec | None = None
 
     def run(self) -> str:
-        keeper = threading.Thread(target=self._keep_lease, name=f"lease-{self.job_id[:8]}", daemon=True)
+        held = self.store.run_held_by(self.job_id, self.token)
+        if held is None:  # taken over between claim and here
+            return "lease-lost"
+        self.run_index, self.attempts = held
+        lease = _Lease(self)
+        keeper = threading.Thread(target=lease.keep, name=f"lease-{self.job_id[:8]}-{self.run_index}", daemon=True)
         keeper.start()
         try:
             return self._run()
@@ -99,62 +124,84 @@ class JobRun:
         if job is None:  # deleted between claim and here
             return "skip"
         spec_dict = job["spec"]
-        if self.store.cancel_requested(self.job_id):
-            return self._finish("cancelled", result=partial_or_none(self.store, self.job_id, spec_dict, "cancelled"))
+        self.started_ts = job["started_ts"] or self.started_ts
         try:
-            spec = JobSpec.model_validate(spec_dict)
-            self.progress = JobProgress(spec)
-            _retrying(self.store.set_progress, self.job_id, self.progress.initial())
+            spec = self.spec = JobSpec.model_validate(spec_dict)
+            self.pair = divmod(self.run_index, spec.sweep.repeats)
+            before = _retrying(self.store.run_check, self.job_id, self.run_index, self.token) or self._over_time()
+            if before == "lost":  # the job ended meanwhile (another run failed it) or the run was taken over
+                return "lease-lost"
+            if before:  # cancelled (or out of time) before this run started: it never runs
+                return self._end_run(spec_dict, {"stop_reason": before}, stopped=before)
+            _retrying(self.store.start_progress, self.job_id, JobProgress(spec).initial())
             heartbeat.import_keras()  # after (or instead of) the child's warm-up import, never beside it
             _prepare_backend()
-            from worker.engine.sweep import run_sweep  # Keras: imported in the child, never in the parent
+            from worker.engine.sweep import sweep_runs  # Keras: imported in the child, never in the parent
 
-            result = run_sweep(spec, data_root=self.settings.data_root, on_chunk=self.on_chunk, caps=self.settings)
+            self.last_chunk_at = time.monotonic()  # the watchdog times the run, not a fresh child's imports
+            done = sweep_runs(spec, runs=[self.pair], data_root=self.settings.data_root, on_chunk=self.on_chunk,
+                              caps=self.settings)
         except EngineError as exc:
-            return self._finish("failed", error=exc.problem(), result=self._partial(spec_dict, None))
+            return self._fail(spec_dict, exc.problem())
         except Exception:
             log.exception("job %s: unexpected error in the sweep", self.job_id)
-            return self._finish("failed", error=internal_problem(self.job_id), result=self._partial(spec_dict, None))
+            return self._fail(spec_dict, InternalError(self.job_id).problem())
         if self.lease_lost.is_set():
-            # Our lease is gone (another worker took the job over, or it expired): whatever we report
-            # could overwrite a live run. The job stays as it is; its owner or the reaper ends it.
+            # Our lease is gone (another worker took the run over, it expired, or the job ended
+            # elsewhere): whatever we report could overwrite a live run. Its owner or the reaper ends it.
             return "lease-lost"
-        result = json_safe(result)  # the API serves strict JSON: NaN and inf become null
-        stopped = result.get("stopped")
-        if stopped == "cancelled":
-            return self._finish("cancelled", result=result)
-        if stopped == "time_limit":
-            return self._finish("failed", result=result, error=time_limit_problem(self.settings.job_time_limit_s))
-        return self._finish("succeeded", result=result)
+        curves = done.curves[self.pair]
+        outcome = {"stop_reason": curves.stop_reason, "fingerprint": curves.fingerprint,
+                   **{k: done.engine[k] for k in ENGINE_FIELDS}}
+        return self._end_run(spec_dict, outcome, stopped=done.stopped)
 
     # ------------------------------------------------------------------ between chunks
     def on_chunk(self, chunk: Chunk) -> str | None:
         """The engine's hook: store progress and the new points; say when to stop."""
-        if self.lease_lost.is_set():  # the job may run elsewhere now: stop writing into it
+        if self.lease_lost.is_set():  # the run may run elsewhere now: stop writing into the job
             return "cancelled"
-        assert self.progress is not None
         now = time.monotonic()
-        _retrying(self.store.record_chunk, self.job_id, self.progress.update(chunk), chunk_record(chunk))
+        spec = self.spec
+        assert spec is not None
+        _retrying(self.store.record_chunk, self.job_id, lambda stored: JobProgress(spec, stored).update(chunk),
+                  chunk_record(chunk))
         # Retried like every other Redis call here: a blip must not reach Keras's fit and fail the job.
         _retrying(stats.add_steps, self.store.r, self.store.k, len(chunk.losses), now - self.last_chunk_at)
+        _chunk_times.append(now - self.last_chunk_at)
         self.last_chunk_at = now
-        if _retrying(self.store.cancel_requested, self.job_id):
+        hang_for_tests(chunk, self.attempts)
+        check = _retrying(self.store.run_check, self.job_id, self.run_index, self.token)
+        if check == "lost":
+            self.lease_lost.set()
             return "cancelled"
-        if now - self.started > self.settings.job_time_limit_s:
-            return "time_limit"
-        return None
+        return check or self._over_time()
 
-    def _keep_lease(self) -> None:
-        while not self.done.wait(LEASE_TTL_S / 3):
-            try:
-                if not self.store.refresh_lease(self.job_id, self.token):
-                    log.warning("job %s: lease lost (expired or taken over); stopping", self.job_id)
-                    self.lease_lost.set()
-                    return
-            except redis.RedisError as exc:  # Redis restarting: keep trying; the lease outlives a blip
-                log.warning("job %s: could not refresh the lease: %s", self.job_id, exc)
+    def _over_time(self) -> str | None:
+        return "time_limit" if time.time() - self.started_ts > self.settings.job_time_limit_s else None
 
     # ------------------------------------------------------------------ ending
+    def _end_run(self, spec: dict[str, Any], outcome: dict[str, Any], *, stopped: str | None) -> str:
+        """Record the run's ending; the last run of the job to end finishes the job."""
+        ended = _retrying(self.store.end_run, self.job_id, self.run_index, self.token, outcome, stopped or "")
+        if ended != "last":
+            return "run-" + ended  # run-more: others still run; run-lost / run-gone: not ours any more
+        outcomes = _retrying(self.store.run_outcomes, self.job_id)
+        repeats = JobSpec.model_validate(spec).sweep.repeats
+        reasons = {o.get("stop_reason") for o in outcomes.values()}
+        stop = "time_limit" if "time_limit" in reasons else "cancelled" if "cancelled" in reasons else None
+        result = stitched_result(spec, _retrying(self.store.chunks, self.job_id),
+                                 {divmod(i, repeats): o for i, o in outcomes.items()},
+                                 stopped=stop, engine=job_engine(outcomes, repeats, self.started_ts))
+        if stop == "cancelled":
+            return self._finish("cancelled", result=result)
+        if stop == "time_limit":
+            return self._finish("failed", result=result, error=TimeLimit(self.settings.job_time_limit_s).problem())
+        return self._finish("succeeded", result=result)
+
+    def _fail(self, spec: dict[str, Any], problem: dict[str, Any]) -> str:
+        """A run that cannot go on fails its job now; the job's other runs stop at their next chunk."""
+        return self._finish("failed", error=problem, result=self._partial(spec, None))
+
     def _partial(self, spec: dict[str, Any], stopped: str | None) -> dict[str, Any] | None:
         try:
             return partial_or_none(self.store, self.job_id, spec, stopped)
@@ -169,36 +216,109 @@ class JobRun:
         if not finished:
             log.info("job %s: outcome %s dropped (job already ended or taken over)", self.job_id, status)
             return "dropped"
-        stats.add_finished(self.store.r, self.store.k, status, time.monotonic() - self.started)
+        stats.add_finished(self.store.r, self.store.k, status, time.time() - self.started_ts)
         return status
 
 
-def time_limit_problem(limit_s: int) -> dict[str, Any]:
+#: What each run reports of the engine's figures when it ends (`job_engine` sums them up).
+ENGINE_FIELDS = ("keras", "backend", "backend_reason", "device", "steps_per_execution", "steps", "fit_seconds", "seconds")
+
+
+def job_engine(outcomes: dict[int, dict[str, Any]], repeats: int, started_ts: float) -> dict[str, Any] | None:
+    """The result's `engine` of a job whose runs may have run on several workers: the first run's
+    versions and device, the job's wall time, steps/s over every run's stepping, and each run's figures."""
+    ran = {i: o for i, o in sorted(outcomes.items()) if "steps" in o}
+    if not ran:  # no run started (cancelled while its runs waited)
+        return None
+    first = next(iter(ran.values()))
+    steps = sum(o["steps"] for o in ran.values())
+    fit = sum(o["fit_seconds"] for o in ran.values())
     return {
-        "type": PROBLEM_BASE + "time-limit",
-        "title": "The job ran past its time limit",
-        "status": 408,
-        "detail": (
-            f"The sweep was stopped after {limit_s} s, the job time limit of this deployment "
-            "(LRRT_JOB_TIME_LIMIT_S). The curves recorded so far are kept in the result. Use fewer "
-            "num_steps, fewer optimizers or repeats, a smaller batch_size or model, or ask the operator "
-            "to raise the limit."
-        ),
-        "limit_s": limit_s,
+        "keras": first["keras"], "backend": first["backend"], "backend_reason": first["backend_reason"],
+        "device": first["device"],
+        "seconds": round(time.time() - started_ts, 3), "steps_per_execution": first["steps_per_execution"],
+        "steps_per_second": round(steps / fit, 1) if fit else None,
+        "runs": [{"arm_index": i // repeats, "repeat": i % repeats, "worker": o["worker"], "attempts": o["attempts"],
+                  "device": o["device"], "steps": o["steps"], "seconds": o["seconds"]} for i, o in ran.items()],
     }
 
 
-def internal_problem(job_id: str) -> dict[str, Any]:
-    return {
-        "type": PROBLEM_BASE + "internal",
-        "title": "The worker hit an unexpected error",
-        "status": 500,
-        "detail": (
-            f"The range test failed on an error the service did not expect. This is a bug, not a problem "
-            f"with your request: the worker's log has the details under job id {job_id}. Resubmitting may "
-            "work; if it fails again, report it with the job id."
-        ),
-    }
+#: Seconds between this process's chunks, for the watchdog's expected chunk time (last 100).
+_chunk_times: deque[float] = deque(maxlen=100)
+
+
+class _Lease:
+    """Keeps a run's lease alive while the run proves progress, and replaces the pool child when it stops.
+
+    The lease alone proves only that this thread runs, not that the sweep does: a run blocked inside
+    TensorFlow forever kept its lease and its job `running`. So every refresh also asks when the run
+    last reported a chunk. Silent for longer than `stuck_after()` (the larger of LRRT_STUCK_AFTER_S and
+    LRRT_STUCK_CHUNK_FACTOR times this process's mean chunk time, docs/operations.md), the run is stuck:
+    the worker is marked stuck for `/readyz` and `/metrics`, the run is requeued (or its job failed
+    with `worker-stuck` once out of attempts), and the process exits so that Celery starts a fresh child.
+    """
+
+    def __init__(self, run: JobRun) -> None:
+        self.run = run
+
+    def stuck_after(self) -> float:
+        expected = sum(_chunk_times) / len(_chunk_times) if _chunk_times else 0.0
+        return max(self.run.settings.stuck_chunk_factor * expected, self.run.settings.stuck_after_s)
+
+    def keep(self) -> None:
+        run = self.run
+        while not run.done.wait(min(LEASE_TTL_S / 3, run.settings.stuck_after_s / 4)):
+            silent = time.monotonic() - run.last_chunk_at
+            if silent > self.stuck_after():
+                self.give_up(silent)
+                return
+            try:
+                if not run.store.refresh_lease(run.job_id, run.run_index, run.token):
+                    log.warning("job %s run %s: lease lost (expired or taken over); stopping", run.job_id, run.run_index)
+                    run.lease_lost.set()
+                    return
+            except redis.RedisError as exc:  # Redis restarting: keep trying; the lease outlives a blip
+                log.warning("job %s: could not refresh the lease: %s", run.job_id, exc)
+
+    def give_up(self, silent: float) -> None:
+        run, store = self.run, self.run.store
+        limit = self.stuck_after()
+        log.error("job %s run %s: no chunk for %.0f s (stuck after %.0f s); replacing this pool child",
+                  run.job_id, run.run_index, silent, limit)
+        note = {"job_id": run.job_id, "run": run.run_index, "worker": run.worker, "pid": os.getpid(),
+                "seconds_without_chunk": round(silent, 1), "stuck_after_s": round(limit, 1), "at": now_iso()}
+        try:
+            store.r.set(store.k.worker_stuck(run.worker), json.dumps(note), ex=STUCK_MARK_TTL_S)
+            stats.add_stuck(store.r, store.k)
+            outcome = store.release_stuck(run.job_id, run.run_index, run.token, note)
+            if outcome == "requeued":  # Celery re-sends the task of a lost child too; a spare copy finds nothing
+                job = store.get(run.job_id)
+                enqueue(app, run.job_id, (job or {}).get("queue") or run.settings.queue)
+            elif outcome == "exhausted":
+                job = store.get(run.job_id)
+                result = partial_or_none(store, run.job_id, job["spec"], None) if job else None
+                if store.finish(run.job_id, "failed", result=result, error=WorkerStuck(note, run.attempts).problem()):
+                    stats.add_finished(store.r, store.k, "failed", time.time() - run.started_ts)
+        except Exception:  # whatever happens, the stuck child must go
+            log.exception("job %s: could not record the stuck run", run.job_id)
+        finally:
+            logging.shutdown()
+            os._exit(STUCK_EXIT_CODE)
+
+
+#: How long `/readyz` and `/metrics` show a worker whose watchdog replaced a stuck child.
+STUCK_MARK_TTL_S = 900
+#: The exit status of a pool child replaced by the watchdog (in the worker's log as the child's exit code).
+STUCK_EXIT_CODE = 70
+
+
+def hang_for_tests(chunk: Chunk, attempts: int) -> None:
+    """TEST-ONLY: with LRRT_TEST_HANG_RUN=<arm_index>:<repeat> in the worker's environment, that run blocks
+    forever after its first chunk on its first attempt, as a child stuck inside TensorFlow did. Inert
+    unless the variable is set; no deployment sets it (tests/reliability/test_fanout.py does)."""
+    if os.environ.get("LRRT_TEST_HANG_RUN") == f"{chunk.arm_index}:{chunk.repeat}" and attempts == 1:
+        log.warning("LRRT_TEST_HANG_RUN: blocking run %s:%s (test only)", chunk.arm_index, chunk.repeat)
+        threading.Event().wait()
 
 
 def _retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

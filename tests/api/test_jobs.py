@@ -232,7 +232,7 @@ def test_lifespan_reaper_requeues_orphaned_job(settings: Settings, redis_client:
     with TestClient(create_app(settings, reaper_interval_s=0.2)) as own:
         job = submit(own)
         worker.start(job["id"])
-        redis_client.delete(store.k.lease(job["id"]), store.k.reaper_lock())
+        redis_client.delete(store.k.lease(job["id"], 0), store.k.reaper_lock())
         redis_client.zadd(store.k.running(), {job["id"]: time.time() - 3600})
         deadline = time.monotonic() + 10
         while own.get(f"/v1/jobs/{job['id']}", headers=ALICE).json()["status"] != "queued":

@@ -7,6 +7,7 @@ tests that kill or restart a process bring it back before they return.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -156,14 +157,25 @@ class Worker(Proc):
         return wait_until(lambda: (children_of(self.pid) or [None])[0], 30, "the worker's pool child")
 
 
+@contextlib.contextmanager
+def running_worker(env: dict[str, str], log_dir: Path, name: str, settings: Settings, r: redis.Redis,
+                   concurrency: int = 1) -> Iterator[Worker]:
+    """A started worker `name@<host>` of `concurrency` pool children, stopped warm on exit."""
+    w = Worker(env, log_dir, f"{name}@{socket.gethostname()}", Keys(settings.key_prefix), r)
+    w.argv[w.argv.index("--concurrency") + 1] = str(concurrency)
+    w.start()
+    try:
+        yield w
+    finally:
+        w.stop(signal.SIGQUIT)
+
+
 @pytest.fixture(scope="session")
 def worker_proc(server_env: dict[str, str], settings: Settings, redis_client: redis.Redis,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    w = Worker(server_env, tmp_path_factory.mktemp("logs"), f"e2e-{settings.key_prefix}@{socket.gethostname()}",
-               Keys(settings.key_prefix), redis_client)
-    w.start()
-    yield w
-    w.stop(signal.SIGQUIT)
+    with running_worker(server_env, tmp_path_factory.mktemp("logs"), f"e2e-{settings.key_prefix}", settings,
+                        redis_client) as w:
+        yield w
 
 
 class Api(Proc):

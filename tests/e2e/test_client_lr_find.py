@@ -82,7 +82,13 @@ def test_lr_find_in_one_call(client: Client, digits_mlp: dict[str, Any], tmp_pat
     figure = found.plot(tmp_path / "lr.png")
     assert (tmp_path / "lr.png").read_bytes().startswith(b"\x89PNG")
     assert [ax.get_xscale() for ax in figure.axes] == ["log", "log"]
-    assert "matplotlib.pyplot" not in sys.modules  # drawn on a bare Figure: no GUI backend chosen
+    # Drawn on a bare Figure, no GUI backend chosen: checked in a fresh interpreter, since other tests of
+    # this session may have imported pyplot already.
+    probe = ("import json, sys\nfrom service.results import RangeTestResult\n"
+             f"RangeTestResult(json.loads({json.dumps(found.data)!r})).plot({str(tmp_path / 'again.png')!r})\n"
+             "assert 'matplotlib.pyplot' not in sys.modules, 'plot() imported pyplot'\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
     lr = found.learning_rate
     data = json.dumps(found.data)

@@ -101,7 +101,7 @@ def test_worker_lost_on_every_attempt_fails_with_a_clear_error(redis_client: red
         store.record_chunk(job_id, {"steps_done": 3}, {"arm_index": 0, "arm_label": "adam", "repeat": 0,
                                                        "step_start": 0, "lrs": [1e-5, 1e-4, 1e-3],
                                                        "losses": [2.3, 2.2, 2.0], "val_losses": None})
-        redis_client.delete(store.k.lease(job_id))  # the worker died: its lease is gone
+        redis_client.delete(store.k.lease(job_id, 0))  # the worker died: its lease is gone
         redis_client.zadd(store.k.running(), {job_id: time.time() - 3600})  # and it started long ago
 
     run_and_die(1)

@@ -34,8 +34,13 @@ class Keys:
         """String flag: set when a cancel was requested; the worker checks it between chunks."""
         return f"{self.prefix}:job:{job_id}:cancel"
 
-    def lease(self, job_id: str) -> str:
-        """String with TTL: refreshed by the worker running the job; its expiry means the worker died."""
+    def lease(self, job_id: str, run: int) -> str:
+        """String with TTL: refreshed by the worker running one (arm, repeat) run of the job; its expiry
+        means that worker died (or its run stopped reporting, see `worker.watchdog`)."""
+        return f"{self.lease_prefix(job_id)}:{run}"
+
+    def lease_prefix(self, job_id: str) -> str:
+        """What every run's lease key of the job starts with (the Lua scripts append `:<run>`)."""
         return f"{self.prefix}:job:{job_id}:lease"
 
     def tenant_jobs(self, tenant: str) -> str:
@@ -67,6 +72,10 @@ class Keys:
     def worker_heartbeat(self, hostname: str) -> str:
         """String with TTL: a live worker process (for /readyz)."""
         return f"{self.prefix}:worker:{hostname}"
+
+    def worker_stuck(self, hostname: str) -> str:
+        """String with TTL: JSON of the last run the worker's watchdog declared stuck (for /readyz, /metrics)."""
+        return f"{self.prefix}:worker-stuck:{hostname}"
 
     def stats(self) -> str:
         """Hash of counters the workers add to and /metrics exports: `steps`, `sweep_seconds`,

@@ -131,6 +131,23 @@ class InternalError(Problem):
         )
 
 
+class WorkerStuck(Problem):
+    """A run of the job stopped reporting progress on every attempt (the stuck-run watchdog, worker/tasks.py)."""
+
+    slug = "worker-stuck"
+    title = "The worker stopped making progress on this job"
+    status = 500
+
+    def __init__(self, note: dict[str, Any], attempts: int) -> None:
+        super().__init__(
+            f"A run of this job reported no progress for {note['seconds_without_chunk']:.0f} s (the stuck-run "
+            f"limit was {note['stuck_after_s']:.0f} s) on each of its {attempts} attempt(s), so its worker process "
+            "was replaced and the job failed instead of holding the worker. If the model compiles or loads its "
+            "data slowly, ask the operator to raise LRRT_STUCK_AFTER_S; otherwise report it with the job id.",
+            attempts=attempts,
+        )
+
+
 class QueueUnavailable(Problem):
     """The broker could not be reached at submission: the job was recorded as failed."""
 

@@ -1,16 +1,19 @@
 """Finding jobs whose worker died, and either re-sending them or failing them with a clear error.
 
-A running job holds a lease that its worker refreshes every few seconds. When the worker process is
-killed (out of memory, SIGKILL, a lost machine), the lease expires; `reap_once` then requeues the job
-and re-sends its message, up to `max_redeliveries` times, after which the job fails with an error
-that says so. The API's lifespan and every worker's heartbeat thread call it periodically (under
-`Keys.reaper_lock()`), so a job never stays `running` after its worker is gone.
+Each running (arm, repeat) run of a job holds a lease that its worker refreshes every few seconds.
+When the worker process is killed (out of memory, SIGKILL, a lost machine), the lease expires;
+`reap_once` then requeues that run (the job's other runs go on) and re-sends one message for it, up
+to `max_redeliveries` times per run, after which the job fails with an error that says so. The API's
+lifespan and every worker's heartbeat thread call it periodically (under `Keys.reaper_lock()`), so a
+job never stays `running` after its worker is gone.
 
 A job can also be lost while still `queued`: a worker reserves a message (it moves to the broker's
 unacked set) and is killed before a child claims the job. Kombu would put that message back only
 after the visibility timeout, which must exceed the longest job (over an hour); `reap_once` puts it
-back once it has been reserved for `LOST_RESERVATION_S`. Re-sending is always safe: a job runs only
-for the message that claims it, and every other copy is dropped (`busy` or `skip`).
+back once it has been reserved for `LOST_RESERVATION_S`. A running job whose runs are not all
+taken yet also has messages waiting, so one of its reserved messages is put back too. Re-sending is
+always safe: a message runs at most the one run it claims, and a copy with nothing left to claim is
+dropped (`busy` or `skip`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from typing import Any
 
 from celery import Celery
 
-from worker.core.queue import RUN_JOB_TASK, enqueue
-from worker.core.problems import PROBLEM_BASE
 from worker.core import stats
+from worker.core.problems import PROBLEM_BASE
+from worker.core.queue import RUN_JOB_TASK, enqueue
 from worker.core.results import partial_result
 from worker.core.settings import Settings
 from worker.core.store import JobStore
@@ -91,7 +94,7 @@ def restore_lost_reservations(store: JobStore, celery_app: Celery, older_than_s:
         for tag in client.zrangebyscore(channel.unacked_index_key, "-inf", time.time() - older_than_s):
             job_id = _job_id_of(client.hget(channel.unacked_key, tag))
             job = store.get(job_id) if job_id else None
-            if job is not None and job["status"] == "queued":
+            if job_id and job is not None and (job["status"] == "queued" or store.has_queued_run(job["id"])):
                 channel.qos.restore_by_tag(tag, client)
                 restored.append(job_id)
     return restored
@@ -121,13 +124,13 @@ def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[t
         job = store.get(job_id)
         if job is None:
             continue
-        if outcome == "requeued" and job["cancel_requested"]:
+        if outcome == "requeued" and job["cancel_requested"] and job["status"] == "queued":
             result = partial_or_none(store, job_id, job["spec"], "cancelled")
             if store.finish(job_id, "cancelled", result=result, expected="queued"):
                 stats.add_finished(store.r, store.k, "cancelled", None)
                 done.append((job_id, "cancelled"))
             continue
-        if outcome == "requeued":
+        if outcome == "requeued":  # one message per requeued run (a cancelled job's run ends at its claim)
             enqueue(celery_app, job_id, job["queue"] or settings.queue)  # back where it was submitted
             log.warning("job %s lost its worker; requeued (attempt %s so far)", job_id, job["attempts"])
         elif not fail_worker_lost(store, job_id, job["attempts"]):

@@ -6,7 +6,8 @@
 - `arm_result`: one arm's entry from its runs (one per seed), suggestions and spread included;
 - `partial_result`: the result of whatever chunks are stored (running, cancelled, failed jobs), so
   plots of a running job and the partial curves of a cancelled one read exactly like a finished result;
-- `finished_result`: the engine's result once every run has ended.
+- `stitched_result`: the same from every run's chunks and end report: a fanned-out job's result;
+- `finished_result`: the result from its arms once every run has ended (the engine's, and the above).
 
 Pure NumPy: the API process calls it, and so do the engine and the tests' fakes.
 """
@@ -58,6 +59,8 @@ class RunCurves:
     losses: list[float | None] = field(default_factory=list)
     val_losses: list[float | None] | None = None
     stop_reason: str = "completed"
+    #: short sha256 of the run's initial weights and first batch: `{"initial_weights", "first_batch"}`
+    fingerprint: dict[str, str] | None = None
 
 
 def chunk_record(chunk: Chunk) -> dict[str, Any]:
@@ -91,11 +94,13 @@ def arm_result(arm: OptimizerArm, runs: list[RunCurves], spec: JobSpec, *, plann
         "lrs": main.lrs, "losses": main.losses, "val_losses": main.val_losses,
         "stop_reason": main.stop_reason,
         **analysis,
+        "fingerprint": main.fingerprint,
         "repeats": None,
     }
     if len(runs) > 1:
         spread = suggestions.repeat_spread(analyses, seeds)
         spread["stop_reasons"] = [r.stop_reason for r in runs]
+        spread["fingerprints"] = [r.fingerprint for r in runs]
         result["repeats"] = spread
         if spread["median"].get("recommended") is not None:
             result["recommended_lr"] = spread["median"]["recommended"]
@@ -118,14 +123,33 @@ def partial_result(spec: dict[str, Any], chunks: list[dict[str, Any]], *, stoppe
     recommendation are the engine's own rules (`arm_result`) on these curves, so they match what a
     finished job reports for the same points.
     """
+    return stitched_result(spec, chunks, {}, repeats=1, stopped=stopped, engine=None)
+
+
+def stitched_result(spec: dict[str, Any], chunks: list[dict[str, Any]], outcomes: dict[tuple[int, int], dict[str, Any]],
+                    *, repeats: int | None = None, stopped: str | None, engine: dict[str, Any] | None) -> dict[str, Any]:
+    """The result from the recorded chunks of each (arm, repeat) run and what each run reported when it
+    ended (`outcomes`: `{"stop_reason", "fingerprint"}` by (arm index, repeat); a run without one is
+    still running, or never started).
+
+    A job whose runs were spread over workers is assembled here once, by whichever run ended last;
+    its curves are the recorded ones, so it equals what `run_sweep` gives for the same spec in one
+    process (same points, same rules). `repeats` limits the seeds read (partial results show the first).
+    """
     job = JobSpec.model_validate(spec)
+    seeds = [job.sweep.seed + r for r in range(repeats or job.sweep.repeats)]
     arms = []
     for index, arm in enumerate(job.optimizers):
-        curve = stitch(chunks, index)
-        run = RunCurves(curve["lrs"], curve["losses"], curve["val_losses"],
-                        _ENDED.get(curve["state"], stopped) or "running")
-        entry = arm_result(arm, [run], job, planned_steps=curve["steps_total"] or job.sweep.num_steps or len(run.lrs),
-                           seeds=[job.sweep.seed])
-        entry["stop_reason"] = _ENDED.get(curve["state"], stopped)
+        curves = [stitch(chunks, index, r) for r in range(len(seeds))]
+        runs = []
+        for r, curve in enumerate(curves):
+            outcome = outcomes.get((index, r)) or {}
+            reason = outcome.get("stop_reason") or _ENDED.get(curve["state"], stopped)
+            runs.append(RunCurves(curve["lrs"], curve["losses"], curve["val_losses"], reason or "running",
+                                  outcome.get("fingerprint")))
+        planned = max(c["steps_total"] for c in curves) or job.sweep.num_steps or len(runs[0].lrs)
+        entry = arm_result(arm, runs, job, planned_steps=planned, seeds=seeds)
+        if entry["stop_reason"] == "running":  # still sweeping, or lost with its worker
+            entry["stop_reason"] = None
         arms.append(entry)
-    return finished_result(arms, engine=None, stopped=stopped)
+    return finished_result(arms, engine=engine, stopped=stopped)

@@ -40,7 +40,11 @@ class Settings(BaseSettings):
     max_dataset_bytes: int = Field(512 * 1024 * 1024, description="Largest uploaded or file: dataset.")
     max_unfinished_jobs: int = Field(20, description="Queued + running jobs per tenant before 429.")
     job_time_limit_s: int = Field(3600, description="Wall time a job may run before it fails.")
-    max_redeliveries: int = Field(2, description="Times a job is retried after its worker died.")
+    max_redeliveries: int = Field(2, description="Times a run of a job is retried after its worker died or stuck.")
+    stuck_after_s: float = Field(600, gt=0, description="Floor of the stuck-run watchdog: a run that reports no "
+                                 "chunk for max(stuck_chunk_factor x its expected chunk time, this) is stuck.")
+    stuck_chunk_factor: float = Field(20, ge=1, description="Multiple of a run's expected chunk time (the mean so "
+                                      "far in its process) after which it is stuck, above the floor.")
 
     @field_validator("key_prefix")
     @classmethod

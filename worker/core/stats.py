@@ -2,7 +2,7 @@
 
 Workers are many processes on many machines, so the counters live in Redis rather than in a
 process-local Prometheus registry: `steps` and `sweep_seconds` (steps/s is their rate ratio),
-`jobs_<status>`, and a job-duration histogram as `duration_sum`, `duration_count` and cumulative
+`jobs_<status>`, `stuck_runs`, and a job-duration histogram as `duration_sum`, `duration_count` and cumulative
 `duration_le_<bound>` buckets (bounds below, the last one `+Inf`).
 """
 
@@ -39,3 +39,8 @@ def add_finished(client: redis.Redis, keys: Keys, status: str, duration_s: float
             if duration_s <= bound:
                 pipe.hincrby(keys.stats(), bucket_field(bound), 1)
     pipe.execute()
+
+
+def add_stuck(client: redis.Redis, keys: Keys) -> None:
+    """Count a run the watchdog declared stuck (`stuck_runs`)."""
+    client.hincrby(keys.stats(), "stuck_runs", 1)

@@ -5,10 +5,12 @@ record before it enqueues; the worker claims it, streams progress into it and fi
 change is a Lua script, so two processes racing (a redelivered message and a resent one, a cancel and a
 finish) cannot both win.
 
-States: queued -> running -> succeeded | failed | cancelled. A running job holds a *lease* (a key with
-a TTL that the worker refreshes from a background thread); a running job without a lease has lost its
-worker and is requeued by `reap_orphans` or reclaimed by a redelivered message, up to
-`max_redeliveries` times, then failed with an error that says so.
+States: queued -> running -> succeeded | failed | cancelled. A job is made of (arm, repeat) *runs*,
+each claimed by whichever worker takes one of the job's messages, so they run in parallel. A running
+run holds a *lease* (a key with a TTL that its worker refreshes from a background thread while the run
+reports chunks); a run without a lease has lost its worker and is requeued by `reap_orphans` or
+reclaimed by a redelivered message, up to `max_redeliveries` times, then its job fails with an error
+that says so. The run that ends last finishes the job (`end_run` says which one that is).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -63,34 +66,145 @@ end
 return {'ok', ARGV[1]}
 """
 
-# Claim a job for a worker. KEYS: job, lease, running. ARGV: token, lease_ttl, max_attempts, now_iso, now_ts
-# Returns {'claimed', attempts} | {'busy'} (another live worker holds it) | {'skip', status}
-#        | {'exhausted', attempts} (worker lost too often; caller fails the job)
+# A job's (arm, repeat) runs are numbered arm_index * repeats + repeat; `runs` in the record is their
+# count. Each run has `run:<i>:state` (queued | running | ended; absent means queued), `:attempts`,
+# `:token` (its current runner), `:worker` and, once ended, `:outcome` (JSON), in the job hash, and a
+# lease key `<lease prefix>:<i>` while it runs.
+
+# Claim the next run of a job for a worker: a queued run first, else a running one whose lease is gone.
+# KEYS: job, lease prefix, running. ARGV: token, lease_ttl, max_attempts, now_iso, now_ts, worker
+# Returns {'claimed', attempts, run} | {'busy'} (every run is taken or ended) | {'skip', status}
+#        | {'exhausted', attempts, run} (that run's worker was lost too often; caller fails the job)
 _CLAIM = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'skip', 'missing'} end
 if status ~= 'queued' and status ~= 'running' then return {'skip', status} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy'} end
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') + 1
-if attempts > tonumber(ARGV[3]) then return {'exhausted', tostring(attempts - 1)} end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', attempts, 'started_at', ARGV[4])
+local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
+local chosen, orphan = nil, nil
+for r = 0, n - 1 do
+  local st = redis.call('HGET', KEYS[1], 'run:' .. r .. ':state')
+  if not st or st == 'queued' then chosen = r break end
+  if st == 'running' and not orphan and redis.call('EXISTS', KEYS[2] .. ':' .. r) == 0 then orphan = r end
+end
+chosen = chosen or orphan
+if not chosen then return {'busy'} end
+local p = 'run:' .. chosen .. ':'
+local attempts = tonumber(redis.call('HGET', KEYS[1], p .. 'attempts') or '0') + 1
+if attempts > tonumber(ARGV[3]) then return {'exhausted', tostring(attempts - 1), tostring(chosen)} end
+redis.call('SET', KEYS[2] .. ':' .. chosen, ARGV[1], 'EX', tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], p .. 'state', 'running', p .. 'attempts', attempts, p .. 'token', ARGV[1],
+           p .. 'worker', ARGV[6], 'fanned', '1')
+if attempts > tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') then
+  redis.call('HSET', KEYS[1], 'attempts', attempts)
+end
+if status == 'queued' then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4], 'started_ts', ARGV[5])
+end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('ZADD', KEYS[3], ARGV[5], redis.call('HGET', KEYS[1], 'id'))
-return {'claimed', tostring(attempts)}
+-- NX: the job's first claim dates it, so later claims of its other runs never delay reaping a dead one
+redis.call('ZADD', KEYS[3], 'NX', ARGV[5], redis.call('HGET', KEYS[1], 'id'))
+return {'claimed', tostring(attempts), tostring(chosen)}
+"""
+
+# A run ended. KEYS: job, lease prefix. ARGV: run, token, outcome_json, abandon (a stop reason that
+# also ends every run not started yet, or ''). Returns 'last' (every run has ended: the caller
+# finishes the job) | 'more' | 'lost' (another runner holds the run) | 'gone' (the job already ended).
+_END_RUN = """
+local p = 'run:' .. ARGV[1] .. ':'
+if redis.call('HGET', KEYS[1], p .. 'token') ~= ARGV[2] then return 'lost' end
+redis.call('DEL', KEYS[2] .. ':' .. ARGV[1])
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 'gone' end
+redis.call('HSET', KEYS[1], p .. 'state', 'ended', p .. 'outcome', ARGV[3])
+local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
+local all = true
+for r = 0, n - 1 do
+  local q = 'run:' .. r .. ':'
+  local st = redis.call('HGET', KEYS[1], q .. 'state')
+  if st ~= 'ended' then
+    if ARGV[4] ~= '' and (not st or st == 'queued') then
+      redis.call('HSET', KEYS[1], q .. 'state', 'ended', q .. 'outcome', cjson.encode({stop_reason = ARGV[4]}))
+    else
+      all = false
+    end
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if all then return 'last' end
+return 'more'
+"""
+
+# Put a run whose worker is gone back in the queue (or report it out of attempts), and the job with it
+# when none of its runs is running or ended. The reaper (lease expired) and the stuck-run watchdog use it.
+_REQUEUE_RUN = """
+local function requeue_run(job, r, max_attempts)
+  local p = 'run:' .. r .. ':'
+  local attempts = tonumber(redis.call('HGET', job, p .. 'attempts') or '0')
+  if attempts >= max_attempts then return 'exhausted' end
+  redis.call('HSET', job, p .. 'state', 'queued')
+  redis.call('HINCRBY', job, 'version', 1)
+  return 'requeued'
+end
+local function settle(job, running, id)
+  local n = tonumber(redis.call('HGET', job, 'runs') or '1')
+  for r = 0, n - 1 do
+    local st = redis.call('HGET', job, 'run:' .. r .. ':state')
+    if st == 'running' or st == 'ended' then return end
+  end
+  redis.call('HSET', job, 'status', 'queued')
+  redis.call('ZREM', running, id)
+end
+"""
+
+# Requeue the runs of a running job whose lease expired. KEYS: job, lease prefix, running.
+# ARGV: max_attempts, job_id. Returns {'gone'} or a flat list of outcome, run pairs
+# ('requeued' | 'exhausted') for each such run ({} when every run is alive).
+_REAP_RUNS = _REQUEUE_RUN + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  return {'gone'}
+end
+local out = {}
+local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
+for r = 0, n - 1 do
+  local st = redis.call('HGET', KEYS[1], 'run:' .. r .. ':state')
+  if st == 'running' and redis.call('EXISTS', KEYS[2] .. ':' .. r) == 0 then
+    out[#out + 1] = requeue_run(KEYS[1], r, tonumber(ARGV[1]))
+    out[#out + 1] = tostring(r)
+  end
+end
+settle(KEYS[1], KEYS[3], ARGV[2])
+return out
+"""
+
+# The watchdog gives up a run it holds: drop the lease, requeue the run. KEYS: job, lease prefix,
+# running. ARGV: run, token, max_attempts, job_id, note_json. Returns 'requeued' | 'exhausted' | 'lost'.
+_RELEASE_STUCK = _REQUEUE_RUN + """
+local p = 'run:' .. ARGV[1] .. ':'
+if redis.call('HGET', KEYS[1], p .. 'token') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'status') ~= 'running' then
+  return 'lost'
+end
+redis.call('DEL', KEYS[2] .. ':' .. ARGV[1])
+redis.call('HSET', KEYS[1], p .. 'stuck', ARGV[5])
+local outcome = requeue_run(KEYS[1], ARGV[1], tonumber(ARGV[3]))
+if outcome == 'requeued' then settle(KEYS[1], KEYS[3], ARGV[4]) end
+return outcome
 """
 
 # Move an unfinished job to a terminal state and store its result, atomically. KEYS: job,
-# tenant_unfinished, running, lease, cancel, result, events, curves. ARGV: status, finished_at,
+# tenant_unfinished, running, lease prefix, cancel, result, events, curves. ARGV: status, finished_at,
 # error_json, ttl, token, expected ('queued' | 'running' | 'any'), result_json ('' keeps none).
-# A running job can only be finished by its lease holder when a token is given. Returns 1 or 0.
+# With a token, a running job can only be finished by a current runner of one of its runs. Returns 1 or 0.
 _FINISH = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or (status ~= 'queued' and status ~= 'running') then return 0 end
 if ARGV[6] ~= 'any' and status ~= ARGV[6] then return 0 end
+local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
 if ARGV[5] ~= '' and status == 'running' then
-  local holder = redis.call('GET', KEYS[4])
-  if holder and holder ~= ARGV[5] then return 0 end
+  local ours = false
+  for r = 0, n - 1 do
+    if redis.call('HGET', KEYS[1], 'run:' .. r .. ':token') == ARGV[5] then ours = true end
+  end
+  if not ours then return 0 end
 end
 local id = redis.call('HGET', KEYS[1], 'id')
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'error', ARGV[3])
@@ -98,29 +212,12 @@ redis.call('HINCRBY', KEYS[1], 'version', 1)
 if ARGV[7] ~= '' then redis.call('SET', KEYS[6], ARGV[7]) end
 redis.call('SREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
-redis.call('DEL', KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[5])
+for r = 0, n - 1 do redis.call('DEL', KEYS[4] .. ':' .. r) end
 local ttl = tonumber(ARGV[4])
 for _, i in ipairs({1, 6, 7, 8}) do redis.call('EXPIRE', KEYS[i], ttl) end
 return 1
 """
-
-# Requeue a running job whose lease expired. KEYS: job, lease, running. ARGV: max_attempts
-# Returns 'requeued' | 'exhausted' | 'alive' | 'gone'
-_REQUEUE_ORPHAN = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'running' then
-  redis.call('ZREM', KEYS[3], ARGV[2])
-  return 'gone'
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'alive' end
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
-if attempts >= tonumber(ARGV[1]) then return 'exhausted' end
-redis.call('HSET', KEYS[1], 'status', 'queued')
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('ZREM', KEYS[3], ARGV[2])
-return 'requeued'
-"""
-
 
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different body."""
@@ -156,7 +253,9 @@ class JobStore:
         self._create = client.register_script(_CREATE)
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
-        self._requeue = client.register_script(_REQUEUE_ORPHAN)
+        self._end_run = client.register_script(_END_RUN)
+        self._reap_runs = client.register_script(_REAP_RUNS)
+        self._release_stuck = client.register_script(_RELEASE_STUCK)
 
     # ------------------------------------------------------------------ submission (API side)
     def create(
@@ -189,6 +288,7 @@ class JobStore:
             "attempts": 0,
             "version": 1,
             "progress": "",
+            "runs": run_count(spec),
         }
         idem_key = self.k.idempotency(tenant, idempotency_key) if idempotency_key else ""
         args: list[Any] = [job_id, time.time(), max_unfinished, body_sha256, self.result_ttl_s]
@@ -237,12 +337,14 @@ class JobStore:
             "finished_at": rec.get("finished_at") or None,
             "error": json.loads(rec["error"]) if rec.get("error") else None,
             "attempts": int(rec.get("attempts") or 0),
+            "started_ts": float(rec.get("started_ts") or 0) or None,
+            "runs": int(rec.get("runs") or 1),
             "version": int(rec.get("version") or 0),
             "progress": json.loads(rec["progress"]) if rec.get("progress") else None,
             "cancel_requested": rec.get("cancel_requested") == "1",
         }
 
-    def list(
+    def list_jobs(
         self, tenant: str, *, status: str | None = None, page_size: int = 50, page_token: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first. The page token is the created-timestamp score to continue below (exclusive)."""
@@ -255,7 +357,7 @@ class JobStore:
             )
             if not batch:
                 return items, None
-            for member, score in batch:
+            for member, score in cast("list[tuple[Any, float]]", batch):
                 job = self.get(_text(member), tenant=tenant)
                 cursor = f"({score!r}"
                 if job is None:  # expired record: drop the stale index entry
@@ -284,39 +386,112 @@ class JobStore:
         return counts
 
     # ------------------------------------------------------------------ running (worker side)
-    def claim(self, job_id: str, token: str) -> tuple[str, int | str | None]:
-        """Try to become the job's runner. See `_CLAIM` for the outcomes."""
+    def claim(self, job_id: str, token: str, worker: str = "") -> tuple[str, int | str | None]:
+        """Try to become the runner of the job's next (arm, repeat) run. See `_CLAIM` for the outcomes;
+        `run_held_by(job_id, token)` then says which run it is."""
         res = self._claim(
-            keys=[self.k.job(job_id), self.k.lease(job_id), self.k.running()],
-            args=[token, LEASE_TTL_S, self.max_attempts, now_iso(), time.time()],
+            keys=[self.k.job(job_id), self.k.lease_prefix(job_id), self.k.running()],
+            args=[token, LEASE_TTL_S, self.max_attempts, now_iso(), time.time(), worker],
         )
         outcome = _text(res[0])
         detail = _text(res[1]) if len(res) > 1 else None
         if outcome == "claimed":
-            self.add_event(job_id, "status", {"status": "running"})
+            self.add_event(job_id, "status", {"status": "running", "run": int(_text(res[2]))})
             return outcome, int(detail or 0)
         return outcome, detail
 
-    def refresh_lease(self, job_id: str, token: str) -> bool:
-        """Extend the lease if we still hold it; False means someone else took the job over."""
-        key = self.k.lease(job_id)
+    def needs_fanout(self, job_id: str) -> int:
+        """How many more messages a queued job needs so that each of its runs has one (0 once any run
+        was claimed: from then on every message is accounted for)."""
+        status, runs, fanned = self.r.hmget(self.k.job(job_id), "status", "runs", "fanned")
+        return int(runs or 1) - 1 if _text(status) == "queued" and not fanned else 0
+
+    def run_held_by(self, job_id: str, token: str) -> tuple[int, int] | None:
+        """(run index, attempts of that run) that `token` claimed, or None when it holds none of the job's runs."""
+        runs = int(self.r.hget(self.k.job(job_id), "runs") or 1)
+        tokens = self.r.hmget(self.k.job(job_id), [f"run:{i}:token" for i in range(runs)])
+        run = next((i for i, t in enumerate(tokens) if _text(t) == token), None)
+        return None if run is None else (run, int(self.r.hget(self.k.job(job_id), f"run:{run}:attempts") or 0))
+
+    def has_queued_run(self, job_id: str) -> bool:
+        """A run of the job is waiting for a worker (so one of its messages is still needed)."""
+        runs = int(self.r.hget(self.k.job(job_id), "runs") or 1)
+        states = self.r.hmget(self.k.job(job_id), [f"run:{i}:state" for i in range(runs)])
+        return any(_text(s) in (None, "queued") for s in states)
+
+    def refresh_lease(self, job_id: str, run: int, token: str) -> bool:
+        """Extend the run's lease if we still hold it; False means someone else took the run over."""
+        key = self.k.lease(job_id, run)
         if _text(self.r.get(key)) != token:
             return False
         self.r.expire(key, LEASE_TTL_S)
         return True
 
+    def run_check(self, job_id: str, run: int, token: str) -> str | None:
+        """Between chunks: "cancelled" (a cancel was asked for), "lost" (another runner holds the run,
+        or the job ended: stop writing into it), or None to go on."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.exists(self.k.cancel(job_id))
+        pipe.hmget(self.k.job(job_id), "status", f"run:{run}:token")
+        cancelled, (status, holder) = pipe.execute()
+        if _text(status) != "running" or _text(holder) != token:
+            return "lost"
+        return "cancelled" if cancelled else None
+
+    def end_run(self, job_id: str, run: int, token: str, outcome: dict[str, Any], abandon: str = "") -> str:
+        """Record how a run ended; with `abandon` (a stop reason), runs not started yet end with it too.
+        Returns 'last' when every run has ended (the caller assembles and finishes the job)."""
+        return str(_text(self._end_run(keys=[self.k.job(job_id), self.k.lease_prefix(job_id)],
+                                       args=[run, token, json.dumps(outcome, separators=(",", ":")), abandon])))
+
+    def run_outcomes(self, job_id: str) -> dict[int, dict[str, Any]]:
+        """What each ended run reported (`end_run`), by run index; `attempts` and `worker` added."""
+        runs = int(self.r.hget(self.k.job(job_id), "runs") or 1)
+        fields = [f"run:{i}:{name}" for i in range(runs) for name in ("outcome", "attempts", "worker")]
+        values = [_text(v) for v in self.r.hmget(self.k.job(job_id), fields)]
+        out: dict[int, dict[str, Any]] = {}
+        for i in range(runs):
+            outcome, attempts, worker = values[3 * i : 3 * i + 3]
+            if outcome:
+                out[i] = {**json.loads(outcome), "attempts": int(attempts or 0), "worker": worker or None}
+        return out
+
+    def release_stuck(self, job_id: str, run: int, token: str, note: dict[str, Any]) -> str:
+        """The watchdog gives up the run `token` holds: 'requeued' (it runs again, elsewhere), 'exhausted'
+        (out of attempts: the caller fails the job) or 'lost' (not ours any more)."""
+        return str(_text(self._release_stuck(
+            keys=[self.k.job(job_id), self.k.lease_prefix(job_id), self.k.running()],
+            args=[run, token, self.max_attempts, job_id, json.dumps(note, separators=(",", ":"))])))
+
     def new_token(self) -> str:
         return secrets.token_hex(8)
 
-    def record_chunk(self, job_id: str, progress: dict[str, Any], chunk: dict[str, Any]) -> None:
-        """Store progress, append the chunk's curve points and publish a progress event, atomically."""
-        payload = json.dumps(progress, separators=(",", ":"))
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.k.job(job_id), "progress", payload)
-        pipe.hincrby(self.k.job(job_id), "version", 1)
-        pipe.rpush(self.k.curves(job_id), json.dumps(chunk, separators=(",", ":")))
-        pipe.xadd(self.k.events(job_id), {"event": "progress", "data": payload}, maxlen=EVENTS_MAXLEN, approximate=True)
-        pipe.execute()
+    def record_chunk(self, job_id: str, progress: dict[str, Any] | Callable[[dict[str, Any] | None], dict[str, Any]],
+                     chunk: dict[str, Any]) -> None:
+        """Store progress, append the chunk's curve points and publish a progress event, atomically.
+
+        `progress` is the new progress object, or a function from the stored one to the new one: the
+        runs of a job record from several processes, so each merges its chunk into what is stored,
+        under WATCH (a concurrent write makes it read and merge again, and no run's count is lost).
+        """
+        key = self.k.job(job_id)
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    stored = pipe.hget(key, "progress")
+                    new = progress(json.loads(stored) if stored else None) if callable(progress) else progress
+                    payload = json.dumps(new, separators=(",", ":"))
+                    pipe.multi()
+                    pipe.hset(key, "progress", payload)
+                    pipe.hincrby(key, "version", 1)
+                    pipe.rpush(self.k.curves(job_id), json.dumps(chunk, separators=(",", ":")))
+                    pipe.xadd(self.k.events(job_id), {"event": "progress", "data": payload}, maxlen=EVENTS_MAXLEN,
+                              approximate=True)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
 
     def chunks(self, job_id: str) -> list[dict[str, Any]]:
         """Every curve chunk recorded so far (plots of running jobs, partial results)."""
@@ -325,11 +500,11 @@ class JobStore:
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self.r.exists(self.k.cancel(job_id)))
 
-    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.k.job(job_id), "progress", json.dumps(progress, separators=(",", ":")))
-        pipe.hincrby(self.k.job(job_id), "version", 1)
-        pipe.execute()
+    def start_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        """Store the progress before the first chunk, unless a run of the job already recorded one."""
+        self.r.eval("if redis.call('HGET', KEYS[1], 'progress') == '' then "
+                    "redis.call('HSET', KEYS[1], 'progress', ARGV[1]); redis.call('HINCRBY', KEYS[1], 'version', 1) end",
+                    1, self.k.job(job_id), json.dumps(progress, separators=(",", ":")))
 
     # ------------------------------------------------------------------ ending
     def finish(
@@ -358,7 +533,7 @@ class JobStore:
                     self.k.job(job_id),
                     self.k.tenant_unfinished(_text(tenant)),
                     self.k.running(),
-                    self.k.lease(job_id),
+                    self.k.lease_prefix(job_id),
                     self.k.cancel(job_id),
                     self.k.result(job_id),
                     self.k.events(job_id),
@@ -395,8 +570,9 @@ class JobStore:
         return "cancelling"
 
     def delete(self, job_id: str, tenant: str) -> None:
+        runs = int(self.r.hget(self.k.job(job_id), "runs") or 1)
         keys = [self.k.job(job_id), self.k.result(job_id), self.k.events(job_id), self.k.curves(job_id),
-                self.k.cancel(job_id), self.k.lease(job_id)]
+                self.k.cancel(job_id), *(self.k.lease(job_id, i) for i in range(runs))]
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(*keys)
         pipe.zrem(self.k.tenant_jobs(tenant), job_id)
@@ -420,7 +596,8 @@ class JobStore:
 
     def read_events(self, job_id: str, after: str = "0-0", block_ms: int | None = None) -> list[tuple[str, str, dict]]:
         """Events after the given stream id: [(id, event, data)]; blocks up to block_ms for new ones."""
-        res = self.r.xread({self.k.events(job_id): after}, block=block_ms, count=500)
+        res = cast("list[tuple[Any, list[tuple[Any, dict[Any, Any]]]]] | None",
+                   self.r.xread({self.k.events(job_id): after}, block=block_ms, count=500))
         out: list[tuple[str, str, dict]] = []
         for _stream, entries in res or []:
             for entry_id, fields in entries:
@@ -430,27 +607,35 @@ class JobStore:
 
     # ------------------------------------------------------------------ orphans
     def reap_orphans(self, grace_s: float = LEASE_TTL_S) -> list[tuple[str, str]]:
-        """Running jobs whose lease expired: requeue them (caller re-sends) or report them exhausted.
+        """Runs of running jobs whose lease expired: requeue them (caller re-sends one message each) or
+        report them exhausted (caller fails the job). A job none of whose runs is running or ended any
+        more goes back to `queued`.
 
-        Returns [(job_id, 'requeued' | 'exhausted')]. Jobs started less than `grace_s` ago are left
-        alone so a worker that just claimed one has time to take its lease.
+        Returns [(job_id, 'requeued' | 'exhausted')], one per such run. Jobs claimed less than
+        `grace_s` ago are left alone.
         """
         outcomes: list[tuple[str, str]] = []
         cutoff = time.time() - grace_s
         for member in self.r.zrangebyscore(self.k.running(), "-inf", cutoff):
             job_id = _text(member)
-            res = _text(
-                self._requeue(keys=[self.k.job(job_id), self.k.lease(job_id), self.k.running()],
-                              args=[self.max_attempts, job_id])
-            )
-            if res in ("requeued", "exhausted"):
-                outcomes.append((job_id, res))
-            if res == "requeued":
-                self.add_event(job_id, "status", {"status": "queued", "reason": "worker lost; requeued"})
+            res = [_text(v) for v in self._reap_runs(keys=[self.k.job(job_id), self.k.lease_prefix(job_id),
+                                                           self.k.running()], args=[self.max_attempts, job_id])]
+            for outcome, run in zip(res[::2], res[1::2]):
+                if outcome not in ("requeued", "exhausted"):
+                    continue
+                outcomes.append((job_id, outcome))
+                if outcome == "requeued":
+                    self.add_event(job_id, "status", {"status": self._status(job_id), "run": int(run),
+                                                      "reason": "worker lost; run requeued"})
         return outcomes
 
     def _status(self, job_id: str) -> str | None:
         return _text(self.r.hget(self.k.job(job_id), "status"))
+
+
+def run_count(spec: dict[str, Any]) -> int:
+    """How many (arm, repeat) runs a stored spec makes (defaults: one arm, one repeat)."""
+    return len(spec.get("optimizers") or [None]) * int((spec.get("sweep") or {}).get("repeats") or 1)
 
 
 def _text(value: Any) -> Any:

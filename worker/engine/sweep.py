@@ -16,6 +16,7 @@ How a sweep runs, and why:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -66,6 +67,43 @@ def run_sweep(
     reason ("cancelled", "time_limit"): the sweep then ends and the partial result is returned with
     `stopped` set. Raises `EngineError` subclasses, each with a problem object for the user.
     """
+    done = sweep_runs(spec, data_root=data_root, on_chunk=on_chunk, caps=caps, data=data,
+                      steps_per_execution=steps_per_execution, allow_download=allow_download)
+    arms = [arm_result(arm, [done.curves[(i, r)] for r in range(spec.sweep.repeats)], spec,
+                       planned_steps=done.num_steps, seeds=done.seeds)
+            for i, arm in enumerate(spec.optimizers)]
+    return finished_result(arms, stopped=done.stopped, engine=done.engine)
+
+
+@dataclass
+class SweepRuns:
+    """What `sweep_runs` ran: each (arm index, repeat)'s curves (with its fingerprint), the engine's
+    figures, why the sweep stopped early (or None), the planned steps per run and every seed of the job."""
+
+    curves: dict[tuple[int, int], RunCurves]
+    engine: dict[str, Any]
+    stopped: str | None
+    num_steps: int
+    seeds: list[int]
+
+
+def sweep_runs(
+    spec: JobSpec,
+    *,
+    data_root: Path,
+    runs: list[tuple[int, int]] | None = None,
+    on_chunk: ChunkHook | None = None,
+    caps: Settings | None = None,
+    data: Arrays | None = None,
+    steps_per_execution: int | None = None,
+    allow_download: bool = True,
+) -> SweepRuns:
+    """Run the (arm index, repeat) pairs in `runs` (default: every arm and repeat, arm by arm).
+
+    A run depends only on the spec and its pair, never on which runs came before it in this process:
+    its weights are built from seed + repeat and its batches drawn from the same seed, so a job's
+    runs can be spread over worker processes (`worker.tasks`) and give the curves one process would.
+    """
     started = time.perf_counter()
     caps = caps or get_settings()
     sweep = spec.sweep
@@ -92,10 +130,11 @@ def run_sweep(
             raise DatasetError("evaluate_on='validation' needs held-out rows: set dataset.validation_split > 0")
         chunk = _chunk_size(num_steps, steps_per_execution, validation)
         seeds = [sweep.seed + r for r in range(sweep.repeats)]
-        starts = [_variables(first)] + [_variables(_seeded_model(config, caps, s, sweep.mixed_precision)) for s in seeds[1:]]
-        job = _Job(spec, caps, prepared, num_steps, chunk, on_chunk, losses)
-        runs = [[job.run(i, arm, r, seeds[r], starts[r], config) for r in range(len(seeds))]
-                for i, arm in enumerate(spec.optimizers)]
+        pairs = runs if runs is not None else [(i, r) for i in range(len(spec.optimizers)) for r in range(len(seeds))]
+        starts = {r: _variables(first) if r == 0 else _variables(_seeded_model(config, caps, seeds[r], sweep.mixed_precision))
+                  for r in sorted({r for _, r in pairs})}
+        job = _Job(spec, caps, prepared, num_steps, chunk, on_chunk, losses, len(pairs))
+        curves = {(i, r): job.run(i, spec.optimizers[i], r, seeds[r], starts[r], config) for i, r in pairs}
     except EngineError:
         raise
     except Exception as exc:
@@ -104,13 +143,12 @@ def run_sweep(
                 "the device ran out of memory: lower batch_size or use a smaller model", error=type(exc).__name__
             ) from None
         raise
-    arms = [arm_result(arm, arm_runs, spec, planned_steps=num_steps, seeds=seeds)
-            for arm, arm_runs in zip(spec.optimizers, runs)]
-    return finished_result(arms, stopped=job.stopped, engine={
+    return SweepRuns(curves, stopped=job.stopped, num_steps=num_steps, seeds=seeds, engine={
         "keras": keras.__version__, "backend": keras.backend.backend(), "device": _device(),
         "backend_reason": backend_reason(spec.backend, spec.model, keras.backend.backend(), _device()),
         "seconds": round(time.perf_counter() - started, 3), "steps_per_execution": chunk,
         "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
+        "steps": job.steps_run, "fit_seconds": round(job.fit_seconds, 3),
     })
 
 
@@ -121,12 +159,12 @@ class _Job:
     """State shared by the runs of one job: data, progress counters, the stop flag."""
 
     def __init__(self, spec: JobSpec, caps: Settings, data: Prepared, num_steps: int, chunk: int,
-                 on_chunk: ChunkHook | None, losses: list[Any]) -> None:
+                 on_chunk: ChunkHook | None, losses: list[Any], runs: int) -> None:
         self.spec, self.caps, self.data, self.num_steps, self.chunk = spec, caps, data, num_steps, chunk
         self.losses = losses
         self.on_chunk = on_chunk
         self.hook_error: BaseException | None = None
-        self.total = len(spec.optimizers) * spec.sweep.repeats * num_steps
+        self.total = runs * num_steps
         self.done = 0
         self.steps_run = 0
         self.fit_seconds = 0.0
@@ -144,6 +182,8 @@ class _Job:
         compiled.reset(start)
         monitor = _Monitor(self, compiled, run, arm_index, arm.display_label, repeat, seed)
         x, y, epochs, steps_per_epoch = _epochs(self.data, sweep.batch_size, self.num_steps)
+        run.fingerprint = {"initial_weights": _digest(start),
+                           "first_batch": _digest(_first_batch(x, y, sweep.batch_size, steps_per_epoch, seed))}
         keras.utils.set_random_seed(seed)  # TensorFlow seeds its shuffle when fit builds the dataset, before any epoch
         began = time.perf_counter()
         try:
@@ -186,12 +226,7 @@ class _Monitor(keras.callbacks.Callback):
         NumPy and torch: `keras.utils.set_random_seed` also resets TensorFlow's seed, which clears its
         kernel caches and measurably slows the next steps (and TensorFlow's shuffle is fixed already).
         """
-        epoch_seed = (self.seed * 7919 + epoch) % 2**31
-        np.random.seed(epoch_seed)
-        if keras.backend.backend() == "torch":
-            import torch
-
-            torch.manual_seed(epoch_seed)
+        _seed_epoch(self.seed, epoch)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         run, job = self.run, self.job
@@ -342,6 +377,45 @@ def _epochs(data: Prepared, batch_size: int, num_steps: int) -> tuple[Any, Any, 
     if num_steps <= per_epoch:
         return x, y, 1, num_steps
     return x, y, -(-num_steps // per_epoch), None
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    """The NumPy (and torch) seed of one epoch's shuffle; see `_Monitor.on_epoch_begin`."""
+    epoch_seed = (seed * 7919 + epoch) % 2**31
+    np.random.seed(epoch_seed)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.manual_seed(epoch_seed)
+
+
+def _first_batch(x: Any, y: Any, batch_size: int, steps_per_epoch: int | None, seed: int) -> list[np.ndarray]:
+    """The first batch `fit` will draw for this seed, drawn the way `fit` draws it (Keras's own data
+    adapter, seeded as `_Job.run` and `_Monitor.on_epoch_begin` seed `fit`), for the run's fingerprint.
+
+    The caller seeds again before `fit`, so drawing it here does not move `fit`'s order.
+    `tests/engine/test_fanout_engine.py` checks it is the batch of the run's first recorded loss.
+    """
+    from keras.src.trainers.data_adapters import get_data_adapter  # Keras's private adapter: the one `fit` uses
+
+    keras.utils.set_random_seed(seed)
+    adapter = get_data_adapter(x, y, batch_size=batch_size, steps_per_epoch=steps_per_epoch, shuffle=True)
+    if keras.backend.backend() == "tensorflow":
+        batch = next(iter(adapter.get_tf_dataset()))
+    else:
+        _seed_epoch(seed, 0)
+        batch = next(iter(adapter.get_numpy_iterator()))
+    return [np.asarray(part) for part in keras.tree.flatten(batch)]
+
+
+def _digest(arrays: list[np.ndarray]) -> str:
+    """Short sha256 of the arrays' bytes (shapes and dtypes included): equal digests, equal arrays."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
 
 
 def _seeded_model(config: dict, caps: Settings, seed: int, mixed_precision: bool) -> keras.Model:

@@ -192,7 +192,7 @@ def list_jobs(
     page_token: Annotated[str | None, Query(pattern=r"^[0-9]+(\.[0-9]+)?$",
                                             description="Opaque: the next_page_token of the previous page.")] = None,
 ) -> JobPage:
-    items, token = store.list(tenant, status=status, page_size=page_size, page_token=page_token)
+    items, token = store.list_jobs(tenant, status=status, page_size=page_size, page_token=page_token)
     return JobPage(items=[job_resource(job, request) for job in items], next_page_token=token)
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.deps import StoreDep
-from service.metrics import Metrics, live_workers
+from service.metrics import Metrics, live_workers, stuck_workers
 from service.problems import ProblemError, problem_responses
 
 router = APIRouter(tags=["operations"])
@@ -35,13 +35,14 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     summary="Readiness",
     description="200 when Redis answers and at least one worker has sent a heartbeat recently; 503 naming what is "
-    "missing otherwise.",
+    "missing otherwise. `stuck` lists the workers whose watchdog replaced a pool child stuck on a run recently.",
     responses=problem_responses({503: "Redis unreachable, or no live worker."}),
 )
 def readyz(store: StoreDep, text_redis: Annotated[redis.Redis, Depends(get_text_redis)]) -> dict[str, Any]:
     try:
         text_redis.ping()
         workers = live_workers(text_redis, store.k)
+        stuck = stuck_workers(text_redis, store.k)
     except redis.RedisError as exc:
         raise ProblemError(503, "not-ready", f"Redis is not reachable ({exc}); check LRRT_REDIS_URL and the Redis "
                            "server.", title="Not ready", headers={"Retry-After": "5"}) from None
@@ -49,7 +50,7 @@ def readyz(store: StoreDep, text_redis: Annotated[redis.Redis, Depends(get_text_
         raise ProblemError(503, "not-ready", "No live worker: jobs would wait in the queue. Start one with "
                            "`lrrt worker` (against the same LRRT_REDIS_URL and LRRT_KEY_PREFIX).",
                            title="Not ready", headers={"Retry-After": "5"})
-    return {"status": "ready", "redis": "ok", "workers": workers}
+    return {"status": "ready", "redis": "ok", "workers": workers, "stuck": stuck}
 
 
 @router.get(

@@ -1,0 +1,149 @@
+"""Fan-out with real worker processes: a job's (arm, repeat) runs spread over two workers, a SIGKILL
+costs one run one redelivery, a cancel stops every run, and the stuck-run watchdog replaces a child
+that stops reporting so the job ends instead of staying `running`.
+
+Two workers of one child each (the session's and `second`) share the e2e queue for this module; the
+watchdog test runs a worker of its own, with the test-only hang hook, on a queue of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from service.client import Client
+from worker.core.keys import Keys
+from worker.core.queue import enqueue, make_celery
+from worker.core.settings import Settings
+from worker.core.store import JobStore
+
+from .conftest import Api, Worker, children_of, long_sweep, running_worker, wait_until
+
+pytestmark = pytest.mark.e2e
+
+#: Long enough that both runs are mid-sweep when the test acts; a few seconds each once warm.
+SWEEP = {"start_lr": 1e-5, "end_lr": 1e-3, "num_steps": 3000, "batch_size": 16, "divergence_threshold": None}
+#: A lease expires 30 s after its worker died, the reaper runs every 10 s, a new child imports Keras.
+RECOVERY_S = 240
+
+
+@pytest.fixture(scope="module")
+def second(server_env: dict[str, str], settings: Settings, redis_client: redis.Redis, worker_proc: Worker,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A second one-child worker on the e2e queue, next to the session's."""
+    with running_worker(server_env, tmp_path_factory.mktemp("logs"), f"e2e2-{settings.key_prefix}", settings,
+                        redis_client) as w:
+        yield w
+
+
+def runs_sweeping(client: Client, job_id: str, count: int) -> dict[str, Any] | None:
+    """The job once `count` of its runs have recorded steps (`progress.runs`)."""
+    job = client.status(job_id)
+    assert job["status"] in ("queued", "running"), job
+    runs = (job.get("progress") or {}).get("runs") or []
+    return job if sum(r["steps_done"] > 0 and r["state"] == "running" for r in runs) >= count else None
+
+
+def test_runs_of_one_job_land_on_two_workers_and_start_equal(client: Client, second: Worker,
+                                                             digits_mlp: dict[str, Any]) -> None:
+    arms = [{"name": "sgd", "params": {"momentum": 0.9}}, "adam"]
+    job = client.submit(digits_mlp, {"uri": "builtin:digits", "normalize": True}, optimizers=arms,
+                        sweep={**SWEEP, "num_steps": 400})
+    done = client.wait(job["id"], timeout=RECOVERY_S)
+    assert done["status"] == "succeeded", done.get("error")
+    assert done["progress"]["steps_done"] == done["progress"]["steps_total"] == 800
+    result = client.result(job["id"])
+    runs = result["engine"]["runs"]
+    assert sorted((r["arm_index"], r["repeat"]) for r in runs) == [(0, 0), (1, 0)]
+    assert len({r["worker"] for r in runs}) == 2, runs
+    sgd, adam = result["arms"]
+    assert sgd["fingerprint"] == adam["fingerprint"] and set(sgd["fingerprint"]) == {"initial_weights", "first_batch"}
+    assert sgd["losses"][0] == adam["losses"][0]  # same weights, same first batch: the same first loss
+    assert len(sgd["losses"]) == len(adam["losses"]) == 400
+
+
+def hostname(worker: Worker) -> str:
+    return worker.argv[worker.argv.index("--hostname") + 1]
+
+
+def sweeping_on(store: JobStore, job_id: str, worker: Worker) -> bool:
+    """A run of the job claimed by `worker` has recorded steps in the job's progress (one seed per arm)."""
+    job = store.get(job_id)
+    assert job is not None and job["status"] in ("queued", "running"), job
+    name = hostname(worker).encode()
+    held = [i for i in range(job["runs"]) if store.r.hget(store.k.job(job_id), f"run:{i}:worker") == name]
+    runs = (job["progress"] or {}).get("runs") or []
+    return any(r["steps_done"] > 0 and r["state"] == "running" and r["arm_index"] in held for r in runs)
+
+
+def test_sigkill_of_one_worker_mid_run_costs_that_run_one_redelivery(client: Client, second: Worker, store: JobStore,
+                                                                     digits_mlp: dict[str, Any]) -> None:
+    job = client.submit(digits_mlp, "builtin:digits", optimizers=["sgd", "adam"], sweep=SWEEP)
+    wait_until(lambda: sweeping_on(store, job["id"], second), RECOVERY_S, "a run sweeping on the second worker",
+               interval=0.2)
+    for child in children_of(second.pid):
+        os.kill(child, signal.SIGKILL)
+    done = client.wait(job["id"], timeout=RECOVERY_S * 2)
+    assert done["status"] == "succeeded", done.get("error")
+    assert done["attempts"] == 2
+    runs = client.result(job["id"])["engine"]["runs"]
+    assert sorted(r["attempts"] for r in runs) == [1, 2], runs  # the killed run ran again, the other did not
+    for arm in client.result(job["id"])["arms"]:
+        assert len(arm["losses"]) == SWEEP["num_steps"] and arm["stop_reason"] == "completed"
+
+
+def test_cancel_stops_every_run(client: Client, second: Worker, digits_mlp: dict[str, Any]) -> None:
+    """Two runs sweeping on two workers, two waiting: all four end `cancelled`, none runs on."""
+    job = client.submit(digits_mlp, "builtin:digits", optimizers=["sgd", "adam", "rmsprop", "nadam"],
+                        sweep=long_sweep())
+    wait_until(lambda: runs_sweeping(client, job["id"], 2), RECOVERY_S, "two runs sweeping at once", interval=0.2)
+    client.cancel(job["id"])
+    done = client.wait(job["id"], timeout=120)
+    assert done["status"] == "cancelled"
+    result = client.result(job["id"])
+    assert [a["stop_reason"] for a in result["arms"]] == ["cancelled"] * 4
+    ran = [a for a in result["arms"] if a["losses"]]
+    assert len(ran) == len(result["engine"]["runs"]) >= 2
+    assert all(len(a["losses"]) < 20_000 for a in ran)
+
+
+@pytest.fixture()
+def hanging_worker(server_env: dict[str, str], e2e_settings: Settings, redis_client: redis.Redis,
+                   tmp_path: Path) -> Iterator[tuple[Worker, str]]:
+    """A two-child worker on a queue of its own whose run (arm 1, repeat 0) blocks after its first chunk
+    on its first attempt (the test-only hook), with a short stuck-run floor."""
+    queue = f"{e2e_settings.queue}-hang"
+    # The floor also covers each run's first chunk (data, build, compile): 45 s leaves room on two busy cores.
+    env = {**server_env, "LRRT_QUEUE": queue, "LRRT_TEST_HANG_RUN": "1:0", "LRRT_STUCK_AFTER_S": "45"}
+    with running_worker(env, tmp_path, f"hang-{e2e_settings.key_prefix}", e2e_settings, redis_client, 2) as w:
+        yield w, queue
+    redis_client.delete(Keys(e2e_settings.key_prefix).worker_stuck(hostname(w)))
+
+
+def test_watchdog_replaces_a_child_that_stops_reporting(hanging_worker: tuple[Worker, str], store: JobStore,
+                                                        e2e_settings: Settings, api_server: Api,
+                                                        digits_mlp: dict[str, Any]) -> None:
+    worker, queue = hanging_worker
+    spec = {"model": digits_mlp, "dataset": {"uri": "builtin:digits"}, "optimizers": [{"name": "sgd"}, {"name": "adam"}],
+            "sweep": {**SWEEP, "num_steps": 200}}
+    job_id = store.create(tenant="alice", spec=spec, max_unfinished=50, queue=queue).job["id"]
+    enqueue(make_celery(e2e_settings), job_id, queue)
+    wait_until(lambda: store.r.hget(store.k.job(job_id), "run:1:stuck"), RECOVERY_S, "the watchdog to give up run 1")
+    job = wait_until(lambda: (j := store.get(job_id))["status"] not in ("queued", "running") and j, RECOVERY_S,
+                     "the job to end")
+    assert job["status"] == "succeeded", job["error"]
+    runs = {(r["arm_index"], r["repeat"]): r for r in store.result(job_id)["engine"]["runs"]}
+    assert runs[(1, 0)]["attempts"] == 2, runs  # the hung run ran again, in a fresh child
+    assert "no chunk for" in worker.tail(400)
+    name = hostname(worker)
+    ready = httpx.get(f"{api_server.url}/readyz", timeout=10).json()
+    assert [s["worker"] for s in ready["stuck"]] == [name] and ready["stuck"][0]["job_id"] == job_id
+    metrics = httpx.get(f"{api_server.url}/metrics", timeout=10).text
+    assert "lrrt_workers_stuck 1.0" in metrics and "lrrt_stuck_runs_total" in metrics
