@@ -446,7 +446,7 @@ def _layer_params(layer: dict[str, Any], shape: Shape | None) -> tuple[int | Non
     if shape is None:
         return None, None
     if name == "Flatten":
-        row = _known(shape[1:])
+        row = known_dims(shape[1:])
         return 0, (shape[0], None if row is None else math.prod(row))
     if shape[-1] is None or c.get("data_format") == "channels_first":
         return None, None
@@ -508,8 +508,8 @@ def _window_shape(shape: Shape, kernel: Any, strides: Any, padding: str, dilatio
     return (shape[0], *out, channels)
 
 
-def _known(dims: Shape) -> tuple[int, ...] | None:
-    """`dims` when every one is known, else None (a None dimension is not modelled)."""
+def known_dims(dims: Shape) -> tuple[int, ...] | None:
+    """`dims` when every one is known, else None (a None dimension: not modelled here, any size in a target)."""
     known = tuple(d for d in dims if d is not None)
     return known if len(known) == len(dims) else None
 

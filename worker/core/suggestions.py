@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from worker.core.progress import finite
+
 RULE_NAMES = ("steepest", "valley", "slide", "minimum")
 #: pytorch-lr-finder: `range_test(smooth_f=0.05)`, `plot(skip_start=10, skip_end=5)`.
 TORCH_SMOOTH_F = 0.05
@@ -152,7 +154,7 @@ def loss_deltas(losses: Curve, window: int) -> list[float | None]:
     """The tutorial's moving-average derivative, aligned with the losses (None where undefined)."""
     values = _array(losses)
     deltas: list[float | None] = [None] * min(window, len(values))
-    deltas += [_finite((values[i] - values[i - window]) / window) for i in range(window, len(values))]
+    deltas += [finite((values[i] - values[i - window]) / window) for i in range(window, len(values))]
     return deltas
 
 
@@ -302,7 +304,7 @@ def analyze_arm(
         "recommended_lr": recommended,
         "recommended_rule": rule,
         "rule_spread_log10": rule_spread(suggestions),
-        "min_loss": None if best is None else _finite(y[best]),
+        "min_loss": None if best is None else finite(y[best]),
         "min_loss_lr": None if best is None else float(x[best]),
         "diagnostics": flags,
     }
@@ -449,18 +451,14 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return [json_safe(v) for v in value.tolist()]
     if isinstance(value, (np.floating, float)):
-        return _finite(float(value))
+        return finite(float(value))
     if isinstance(value, np.integer):
         return int(value)
     return value
 
 
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
 def _list(values: np.ndarray) -> list[float | None]:
-    return [_finite(v) for v in values.tolist()]
+    return [finite(v) for v in values.tolist()]
 
 
 def _array(values: Curve) -> np.ndarray:

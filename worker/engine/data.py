@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from worker.core.allowlist import known_dims
 from worker.core.datasets import array_groups, check_uri, resolve_file, upload_path
 from worker.core.problems import CapExceeded, DatasetError
 from worker.core.spec import DatasetRef
@@ -282,8 +283,8 @@ def reshape_for(x: np.ndarray, input_shape: tuple[int | None, ...]) -> np.ndarra
     have = x.shape[1:]
     if len(wanted) == len(have) and all(w is None or w == h for w, h in zip(wanted, have)):
         return x
-    known = tuple(d for d in wanted if d is not None)
-    if len(known) == len(wanted) and int(np.prod(known, dtype=np.int64)) == int(np.prod(have, dtype=np.int64)):
+    known = known_dims(wanted)
+    if known is not None and int(np.prod(known, dtype=np.int64)) == int(np.prod(have, dtype=np.int64)):
         return x.reshape((len(x), *known))
     raise DatasetError(
         f"the dataset's rows have shape {list(have)} but the model expects {list(wanted)}; "

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from worker.core.allowlist import known_dims
 from worker.core.problems import DatasetError
 from worker.engine.data import Prepared, TensorSpec
 
@@ -45,12 +46,12 @@ def _check(y: np.ndarray, output: TensorSpec, loss: str, name: str) -> None:
                                f"{units} units, so {loss} needs ids in 0..{units - 1}; give the last layer {high + 1} "
                                "units or relabel the targets", array=name, expected_range=[0, units - 1],
                                found_range=[low, high])
-        rows = _known(out[:-1])
+        rows = known_dims(out[:-1])
         if rows is not None and math.prod(y.shape[1:]) != math.prod(rows):
             raise DatasetError(f"{name} rows have shape {list(y.shape[1:])}; {loss} wants one class id per output row "
                                f"(the model's output {output.name!r} is {list(out)})", array=name)
         return
-    known = _known(out)
+    known = known_dims(out)
     if known is not None and math.prod(y.shape[1:]) != math.prod(known):
         hint = (" (one-hot targets: convert class ids with keras.utils.to_categorical, or use "
                 "sparse_categorical_crossentropy)" if loss in ONE_HOT else "")
@@ -61,9 +62,3 @@ def _check(y: np.ndarray, output: TensorSpec, loss: str, name: str) -> None:
         raise DatasetError(f"{loss} needs targets in [0, 1] in {name}, but they range from {float(y.min()):g} to "
                            f"{float(y.max()):g}; for class ids use sparse_categorical_crossentropy", array=name,
                            expected_range=[0, 1])
-
-
-def _known(dims: tuple[int | None, ...]) -> tuple[int, ...] | None:
-    """`dims` when every one is known (a None dimension fits any target), else None."""
-    known = tuple(d for d in dims if d is not None)
-    return known if len(known) == len(dims) else None
