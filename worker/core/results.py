@@ -7,7 +7,9 @@
 - `partial_result`: the result of whatever chunks are stored (running, cancelled, failed jobs), so
   plots of a running job and the partial curves of a cancelled one read exactly like a finished result;
 - `stitched_result`: the same from every run's chunks and end report: a fanned-out job's result;
-- `finished_result`: the result from its arms once every run has ended (the engine's, and the above).
+- `finished_result`: the result from its arms once every run has ended (the engine's, and the above);
+  with `sweep.confirm`, each arm's `confirm` candidates and the recommendation from their measured winner
+  (`worker.core.confirm`).
 
 Pure NumPy: the API process calls it, and so do the engine and the tests' fakes.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.core import suggestions
+from worker.core import confirm, suggestions
 from worker.core.progress import Chunk, finite
 from worker.core.spec import JobSpec, OptimizerArm
 
@@ -37,8 +39,8 @@ def stitch(chunks: list[dict[str, Any]], arm_index: int, repeat: int = 0) -> dic
     vals: list[float | None] | None = None
     state, steps_total = "pending", 0
     for c in chunks:
-        if c["arm_index"] != arm_index or c.get("repeat", 0) != repeat:
-            continue
+        if c["arm_index"] != arm_index or c.get("repeat", 0) != repeat or c.get("candidate") is not None:
+            continue  # another run's, or a confirm candidate's (its outcome carries its curve)
         start = int(c["step_start"])
         del lrs[start:], losses[start:]
         lrs.extend(c["lrs"])
@@ -64,8 +66,9 @@ class RunCurves:
 
 
 def chunk_record(chunk: Chunk) -> dict[str, Any]:
-    """What `stitch` puts back together (non-finite values stored as null: Redis holds strict JSON)."""
-    return {
+    """What `stitch` puts back together (non-finite values stored as null: Redis holds strict JSON); a
+    confirm candidate's chunk names its slot (`candidate`), and `stitch` leaves it out of the curves."""
+    record = {
         "arm_index": chunk.arm_index,
         "arm_label": chunk.arm_label,
         "repeat": chunk.repeat,
@@ -76,6 +79,9 @@ def chunk_record(chunk: Chunk) -> dict[str, Any]:
         "losses": [finite(v) for v in chunk.losses],
         "val_losses": None if chunk.val_losses is None else [finite(v) for v in chunk.val_losses],
     }
+    if chunk.candidate is not None:
+        record["candidate"] = chunk.candidate
+    return record
 
 
 def arm_result(arm: OptimizerArm, runs: list[RunCurves], spec: JobSpec, *, planned_steps: int,
@@ -107,10 +113,33 @@ def arm_result(arm: OptimizerArm, runs: list[RunCurves], spec: JobSpec, *, plann
     return result
 
 
-def finished_result(arms: list[dict[str, Any]], *, engine: dict[str, Any] | None, stopped: str | None) -> dict[str, Any]:
-    """The whole result from its arms: the best arm, the recommendation, strict JSON throughout."""
+def finished_result(arms: list[dict[str, Any]], *, engine: dict[str, Any] | None, stopped: str | None,
+                    confirm_steps: int | None = None) -> dict[str, Any]:
+    """The whole result from its arms: the best arm, the recommendation, strict JSON throughout.
+
+    With `confirm_steps` (the job confirms; each arm's `confirm` list is filled), the best arm and the
+    recommendation are the measured winner's: `verified: true`, with the criterion named. When no
+    candidate could be scored, the range test's recommendation stays, unverified, and says why.
+    """
     best = suggestions.best_arm(arms)
-    return suggestions.json_safe({"arms": arms, "best_arm": best, "recommendation": suggestions.recommendation(arms, best),
+    recommendation = suggestions.recommendation(arms, best)
+    if confirm_steps is not None:
+        won = confirm.winner(arms)
+        if won is not None:
+            arm, row = won
+            best = arm["label"]
+            criterion = confirm.CRITERION.format(steps=confirm_steps)
+            lrs = arm.get("lrs") or []
+            recommendation = {
+                "optimizer": best, "optimizer_criterion": criterion, "learning_rate": row["lr"], "rule": "confirm",
+                "verified": True, "criterion": criterion, "val_loss": row["val_loss"],
+                "range_test_lr": arm.get("recommended_lr"),
+                "one_cycle": suggestions.one_cycle(arm.get("lr_bounds") or {}, row["lr"], start_lr=lrs[0] if lrs else None,
+                                                   min_loss_lr=arm.get("min_loss_lr")),
+            }
+        elif recommendation is not None and any(arm.get("confirm") for arm in arms):
+            recommendation["criterion"] += "; confirm could not verify it: " + confirm.UNVERIFIED
+    return suggestions.json_safe({"arms": arms, "best_arm": best, "recommendation": recommendation,
                                   "recommendation_reason": suggestions.recommendation_reason(arms),
                                   "engine": engine, "stopped": stopped})
 
@@ -127,10 +156,12 @@ def partial_result(spec: dict[str, Any], chunks: list[dict[str, Any]], *, stoppe
 
 
 def stitched_result(spec: dict[str, Any], chunks: list[dict[str, Any]], outcomes: dict[tuple[int, int], dict[str, Any]],
-                    *, repeats: int | None = None, stopped: str | None, engine: dict[str, Any] | None) -> dict[str, Any]:
+                    *, repeats: int | None = None, stopped: str | None, engine: dict[str, Any] | None,
+                    confirmed: dict[tuple[int, int], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The result from the recorded chunks of each (arm, repeat) run and what each run reported when it
     ended (`outcomes`: `{"stop_reason", "fingerprint"}` by (arm index, repeat); a run without one is
-    still running, or never started).
+    still running, or never started), and the ended confirm runs (`confirmed`: each one's outcome by
+    (arm index, slot)).
 
     A job whose runs were spread over workers is assembled here once, by whichever run ended last;
     its curves are the recorded ones, so it equals what `run_sweep` gives for the same spec in one
@@ -139,6 +170,7 @@ def stitched_result(spec: dict[str, Any], chunks: list[dict[str, Any]], outcomes
     job = JobSpec.model_validate(spec)
     seeds = [job.sweep.seed + r for r in range(repeats or job.sweep.repeats)]
     arms = []
+    planned = 0
     for index, arm in enumerate(job.optimizers):
         curves = [stitch(chunks, index, r) for r in range(len(seeds))]
         runs = []
@@ -151,5 +183,14 @@ def stitched_result(spec: dict[str, Any], chunks: list[dict[str, Any]], outcomes
         entry = arm_result(arm, runs, job, planned_steps=planned, seeds=seeds)
         if entry["stop_reason"] == "running":  # still sweeping, or lost with its worker
             entry["stop_reason"] = None
+        if job.sweep.confirm is not None:
+            entry["confirm"] = confirm.entries([o for (i, _), o in sorted((confirmed or {}).items()) if i == index])
         arms.append(entry)
-    return finished_result(arms, engine=engine, stopped=stopped)
+    return finished_result(arms, engine=engine, stopped=stopped, confirm_steps=confirm_steps(job, planned))
+
+
+def confirm_steps(spec: JobSpec, planned_steps: int) -> int | None:
+    """Each confirm candidate's budget for a sweep of `planned_steps` (None: the job does not confirm)."""
+    if spec.sweep.confirm is None:
+        return None
+    return spec.sweep.confirm.steps or planned_steps

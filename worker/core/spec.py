@@ -120,6 +120,23 @@ class OptimizerArm(_Strict):
         return self.label or self.name
 
 
+#: Most candidate LRs one arm may confirm (each is a training run as long as `confirm.steps`).
+MAX_CONFIRM_CANDIDATES = 8
+
+
+class Confirm(_Strict):
+    """`sweep.confirm`: after the range test, train each arm at a few constant candidate LRs from the job's
+    initial weights and score them on the held-out rows; the measured winner becomes the recommendation.
+
+    Costs `candidates x steps` more steps per arm (with the defaults, 3x the range test's own steps).
+    """
+
+    candidates: int = Field(3, ge=1, le=MAX_CONFIRM_CANDIDATES, description=(
+        "Constant LRs each arm trains at: the recommendation, one below and one above it, then the rules' "
+        "picks and wider brackets."))
+    steps: int | None = Field(None, ge=1, description="Steps of each candidate's training (default: the sweep's length).")
+
+
 class Sweep(_Strict):
     start_lr: float = Field(1e-5, gt=0, description="Learning rate of the first step.")
     end_lr: float = Field(10.0, gt=0, description="Learning rate of the last step.")
@@ -138,6 +155,17 @@ class Sweep(_Strict):
                          "the max_repeats cap, LRRT_MAX_REPEATS).")
     mixed_precision: bool = Field(False, description="Run under Keras's mixed_float16 policy (GPU workers).")
     jit_compile: bool = Field(False, description="Compile the train step with XLA.")
+    confirm: Confirm | None = Field(None, description=(
+        "false (default), true, or {candidates, steps}: verify the recommendation by short fixed-LR trainings "
+        "scored on the held-out rows (needs held-out rows)."))
+
+    @field_validator("confirm", mode="before")
+    @classmethod
+    def _confirm_switch(cls, value: Any) -> Any:
+        """`false` is off and `true` the defaults, as docs/api.md has it; an object sets them."""
+        if value is False:
+            return None
+        return {} if value is True else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Sweep:
@@ -155,6 +183,12 @@ class Sweep(_Strict):
             per_epoch = -(-train_samples // self.batch_size)
             return max(2, round(self.epochs * per_epoch))
         return 200
+
+    def confirm_steps(self, train_samples: int) -> int:
+        """Steps of each confirm candidate's training (0 when confirm is off)."""
+        if self.confirm is None:
+            return 0
+        return self.confirm.steps or self.total_steps(train_samples)
 
 
 class JobSpec(_Strict):
@@ -212,10 +246,11 @@ class JobSpec(_Strict):
             if arm.display_label in seen:
                 raise ValueError(f"optimizer label {arm.display_label!r} is used twice: give each arm a unique label")
             seen.add(arm.display_label)
-        if self.sweep.evaluate_on == "validation" and self.dataset.validation_split == 0 and not self.dataset.uri.startswith(
-            ("dataset:", "file:")
-        ):
-            raise ValueError("evaluate_on='validation' needs dataset.validation_split > 0")
+        if self.dataset.validation_split == 0 and not self.dataset.uri.startswith(("dataset:", "file:")):
+            if self.sweep.evaluate_on == "validation":
+                raise ValueError("evaluate_on='validation' needs dataset.validation_split > 0")
+            if self.sweep.confirm is not None:
+                raise ValueError("sweep.confirm scores candidates on held-out rows: set dataset.validation_split > 0")
         return self
 
 
@@ -254,6 +289,8 @@ def cap_violations(spec: JobSpec, caps: Settings, train_samples: int | None = No
     ]
     if sweep.epochs is None or train_samples is not None:
         checks.append(("/sweep/num_steps", "max_steps", sweep.total_steps(train_samples or 0)))
+        if sweep.confirm is not None:
+            checks.append(("/sweep/confirm/steps", "max_steps", sweep.confirm_steps(train_samples or 0)))
     return [
         CapViolation(pointer, cap, value, getattr(caps, cap))
         for pointer, cap, value in checks

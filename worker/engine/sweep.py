@@ -21,6 +21,7 @@ import json
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from worker.core import confirm
 from worker.core import suggestions as rules
 from worker.core.backends import backend_reason
 from worker.core.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
 from worker.core.progress import Chunk, ChunkHook
-from worker.core.results import RunCurves, arm_result, finished_result
+from worker.core.results import RunCurves, arm_result, confirm_steps, finished_result
 from worker.core.settings import Settings, get_settings
 from worker.core.spec import JobSpec, OptimizerArm, cap_violations
 from worker.core.vetting import vet_spec
@@ -72,7 +74,33 @@ def run_sweep(
     arms = [arm_result(arm, [done.curves[(i, r)] for r in range(spec.sweep.repeats)], spec,
                        planned_steps=done.num_steps, seeds=done.seeds)
             for i, arm in enumerate(spec.optimizers)]
-    return finished_result(arms, stopped=done.stopped, engine=done.engine)
+    budget = confirm_steps(spec, done.num_steps)
+    if budget is None:
+        return finished_result(arms, stopped=done.stopped, engine=done.engine)
+    slots = [] if done.stopped else [(i, slot, lr) for i, arm in enumerate(arms)
+                                     for slot, lr in enumerate(_candidates(arm, spec))]
+    confirmed = confirm_runs(spec, slots, data_root=data_root, on_chunk=on_chunk, caps=caps, data=data,
+                             steps_per_execution=steps_per_execution, allow_download=allow_download) if slots else None
+    for i, arm in enumerate(arms):
+        arm["confirm"] = confirm.entries([c.outcome() for (index, _), c in sorted((confirmed.curves if confirmed else {}).items())
+                                          if index == i])
+    engine = done.engine if confirmed is None else _merged(done.engine, confirmed.engine)
+    return finished_result(arms, stopped=done.stopped or (confirmed.stopped if confirmed else None), engine=engine,
+                           confirm_steps=budget)
+
+
+def _candidates(arm: dict[str, Any], spec: JobSpec) -> list[float]:
+    assert spec.sweep.confirm is not None
+    return confirm.candidate_lrs(arm, spec.sweep.confirm.candidates, start_lr=spec.sweep.start_lr,
+                                 end_lr=spec.sweep.end_lr)
+
+
+def _merged(sweep: dict[str, Any], confirming: dict[str, Any]) -> dict[str, Any]:
+    """The engine figures of a range test and its confirm phase run in one process, as one."""
+    steps, fit = sweep["steps"] + confirming["steps"], sweep["fit_seconds"] + confirming["fit_seconds"]
+    return {**sweep, "seconds": round(sweep["seconds"] + confirming["seconds"], 3), "steps": steps,
+            "fit_seconds": round(fit, 3), "steps_per_second": round(steps / fit, 1) if fit else None,
+            "confirm_steps": confirming["steps"]}
 
 
 @dataclass
@@ -104,64 +132,155 @@ def sweep_runs(
     its weights are built from seed + repeat and its batches drawn from the same seed, so a job's
     runs can be spread over worker processes (`worker.tasks`) and give the curves one process would.
     """
-    started = time.perf_counter()
-    caps = caps or get_settings()
-    sweep = spec.sweep
-    _check_caps(spec, caps)
-    config = vet_spec(spec, caps, dataset=data is None)
-    try:
-        keras.utils.set_random_seed(sweep.seed)
-        first = build_model(config, caps, mixed_precision=sweep.mixed_precision)
-        outputs = output_specs(first)
-        losses = _losses(spec, [o.name for o in outputs])  # fail fast, before any data is loaded
-        arrays = data if data is not None else load_arrays(
-            spec.dataset.uri, data_root=data_root, max_bytes=caps.max_dataset_bytes, allow_download=allow_download
-        )
-        prepared = prepare(arrays, spec.dataset, inputs=input_specs(first), outputs=[o.name for o in outputs],
-                           seed=sweep.seed)
-        check_targets(prepared, outputs, spec.loss_names() if isinstance(spec.loss, str) else
-                      [spec.loss[o.name] for o in outputs])
-        _check_caps(spec, caps, train_samples=len(prepared))
-        num_steps = sweep.total_steps(len(prepared))
-        if sweep.batch_size > len(prepared):
-            raise DatasetError(f"batch_size {sweep.batch_size} is larger than the {len(prepared)} training rows")
-        validation = sweep.evaluate_on == "validation"
-        if validation and prepared.held_out == 0:
-            raise DatasetError("evaluate_on='validation' needs held-out rows: set dataset.validation_split > 0")
-        chunk = _chunk_size(num_steps, steps_per_execution, validation)
+    with _Setup(spec, data_root, caps, data, allow_download) as setup:
+        sweep = spec.sweep
+        chunk = _chunk_size(setup.num_steps, steps_per_execution, sweep.evaluate_on == "validation")
         seeds = [sweep.seed + r for r in range(sweep.repeats)]
         pairs = runs if runs is not None else [(i, r) for i in range(len(spec.optimizers)) for r in range(len(seeds))]
-        starts = {r: _variables(first) if r == 0 else _variables(_seeded_model(config, caps, seeds[r], sweep.mixed_precision))
-                  for r in sorted({r for _, r in pairs})}
-        job = _Job(spec, caps, prepared, num_steps, chunk, on_chunk, losses, len(pairs))
-        curves = {(i, r): job.run(i, spec.optimizers[i], r, seeds[r], starts[r], config) for i, r in pairs}
-    except EngineError:
-        raise
-    except Exception as exc:
-        if _is_oom(exc):
+        starts = {r: setup.start(seeds[r]) for r in sorted({r for _, r in pairs})}
+        lrs = lr_values(sweep.start_lr, sweep.end_lr, setup.num_steps, sweep.mode).tolist()
+        job = _Job(setup, setup.num_steps, chunk, on_chunk, len(pairs), validation=sweep.evaluate_on == "validation")
+        curves = {(i, r): job.run(i, spec.optimizers[i], r, seeds[r], starts[r], lrs) for i, r in pairs}
+    return SweepRuns(curves, stopped=job.stopped, num_steps=setup.num_steps, seeds=seeds,
+                     engine=setup.engine(job, chunk))
+
+
+@dataclass
+class ConfirmCurve:
+    """One confirm candidate's training: its constant LR, per-step losses, held-out loss and how it ended."""
+
+    lr: float
+    curves: RunCurves
+    val_loss: float | None
+
+    def outcome(self) -> dict[str, Any]:
+        """What the result's `arms[].confirm` entry is made of (`worker.core.confirm.entries`)."""
+        return {"lr": self.lr, "val_loss": self.val_loss, "steps": len(self.curves.losses), "losses": self.curves.losses,
+                "stop_reason": self.curves.stop_reason, "fingerprint": self.curves.fingerprint}
+
+
+@dataclass
+class ConfirmRuns:
+    """What `confirm_runs` trained, by (arm index, slot), with the engine's figures."""
+
+    curves: dict[tuple[int, int], ConfirmCurve]
+    engine: dict[str, Any]
+    stopped: str | None
+
+
+def confirm_runs(
+    spec: JobSpec,
+    slots: list[tuple[int, int, float]],
+    *,
+    data_root: Path,
+    on_chunk: ChunkHook | None = None,
+    caps: Settings | None = None,
+    data: Arrays | None = None,
+    steps_per_execution: int | None = None,
+    allow_download: bool = True,
+) -> ConfirmRuns:
+    """Train each (arm index, slot, lr) of `slots` at its constant LR for the job's confirm budget, from the
+    job's initial weights (seed `sweep.seed`, the range test's first repeat) with the same batch order,
+    and score it by the data loss on the held-out rows.
+
+    Like a range-test run, a candidate depends only on the spec and its slot, so candidates spread over
+    workers train as they would in one process. It stops early on NaN or when its smoothed loss passes
+    `divergence_threshold` times its best (it then cannot win: `worker.core.confirm`).
+    """
+    with _Setup(spec, data_root, caps, data, allow_download) as setup:
+        if setup.data.held_out == 0:
+            raise DatasetError("sweep.confirm scores candidates on held-out rows: set dataset.validation_split > 0 "
+                               "or upload x_val/y_val")
+        budget = spec.sweep.confirm_steps(len(setup.data))
+        _check_caps(spec, setup.caps, train_samples=len(setup.data))
+        chunk = _chunk_size(budget, steps_per_execution, False)
+        start = setup.start(spec.sweep.seed)
+        job = _Job(setup, budget, chunk, on_chunk, len(slots), validation=False)
+        curves = {}
+        for arm_index, slot, lr in slots:
+            run = job.run(arm_index, spec.optimizers[arm_index], 0, spec.sweep.seed, start, [lr] * budget,
+                          candidate=slot)
+            score = _held_out_loss(job.last_model, setup.data, setup.losses) if run.stop_reason == "completed" else None
+            curves[(arm_index, slot)] = ConfirmCurve(lr, run, score)
+    return ConfirmRuns(curves, setup.engine(job, chunk), job.stopped)
+
+
+class _Setup:
+    """What every run of a job needs before its first step, and the one place its errors are mapped:
+    the vetted config, the first build (which also fails fast on a bad model), the losses, the
+    prepared data and the planned length. A context manager, so any failure inside a `with` block
+    that is the device running out of memory reads as `ResourceExhausted`."""
+
+    def __init__(self, spec: JobSpec, data_root: Path, caps: Settings | None, data: Arrays | None,
+                 allow_download: bool) -> None:
+        self.spec, self.data_root, self.arrays, self.allow_download = spec, data_root, data, allow_download
+        self.caps = caps or get_settings()
+        self.began = time.perf_counter()
+
+    def __enter__(self) -> _Setup:
+        try:
+            self._prepare()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, None)
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and not isinstance(exc, EngineError) and isinstance(exc, Exception) and _is_oom(exc):
             raise ResourceExhausted(
                 "the device ran out of memory: lower batch_size or use a smaller model", error=type(exc).__name__
             ) from None
-        raise
-    return SweepRuns(curves, stopped=job.stopped, num_steps=num_steps, seeds=seeds, engine={
-        "keras": keras.__version__, "backend": keras.backend.backend(), "device": _device(),
-        "backend_reason": backend_reason(spec.backend, spec.model, keras.backend.backend(), _device()),
-        "seconds": round(time.perf_counter() - started, 3), "steps_per_execution": chunk,
-        "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
-        "steps": job.steps_run, "fit_seconds": round(job.fit_seconds, 3),
-    })
+
+    def _prepare(self) -> None:
+        spec, caps, sweep = self.spec, self.caps, self.spec.sweep
+        _check_caps(spec, caps)
+        self.config = vet_spec(spec, caps, dataset=self.arrays is None)
+        keras.utils.set_random_seed(sweep.seed)
+        self.first = build_model(self.config, caps, mixed_precision=sweep.mixed_precision)
+        outputs = output_specs(self.first)
+        self.losses = _losses(spec, [o.name for o in outputs])  # fail fast, before any data is loaded
+        arrays = self.arrays if self.arrays is not None else load_arrays(
+            spec.dataset.uri, data_root=self.data_root, max_bytes=caps.max_dataset_bytes, allow_download=self.allow_download
+        )
+        self.data = prepare(arrays, spec.dataset, inputs=input_specs(self.first), outputs=[o.name for o in outputs],
+                            seed=sweep.seed)
+        check_targets(self.data, outputs, spec.loss_names() if isinstance(spec.loss, str) else
+                      [spec.loss[o.name] for o in outputs])
+        _check_caps(spec, caps, train_samples=len(self.data))
+        self.num_steps = sweep.total_steps(len(self.data))
+        if sweep.batch_size > len(self.data):
+            raise DatasetError(f"batch_size {sweep.batch_size} is larger than the {len(self.data)} training rows")
+        if sweep.evaluate_on == "validation" and self.data.held_out == 0:
+            raise DatasetError("evaluate_on='validation' needs held-out rows: set dataset.validation_split > 0")
+
+    def start(self, seed: int) -> list[np.ndarray]:
+        """The initial weights of the runs of `seed` (the first build's for the job's own seed)."""
+        if seed == self.spec.sweep.seed:
+            return _variables(self.first)
+        return _variables(_seeded_model(self.config, self.caps, seed, self.spec.sweep.mixed_precision))
+
+    def engine(self, job: _Job, chunk: int) -> dict[str, Any]:
+        """The result's `engine` figures for what `job` ran."""
+        backend, device = keras.backend.backend(), _device()
+        return {
+            "keras": keras.__version__, "backend": backend, "device": device,
+            "backend_reason": backend_reason(self.spec.backend, self.spec.model, backend, device),
+            "seconds": round(time.perf_counter() - self.began, 3), "steps_per_execution": chunk,
+            "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
+            "steps": job.steps_run, "fit_seconds": round(job.fit_seconds, 3),
+        }
 
 
 # --------------------------------------------------------------------------- one arm, one seed
 
 
 class _Job:
-    """State shared by the runs of one job: data, progress counters, the stop flag."""
+    """State shared by the runs of one `sweep_runs` or `confirm_runs` call: data, progress counters, the stop flag."""
 
-    def __init__(self, spec: JobSpec, caps: Settings, data: Prepared, num_steps: int, chunk: int,
-                 on_chunk: ChunkHook | None, losses: list[Any], runs: int) -> None:
-        self.spec, self.caps, self.data, self.num_steps, self.chunk = spec, caps, data, num_steps, chunk
-        self.losses = losses
+    def __init__(self, setup: _Setup, num_steps: int, chunk: int, on_chunk: ChunkHook | None, runs: int, *,
+                 validation: bool) -> None:
+        self.spec, self.caps, self.data, self.config = setup.spec, setup.caps, setup.data, setup.config
+        self.num_steps, self.chunk, self.losses, self.validation = num_steps, chunk, setup.losses, validation
         self.on_chunk = on_chunk
         self.hook_error: BaseException | None = None
         self.total = runs * num_steps
@@ -169,18 +288,22 @@ class _Job:
         self.steps_run = 0
         self.fit_seconds = 0.0
         self.stopped: str | None = None
-        self.lrs = lr_values(spec.sweep.start_lr, spec.sweep.end_lr, num_steps, spec.sweep.mode)
+        self.last_model: keras.Model | None = None
 
-    def run(self, arm_index: int, arm: OptimizerArm, repeat: int, seed: int, start: list[np.ndarray], config: dict) -> RunCurves:
+    def run(self, arm_index: int, arm: OptimizerArm, repeat: int, seed: int, start: list[np.ndarray],
+            lrs: Sequence[float], *, candidate: int | None = None) -> RunCurves:
+        """One run: the range test (`lrs` follows the schedule) or a confirm candidate (`candidate` set,
+        `lrs` constant), from `start` with seed `seed`'s batch order."""
         sweep = self.spec.sweep
-        validation = sweep.evaluate_on == "validation"
-        run = RunCurves(val_losses=[] if validation else None)
+        run = RunCurves(val_losses=[] if self.validation else None)
         if self.stopped:
             run.stop_reason = self.stopped
             return run
-        compiled = _compiled(config, self.spec, self.caps, arm, self.num_steps, self.chunk, self.losses)
-        compiled.reset(start)
-        monitor = _Monitor(self, compiled, run, arm_index, arm.display_label, repeat, seed)
+        compiled = _compiled(self.config, self.spec, self.caps, arm, self.num_steps, self.chunk, self.losses,
+                             constant=candidate is not None)
+        compiled.reset(start, lrs[0] if candidate is not None else None)
+        self.last_model = compiled.model
+        monitor = _Monitor(self, compiled, run, arm_index, arm.display_label, repeat, seed, lrs, candidate)
         x, y, epochs, steps_per_epoch = _epochs(self.data, sweep.batch_size, self.num_steps)
         run.fingerprint = {"initial_weights": _digest(start),
                            "first_batch": _digest(_first_batch(x, y, sweep.batch_size, steps_per_epoch, seed))}
@@ -211,10 +334,11 @@ class _Monitor(keras.callbacks.Callback):
     """What Python does between chunks: read the ring, check NaN and divergence, validate, report, stop."""
 
     def __init__(self, job: _Job, compiled: _Compiled, run: RunCurves, arm_index: int, label: str, repeat: int,
-                 seed: int) -> None:
+                 seed: int, lrs: Sequence[float], candidate: int | None) -> None:
         super().__init__()
         self.job, self.compiled, self.run = job, compiled, run
         self.arm_index, self.label, self.repeat, self.seed = arm_index, label, repeat, seed
+        self.lrs, self.candidate = lrs, candidate
         self.smoother = rules.Smoother(job.spec.sweep.smoothing)
         self.best = math.inf
 
@@ -246,7 +370,7 @@ class _Monitor(keras.callbacks.Callback):
                 break
             self.best = min(self.best, smoothed)
         added = len(run.losses) - seen
-        run.lrs.extend(float(v) for v in job.lrs[seen : seen + added])
+        run.lrs.extend(float(v) for v in self.lrs[seen : seen + added])
         val = None
         if run.val_losses is not None:
             val = [None] * (added - 1) + [self._validation_loss()] if added else []
@@ -271,6 +395,7 @@ class _Monitor(keras.callbacks.Callback):
             lrs=run.lrs[seen:], losses=rules.json_safe(run.losses[seen:]), val_losses=rules.json_safe(val),
             steps_done=len(run.losses), steps_total=self.job.num_steps,
             job_steps_done=self.job.done, job_steps_total=self.job.total, state=state,  # type: ignore[arg-type]
+            candidate=self.candidate,
         )
         try:
             return self.job.on_chunk(chunk)
@@ -280,13 +405,17 @@ class _Monitor(keras.callbacks.Callback):
 
     def _validation_loss(self) -> float:
         """Loss on the fixed held-out subset with the weights after the chunk's last step (data loss only)."""
-        model, data = self.model, self.job.data
-        if hasattr(model, "jax_state_sync"):
-            model.jax_state_sync()  # JAX keeps the training state outside the variables during fit
-        y_pred = model.predict_on_batch(_unwrap(data.x_val))
-        y_pred = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
-        return float(sum(np.mean(keras.ops.convert_to_numpy(loss(y, p)))
-                         for loss, y, p in zip(self.job.losses, data.y_val, y_pred)))
+        return _held_out_loss(self.model, self.job.data, self.job.losses)
+
+
+def _held_out_loss(model: keras.Model | None, data: Prepared, losses: list[Any]) -> float:
+    """The data loss (no regularization terms) of `model`'s current weights on the fixed held-out subset."""
+    assert model is not None
+    if hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()  # JAX keeps the training state outside the variables during fit
+    y_pred = model.predict_on_batch(_unwrap(data.x_val))
+    y_pred = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
+    return float(sum(np.mean(keras.ops.convert_to_numpy(loss(y, p))) for loss, y, p in zip(losses, data.y_val, y_pred)))
 
 
 # --------------------------------------------------------------------------- compiled models
@@ -300,11 +429,14 @@ class _Compiled:
     recorder: StepLossRecorder
     optimizer_start: list[np.ndarray]
 
-    def reset(self, weights: list[np.ndarray]) -> None:
+    def reset(self, weights: list[np.ndarray], lr: float | None = None) -> None:
+        """Back to `weights` with fresh optimizer slots (at the constant `lr` of a confirm model)."""
         for variable, value in zip(self.model.variables, weights):
             variable.assign(value)
         for variable, value in zip(self.model.optimizer.variables, self.optimizer_start):
             variable.assign(value)
+        if lr is not None:
+            self.model.optimizer.learning_rate.assign(lr)
         self.recorder.restart()
 
 
@@ -312,17 +444,22 @@ _compiled_cache: OrderedDict[str, _Compiled] = OrderedDict()
 
 
 def _compiled(config: dict, spec: JobSpec, caps: Settings, arm: OptimizerArm, num_steps: int, chunk: int,
-              losses: list[Any]) -> _Compiled:
-    """The compiled model for this arm, from the per-process cache when an equal one was compiled before."""
+              losses: list[Any], *, constant: bool = False) -> _Compiled:
+    """The compiled model for this arm, from the per-process cache when an equal one was compiled before.
+
+    `constant`: for confirm candidates, a learning-rate variable instead of the range-test schedule, so
+    one compiled model trains every candidate of the arm (`_Compiled.reset` sets the LR).
+    """
     sweep = spec.sweep
-    key = json.dumps([config, spec.loss, arm.name, arm.params, sweep.start_lr, sweep.end_lr, sweep.mode, num_steps,
+    schedule = "constant" if constant else [sweep.start_lr, sweep.end_lr, sweep.mode]
+    key = json.dumps([config, spec.loss, arm.name, arm.params, schedule, num_steps,
                       chunk, sweep.jit_compile, sweep.mixed_precision, keras.backend.backend()], sort_keys=True)
     if key in _compiled_cache:
         _compiled_cache.move_to_end(key)
         return _compiled_cache[key]
     model = build_model(config, caps, mixed_precision=sweep.mixed_precision)
-    schedule = RangeTestSchedule(sweep.start_lr, sweep.end_lr, num_steps, sweep.mode)
-    optimizer = _optimizer(arm, schedule)
+    learning_rate = sweep.start_lr if constant else RangeTestSchedule(sweep.start_lr, sweep.end_lr, num_steps, sweep.mode)
+    optimizer = _optimizer(arm, learning_rate)
     jit: bool | str = True if sweep.jit_compile else ("auto" if keras.backend.backend() == "jax" else False)
     model.compile(optimizer=optimizer, loss=_unwrap(losses), steps_per_execution=chunk, jit_compile=jit)
     recorder = install(model, chunk)
@@ -334,13 +471,13 @@ def _compiled(config: dict, spec: JobSpec, caps: Settings, arm: OptimizerArm, nu
     return compiled
 
 
-def _optimizer(arm: OptimizerArm, schedule: RangeTestSchedule) -> keras.optimizers.Optimizer:
+def _optimizer(arm: OptimizerArm, learning_rate: float | RangeTestSchedule) -> keras.optimizers.Optimizer:
     try:
         cls = type(keras.optimizers.get(arm.name))
     except ValueError:
         raise ConfigInvalid(f"unknown optimizer {arm.name!r}") from None
     try:
-        return cls(learning_rate=schedule, **arm.params)
+        return cls(learning_rate=learning_rate, **arm.params)
     except (TypeError, ValueError) as exc:
         raise ConfigInvalid(f"optimizer {arm.name!r} rejected its params {arm.params}: {exc}",
                             optimizer=arm.name) from None
