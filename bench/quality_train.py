@@ -93,13 +93,14 @@ class GridTrainer:
         self.task = task
         self.arm = arm
         self.schedule = VariableSchedule()
-        self.total_steps = math.ceil(task.epochs * len(task.data.x) / task.batch_size)
+        self.total_steps = task.budget_steps
         self.loss = keras.losses.get(task.loss)
         self.model = self._fresh_model()
         # The whole budget in one compiled call: per-call overhead dominates these tiny models.
         self.model.compile(optimizer=make_optimizer(arm, self.schedule), loss=self.loss, steps_per_execution=self.total_steps)
         self.cap = task.baseline_loss()
         self._initial: dict[int, list[np.ndarray]] = {}
+        self._scores: dict[tuple[LRPlan, int], float] = {}
 
     def _fresh_model(self) -> keras.Model:
         return keras.models.model_from_json(json.dumps(self.task.model))
@@ -123,8 +124,22 @@ class GridTrainer:
             variable.assign(ops.zeros(variable.shape, variable.dtype))
         self.schedule.set(plan, self.total_steps)
 
+    @property
+    def fits(self) -> int:
+        """Distinct (plan, seed) runs trained so far."""
+        return len(self._scores)
+
     def score(self, plan: LRPlan, seed: int) -> float:
-        """Validation loss after the budget, capped at the prior-predicting baseline (NaN counts as it)."""
+        """Validation loss after the budget, capped at the prior-predicting baseline (NaN counts as it).
+
+        Remembered per (plan, seed): rules often pick a grid LR or one another's, and a run is
+        deterministic, so training it again would only cost time.
+        """
+        if (plan, seed) not in self._scores:
+            self._scores[plan, seed] = self._train(plan, seed)
+        return self._scores[plan, seed]
+
+    def _train(self, plan: LRPlan, seed: int) -> float:
         self._reset(plan, seed)
         data = self.task.data
         order = self.batch_order(seed)
