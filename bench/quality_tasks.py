@@ -2,8 +2,11 @@
 
 Chosen to run on 2 CPU cores in seconds per training run, yet to disagree about the best learning
 rate: a classifier MLP and ConvNet (cross-entropy), a small real regression (MSE, overfits fast, so
-the training-loss curve of the range test is not the whole story), and an ill-conditioned regression
-where Adam's per-parameter scaling and SGD with momentum want learning rates decades apart.
+the training-loss curve of the range test is not the whole story), an ill-conditioned regression
+where Adam's per-parameter scaling and SGD with momentum want learning rates decades apart (and
+Adam trains far better: the best-arm check), and two cases built to defeat a training-loss range
+test: a wide MLP on a few hundred rows (overfitting: the training loss keeps falling at LRs whose
+validation loss is bad) and a long budget (many times the sweep's steps).
 
 Every split is fixed (seed 0) so that seeds vary only initial weights and batch order, which is what
 a user re-running the range test sees. The range test gets the same arrays, with `x_val`/`y_val` as the
@@ -13,12 +16,13 @@ source's own held-out split, so it and the ground-truth training use exactly the
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Set
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.datasets import load_diabetes, load_digits, make_friedman1
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, make_friedman1
 from sklearn.model_selection import train_test_split
 
 from worker.core.spec import OptimizerArm
@@ -53,6 +57,11 @@ class QualityTask:
     @property
     def classification(self) -> bool:
         return "categorical" in self.loss
+
+    @property
+    def budget_steps(self) -> int:
+        """Steps of one ground-truth training run (the budget a user would train for; the last batch may be short)."""
+        return math.ceil(self.epochs * len(self.data.x) / self.batch_size)
 
     def baseline_loss(self) -> float:
         """Validation loss of predicting the training prior (class frequencies, or the mean target).
@@ -101,6 +110,13 @@ def diabetes_data() -> TaskData:
     bunch = load_diabetes()
     x = (bunch.data - bunch.data.mean(0)) / bunch.data.std(0)
     return _regression_split(x, bunch.target)
+
+
+def breast_cancer_data() -> TaskData:
+    """sklearn's bundled breast-cancer diagnosis (569 rows, 30 features, 2 classes), features standardized."""
+    bunch = load_breast_cancer()
+    x = (bunch.data - bunch.data.mean(0)) / bunch.data.std(0)
+    return _split(x.astype("float32"), bunch.target.astype("int32"), stratify=True)
 
 
 def friedman_data(n: int = 2000) -> TaskData:
@@ -174,6 +190,12 @@ def build_tasks(*, quick: bool = False, only: Set[str] | None = None) -> list[Qu
         "diabetes_mlp": lambda: QualityTask(
             "diabetes_mlp", _mlp(10, 1, None, hidden=(16,)), mse, diabetes_data(), (ADAM,), 20 * scale, 32,
             notes="16-1 MLP, sklearn diabetes (353 train rows): overfits, so the val optimum is flat",
+        ),
+        "cancer_wide_mlp": lambda: QualityTask(
+            "cancer_wide_mlp", _mlp(30, 2, "softmax", hidden=(256, 256)), ce, breast_cancer_data(), (ADAM,),
+            50 * scale, 32,
+            notes="overfitting: 256-256-2 MLP (74k weights) on sklearn breast cancer (455 train rows); the training "
+            "loss falls at every LR the range test likes while the held-out loss is lowest decades below",
         ),
     }
     unknown = (only or set()) - makers.keys()

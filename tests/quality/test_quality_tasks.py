@@ -12,6 +12,7 @@ from bench.quality_tasks import (
     ADAM,
     QualityTask,
     TaskData,
+    breast_cancer_data,
     build_tasks,
     diabetes_data,
     digits_data,
@@ -32,6 +33,18 @@ def test_digits_split_is_stratified_disjoint_and_scaled() -> None:
     train_rows = {row.tobytes() for row in data.x}
     assert sum(row.tobytes() in train_rows for row in data.x_val) < 0.05 * len(data.x_val)  # digits has a few duplicates
     assert set(np.unique(data.y_val)) == set(range(10))
+
+
+def test_breast_cancer_is_a_few_hundred_standardized_rows_with_both_classes_held_out() -> None:
+    data = breast_cancer_data()
+    assert len(data.x) == 455 and data.x.shape[1] == 30 and data.x.dtype == np.float32
+    assert abs(float(np.concatenate([data.x, data.x_val]).mean())) < 1e-3
+    assert set(np.unique(data.y_val)) == {0, 1}
+
+
+def test_budget_steps_count_the_last_short_batch() -> None:
+    data = TaskData(np.zeros((100, 1)), np.zeros(100), np.zeros((10, 1)), np.zeros(10))
+    assert QualityTask("t", {}, "mean_squared_error", data, (ADAM,), epochs=3, batch_size=32).budget_steps == 10
 
 
 @pytest.mark.parametrize("make", [diabetes_data, friedman_data, ill_conditioned_data])
@@ -67,7 +80,7 @@ def test_every_task_is_an_allowed_model_that_fits_its_data() -> None:
         shape = input_specs(model)[0].shape
         assert tuple(shape[1:]) == task.data.x.shape[1:], task.name
         out = model(task.data.x_val[:2])
-        assert out.shape[-1] == (10 if task.classification else 1), task.name
+        assert out.shape[-1] == (int(task.data.y.max()) + 1 if task.classification else 1), task.name
 
 
 def test_unknown_task_names_are_an_error() -> None:
