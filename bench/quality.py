@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep the table readable
 
@@ -48,9 +48,13 @@ from bench.quality_metrics import (  # noqa: E402
     spearman,
     summarize,
     wins,
+    worst_over_cases,
 )
 from bench.quality_smoothing import two_sided, two_sided_log  # noqa: E402
 from bench.quality_tasks import QualityTask, build_tasks  # noqa: E402
+
+if TYPE_CHECKING:
+    from bench.quality_train import GridTrainer
 
 #: One arm's range-test result (the API's arm object) for each seed, in seed order.
 ArmResults = list[dict[str, Any]]
@@ -67,12 +71,14 @@ class Mode:
     seeds: int
     quick: bool
     tasks: frozenset[str] | None = None  # None: every task
+    arm_seeds: int = 0  # range tests of tasks with several arms, for the best-arm check (at least `seeds`)
 
 
-#: The four kinds of task the issue asks for, half budgets, 2 seeds: minutes on 2 busy cores.
+#: The kinds of task the issues ask for, half budgets, 2 seeds: minutes on 2 busy cores.
 QUICK = Mode("quick", (-4.0, 0.0, 0.5), seeds=2, quick=True,
-             tasks=frozenset({"digits_mlp", "digits_convnet", "friedman_mlp", "illcond_mlp"}))
-FULL = Mode("full", (-5.0, 0.5, 0.5), seeds=3, quick=False)
+             tasks=frozenset({"digits_mlp", "digits_convnet", "friedman_mlp", "illcond_mlp", "cancer_wide_mlp"}))
+#: Every task; the best-arm check on 10 seeds (range tests only: seconds each), as issue 13 asks.
+FULL = Mode("full", (-5.0, 0.5, 0.5), seeds=3, quick=False, arm_seeds=10)
 
 
 # --------------------------------------------------------------------------- rules under test
@@ -85,8 +91,9 @@ class Rule:
     `pick(results, i)` returns the peak LR for training seed `i` (None: the rule gave no answer);
     `schedule` says whether it is trained at a constant LR or as one-cycle with that max_lr, and
     `start` maps a seed's result to the one-cycle starting LR (None: max_lr / 25, the grid's shape).
-    `evaluate_on` picks the range test: the default one on training batches, or `sweep.evaluate_on =
-    "validation"` (suggestions from the loss on the held-out rows, as Smith recommends).
+    `sweep` names the range test it reads (a key of `SWEEPS`): the default one on training batches,
+    `sweep.evaluate_on = "validation"` (suggestions from the loss on the held-out rows, as Smith
+    recommends), or one with `sweep.confirm` (short fits at candidate LRs after the range test).
     """
 
     name: str
@@ -94,7 +101,7 @@ class Rule:
     pick: Pick
     start: Callable[[dict[str, Any]], float | None] | None = None
     what: str = ""
-    evaluate_on: str = "train"  # which range test the rule reads: on the training or the validation loss
+    sweep: str = "train"
 
 
 def _suggestion(name: str) -> Pick:
@@ -185,6 +192,24 @@ def _recommended(results: ArmResults, i: int) -> float | None:
     return results[i]["recommended_lr"]
 
 
+def _confirmed(results: ArmResults, i: int) -> float | None:
+    """The arm's own confirm winner: the candidate LR whose fixed-LR fit reached the lowest held-out loss."""
+    winner = next((c for c in results[i].get("confirm") or [] if c["winner"]), None)
+    return None if winner is None else winner["lr"]
+
+
+#: The range tests the rules read, by name: the `Sweep` fields each sets on the engine's defaults for a
+#: task. "confirm" is the product's confirm mode as a user turns it on (`sweep.confirm: true`);
+#: "confirm@budget" gives each of 3 candidates the task's whole training budget instead of the
+#: sweep's length, to show what the default's shorter fits cost in quality (and what more steps cost).
+SWEEPS: dict[str, Callable[[QualityTask], dict[str, Any]]] = {
+    "train": lambda task: {},
+    "validation": lambda task: {"evaluate_on": "validation"},
+    "confirm": lambda task: {"confirm": True},
+    "confirm@budget": lambda task: {"confirm": {"candidates": 3, "steps": task.budget_steps}},
+}
+
+
 #: Trained and scored on every case. Peers' rules as the engine computes them, the engine's
 #: recommendation (alone and pooled over seeds), the no-range-test baseline, and candidates.
 RULES: tuple[Rule, ...] = (
@@ -198,10 +223,14 @@ RULES: tuple[Rule, ...] = (
     Rule("keras_default", "constant", _keras_default, what="the optimizer's default LR (no range test)"),
     Rule("median3", "constant", _median3, what="candidate: log-median of valley, steepest, minimum"),
     Rule("median3@seeds", "constant", _pooled(_median3), what="candidate: median3, median over seeds"),
-    Rule("valley[val]", "constant", _suggestion("valley"), evaluate_on="validation",
+    Rule("valley[val]", "constant", _suggestion("valley"), sweep="validation",
          what="valley of a range test with evaluate_on=validation"),
-    Rule("median3[val]", "constant", _median3, evaluate_on="validation",
+    Rule("median3[val]", "constant", _median3, sweep="validation",
          what="median3 of a range test with evaluate_on=validation"),
+    Rule("confirm", "constant", _confirmed, sweep="confirm",
+         what="sweep.confirm = true: the arm's winner of fixed-LR fits at candidate LRs, on the held-out rows"),
+    Rule("confirm@budget", "constant", _confirmed, sweep="confirm@budget",
+         what="the same with each candidate fit for the task's whole training budget"),
     Rule("median3[2s]", "constant", _two_sided(two_sided),
          what="candidate: median3 on a lag-free two-sided smoothing (arithmetic) instead of the EMAs"),
     Rule("median3[2s-log]", "constant", _two_sided(two_sided_log),
@@ -225,11 +254,13 @@ RULES: tuple[Rule, ...] = (
 # --------------------------------------------------------------------------- measuring one task
 
 
-def sweep_results(task: QualityTask, seeds: int, evaluate_on: str) -> list[ArmResults]:
-    """The range test of every arm, once per seed (repeats=1), with the engine's default sweep settings.
+def range_tests(task: QualityTask, seeds: int, fields: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's whole result (`run_sweep`, repeats=1) once per seed: the engine's default sweep at the
+    task's batch size, plus `fields` (a `SWEEPS` entry).
 
-    One call per seed instead of `repeats=seeds` because the per-seed `lr_bounds` are needed; the
-    engine's own repeats runs are the same runs (seed s builds the same weights and batch order).
+    One call per seed instead of `repeats=seeds` because the per-seed `lr_bounds`, confirm fits and
+    recommendations are needed; the engine's own repeats runs are the same runs (seed s builds the
+    same weights and batch order).
     """
     from worker.core.spec import DatasetRef, JobSpec, Sweep
     from worker.engine.data import Arrays
@@ -237,14 +268,37 @@ def sweep_results(task: QualityTask, seeds: int, evaluate_on: str) -> list[ArmRe
 
     d = task.data
     arrays = Arrays(d.x, d.y, d.x_val, d.y_val)
-    per_seed = []
-    for seed in range(seeds):
-        spec = JobSpec(
-            model=task.model, dataset=DatasetRef(uri=f"file:{task.name}.npz"), loss=task.loss,
-            optimizers=list(task.arms), sweep=Sweep(batch_size=task.batch_size, seed=seed, evaluate_on=evaluate_on),
-        )
-        per_seed.append(run_sweep(spec, data_root=Path("."), data=arrays))
-    return [[result["arms"][a] for result in per_seed] for a in range(len(task.arms))]
+    return [
+        run_sweep(JobSpec(model=task.model, dataset=DatasetRef(uri=f"file:{task.name}.npz"), loss=task.loss,
+                          optimizers=list(task.arms), sweep=Sweep(batch_size=task.batch_size, seed=seed, **fields)),
+                  data_root=Path("."), data=arrays)
+        for seed in range(seeds)
+    ]
+
+
+def arm_results(per_seed: Sequence[dict[str, Any]], arm: int) -> ArmResults:
+    """One arm's entry of each seed's result, in seed order (what a `Pick` reads)."""
+    return [result["arms"][arm] for result in per_seed]
+
+
+def step_cost(task: QualityTask, fields: dict[str, Any], per_seed: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Training steps of one job with the sweep `fields`, as a multiple of its range test's.
+
+    Range test: arms x planned sweep steps (an arm that diverged stops sooner, but a user books the
+    whole sweep). Confirm, nominal: arms x candidates x confirm steps; measured: the steps its fits
+    ran (mean over the seeds; a candidate that diverges stops early, an arm may have fewer candidates
+    inside the swept range). The training after the choice is the user's own and not counted.
+    """
+    from worker.core.spec import Sweep
+
+    sweep = Sweep(batch_size=task.batch_size, **fields)
+    rows = len(task.data.x)
+    range_test = len(task.arms) * sweep.total_steps(rows)
+    nominal = len(task.arms) * (sweep.confirm.candidates if sweep.confirm else 0) * sweep.confirm_steps(rows)
+    ran = float(np.mean([sum(c["steps"] for arm in r["arms"] for c in arm.get("confirm") or []) for r in per_seed]))
+    return {"range_test_steps": range_test, "confirm_steps": round(ran, 1),
+            "nominal_multiple": round((range_test + nominal) / range_test, 3),
+            "multiple": round((range_test + ran) / range_test, 3)}
 
 
 @dataclass
@@ -280,63 +334,93 @@ class CaseResult:
         return cls(data["case"], data["baseline"], grids, data["rule_lrs"], data["rule_losses"], data["agreement"])
 
 
-def measure_arm(task: QualityTask, arm_index: int, sweeps: dict[str, ArmResults], mode: Mode,
+def measure_arm(task: QualityTask, trainer: GridTrainer, sweeps: dict[str, ArmResults], mode: Mode,
                 log: Callable[[str], None]) -> CaseResult:
-    """Grid ground truth and every rule's trained loss for one arm; `sweeps` by `evaluate_on`."""
-    from bench.quality_train import GridTrainer, LRPlan
-
-    arm = task.arms[arm_index]
-    trainer = GridTrainer(task, arm)
-    cache: dict[tuple[LRPlan, int], float] = {}
-
-    def score(plan: LRPlan, seed: int) -> float:
-        if (plan, seed) not in cache:
-            cache[plan, seed] = trainer.score(plan, seed)
-        return cache[plan, seed]
+    """Grid ground truth and every rule's trained loss for one arm; `sweeps` by `SWEEPS` name."""
+    from bench.quality_train import LRPlan
 
     lrs = log_grid(*mode.grid)
     seeds = range(mode.seeds)
     grids = {
-        kind: Grid(lrs, np.array([[score(LRPlan(kind, float(lr)), s) for lr in lrs] for s in seeds]))
+        kind: Grid(lrs, np.array([[trainer.score(LRPlan(kind, float(lr)), s) for lr in lrs] for s in seeds]))
         for kind in ("constant", "one_cycle")
     }
     rule_lrs: dict[str, list[float | None]] = {}
     rule_losses: dict[str, list[float]] = {}
     for rule in RULES:
-        results = sweeps[rule.evaluate_on]
+        results = sweeps[rule.sweep]
         picks = [rule.pick(results, s) for s in seeds]
         starts = [rule.start(results[s]) if rule.start else None for s in seeds]
         rule_lrs[rule.name] = picks
         rule_losses[rule.name] = [
-            trainer.cap if lr is None else score(LRPlan(rule.schedule, float(lr), start), s)  # type: ignore[arg-type]
+            trainer.cap if lr is None else trainer.score(LRPlan(rule.schedule, float(lr), start), s)  # type: ignore[arg-type]
             for s, (lr, start) in enumerate(zip(picks, starts))
         ]
     agreement = [log_range(sweeps["train"][s]["suggestions"].values()) for s in seeds]
-    case = f"{task.name}/{arm.display_label}"
+    case = f"{task.name}/{trainer.arm.display_label}"
     log(f"{case}: grid best constant {grids['constant'].best_lr:.2g} ({grids['constant'].best_loss:.3f}), "
-        f"one-cycle {grids['one_cycle'].best_lr:.2g} ({grids['one_cycle'].best_loss:.3f}); {len(cache)} fits")
+        f"one-cycle {grids['one_cycle'].best_lr:.2g} ({grids['one_cycle'].best_loss:.3f}); {trainer.fits} fits")
     return CaseResult(case, trainer.cap, grids, rule_lrs, rule_losses, agreement)
 
 
-def measure_task(task: QualityTask, mode: Mode, log: Callable[[str], None]) -> tuple[list[CaseResult], dict[str, Any]]:
-    """All arms of one task, plus whether the engine's `best_arm` is the arm that trains best."""
+def best_arm_check(task: QualityTask, cases: Sequence[CaseResult], trainers: Sequence[GridTrainer],
+                   runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Does the job's `recommendation` name the optimizer that trains best, and how well does it train?
+
+    Truth: the arm with the lowest grid-best validation loss (constant LR; one-cycle beside it). Per
+    sweep and seed: the optimizer the result's `recommendation` names (the range test's `best_arm`;
+    with confirm, the arm whose candidate won on the held-out rows) and the normalized regret of
+    training that optimizer at the recommended LR for the budget, against the best arm's grid best
+    (1.0 when there is no recommendation). Seeds beyond the grid's use the grid's seed-mean best.
+    """
+    from bench.quality_train import LRPlan
+
+    labels = [arm.display_label for arm in task.arms]
+    grid_best = {label: case.grids["constant"].best_loss for label, case in zip(labels, cases)}
+    reference = min(grid_best.values())
+    scale = max(trainers[0].cap - reference, 1e-12)
+
+    def regret(recommendation: dict[str, Any] | None, seed: int) -> float:
+        if not recommendation or recommendation.get("learning_rate") is None:
+            return 1.0
+        trainer = trainers[labels.index(recommendation["optimizer"])]
+        return (trainer.score(LRPlan("constant", float(recommendation["learning_rate"])), seed) - reference) / scale
+
+    return {
+        "task": task.name,
+        "grid_best": grid_best,
+        "trains_best": {kind: labels[int(np.argmin([c.grids[kind].best_loss for c in cases]))]
+                        for kind in ("constant", "one_cycle")},
+        "picks": {name: [(r["recommendation"] or {}).get("optimizer") for r in per_seed] for name, per_seed in runs.items()},
+        "normalized_regret": {name: [round(regret(r["recommendation"], s), 4) for s, r in enumerate(per_seed)]
+                              for name, per_seed in runs.items()},
+    }
+
+
+@dataclass
+class TaskResult:
+    """One task measured: its cases, the best-arm check (tasks with several arms) and each sweep's cost."""
+
+    cases: list[CaseResult]
+    check: dict[str, Any] | None
+    costs: dict[str, dict[str, float]]  # by SWEEPS name
+
+
+def measure_task(task: QualityTask, mode: Mode, log: Callable[[str], None]) -> TaskResult:
+    """All arms of one task; with several arms, range tests for `mode.arm_seeds` seeds for the best-arm check."""
+    from bench.quality_train import GridTrainer
+
     started = time.perf_counter()
-    kinds = sorted({rule.evaluate_on for rule in RULES})
-    per_kind = {kind: sweep_results(task, mode.seeds, kind) for kind in kinds}
-    log(f"{task.name}: range tests ({', '.join(kinds)}) {time.perf_counter() - started:.1f}s")
-    cases = [measure_arm(task, a, {kind: per_kind[kind][a] for kind in kinds}, mode, log) for a in range(len(task.arms))]
-    check: dict[str, Any] = {}
-    if len(cases) > 1:
-        labels = [arm.display_label for arm in task.arms]
-
-        def best_arm_per_seed(per_arm: list[ArmResults]) -> list[str]:
-            return [labels[min(range(len(labels)), key=lambda a: per_arm[a][s]["min_loss"])] for s in range(mode.seeds)]
-
-        truth = {kind: labels[int(np.argmin([c.grids[kind].best_loss for c in cases]))] for kind in ("constant", "one_cycle")}
-        check = {"task": task.name, "trains_best": truth,
-                 **{f"best_arm_per_seed[{kind}]": best_arm_per_seed(per_kind[kind]) for kind in kinds}}
+    seeds = max(mode.seeds, mode.arm_seeds) if len(task.arms) > 1 else mode.seeds
+    names = sorted({rule.sweep for rule in RULES})
+    runs = {name: range_tests(task, seeds, SWEEPS[name](task)) for name in names}
+    log(f"{task.name}: range tests ({', '.join(names)}; {seeds} seeds) {time.perf_counter() - started:.1f}s")
+    trainers = [GridTrainer(task, arm) for arm in task.arms]
+    cases = [measure_arm(task, trainer, {name: arm_results(r[: mode.seeds], a) for name, r in runs.items()}, mode, log)
+             for a, trainer in enumerate(trainers)]
+    check = best_arm_check(task, cases, trainers, runs) if len(task.arms) > 1 else None
     log(f"{task.name}: done in {time.perf_counter() - started:.0f}s")
-    return cases, check
+    return TaskResult(cases, check, {name: step_cost(task, SWEEPS[name](task), per_seed) for name, per_seed in runs.items()})
 
 
 # --------------------------------------------------------------------------- reporting
@@ -388,14 +472,100 @@ def source_commit() -> str | None:
         return None
 
 
-def report(cases: Sequence[CaseResult], checks: Sequence[dict[str, Any]], mode: Mode, seconds: float,
-           commit: str | None = None) -> str:
-    summaries = {c.case: c.summaries() for c in cases}
+#: Issue 13's bar for the confirm mode (docs/quality.md): mean and worst normalized regret over the cases,
+#: the share of seeds whose recommendation names the optimizer that trains best, the cost in range-test steps.
+TARGET_MEAN, TARGET_WORST, TARGET_RIGHT_ARM, TARGET_COST = 0.03, 0.15, 0.9, 4.0
+
+
+def cost_table(costs: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Markdown table of each sweep's steps per job, as a multiple of the range test's, over the tasks."""
+    lines = ["| sweep | rules reading it | x range-test steps, nominal: mean (max) over tasks | ran: mean (max) | ran, per task |",
+             "| --- | --- | --- | --- | --- |"]
+    for name in SWEEPS:
+        per_task = {task: by_sweep[name] for task, by_sweep in costs.items() if name in by_sweep}
+        if per_task:
+            rules = ", ".join(f"`{rule.name}`" for rule in RULES if rule.sweep == name)
+            nominal, ran = ([c[key] for c in per_task.values()] for key in ("nominal_multiple", "multiple"))
+            tasks = ", ".join(f"{task} {c['multiple']:.2f}" for task, c in per_task.items())
+            lines.append(f"| {name} | {rules} | {np.mean(nominal):.2f} ({max(nominal):.2f}) | "
+                         f"{np.mean(ran):.2f} ({max(ran):.2f}) | {tasks} |")
+    return "\n".join(lines)
+
+
+def right_arm(check: dict[str, Any], sweep: str) -> tuple[int, int]:
+    """(seeds whose recommendation names the arm that trains best at a constant LR, seeds)."""
+    picks = check["picks"][sweep]
+    return sum(pick == check["trains_best"]["constant"] for pick in picks), len(picks)
+
+
+def check_table(check: dict[str, Any]) -> str:
+    """Markdown table of one best-arm check: per sweep, the right optimizer in k of n seeds and the regret."""
+    lines = ["| sweep | right optimizer (seeds) | picks per seed | norm. regret of the recommendation: mean / worst |",
+             "| --- | --- | --- | --- |"]
+    for name, picks in check["picks"].items():
+        right, seeds = right_arm(check, name)
+        regret = check["normalized_regret"][name]
+        lines.append(f"| {name} | {right} of {seeds} | {', '.join(str(p) for p in picks)} | "
+                     f"{np.mean(regret):.3f} / {max(regret):.3f} |")
+    return "\n".join(lines)
+
+
+def acceptance(summaries: dict[str, dict[str, RuleSummary]], checks: Sequence[dict[str, Any]],
+               costs: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Issue 13's bar, rule by rule for the confirm rules, and `recommended` against valley per case."""
+    mean, worst = mean_over_cases(summaries, "normalized"), worst_over_cases(summaries, "normalized")
+    lines = []
+    for rule in (r for r in RULES if r.sweep.startswith("confirm")):
+        cost = max(by_sweep[rule.sweep]["nominal_multiple"] for by_sweep in costs.values())
+        arms = [(check["task"], *right_arm(check, rule.sweep)) for check in checks]
+        lines.append(
+            f"- `{rule.name}`: mean norm. regret {mean[rule.name]:.3f} (<= {TARGET_MEAN}: {_yes(mean[rule.name] <= TARGET_MEAN)}), "
+            f"worst {worst[rule.name]:.3f} (<= {TARGET_WORST}: {_yes(worst[rule.name] <= TARGET_WORST)}); right optimizer "
+            + ", ".join(f"{task} {k} of {n} ({_yes(k >= TARGET_RIGHT_ARM * n)})" for task, k, n in arms)
+            + f"; cost up to {cost:.2f}x the range test's steps, nominal (<= {TARGET_COST:g}: {_yes(cost <= TARGET_COST)})")
+    margins = {case: by_rule["recommended"].normalized - by_rule["valley"].normalized for case, by_rule in summaries.items()}
+    worse = {case: margin for case, margin in margins.items() if margin > 0}
+    lines.append("- without confirm, `recommended` minus `valley` (norm. regret, > 0: worse than valley): "
+                 + ", ".join(f"{case} {margin:+.3f}" for case, margin in margins.items())
+                 + f"; no worse on every case: {_yes(not worse)}")
+    return lines
+
+
+def _yes(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+@dataclass
+class Run:
+    """One bench run, everything it measured: what `--out` writes and `--report` re-prints."""
+
+    mode: Mode
+    commit: str | None
+    seconds: float
+    cases: list[CaseResult]
+    checks: list[dict[str, Any]]
+    costs: dict[str, dict[str, dict[str, float]]]  # task -> SWEEPS name -> `step_cost`
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": {**asdict(self.mode), "tasks": sorted(self.mode.tasks or [])}, "commit": self.commit,
+                "seconds": self.seconds, "checks": self.checks, "costs": self.costs,
+                "cases": [c.to_json() for c in self.cases]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Run:
+        mode = Mode(**{**data["mode"], "grid": tuple(data["mode"]["grid"]), "tasks": frozenset(data["mode"]["tasks"]) or None})
+        return cls(mode, data.get("commit"), data["seconds"], [CaseResult.from_json(c) for c in data["cases"]],
+                   data["checks"], data["costs"])
+
+
+def report(run: Run) -> str:
+    mode = run.mode
+    summaries = {c.case: c.summaries() for c in run.cases}
     names = [rule.name for rule in RULES]
     peers = [rule.name for rule in RULES if rule.schedule == "constant"]
     lines = [
         f"## Recommendation quality ({mode.name}: grid 10^{mode.grid[0]:g}..10^{mode.grid[1]:g} every "
-        f"{mode.grid[2]:g} decades, {mode.seeds} seeds, {seconds:.0f}s)",
+        f"{mode.grid[2]:g} decades, {mode.seeds} seeds, {run.seconds:.0f}s)",
         "",
         "Rules: " + "; ".join(f"`{rule.name}` {rule.what}" for rule in RULES) + ".",
         "",
@@ -404,25 +574,32 @@ def report(cases: Sequence[CaseResult], checks: Sequence[dict[str, Any]], mode: 
         "| task/arm | baseline loss | best constant LR (loss) | best one-cycle max_lr (loss) |",
         "| --- | --- | --- | --- |",
     ]
-    for c in cases:
+    for c in run.cases:
         g, o = c.grids["constant"], c.grids["one_cycle"]
         lines.append(f"| {c.case} | {c.baseline:.3f} | {g.best_lr:.2g} ({g.best_loss:.3f}) | {o.best_lr:.2g} ({o.best_loss:.3f}) |")
     lines += ["", "Means over the cases (normalized regret: 0 = grid's best, 1 = no better than the prior):", "",
-              means_table(summaries, names), "", "Per case:", "", format_table(summaries, names), ""]
+              means_table(summaries, names), "", "Per case:", "", format_table(summaries, names), "",
+              "Cost in training steps per job (range test: arms x planned sweep steps; confirm: the steps its fits ran):",
+              "", cost_table(run.costs), ""]
     lines.append(f"Cases won (lowest regret among single-LR rules): {json.dumps(wins(summaries, peers))}")
-    for check in checks:
-        picked = {k: v for k, v in check.items() if k.startswith("best_arm_per_seed")}
-        lines.append(f"best_arm ({check['task']}): engine's pick per seed {picked}; trains best {check['trains_best']}")
-    lines.append(f"Confidence signals (Spearman with recommended's normalized regret): {json.dumps(agreement_report(cases))}")
+    for check in run.checks:
+        best = ", ".join(f"{arm} {loss:.3f}" for arm, loss in check["grid_best"].items())
+        lines += ["", f"best_arm check, {check['task']}: trains best {check['trains_best']} (grid-best constant-LR "
+                  f"loss {best}); the optimizer each seed's `recommendation` names:", "", check_table(check), ""]
+    lines.append(f"Confidence signals (Spearman with recommended's normalized regret): {json.dumps(agreement_report(run.cases))}")
+    lines += ["", "Issue 13 acceptance:", *acceptance(summaries, run.checks, run.costs), ""]
     final = {
         "mode": mode.name,
-        "commit": commit,
-        "seconds": round(seconds),
-        "cases": len(cases),
+        "commit": run.commit,
+        "seconds": round(run.seconds),
+        "cases": len(run.cases),
         "mean_normalized_regret": mean_over_cases(summaries, "normalized"),
+        "worst_normalized_regret": worst_over_cases(summaries, "normalized"),
         "mean_regret": mean_over_cases(summaries, "regret"),
         "mean_abs_grid_steps": mean_over_cases(summaries, "abs_steps"),
         "mean_lr_spread_decades": mean_over_cases(summaries, "lr_spread"),
+        "right_optimizer": {check["task"]: {name: right_arm(check, name) for name in check["picks"]} for check in run.checks},
+        "cost_multiple": {task: {name: c["multiple"] for name, c in by_sweep.items()} for task, by_sweep in run.costs.items()},
     }
     lines.append(json.dumps(final))
     return "\n".join(lines)
@@ -433,48 +610,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="4 tasks, coarser grid, 2 seeds, half the training budget")
     parser.add_argument("--tasks", help="comma-separated subset of the tasks (default: the mode's)")
     parser.add_argument("--seeds", type=int, help="override the mode's number of seeds")
+    parser.add_argument("--arm-seeds", type=int, help="seeds of the best-arm check on tasks with several arms "
+                        "(range tests and one fit per seed and sweep; default: the mode's, 10 in the full run)")
     parser.add_argument("--out", type=Path, help="also write every measured number as JSON here")
     parser.add_argument("--report", type=Path, help="re-print the report of a saved --out file; trains nothing")
     return parser.parse_args(argv)
 
 
-def measure(mode: Mode) -> tuple[list[CaseResult], list[dict[str, Any]]]:
+def measure(mode: Mode, commit: str | None) -> Run:
     started = time.perf_counter()
 
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f}s] {message}", file=sys.stderr, flush=True)
 
-    cases: list[CaseResult] = []
-    checks: list[dict[str, Any]] = []
+    run = Run(mode, commit, 0.0, [], [], {})
     for task in build_tasks(quick=mode.quick, only=mode.tasks):
-        task_cases, check = measure_task(task, mode, log)
-        cases += task_cases
-        checks += [check] if check else []
-    return cases, checks
+        measured = measure_task(task, mode, log)
+        run.cases += measured.cases
+        run.checks += [measured.check] if measured.check else []
+        run.costs[task.name] = measured.costs
+    run.seconds = time.perf_counter() - started
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.report:
-        saved = json.loads(args.report.read_text())
-        mode = Mode(**{**saved["mode"], "tasks": frozenset(saved["mode"]["tasks"]) or None})
-        mode = replace(mode, grid=tuple(mode.grid))
-        cases = [CaseResult.from_json(c) for c in saved["cases"]]
-        print(report(cases, saved["checks"], mode, saved["seconds"], saved.get("commit")))
+        print(report(Run.from_json(json.loads(args.report.read_text()))))
         return
     mode = QUICK if args.quick else FULL
-    if args.seeds or args.tasks:
-        tasks = frozenset(args.tasks.split(",")) if args.tasks else mode.tasks
-        mode = replace(mode, seeds=args.seeds or mode.seeds, tasks=tasks)
-    commit = source_commit()
-    started = time.perf_counter()
-    cases, checks = measure(mode)
-    seconds = time.perf_counter() - started
+    mode = replace(mode, seeds=args.seeds or mode.seeds, arm_seeds=args.arm_seeds or mode.arm_seeds,
+                   tasks=frozenset(args.tasks.split(",")) if args.tasks else mode.tasks)
+    run = measure(mode, source_commit())
     if args.out:
-        saved_mode = {**asdict(mode), "tasks": sorted(mode.tasks or [])}
-        args.out.write_text(json.dumps({"mode": saved_mode, "commit": commit, "seconds": seconds, "checks": checks,
-                                        "cases": [c.to_json() for c in cases]}, indent=1))
-    print(report(cases, checks, mode, seconds, commit))
+        args.out.write_text(json.dumps(run.to_json(), indent=1))
+    print(report(run))
 
 
 if __name__ == "__main__":
