@@ -71,13 +71,14 @@ class Mode:
     seeds: int
     quick: bool
     tasks: frozenset[str] | None = None  # None: every task
-    arm_seeds: int = 0  # range tests of tasks with several arms, for the best-arm check (at least `seeds`)
+    arm_seeds: int = 0  # seeds of the best-arm check on tasks with several arms (at least `seeds`)
 
 
 #: The kinds of task the issues ask for, half budgets, 2 seeds: minutes on 2 busy cores.
 QUICK = Mode("quick", (-4.0, 0.0, 0.5), seeds=2, quick=True,
-             tasks=frozenset({"digits_mlp", "digits_convnet", "friedman_mlp", "illcond_mlp", "cancer_wide_mlp"}))
-#: Every task; the best-arm check on 10 seeds (range tests only: seconds each), as issue 13 asks.
+             tasks=frozenset({"digits_mlp", "digits_convnet", "friedman_mlp", "illcond_mlp", "cancer_wide_mlp",
+                              "illcond_long"}))
+#: Every task; the best-arm check on 10 seeds, as issue 13 asks (`ARM_CHECK_SWEEPS` and one fit per seed).
 FULL = Mode("full", (-5.0, 0.5, 0.5), seeds=3, quick=False, arm_seeds=10)
 
 
@@ -199,15 +200,22 @@ def _confirmed(results: ArmResults, i: int) -> float | None:
 
 
 #: The range tests the rules read, by name: the `Sweep` fields each sets on the engine's defaults for a
-#: task. "confirm" is the product's confirm mode as a user turns it on (`sweep.confirm: true`);
-#: "confirm@budget" gives each of 3 candidates the task's whole training budget instead of the
-#: sweep's length, to show what the default's shorter fits cost in quality (and what more steps cost).
+#: task. "confirm" is the product's confirm mode as a user turns it on (`sweep.confirm: true`: 3
+#: candidates, the sweep's length each); the others show its trade-offs: "confirm@5x120" spends the
+#: same steps on 5 shorter fits (the rules' own picks or a wider bracket), "confirm@3xbudget" gives
+#: each of 3 candidates the task's whole training budget (what the default's shorter fits cost), and
+#: "confirm@5xbudget" both (is the bracket too narrow even with budget-long fits?).
 SWEEPS: dict[str, Callable[[QualityTask], dict[str, Any]]] = {
     "train": lambda task: {},
     "validation": lambda task: {"evaluate_on": "validation"},
     "confirm": lambda task: {"confirm": True},
-    "confirm@budget": lambda task: {"confirm": {"candidates": 3, "steps": task.budget_steps}},
+    "confirm@5x120": lambda task: {"confirm": {"candidates": 5, "steps": 120}},
+    "confirm@3xbudget": lambda task: {"confirm": {"candidates": 3, "steps": task.budget_steps}},
+    "confirm@5xbudget": lambda task: {"confirm": {"candidates": 5, "steps": task.budget_steps}},
 }
+#: The sweeps the best-arm check runs on `Mode.arm_seeds` seeds: the range test alone and the product's
+#: confirm default (the others on the mode's seeds; a range test with confirm costs seconds on 2 cores).
+ARM_CHECK_SWEEPS = ("train", "confirm")
 
 
 #: Trained and scored on every case. Peers' rules as the engine computes them, the engine's
@@ -229,8 +237,12 @@ RULES: tuple[Rule, ...] = (
          what="median3 of a range test with evaluate_on=validation"),
     Rule("confirm", "constant", _confirmed, sweep="confirm",
          what="sweep.confirm = true: the arm's winner of fixed-LR fits at candidate LRs, on the held-out rows"),
-    Rule("confirm@budget", "constant", _confirmed, sweep="confirm@budget",
+    Rule("confirm@5x120", "constant", _confirmed, sweep="confirm@5x120",
+         what="the same with 5 candidates of 120 steps each (the same cost)"),
+    Rule("confirm@3xbudget", "constant", _confirmed, sweep="confirm@3xbudget",
          what="the same with each candidate fit for the task's whole training budget"),
+    Rule("confirm@5xbudget", "constant", _confirmed, sweep="confirm@5xbudget",
+         what="5 candidates (the rules' picks, then a bracket 9x either side) of the whole budget each"),
     Rule("median3[2s]", "constant", _two_sided(two_sided),
          what="candidate: median3 on a lag-free two-sided smoothing (arithmetic) instead of the EMAs"),
     Rule("median3[2s-log]", "constant", _two_sided(two_sided_log),
@@ -367,6 +379,7 @@ def best_arm_check(task: QualityTask, cases: Sequence[CaseResult], trainers: Seq
                    runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Does the job's `recommendation` name the optimizer that trains best, and how well does it train?
 
+    The job-level number of every task (with one arm, its regret is that case's recommended one).
     Truth: the arm with the lowest grid-best validation loss (constant LR; one-cycle beside it). Per
     sweep and seed: the optimizer the result's `recommendation` names (the range test's `best_arm`;
     with confirm, the arm whose candidate won on the held-out rows) and the normalized regret of
@@ -399,28 +412,37 @@ def best_arm_check(task: QualityTask, cases: Sequence[CaseResult], trainers: Seq
 
 @dataclass
 class TaskResult:
-    """One task measured: its cases, the best-arm check (tasks with several arms) and each sweep's cost."""
+    """One task measured: its cases, the job-level check (`best_arm_check`) and each sweep's cost."""
 
     cases: list[CaseResult]
-    check: dict[str, Any] | None
+    check: dict[str, Any]
     costs: dict[str, dict[str, float]]  # by SWEEPS name
+    candidates: dict[str, list[list[list[dict[str, Any]]]]]  # confirm sweeps: [seed][arm] -> candidates, by LR
+
+
+def confirm_candidates(per_seed: Sequence[dict[str, Any]]) -> list[list[list[dict[str, Any]]]]:
+    """Each seed's and arm's confirm candidates without their curves: what the edge statistic reads."""
+    keep = ("lr", "val_loss", "stop_reason", "winner")
+    return [[[{k: c[k] for k in keep} for c in arm.get("confirm") or []] for arm in r["arms"]] for r in per_seed]
 
 
 def measure_task(task: QualityTask, mode: Mode, log: Callable[[str], None]) -> TaskResult:
-    """All arms of one task; with several arms, range tests for `mode.arm_seeds` seeds for the best-arm check."""
+    """All arms of one task; with several arms, the best-arm check's sweeps for `mode.arm_seeds` seeds."""
     from bench.quality_train import GridTrainer
 
     started = time.perf_counter()
-    seeds = max(mode.seeds, mode.arm_seeds) if len(task.arms) > 1 else mode.seeds
+    extra = max(mode.arm_seeds, mode.seeds) if len(task.arms) > 1 else mode.seeds
     names = sorted({rule.sweep for rule in RULES})
-    runs = {name: range_tests(task, seeds, SWEEPS[name](task)) for name in names}
-    log(f"{task.name}: range tests ({', '.join(names)}; {seeds} seeds) {time.perf_counter() - started:.1f}s")
+    runs = {name: range_tests(task, extra if name in ARM_CHECK_SWEEPS else mode.seeds, SWEEPS[name](task)) for name in names}
+    log(f"{task.name}: range tests ({', '.join(names)}; {mode.seeds} seeds, {extra} for "
+        f"{', '.join(ARM_CHECK_SWEEPS)}) {time.perf_counter() - started:.1f}s")
     trainers = [GridTrainer(task, arm) for arm in task.arms]
     cases = [measure_arm(task, trainer, {name: arm_results(r[: mode.seeds], a) for name, r in runs.items()}, mode, log)
              for a, trainer in enumerate(trainers)]
-    check = best_arm_check(task, cases, trainers, runs) if len(task.arms) > 1 else None
+    check = best_arm_check(task, cases, trainers, runs)
     log(f"{task.name}: done in {time.perf_counter() - started:.0f}s")
-    return TaskResult(cases, check, {name: step_cost(task, SWEEPS[name](task), per_seed) for name, per_seed in runs.items()})
+    return TaskResult(cases, check, {name: step_cost(task, SWEEPS[name](task), per_seed) for name, per_seed in runs.items()},
+                      {name: confirm_candidates(per_seed) for name, per_seed in runs.items() if name.startswith("confirm")})
 
 
 # --------------------------------------------------------------------------- reporting
@@ -492,6 +514,25 @@ def cost_table(costs: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def winner_edges(candidates: dict[str, dict[str, list[list[list[dict[str, Any]]]]]]) -> dict[str, dict[str, int]]:
+    """Per confirm sweep: how often an arm's winner was its lowest or its highest candidate LR.
+
+    A winner at the edge says the best LR for the confirm budget may lie outside the bracket (too
+    narrow); "none" counts arms where no candidate could be scored (every one diverged or stopped).
+    """
+    edges: dict[str, dict[str, int]] = {}
+    for by_sweep in candidates.values():
+        for name, per_seed in by_sweep.items():
+            count = edges.setdefault(name, {"arms": 0, "lowest": 0, "highest": 0, "inside": 0, "none": 0})
+            for arms in per_seed:
+                for rows in arms:
+                    count["arms"] += 1
+                    won = [i for i, row in enumerate(rows) if row["winner"]]
+                    where = "none" if not won else "lowest" if won[0] == 0 else "highest" if won[0] == len(rows) - 1 else "inside"
+                    count[where] += 1
+    return edges
+
+
 def right_arm(check: dict[str, Any], sweep: str) -> tuple[int, int]:
     """(seeds whose recommendation names the arm that trains best at a constant LR, seeds)."""
     picks = check["picks"][sweep]
@@ -515,14 +556,18 @@ def acceptance(summaries: dict[str, dict[str, RuleSummary]], checks: Sequence[di
     """Issue 13's bar, rule by rule for the confirm rules, and `recommended` against valley per case."""
     mean, worst = mean_over_cases(summaries, "normalized"), worst_over_cases(summaries, "normalized")
     lines = []
-    for rule in (r for r in RULES if r.sweep.startswith("confirm")):
+    for rule in (r for r in RULES if r.sweep.startswith("confirm") and r.name in mean):  # measured in this run
         cost = max(by_sweep[rule.sweep]["nominal_multiple"] for by_sweep in costs.values())
-        arms = [(check["task"], *right_arm(check, rule.sweep)) for check in checks]
+        arms = [(check["task"], *right_arm(check, rule.sweep)) for check in checks if len(check["grid_best"]) > 1]
         lines.append(
             f"- `{rule.name}`: mean norm. regret {mean[rule.name]:.3f} (<= {TARGET_MEAN}: {_yes(mean[rule.name] <= TARGET_MEAN)}), "
             f"worst {worst[rule.name]:.3f} (<= {TARGET_WORST}: {_yes(worst[rule.name] <= TARGET_WORST)}); right optimizer "
-            + ", ".join(f"{task} {k} of {n} ({_yes(k >= TARGET_RIGHT_ARM * n)})" for task, k, n in arms)
+            + (", ".join(f"{task} {k} of {n} ({_yes(k >= TARGET_RIGHT_ARM * n)})" for task, k, n in arms) or "(no task with 2 arms)")
             + f"; cost up to {cost:.2f}x the range test's steps, nominal (<= {TARGET_COST:g}: {_yes(cost <= TARGET_COST)})")
+    jobs = {sweep: [float(np.mean(check["normalized_regret"][sweep])) for check in checks] for sweep in checks[0]["picks"]}
+    lines.append("- the job's recommendation (optimizer and LR, trained for the budget; mean over seeds per task), "
+                 "norm. regret mean / worst over the tasks: "
+                 + ", ".join(f"{sweep} {np.mean(v):.3f} / {max(v):.3f}" for sweep, v in jobs.items()))
     margins = {case: by_rule["recommended"].normalized - by_rule["valley"].normalized for case, by_rule in summaries.items()}
     worse = {case: margin for case, margin in margins.items() if margin > 0}
     lines.append("- without confirm, `recommended` minus `valley` (norm. regret, > 0: worse than valley): "
@@ -545,17 +590,18 @@ class Run:
     cases: list[CaseResult]
     checks: list[dict[str, Any]]
     costs: dict[str, dict[str, dict[str, float]]]  # task -> SWEEPS name -> `step_cost`
+    candidates: dict[str, dict[str, list[list[list[dict[str, Any]]]]]]  # task -> confirm sweep -> `confirm_candidates`
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": {**asdict(self.mode), "tasks": sorted(self.mode.tasks or [])}, "commit": self.commit,
-                "seconds": self.seconds, "checks": self.checks, "costs": self.costs,
+                "seconds": self.seconds, "checks": self.checks, "costs": self.costs, "candidates": self.candidates,
                 "cases": [c.to_json() for c in self.cases]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Run:
         mode = Mode(**{**data["mode"], "grid": tuple(data["mode"]["grid"]), "tasks": frozenset(data["mode"]["tasks"]) or None})
         return cls(mode, data.get("commit"), data["seconds"], [CaseResult.from_json(c) for c in data["cases"]],
-                   data["checks"], data["costs"])
+                   data["checks"], data["costs"], data["candidates"])
 
 
 def report(run: Run) -> str:
@@ -582,10 +628,11 @@ def report(run: Run) -> str:
               "Cost in training steps per job (range test: arms x planned sweep steps; confirm: the steps its fits ran):",
               "", cost_table(run.costs), ""]
     lines.append(f"Cases won (lowest regret among single-LR rules): {json.dumps(wins(summaries, peers))}")
-    for check in run.checks:
+    for check in (c for c in run.checks if len(c["grid_best"]) > 1):
         best = ", ".join(f"{arm} {loss:.3f}" for arm, loss in check["grid_best"].items())
         lines += ["", f"best_arm check, {check['task']}: trains best {check['trains_best']} (grid-best constant-LR "
                   f"loss {best}); the optimizer each seed's `recommendation` names:", "", check_table(check), ""]
+    lines.append(f"Confirm winners at the edge of their candidates (arm x seed): {json.dumps(winner_edges(run.candidates))}")
     lines.append(f"Confidence signals (Spearman with recommended's normalized regret): {json.dumps(agreement_report(run.cases))}")
     lines += ["", "Issue 13 acceptance:", *acceptance(summaries, run.checks, run.costs), ""]
     final = {
@@ -598,7 +645,8 @@ def report(run: Run) -> str:
         "mean_regret": mean_over_cases(summaries, "regret"),
         "mean_abs_grid_steps": mean_over_cases(summaries, "abs_steps"),
         "mean_lr_spread_decades": mean_over_cases(summaries, "lr_spread"),
-        "right_optimizer": {check["task"]: {name: right_arm(check, name) for name in check["picks"]} for check in run.checks},
+        "right_optimizer": {check["task"]: {name: right_arm(check, name) for name in check["picks"]}
+                            for check in run.checks if len(check["grid_best"]) > 1},
         "cost_multiple": {task: {name: c["multiple"] for name, c in by_sweep.items()} for task, by_sweep in run.costs.items()},
     }
     lines.append(json.dumps(final))
@@ -623,12 +671,13 @@ def measure(mode: Mode, commit: str | None) -> Run:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f}s] {message}", file=sys.stderr, flush=True)
 
-    run = Run(mode, commit, 0.0, [], [], {})
+    run = Run(mode, commit, 0.0, [], [], {}, {})
     for task in build_tasks(quick=mode.quick, only=mode.tasks):
         measured = measure_task(task, mode, log)
         run.cases += measured.cases
-        run.checks += [measured.check] if measured.check else []
+        run.checks.append(measured.check)
         run.costs[task.name] = measured.costs
+        run.candidates[task.name] = measured.candidates
     run.seconds = time.perf_counter() - started
     return run
 

@@ -187,6 +187,11 @@ def build_tasks(*, quick: bool = False, only: Set[str] | None = None) -> list[Qu
             "illcond_mlp", _mlp(16, 1, None), mse, ill_conditioned_data(), both, 10 * scale, 32,
             notes="64-64-1 MLP, synthetic regression with feature scales 10^-1.5..10^1.5 (Adam vs SGD)",
         ),
+        "illcond_long": lambda: QualityTask(
+            "illcond_long", _mlp(16, 1, None), mse, ill_conditioned_data(), both, 30 * scale, 32,
+            notes="long budget: illcond_mlp trained 3x as long (1800 steps, 9x the sweep): SGD's held-out loss "
+            "degrades over the budget at LRs that are fine for 200 steps, and Adam's best LR moves up",
+        ),
         "diabetes_mlp": lambda: QualityTask(
             "diabetes_mlp", _mlp(10, 1, None, hidden=(16,)), mse, diabetes_data(), (ADAM,), 20 * scale, 32,
             notes="16-1 MLP, sklearn diabetes (353 train rows): overfits, so the val optimum is flat",

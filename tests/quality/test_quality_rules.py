@@ -86,7 +86,7 @@ def test_step_cost_counts_the_planned_range_test_and_the_confirm_steps_run() -> 
     ran = [_job([[200, 200, 200], [200, 50]]), _job([[200, 200, 200], [200, 200, 200]])]  # a diverged candidate, one missing
     cost = step_cost(task, SWEEPS["confirm"](task), ran)
     assert cost["nominal_multiple"] == 4.0 and cost["multiple"] == pytest.approx((400 + (850 + 1200) / 2) / 400, abs=1e-3)
-    assert step_cost(task, SWEEPS["confirm@budget"](task), ran)["nominal_multiple"] == 2.5  # 3 x 100 steps per arm
+    assert step_cost(task, SWEEPS["confirm@3xbudget"](task), ran)["nominal_multiple"] == 2.5  # 3 x 100 steps per arm
 
 
 def test_acceptance_names_each_bar_and_the_cases_where_recommended_is_worse_than_valley() -> None:
@@ -97,14 +97,19 @@ def test_acceptance_names_each_bar_and_the_cases_where_recommended_is_worse_than
                           rule_lrs={rule: [1e-2] for rule in losses}, rule_losses={rule: [v] for rule, v in losses.items()},
                           agreement=[0.0])
 
-    cases = [case("a/adam", {"recommended": 0.2, "valley": 0.3, "confirm": 0.2, "confirm@budget": 0.2}),
-             case("b/adam", {"recommended": 0.4, "valley": 0.3, "confirm": 0.3, "confirm@budget": 0.2})]
-    check = {"task": "a", "trains_best": {"constant": "adam"}, "picks": {"confirm": ["adam"] * 9 + ["sgd"],
-                                                                         "confirm@budget": ["sgd"] * 10}}
+    cases = [case("a/adam", {"recommended": 0.2, "valley": 0.3, "confirm": 0.2, "confirm@3xbudget": 0.2}),
+             case("b/adam", {"recommended": 0.4, "valley": 0.3, "confirm": 0.3, "confirm@3xbudget": 0.2})]
+    check = {"task": "a", "trains_best": {"constant": "adam"}, "grid_best": {"adam": 0.2, "sgd": 0.4},
+             "picks": {"confirm": ["adam"] * 9 + ["sgd"], "confirm@3xbudget": ["sgd"] * 10},
+             "normalized_regret": {"confirm": [0.0] * 9 + [0.5], "confirm@3xbudget": [0.5] * 10}}
+    single = {"task": "b", "trains_best": {"constant": "adam"}, "grid_best": {"adam": 0.2},
+              "picks": {"confirm": ["adam"], "confirm@3xbudget": ["adam"]},
+              "normalized_regret": {"confirm": [0.1], "confirm@3xbudget": [0.0]}}
     assert right_arm(check, "confirm") == (9, 10)
-    costs = {"a": {"confirm": {"nominal_multiple": 4.0}, "confirm@budget": {"nominal_multiple": 10.0}}}
-    confirm, budget, versus_valley = acceptance({c.case: c.summaries() for c in cases}, [check], costs)
+    costs = {"a": {"confirm": {"nominal_multiple": 4.0}, "confirm@3xbudget": {"nominal_multiple": 10.0}}}
+    confirm, budget, jobs, versus_valley = acceptance({c.case: c.summaries() for c in cases}, [check, single], costs)
     assert "mean norm. regret 0.050 (<= 0.03: MISSED)" in confirm and "worst 0.100 (<= 0.15: met)" in confirm
     assert "a 9 of 10 (met)" in confirm and "4.00x" in confirm and "(<= 4: met)" in confirm
-    assert "a 0 of 10 (MISSED)" in budget and "(<= 4: MISSED)" in budget
+    assert "a 0 of 10 (MISSED)" in budget and "(<= 4: MISSED)" in budget and " b " not in confirm  # one arm: no check
+    assert "confirm 0.075 / 0.100" in jobs and "confirm@3xbudget 0.250 / 0.500" in jobs
     assert "a/adam -0.100" in versus_valley and "b/adam +0.100" in versus_valley and versus_valley.endswith("MISSED")
