@@ -421,8 +421,9 @@ class TaskResult:
 
 
 def confirm_candidates(per_seed: Sequence[dict[str, Any]]) -> list[list[list[dict[str, Any]]]]:
-    """Each seed's and arm's confirm candidates without their curves: what the edge statistic reads."""
-    keep = ("lr", "val_loss", "stop_reason", "winner")
+    """Each seed's and arm's confirm candidates without their curves (the edge statistic reads them; the
+    steps show a candidate stopped early, for example by the divergence stop)."""
+    keep = ("lr", "val_loss", "steps", "stop_reason", "winner")
     return [[[{k: c[k] for k in keep} for c in arm.get("confirm") or []] for arm in r["arms"]] for r in per_seed]
 
 
