@@ -4,19 +4,21 @@ For every task and optimizer arm (`bench/quality_tasks.py`) the bench
 1. finds the ground truth: fixed-budget training at a log-spaced grid of constant LRs, and of one-cycle
    schedules whose max_lr is each grid point, scored by validation loss (`bench/quality_train.py`);
 2. runs the range test (`worker.engine.sweep.run_sweep`, same model, same rows) once per seed, on the
-   training loss and with `evaluate_on="validation"`;
+   training loss, with `evaluate_on="validation"` and with each `sweep.confirm` setting (`SWEEPS`);
 3. trains, with the same budget and seed, at the LR each rule picked, and reports each rule's regret
    against the grid's best, its distance in grid steps and its spread across seeds
    (`bench/quality_metrics.py`).
 
-Usage (2 shared CPU cores: `--quick` 3-6 min, the full run ~12 min; results in docs/quality.md)::
+Usage (2 shared CPU cores: `--quick` ~8 min, the full run ~20 min; results in docs/quality.md)::
 
     nice -n 10 python -m bench.quality --quick
     nice -n 10 python -m bench.quality --tasks digits_mlp,friedman_mlp --seeds 3 --out results.json
+    nice -n 10 python -m bench.quality --tasks illcond_mlp --arm-seeds 10   # the Adam-vs-SGD check on 10 seeds
     python -m bench.quality --report results.json   # re-print a saved run without training
 
-Prints the ground truth, a table of means per rule, a markdown table (task/arm x rule), the best_arm
-check and the confidence-signal analysis, and as its LAST line one JSON object with the mean (normalized)
+Prints the ground truth, a table of means per rule, a markdown table (task/arm x rule), each sweep's
+cost in steps, the best-arm check, where the confirm winners sit, the confidence-signal analysis and
+issue 13's acceptance, and as its LAST line one JSON object with the mean (normalized)
 regret of every rule across the cases.
 """
 
