@@ -21,8 +21,8 @@ from pydantic import ValidationError
 from service.datasets import DatasetStore
 from service.problems import ProblemError
 from worker.core.allowlist import json_depth
-from worker.core.datasets import at_uri, check_uri, resolve_file
-from worker.core.problems import CapExceeded, DatasetError, DatasetNotFound
+from worker.core.datasets import array_groups, at_uri, check_uri, resolve_file
+from worker.core.problems import CapExceeded, DatasetError, DatasetInvalid, DatasetNotFound
 from worker.core.settings import Settings
 from worker.core.spec import JobSpec, cap_violations
 from worker.core.vetting import check_arrays_fit, vet_spec
@@ -111,10 +111,21 @@ def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root:
                                   "it returns, or list yours with GET /v1/datasets")
         if meta is not None:
             check_arrays_fit(config, meta["shapes"])
+            check_held_out(spec, name, meta["shapes"])
         if scheme == "file":
             resolve_file(data_root, name)
     except DatasetError as exc:
         raise at_uri(exc) from None
+
+
+def check_held_out(spec: JobSpec, name: str, shapes: dict[str, list[int]]) -> None:
+    """`sweep.confirm` and `evaluate_on='validation'` score on held-out rows: an upload without
+    `x_val`/`y_val` needs `validation_split > 0` (a built-in dataset is checked by `JobSpec` itself)."""
+    needs = [what for what, on in (("sweep.confirm", spec.sweep.confirm is not None),
+                                   ("evaluate_on='validation'", spec.sweep.evaluate_on == "validation")) if on]
+    if needs and spec.dataset.validation_split == 0 and not array_groups(shapes)["x_val"]:
+        raise DatasetInvalid(f"{' and '.join(needs)} need(s) held-out rows, but dataset {name!r} has no x_val/y_val: "
+                             "set dataset.validation_split > 0, or upload x_val and y_val")
 
 
 def _parts(pointer: str) -> list[str]:

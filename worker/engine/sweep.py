@@ -33,7 +33,7 @@ from worker.core import confirm
 from worker.core import suggestions as rules
 from worker.core.backends import backend_reason
 from worker.core.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
-from worker.core.progress import Chunk, ChunkHook
+from worker.core.progress import Chunk, ChunkHook, finite
 from worker.core.results import RunCurves, arm_result, confirm_steps, finished_result
 from worker.core.settings import Settings, get_settings
 from worker.core.spec import JobSpec, OptimizerArm, cap_violations
@@ -155,8 +155,9 @@ class ConfirmCurve:
 
     def outcome(self) -> dict[str, Any]:
         """What the result's `arms[].confirm` entry is made of (`worker.core.confirm.entries`)."""
-        return {"lr": self.lr, "val_loss": self.val_loss, "steps": len(self.curves.losses), "losses": self.curves.losses,
-                "stop_reason": self.curves.stop_reason, "fingerprint": self.curves.fingerprint}
+        return {"lr": self.lr, "val_loss": finite(self.val_loss), "steps": len(self.curves.losses),
+                "losses": [finite(v) for v in self.curves.losses], "stop_reason": self.curves.stop_reason,
+                "fingerprint": self.curves.fingerprint}
 
 
 @dataclass
