@@ -18,7 +18,8 @@ from worker.core.keys import Keys
 from worker.core.spec import JobSpec
 from worker.core.store import JobStore
 
-from .conftest import Worker, wait_until
+from .conftest import Api, Worker, wait_until
+from .test_cli import lrrt
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +27,20 @@ DATASET = {"uri": "builtin:digits", "normalize": True, "validation_split": 0.2}
 SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 100, "batch_size": 32}
 
 
-def test_confirm_runs_fan_out_and_verify_the_recommendation(client: Client, second: Worker, store: JobStore,
-                                                            digits_mlp: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def confirmed(client: Client, second: Worker, digits_mlp: dict[str, Any]) -> dict[str, Any]:
+    """A two-arm job confirming two candidates per arm, run to its end on two workers."""
     job = client.submit(digits_mlp, DATASET, optimizers=["sgd", "adam"],
                         sweep={**SWEEP, "confirm": {"candidates": 2, "steps": 60}})
     done = client.wait(job["id"], timeout=300)
     assert done["status"] == "succeeded", done.get("error")
-    assert done["progress"]["phase"] == "confirm"
+    return done
+
+
+def test_confirm_runs_fan_out_and_verify_the_recommendation(client: Client, store: JobStore,
+                                                            confirmed: dict[str, Any]) -> None:
+    job = confirmed
+    assert job["progress"]["phase"] == "confirm"
     result = client.result(job["id"])
     rows = []
     for arm in result["arms"]:
@@ -55,6 +63,14 @@ def test_confirm_runs_fan_out_and_verify_the_recommendation(client: Client, seco
     assert len({r["worker"] for r in result["engine"]["runs"]}) == 2  # the job's runs used both workers
     states = [store.r.hget(store.k.job(job["id"]), f"run:{i}:state") for i in range(6)]
     assert states == [b"ended"] * 6
+
+
+def test_the_cli_shows_the_candidates_and_the_verified_recommendation(api_server: Api,
+                                                                      confirmed: dict[str, Any]) -> None:
+    shown = lrrt(api_server, "result", confirmed["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert "Confirm: trained candidates" in shown.stdout and "held-out loss" in shown.stdout
+    assert "Verified recommendation:" in shown.stdout and "chosen by lowest held-out loss after 60 steps" in shown.stdout
 
 
 def test_cancel_in_the_confirm_phase_ends_the_job_cancelled(client: Client, digits_mlp: dict[str, Any]) -> None:
