@@ -188,10 +188,8 @@ def confirm_runs(
     workers train as they would in one process. It stops early on NaN or when its smoothed loss passes
     `divergence_threshold` times its best (it then cannot win: `worker.core.confirm`).
     """
+    assert spec.sweep.confirm is not None, "confirm_runs trains the candidates of a spec with sweep.confirm"
     with _Setup(spec, data_root, caps, data, allow_download) as setup:
-        if setup.data.held_out == 0:
-            raise DatasetError("sweep.confirm scores candidates on held-out rows: set dataset.validation_split > 0 "
-                               "or upload x_val/y_val")
         budget = spec.sweep.confirm_steps(len(setup.data))
         _check_caps(spec, setup.caps, train_samples=len(setup.data))
         chunk = _chunk_size(budget, steps_per_execution, False)
@@ -253,6 +251,9 @@ class _Setup:
             raise DatasetError(f"batch_size {sweep.batch_size} is larger than the {len(self.data)} training rows")
         if sweep.evaluate_on == "validation" and self.data.held_out == 0:
             raise DatasetError("evaluate_on='validation' needs held-out rows: set dataset.validation_split > 0")
+        if sweep.confirm is not None and self.data.held_out == 0:  # before the range test, not after it
+            raise DatasetError("sweep.confirm scores candidates on held-out rows: set dataset.validation_split > 0 "
+                               "or upload x_val/y_val")
 
     def start(self, seed: int) -> list[np.ndarray]:
         """The initial weights of the runs of `seed` (the first build's for the job's own seed)."""
