@@ -62,7 +62,8 @@ def run_sweep(
     steps_per_execution: int | None = None,
     allow_download: bool = True,
 ) -> dict[str, Any]:
-    """Run the range test of every arm (and repeat) of `spec`; return the API result minus "id".
+    """Run the range test of every arm (and repeat) of `spec` and, with `sweep.confirm`, train each arm's
+    candidates (`confirm_runs`) for a verified recommendation; return the API result minus "id".
 
     `data` skips dataset resolution (benchmarks, notebooks, tests); otherwise `spec.dataset.uri` is
     resolved under `data_root`. `on_chunk` receives each chunk's new points and may return a stop
