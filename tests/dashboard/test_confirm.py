@@ -166,14 +166,20 @@ def test_the_confirm_phase_shows_its_progress_and_a_cancel_keeps_what_ran(
         new_page: Any, store: JobStore, digits_mlp: dict[str, Any]) -> None:
     fake = FakeWorker(store, digits_mlp, ["sgd", "adam"], {"candidates": 2, "steps": 2000})
     fake.range_tests([-1.5, -2.5])
+    page = new_page()
+    page.goto(f"/#/jobs/{fake.id}")
+    phase = page.locator("[data-testid=progress-phase][data-phase=sweep]")
+    phase.wait_for()
+    assert phase.inner_text().startswith("Range test first")
+
+    # The candidates come in while the page watches (the event stream delivers them in order).
     fake.candidate("diverged", 400)
     fake.candidate("nan", 120)
     training, training_lr = fake.candidate(None, 300)  # adam's first candidate, a sixth of the way
-
-    page = new_page()
-    page.goto(f"/#/jobs/{fake.id}")
+    # steps_total counts every confirm slot: 2 arms x 100 range-test steps + 2 arms x 2 slots x 2000
+    page.wait_for_function("() => document.querySelector('[data-testid=progress-text]').textContent"
+                           ".startsWith('1020 of 8200 steps')")
     phase = page.locator("[data-testid=progress-phase]")
-    phase.wait_for()
     assert phase.get_attribute("data-phase") == "confirm" and "verifying" in phase.inner_text()
     assert page.locator("[data-testid=progress-panel] h2").inner_text() == "Verifying"
     cards = page.locator("[data-testid=confirm-progress] .arm-card")
@@ -182,15 +188,13 @@ def test_the_confirm_phase_shows_its_progress_and_a_cancel_keeps_what_ran(
     assert "candidate 1" in cards.nth(2).inner_text() and "step 300 of 2000" in cards.nth(2).inner_text()
     ranges = page.locator("[data-testid=progress-panel] .arm-progress").first.locator(".progress > span")
     assert ranges.evaluate_all("bars => bars.map((bar) => bar.style.width)") == ["100%", "100%"]  # not out of the confirm steps
-    # steps_total counts every confirm slot: 2 arms x 100 range-test steps + 2 arms x 2 slots x 2000
-    assert page.locator("[data-testid=progress-text]").inner_text().startswith("1020 of 8200 steps")
     # The candidates that ended are in the table already (the partial result).
     page.wait_for_function("() => document.querySelectorAll('[data-testid=confirm-row]').length === 2")
     screenshot(page, "job-confirming")
 
-    page.click("[data-testid=cancel-button]")
-    page.wait_for_function("() => document.querySelector('[data-testid=cancel-button]').disabled")
-    assert store.cancel_requested(fake.id)
+    with page.expect_response(lambda r: r.url.endswith(f"/v1/jobs/{fake.id}/cancel")) as cancelled:
+        page.click("[data-testid=cancel-button]")
+    assert cancelled.value.status == 202 and store.cancel_requested(fake.id)
     # The training candidate stops at its next chunk; the slot that never started ends with it.
     assert fake.end(training, {"lr": training_lr, "val_loss": None, "steps": 340, "losses": [1.0] * 340,
                                "stop_reason": "cancelled"}, abandon="cancelled") == "last"
