@@ -256,3 +256,47 @@ def test_the_form_sends_confirm_only_when_ticked(new_page: Any, dashboard_url: s
         sent.append((request.value.post_data_json["sweep"].get("confirm", "not sent"), stored))
     assert sent == [("not sent", None), (True, {"candidates": 3, "steps": None}),
                     ({"candidates": 2, "steps": 30}, {"candidates": 2, "steps": 30})]
+
+
+@pytest.mark.usefixtures("dashboard_worker")
+def test_a_real_confirm_job_from_the_form_to_its_verified_result(new_page: Any, dashboard_url: str) -> None:
+    """The same pages on what a real worker records: submitted through the form with confirm ticked."""
+    page = new_page()
+    page.goto("/#/new")
+    page.wait_for_selector("[data-testid=submit-form]")
+    page.click("[data-testid=example-model]")
+    page.wait_for_selector(".model-summary.ok")
+    page.check("#f-dataset\\.normalize")
+    page.click("[data-testid=add-optimizer]")
+    for name, value in (("start_lr", "1e-4"), ("end_lr", "1"), ("num_steps", "80"), ("batch_size", "32")):
+        page.fill(f"#f-sweep\\.{name}", value)
+    page.check("#f-sweep\\.confirm")
+    page.fill("#f-sweep\\.confirm\\.candidates", "2")
+    page.fill("#f-sweep\\.confirm\\.steps", "40")
+    page.click("[data-testid=submit-button]")
+    page.wait_for_url(re.compile(r"#/jobs/[0-9a-f]{32}$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    page.locator("[data-testid=recommendation-card]").wait_for(timeout=240_000)
+
+    result = httpx.get(f"{dashboard_url}/v1/jobs/{job_id}/result", headers=AUTH).json()
+    assert result["status"] == "succeeded"
+    reco = result["recommendation"]
+    rows = [(arm["label"], row) for arm in result["arms"] for row in arm["confirm"]]
+    assert len(rows) == 4  # 2 arms x 2 candidates
+    page.wait_for_selector("[data-testid=confirm-table]")
+    shown = page.locator("[data-testid=confirm-row]")
+    assert shown.count() == len(rows)
+    for i, (label, row) in enumerate(rows):
+        assert shown.nth(i).get_attribute("data-arm") == label
+        assert float(shown.nth(i).get_attribute("data-lr")) == row["lr"]
+        assert shown.nth(i).get_attribute("data-winner") == str(row["winner"]).lower()
+    verification = page.locator("[data-testid=verification]")
+    assert verification.get_attribute("data-verified") == str(reco["verified"]).lower()
+    assert reco["criterion"] in verification.inner_text()
+    assert float(page.locator("[data-testid=recommended-lr]").inner_text()) == pytest.approx(reco["learning_rate"], rel=0.01)
+    if reco["verified"]:
+        assert page.locator("[data-testid=confirm-row][data-recommended=true]").count() == 1
+        assert float(page.locator("[data-testid=range-test-lr]").inner_text()) == pytest.approx(reco["range_test_lr"], rel=0.01)
+    scored = sum(row["val_loss"] is not None for _, row in rows)
+    assert page.locator("[data-testid=confirm-chart]").get_attribute("data-points") == str(scored)
+    screenshot(page, "job-confirm-real")
