@@ -81,7 +81,7 @@ def test_the_reason_a_result_gives_matches_the_choice() -> None:
     assert backend_reason("jax", mlp, "jax", "CPU:0") == "requested: the job asked for jax"
     assert backend_reason("auto", mlp, "jax", "CPU:0") == rule_backend(mlp, "cpu").reason
     fallback = backend_reason("auto", mlp, "tensorflow", "CPU:0")
-    assert "prefers jax" in fallback and "no jax worker" in fallback
+    assert "prefers jax" in fallback and "no live jax worker" in fallback and "in-process (`lrrt run`" in fallback
 
 
 def test_a_worker_hidden_from_its_gpus_reports_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -122,11 +122,16 @@ def route(requested: str, model: dict[str, Any], live: Mapping[str, str]) -> Cho
 
 
 def backend_reason(spec_backend: str, model: dict[str, Any], ran: str, device: str) -> str:
-    """Why the backend that ran a job (`ran`, on `device`) ran it, as the API chose it: asked for, the rule,
-    or the only backend live. Derived again in the worker from the spec, so the record needs no extra field."""
+    """Why the backend that ran a job (`ran`, on `device`) ran it: asked for, the rule, or the only one at hand.
+
+    Derived again by the engine from the spec, so the record needs no extra field; the engine cannot tell
+    whether a service routed the job or `lrrt run` / `service.local.lr_find` ran it in-process (on that
+    process's backend), so the words for a backend other than the rule's pick hold for both.
+    """
     if spec_backend != "auto":
         return f"requested: the job asked for {spec_backend}"
     rule = rule_backend(model, "gpu" if device.upper().startswith("GPU") else "cpu")
     if rule.backend == ran:
         return rule.reason
-    return f"auto: the rule prefers {rule.backend}, but no {rule.backend} worker was live at submission"
+    return (f"auto: the rule prefers {rule.backend}, but {rule.backend} was not at hand: the service had no live "
+            f"{rule.backend} worker at submission, or the job ran in-process (`lrrt run`, `lr_find`) on {ran}")
