@@ -135,7 +135,7 @@ def submit_job(
     config = check_model(spec, settings)
     check_caps(spec, settings)
     check_dataset(spec, tenant, datasets, settings.data_root, config)
-    queue = queue_for(settings.queue, choose_backend(spec.backend, spec.model, request.app.state.text_redis, store.k).backend)
+    queue = queue_for(settings.queue, choose_backend(spec.backend, spec.model, request.app.state.live_backends).backend)
     try:
         created = store.create(
             tenant=tenant, spec=spec.model_dump(mode="json"), max_unfinished=settings.max_unfinished_jobs,
