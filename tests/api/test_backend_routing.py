@@ -137,3 +137,21 @@ def test_a_backend_started_within_the_cache_age_is_not_refused(client: TestClien
     job = submit(client, backend="jax")
     assert job["id"] in queued_job_ids(redis_client, queue_for(settings.queue, "jax"))
 
+
+def test_an_idempotent_replay_returns_the_job_before_any_routing(app: FastAPI, client: TestClient, redis_client: redis.Redis,
+                                                                 settings: Settings, heartbeats: Callable[..., None]) -> None:
+    """A retry of a job made while JAX was served gets that job back, though JAX is no longer served."""
+    keys = Keys(settings.key_prefix)
+    app.state.live_backends.max_age_s = 0.0  # every submission scans afresh: only the order of checks is tested
+    heartbeats(jax1="jax")
+    key = {**ALICE, "Idempotency-Key": "replay-before-routing"}
+    first = client.post("/v1/jobs", headers=key, json=make_spec(backend="jax"))
+    assert first.status_code == 202
+    redis_client.delete(keys.worker_heartbeat("jax1"))
+    heartbeats(tf1="tensorflow")
+    assert client.post("/v1/jobs", headers=ALICE, json=make_spec(backend="jax")).status_code == 422  # not served now
+    again = client.post("/v1/jobs", headers=key, json=make_spec(backend="jax"))
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert queued_job_ids(redis_client, queue_for(settings.queue, "jax")).count(first.json()["id"]) == 1
+    other = client.post("/v1/jobs", headers=key, json=make_spec(backend="jax", labels={"team": "other"}))
+    assert other.status_code == 422 and other.json()["type"].endswith(":idempotency-key-reused")
