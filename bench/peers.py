@@ -252,7 +252,11 @@ class Runner:
     def close(self) -> None:
         if self.proc.stdin:
             self.proc.stdin.close()
-        self.proc.wait(60)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:  # seen: TensorFlow's teardown taking over a minute on the loaded machine
+            self.proc.kill()
+            self.proc.wait()
 
 
 def main() -> None:
@@ -291,8 +295,6 @@ def main() -> None:
             print(f"round {round_index + 1} {case}: " + ", ".join(f"{n} {samples[case][n][-1]:.1f}" for n in order)
                   + " steps/s", flush=True)
     t_end, load_end = time.time(), os.getloadavg()[0]
-    for runner in runners.values():
-        runner.close()
     median = {case: {name: round(statistics.median(v), 2) for name, v in per.items()} for case, per in samples.items()}
     summary: dict[str, Any] = {
         "steps_per_s": median, "spread": {c: {n: [round(min(v), 2), round(max(v), 2)] for n, v in per.items()}
@@ -308,7 +310,9 @@ def main() -> None:
         "batch_size": {name: case_of(name).batch_size for name in cases}, "rounds": args.rounds,
         "lr_range": [START_LR, END_LR], "t_start": round(t_start, 3), "t_end": round(t_end, 3),
         "load_average_1m": [round(load_start, 2), round(load_end, 2)],
-    }))
+    }), flush=True)
+    for runner in runners.values():  # after the result line: a runner slow to exit must not lose it
+        runner.close()
 
 
 if __name__ == "__main__":
