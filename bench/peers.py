@@ -278,8 +278,8 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     for runner in runners.values():  # started together, warmed up one after another would be fairer but slower
         runner.ready()
-    auto = {case: auto_backend(runners["tensorflow"].models[case], live={"tensorflow": "cpu", "jax": "cpu"})
-            for case in cases}
+    auto = {name: auto_backend(runners["tensorflow"].models[name], live={"tensorflow": "cpu", "jax": "cpu"},
+                               batch_size=case_of(name).batch_size) for name in cases}
     for case, choice in auto.items():
         print(f"auto for {case}: {choice.backend} ({choice.reason})", flush=True)
     order = ["tensorflow", "jax", "auto", *(n for n in RUNNERS[2:] if n in runners)]

@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
 
 import redis
 
 from service.problems import ProblemError
 from worker.core.backends import DEFAULT_BACKEND, Choice, route
 from worker.core.keys import Keys
+from worker.core.spec import JobSpec
 
 LIVE_BACKENDS_MAX_AGE_S = 5.0
 
@@ -58,13 +58,14 @@ class LiveBackends:
             return dict(self._read[1])
 
 
-def choose_backend(requested: str, model: dict[str, Any], live: LiveBackends) -> Choice:
+def choose_backend(spec: JobSpec, live: LiveBackends) -> Choice:
     """The backend the job runs on; a 422 `backend-unavailable` naming the served backends when it asks
     for one that no live worker runs (checked on a fresh read of the heartbeats, never the cache)."""
-    choice = route(requested, model, live.get())
+    requested = spec.backend
+    choice = route(requested, spec.model, live.get(), spec.sweep.batch_size)
     if choice is None:
         served_now = live.get(fresh=True)
-        choice = route(requested, model, served_now)
+        choice = route(requested, spec.model, served_now, spec.sweep.batch_size)
     if choice is None:
         served = sorted(served_now)
         raise ProblemError(

@@ -139,7 +139,7 @@ def submit_job(
     try:
         created = replay(store, tenant, idempotency_key, sha256) or store.create(
             tenant=tenant, spec=spec.model_dump(mode="json"), max_unfinished=settings.max_unfinished_jobs,
-            queue=queue_for(settings.queue, choose_backend(spec.backend, spec.model, request.app.state.live_backends).backend),
+            queue=queue_for(settings.queue, choose_backend(spec, request.app.state.live_backends).backend),
             idempotency_key=idempotency_key, body_sha256=sha256,
         )
     except TenantAtCapacity as exc:
