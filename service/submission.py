@@ -25,6 +25,7 @@ from worker.core.datasets import array_groups, at_uri, check_uri, resolve_file
 from worker.core.problems import CapExceeded, DatasetError, DatasetInvalid, DatasetNotFound
 from worker.core.settings import Settings
 from worker.core.spec import JobSpec, cap_violations
+from worker.core.store import Created, IdempotencyConflict, JobStore
 from worker.core.vetting import check_arrays_fit, vet_spec
 
 
@@ -72,6 +73,26 @@ def body_sha256(spec: JobSpec) -> str:
     and a model sent as a string or an object do not count as a different body)."""
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def replay(store: JobStore, tenant: str, idempotency_key: str | None, sha256: str) -> Created | None:
+    """The job an earlier submission made under this Idempotency-Key with this body, or None.
+
+    Read before the job is routed, so a retry gets its job back (200) even when the backends served
+    changed in between; routing first could answer a retry of an existing job with 422
+    backend-unavailable. `JobStore.create` checks the key again atomically, so two first submissions
+    racing still make one job. The same key with another body raises IdempotencyConflict.
+    """
+    if not idempotency_key:
+        return None
+    raw = store.r.get(store.k.idempotency(tenant, idempotency_key))
+    if not raw:
+        return None
+    prior = json.loads(raw)
+    if prior["body_sha256"] != sha256:
+        raise IdempotencyConflict(prior["job_id"])
+    job = store.get(prior["job_id"], tenant=tenant)
+    return Created(job=job, replayed=True) if job is not None else None
 
 
 def check_model(spec: JobSpec, settings: Settings) -> dict[str, Any]:

@@ -267,7 +267,8 @@ class _Setup:
         backend, device = keras.backend.backend(), _device()
         return {
             "keras": keras.__version__, "backend": backend, "device": device,
-            "backend_reason": backend_reason(self.spec.backend, self.spec.model, backend, device),
+            "backend_reason": backend_reason(self.spec.backend, self.spec.model, backend, device,
+                                             batch_size=self.spec.sweep.batch_size),
             "seconds": round(time.perf_counter() - self.began, 3), "steps_per_execution": chunk,
             "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
             "steps": job.steps_run, "fit_seconds": round(job.fit_seconds, 3),
