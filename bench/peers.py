@@ -16,10 +16,12 @@ divergence (Adam, 1e-5 to 1e-2) and lrrt's early stop is off, so every finder ru
     pip install -e '.[worker,bench]'
     python bench/peers.py                    # the four models, 3 rounds (several minutes on 2 cores)
     python bench/peers.py --models digits_mlp --rounds 2
+    python bench/peers.py --lrrt-only --models convnet12,convnet16,convnet20 --rounds 5   # the ConvNet threshold
 
 The last line is one JSON object: steps/s per model and finder, `auto_vs_torch_lr_finder` per model
 (median auto steps/s over the median steps/s of pytorch-lr-finder's faster thread setting, see
-`RUNNERS`) and its minimum over the models.
+`RUNNERS`) and its minimum over the models, `jax_vs_tensorflow` per model, and the 1-minute load average at
+the start and the end (the machine is shared: say how loaded it was).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -59,6 +62,23 @@ CASES = {
         Case("text_lstm", 64, 100),  # Embedding(5000, 32) -> LSTM(32) -> Dense(2) on 80 random token ids
     )
 }
+#: Extra cases for measuring the ConvNet threshold of the `auto` rule (`CPU_CONV_TENSORFLOW_FROM`), not run by
+#: default: `--models convnet12,convnet16,...` is the ConvNet above on synthetic N x N images, batch 32, 224 steps
+#: (N < 28: the digits variant, first convolution padded; N >= 28: the tutorial's).
+CONVNET_SIDE = re.compile(r"convnet(\d+)")
+
+
+def case_of(name: str) -> Case:
+    """A named case, or a `convnet<N>` threshold case."""
+    return CASES[name] if name in CASES or not CONVNET_SIDE.fullmatch(name) else Case(name, 32, 224)
+
+
+def image_side(name: str) -> int | None:
+    """The side of a ConvNet case's square images (None: not a ConvNet)."""
+    sized = CONVNET_SIDE.fullmatch(name)
+    return int(sized.group(1)) if sized else {"digits_convnet": 8, "mnist_convnet": 28}.get(name)
+
+
 #: `torch1` is pytorch-lr-finder with `torch.set_num_threads(1)`: on this shared 2-core machine torch's
 #: default (one thread per core) ran the digits models 3-25x slower than one thread (its OpenMP workers wait
 #: on cores other processes hold), so the peer is scored by the faster of its two settings, per model.
@@ -79,8 +99,9 @@ def arrays(case: str) -> tuple[Any, Any]:
         digits = load_digits()
         x = (digits.data / 16.0).astype("float32")
         return (x.reshape(-1, 8, 8, 1) if case == "digits_convnet" else x), digits.target.astype("int64")
-    if case == "mnist_convnet":
-        return rng.random((12_000, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 12_000).astype("int64")
+    if case == "mnist_convnet" or CONVNET_SIDE.fullmatch(case):
+        side = image_side(case)
+        return rng.random((12_000, side, side, 1), dtype=np.float32), rng.integers(0, 10, 12_000).astype("int64")
     return rng.integers(1, 5000, (6_400, 80)).astype("int64"), rng.integers(0, 2, 6_400).astype("int64")
 
 
@@ -95,7 +116,8 @@ def keras_model_json(case: str) -> dict[str, Any]:
         model = keras.Sequential([keras.Input((80,), dtype="int32"), keras.layers.Embedding(5000, 32),
                                   keras.layers.LSTM(32), keras.layers.Dense(2, activation="softmax")])
     else:
-        model = make_model("convnet", (8, 8, 1) if case == "digits_convnet" else (28, 28, 1))
+        side = image_side(case)
+        model = make_model("convnet", (side, side, 1))
     return json.loads(model.to_json())
 
 
@@ -116,7 +138,7 @@ def torch_model(case: str) -> Any:
     if case == "text_lstm":
         return LastStep()
     head = [nn.Flatten(), nn.LazyLinear(256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)]
-    if case == "digits_convnet":
+    if (image_side(case) or 28) < 28:
         body = [nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2)]
     else:
         body = [nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2)]
@@ -134,11 +156,11 @@ def lrrt_runner(cases: list[str]) -> tuple[dict[str, Any], Any]:
 
     specs, data = {}, {}
     for name in cases:
-        case = CASES[name]
+        steps, batch_size = case_of(name).steps, case_of(name).batch_size
         specs[name] = JobSpec(model=keras_model_json(name), dataset={"uri": "builtin:digits", "validation_split": 0.0},
                               optimizers=[{"name": "adam"}],
-                              sweep={"start_lr": START_LR, "end_lr": END_LR, "num_steps": case.steps,
-                                     "batch_size": case.batch_size, "divergence_threshold": None})
+                              sweep={"start_lr": START_LR, "end_lr": END_LR, "num_steps": steps,
+                                     "batch_size": batch_size, "divergence_threshold": None})
         data[name] = Arrays(*arrays(name))
 
     def run(name: str) -> dict[str, Any]:
@@ -166,7 +188,7 @@ def torch_runner(cases: list[str], threads: int | None = None) -> tuple[dict[str
         x, y = arrays(name)
         loaders[name] = DataLoader(TensorDataset(torch.from_numpy(x.transpose(0, 3, 1, 2).copy() if x.ndim == 4 else x),
                                                  torch.from_numpy(y)),
-                                   batch_size=CASES[name].batch_size, shuffle=True, drop_last=True)
+                                   batch_size=case_of(name).batch_size, shuffle=True, drop_last=True)
         models[name] = torch_model(name)
         models[name](next(iter(loaders[name]))[0])  # materialise LazyLinear before the finder caches the state
 
@@ -174,7 +196,7 @@ def torch_runner(cases: list[str], threads: int | None = None) -> tuple[dict[str
         model = models[name]
         began = time.perf_counter()
         finder = LRFinder(model, torch.optim.Adam(model.parameters(), lr=START_LR), torch.nn.CrossEntropyLoss(), device="cpu")
-        finder.range_test(loaders[name], end_lr=END_LR, num_iter=CASES[name].steps, step_mode="exp", diverge_th=1e12)
+        finder.range_test(loaders[name], end_lr=END_LR, num_iter=case_of(name).steps, step_mode="exp", diverge_th=1e12)
         seconds = time.perf_counter() - began
         steps = len(finder.history["loss"])
         finder.reset()  # back to the initial weights, as lrrt starts every run from them
@@ -230,13 +252,19 @@ class Runner:
     def close(self) -> None:
         if self.proc.stdin:
             self.proc.stdin.close()
-        self.proc.wait(60)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:  # seen: TensorFlow's teardown taking over a minute on the loaded machine
+            self.proc.kill()
+            self.proc.wait()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
+    parser.add_argument("--models", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES) + " (or convnet<N>)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lrrt-only", action="store_true",
+                        help="only lrrt's runners (TensorFlow, JAX, auto), no peer: what the ConvNet threshold needs")
     parser.add_argument("--serve", choices=RUNNERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     cases = [c for c in args.models.split(",") if c]
@@ -246,14 +274,15 @@ def main() -> None:
 
     from worker.core.backends import auto_backend
 
-    runners = {name: Runner(name, cases) for name in RUNNERS}
+    runners = {name: Runner(name, cases) for name in (RUNNERS[:2] if args.lrrt_only else RUNNERS)}
+    load_start = os.getloadavg()[0]
     for runner in runners.values():  # started together, warmed up one after another would be fairer but slower
         runner.ready()
-    auto = {case: auto_backend(runners["tensorflow"].models[case], live={"tensorflow": "cpu", "jax": "cpu"})
-            for case in cases}
+    auto = {name: auto_backend(runners["tensorflow"].models[name], live={"tensorflow": "cpu", "jax": "cpu"},
+                               batch_size=case_of(name).batch_size) for name in cases}
     for case, choice in auto.items():
         print(f"auto for {case}: {choice.backend} ({choice.reason})", flush=True)
-    order = ["tensorflow", "jax", "auto", "torch", "torch1"]
+    order = ["tensorflow", "jax", "auto", *(n for n in RUNNERS[2:] if n in runners)]
     samples: dict[str, dict[str, list[float]]] = {case: {name: [] for name in order} for case in cases}
     t_start = time.time()
     for round_index in range(args.rounds):
@@ -265,19 +294,25 @@ def main() -> None:
                 samples[case][name].append(timed["steps"] / timed["seconds"])
             print(f"round {round_index + 1} {case}: " + ", ".join(f"{n} {samples[case][n][-1]:.1f}" for n in order)
                   + " steps/s", flush=True)
-    t_end = time.time()
-    for runner in runners.values():
-        runner.close()
+    t_end, load_end = time.time(), os.getloadavg()[0]
     median = {case: {name: round(statistics.median(v), 2) for name, v in per.items()} for case, per in samples.items()}
-    ratio = {case: round(m["auto"] / max(m["torch"], m["torch1"]), 3) for case, m in median.items()}
-    print(json.dumps({
+    summary: dict[str, Any] = {
         "steps_per_s": median, "spread": {c: {n: [round(min(v), 2), round(max(v), 2)] for n, v in per.items()}
                                           for c, per in samples.items()},
         "auto": {case: choice.backend for case, choice in auto.items()},
-        "auto_vs_torch_lr_finder": ratio, "min_auto_vs_torch_lr_finder": min(ratio.values()),
-        "steps": {case: CASES[case].steps for case in cases}, "batch_size": {case: CASES[case].batch_size for case in cases},
-        "rounds": args.rounds, "lr_range": [START_LR, END_LR], "t_start": round(t_start, 3), "t_end": round(t_end, 3),
-    }))
+        "jax_vs_tensorflow": {case: round(m["jax"] / m["tensorflow"], 3) for case, m in median.items()},
+    }
+    if not args.lrrt_only:
+        ratio = {case: round(m["auto"] / max(m["torch"], m["torch1"]), 3) for case, m in median.items()}
+        summary.update(auto_vs_torch_lr_finder=ratio, min_auto_vs_torch_lr_finder=min(ratio.values()))
+    print(json.dumps({
+        **summary, "steps": {name: case_of(name).steps for name in cases},
+        "batch_size": {name: case_of(name).batch_size for name in cases}, "rounds": args.rounds,
+        "lr_range": [START_LR, END_LR], "t_start": round(t_start, 3), "t_end": round(t_end, 3),
+        "load_average_1m": [round(load_start, 2), round(load_end, 2)],
+    }), flush=True)
+    for runner in runners.values():  # after the result line: a runner slow to exit must not lose it
+        runner.close()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
 from service.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from service.reaper_thread import ReaperThread
+from service.routing import LiveBackends
 from worker.core.keys import Keys
 from worker.core.queue import make_celery
 from worker.core.settings import Settings, get_settings
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, reaper_interval_s: float | N
     app.state.store = store
     app.state.text_redis = text_redis
     app.state.datasets = DatasetStore(text_redis, Keys(settings.key_prefix), settings.data_root)
+    app.state.live_backends = LiveBackends(text_redis, Keys(settings.key_prefix))
     app.state.celery = celery
     app.state.metrics = Metrics(store, text_redis, settings.queue)
 

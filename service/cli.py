@@ -490,21 +490,36 @@ def _print_result(res: dict[str, Any], state: str, error: dict[str, Any] | None 
         table.add_row(_escape(arm["label"]), _num(arm.get("recommended_lr")), str(arm.get("recommended_rule") or "-"),
                       _num(arm.get("min_loss")), _num(arm.get("min_loss_lr")), str(arm.get("stop_reason") or "-"))
     out.print(table)
+    _print_confirm(res.get("arms", []))
     rec = res.get("recommendation")
     if rec and rec.get("learning_rate") is not None:
         head = "Partial recommendation (from the steps that ran; rerun to the end before trusting it)" if partial \
-            else "Recommendation"
+            else "Verified recommendation" if rec.get("verified") else "Recommendation"
         line = f"{head}: [bold]{_escape(rec.get('optimizer'))}[/bold] at learning rate [bold]{_num(rec.get('learning_rate'))}[/bold]"
         one_cycle = rec.get("one_cycle")
         if one_cycle:
             line += f" (one-cycle: max_lr {_num(one_cycle.get('max_lr'))}, base_lr {_num(one_cycle.get('base_lr'))})"
         out.print(line, highlight=False)
+        if rec.get("verified"):
+            out.print(f"  chosen by {_escape(rec.get('criterion'))}", highlight=False)
     else:
         reason = res.get("recommendation_reason") or "no arm produced a usable curve"
         out.print(f"No recommendation: {reason} (see `lrrt result --json` for each arm's diagnostics).",
                   highlight=False, markup=False)
     if res.get("stopped") and state == "succeeded":
         out.print(f"(partial result: the sweep was {res['stopped']})", highlight=False)
+
+
+def _print_confirm(arms: list[dict[str, Any]]) -> None:
+    """The confirm phase's candidates (`sweep.confirm`): each constant LR's held-out loss, winners starred."""
+    rows = [(arm["label"], c) for arm in arms for c in arm.get("confirm") or []]
+    if not rows:
+        return
+    table = Table("arm", "candidate LR", "held-out loss", "steps", "stop reason", "", title="Confirm: trained candidates")
+    for label, c in rows:
+        table.add_row(_escape(label), _num(c.get("lr")), _num(c.get("val_loss")), str(c.get("steps")),
+                      str(c.get("stop_reason") or "-"), "*" if c.get("winner") else "")
+    out.print(table)
 
 
 def _arm_state(job_status: str, arm_state: str) -> str:

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from worker.core.backends import BACKENDS, queue_for
 from worker.core.keys import Keys
 from worker.core.stats import DURATION_BUCKETS, bucket_field
 from worker.core.status import STATUSES
@@ -87,8 +88,12 @@ class FleetCollector(Collector):
                                 value=len(live_workers(self.r, self.keys)))
         yield GaugeMetricFamily("lrrt_workers_stuck", "Workers whose watchdog replaced a pool child stuck on a run "
                                 "in the last 15 minutes.", value=len(stuck_workers(self.r, self.keys)))
-        yield GaugeMetricFamily("lrrt_queue_depth", "Messages waiting in the Celery queue.",
-                                value=self.r.llen(self.queue))
+        depth = GaugeMetricFamily("lrrt_queue_depth", "Messages waiting in each backend's Celery queue.",
+                                  labels=["backend", "queue"])
+        for backend in BACKENDS:  # each backend's workers consume only their own queue (worker.core.backends)
+            queue = queue_for(self.queue, backend)
+            depth.add_metric([backend, queue], self.r.llen(queue))
+        yield depth
         stats = self.r.hgetall(self.keys.stats())
         steps, seconds = float(stats.get("steps", 0)), float(stats.get("sweep_seconds", 0))
         yield CounterMetricFamily("lrrt_sweep_steps", "Sweep steps run by all workers.", value=steps)

@@ -34,13 +34,25 @@ class RangeTestResult:
 
     @property
     def recommendation(self) -> dict[str, Any] | None:
-        """`{"optimizer", "learning_rate", "rule", "one_cycle": {"base_lr", "max_lr", ...}}`, or None."""
+        """`{"optimizer", "learning_rate", "rule", "verified", "criterion", "one_cycle": {"base_lr", "max_lr", ...}}`,
+        or None."""
         return self.data.get("recommendation")
 
     @property
     def learning_rate(self) -> float | None:
         """The recommended learning rate (of the best arm), or None when no arm gave a usable curve."""
         return (self.recommendation or {}).get("learning_rate")
+
+    @property
+    def verified(self) -> bool:
+        """True when `sweep.confirm` trained the candidates and the recommendation is the measured winner."""
+        return bool((self.recommendation or {}).get("verified"))
+
+    @property
+    def confirm(self) -> dict[str, list[dict[str, Any]]]:
+        """Each arm's confirm candidates by label (`{"lr", "val_loss", "steps", "losses", "stop_reason",
+        "winner"}`, by LR); empty lists when the job did not confirm."""
+        return {arm["label"]: list(arm.get("confirm") or []) for arm in self.data.get("arms", [])}
 
     @property
     def suggestions(self) -> dict[str, dict[str, float | None]]:
@@ -85,4 +97,5 @@ class RangeTestResult:
         head = "" if not self.partial else f"PARTIAL ({self.status}): "
         if not reco or reco.get("learning_rate") is None:
             return f"{head}no recommendation (see the arms' diagnostics)"
-        return f"{head}{reco['optimizer']} at learning rate {reco['learning_rate']:.3g}"
+        tail = f" (verified: {reco['criterion']})" if reco.get("verified") else ""
+        return f"{head}{reco['optimizer']} at learning rate {reco['learning_rate']:.3g}{tail}"

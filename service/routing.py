@@ -3,18 +3,29 @@
 Each worker's heartbeat (`worker/heartbeat.py`) carries its Keras backend and device; a heartbeat
 without them comes from a worker older than the choice of backends, which ran TensorFlow. The rule
 itself is the core's (`worker.core.backends.route`), so `bench/peers.py` measures the same choice.
+
+The heartbeats are scanned at most once per `LIVE_BACKENDS_MAX_AGE_S` per API process (`LiveBackends`),
+not on every submission: a SCAN over the key space costs Redis more than the rest of a submit. Workers
+beat every 10 s with a 30 s TTL, so liveness is already up to 30 s old when read; the cache adds at
+most its age to that for the jobs it routes. A 422 is never answered from the cache: a job asking for
+a backend the cached set lacks is routed again from a fresh scan, so a worker that started within the
+cache age is found.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+import time
 
 import redis
 
 from service.problems import ProblemError
 from worker.core.backends import DEFAULT_BACKEND, Choice, route
 from worker.core.keys import Keys
+from worker.core.spec import JobSpec
+
+LIVE_BACKENDS_MAX_AGE_S = 5.0
 
 
 def live_backends(text_redis: redis.Redis, keys: Keys) -> dict[str, str]:
@@ -32,13 +43,32 @@ def live_backends(text_redis: redis.Redis, keys: Keys) -> dict[str, str]:
     return live
 
 
-def choose_backend(requested: str, model: dict[str, Any], text_redis: redis.Redis, keys: Keys) -> Choice:
+class LiveBackends:
+    """`live_backends`, read again only when the last read is older than `max_age_s` (or when asked fresh)."""
+
+    def __init__(self, text_redis: redis.Redis, keys: Keys, max_age_s: float = LIVE_BACKENDS_MAX_AGE_S) -> None:
+        self.text_redis, self.keys, self.max_age_s = text_redis, keys, max_age_s
+        self._lock = threading.Lock()  # submissions run in FastAPI's threadpool: one scan at a time refreshes
+        self._read: tuple[float, dict[str, str]] | None = None
+
+    def get(self, *, fresh: bool = False) -> dict[str, str]:
+        with self._lock:
+            if fresh or self._read is None or time.monotonic() - self._read[0] > self.max_age_s:
+                self._read = (time.monotonic(), live_backends(self.text_redis, self.keys))
+            return dict(self._read[1])
+
+
+def choose_backend(spec: JobSpec, live: LiveBackends) -> Choice:
     """The backend the job runs on; a 422 `backend-unavailable` naming the served backends when it asks
-    for one that no live worker runs."""
-    live = live_backends(text_redis, keys)
-    choice = route(requested, model, live)
+    for one that no live worker runs (checked on a fresh read of the heartbeats, never the cache)."""
+    requested = spec.backend
+    choice = route(requested, spec.model, live.get(), spec.sweep.batch_size)
+    if choice is not None:
+        return choice
+    served_now = live.get(fresh=True)
+    choice = route(requested, spec.model, served_now, spec.sweep.batch_size)
     if choice is None:
-        served = sorted(live)
+        served = sorted(served_now)
         raise ProblemError(
             422, "backend-unavailable",
             f"No live worker runs the {requested} backend here; this deployment serves {', '.join(served)} right now. "

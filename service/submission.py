@@ -21,10 +21,11 @@ from pydantic import ValidationError
 from service.datasets import DatasetStore
 from service.problems import ProblemError
 from worker.core.allowlist import json_depth
-from worker.core.datasets import at_uri, check_uri, resolve_file
-from worker.core.problems import CapExceeded, DatasetError, DatasetNotFound
+from worker.core.datasets import array_groups, at_uri, check_uri, resolve_file
+from worker.core.problems import CapExceeded, DatasetError, DatasetInvalid, DatasetNotFound
 from worker.core.settings import Settings
 from worker.core.spec import JobSpec, cap_violations
+from worker.core.store import Created, IdempotencyConflict, JobStore
 from worker.core.vetting import check_arrays_fit, vet_spec
 
 
@@ -74,6 +75,26 @@ def body_sha256(spec: JobSpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def replay(store: JobStore, tenant: str, idempotency_key: str | None, sha256: str) -> Created | None:
+    """The job an earlier submission made under this Idempotency-Key with this body, or None.
+
+    Read before the job is routed, so a retry gets its job back (200) even when the backends served
+    changed in between; routing first could answer a retry of an existing job with 422
+    backend-unavailable. `JobStore.create` checks the key again atomically, so two first submissions
+    racing still make one job. The same key with another body raises IdempotencyConflict.
+    """
+    if not idempotency_key:
+        return None
+    raw = store.r.get(store.k.idempotency(tenant, idempotency_key))
+    if not raw:
+        return None
+    prior = json.loads(raw)
+    if prior["body_sha256"] != sha256:
+        raise IdempotencyConflict(prior["job_id"])
+    job = store.get(prior["job_id"], tenant=tenant)
+    return Created(job=job, replayed=True) if job is not None else None
+
+
 def check_model(spec: JobSpec, settings: Settings) -> dict[str, Any]:
     """The worker's own pre-build checks (`worker.core.vetting.vet_spec`): the allow-list walk of the JSON
     and of its Keras 3 rewrite, the parameter cap, the dataset reference's form. Raises EngineError
@@ -111,10 +132,21 @@ def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root:
                                   "it returns, or list yours with GET /v1/datasets")
         if meta is not None:
             check_arrays_fit(config, meta["shapes"])
+            check_held_out(spec, name, meta["shapes"])
         if scheme == "file":
             resolve_file(data_root, name)
     except DatasetError as exc:
         raise at_uri(exc) from None
+
+
+def check_held_out(spec: JobSpec, name: str, shapes: dict[str, list[int]]) -> None:
+    """`sweep.confirm` and `evaluate_on='validation'` score on held-out rows: an upload without
+    `x_val`/`y_val` needs `validation_split > 0` (a built-in dataset is checked by `JobSpec` itself)."""
+    needs = [what for what, on in (("sweep.confirm", spec.sweep.confirm is not None),
+                                   ("evaluate_on='validation'", spec.sweep.evaluate_on == "validation")) if on]
+    if needs and spec.dataset.validation_split == 0 and not array_groups(shapes)["x_val"]:
+        raise DatasetInvalid(f"{' and '.join(needs)} need(s) held-out rows, but dataset {name!r} has no x_val/y_val: "
+                             "set dataset.validation_split > 0, or upload x_val and y_val")
 
 
 def _parts(pointer: str) -> list[str]:

@@ -41,12 +41,13 @@ from typing import Any, TypeVar
 import redis
 
 from worker import heartbeat
-from worker.core import stats
+from worker.core import confirm, stats
 from worker.core.problems import EngineError, InternalError, TimeLimit, WorkerStuck
 from worker.core.progress import Chunk, JobProgress
 from worker.core.queue import RUN_JOB_TASK, enqueue, make_celery
 from worker.core.reaper import fail_worker_lost, partial_or_none
 from worker.core.results import chunk_record, stitched_result
+from worker.core.runs import RunRef, run_counts, run_of, split_outcomes
 from worker.core.settings import Settings, get_settings
 from worker.core.spec import JobSpec
 from worker.core.store import LEASE_TTL_S, JobStore, now_iso, store_from_settings
@@ -102,7 +103,6 @@ class JobRun:
         self.done = threading.Event()
         self.run_index = 0
         self.attempts = 0
-        self.pair = (0, 0)
         self.spec: JobSpec | None = None
 
     def run(self) -> str:
@@ -127,20 +127,32 @@ class JobRun:
         self.started_ts = job["started_ts"] or self.started_ts
         try:
             spec = self.spec = JobSpec.model_validate(spec_dict)
-            self.pair = divmod(self.run_index, spec.sweep.repeats)
+            ref = run_of(spec, self.run_index)
             before = _retrying(self.store.run_check, self.job_id, self.run_index, self.token) or self._over_time()
             if before == "lost":  # the job ended meanwhile (another run failed it) or the run was taken over
                 return "lease-lost"
             if before:  # cancelled (or out of time) before this run started: it never runs
                 return self._end_run(spec_dict, {"stop_reason": before}, stopped=before)
+            lr = None if ref.slot is None else self._candidate(spec_dict, spec, ref)
+            if ref.slot is not None and lr is None:  # the arm has fewer candidates than slots (or none)
+                return self._end_run(spec_dict, {"stop_reason": "skipped"}, stopped=None)
             _retrying(self.store.start_progress, self.job_id, JobProgress(spec).initial())
             heartbeat.import_keras()  # after (or instead of) the child's warm-up import, never beside it
             _prepare_backend()
-            from worker.engine.sweep import sweep_runs  # Keras: imported in the child, never in the parent
+            from worker.engine.sweep import confirm_runs, sweep_runs  # Keras: in the child, never in the parent
 
             self.last_chunk_at = time.monotonic()  # the watchdog times the run, not a fresh child's imports
-            done = sweep_runs(spec, runs=[self.pair], data_root=self.settings.data_root, on_chunk=self.on_chunk,
-                              caps=self.settings)
+            common: dict[str, Any] = {"data_root": self.settings.data_root, "on_chunk": self.on_chunk, "caps": self.settings}
+            if ref.slot is None:
+                done = sweep_runs(spec, runs=[(ref.arm_index, ref.repeat)], **common)
+                curves = done.curves[(ref.arm_index, ref.repeat)]
+                outcome = {"stop_reason": curves.stop_reason, "fingerprint": curves.fingerprint}
+                engine, stopped = done.engine, done.stopped
+            else:
+                assert lr is not None
+                confirmed = confirm_runs(spec, [(ref.arm_index, ref.slot, lr)], **common)
+                outcome = confirmed.curves[(ref.arm_index, ref.slot)].outcome()
+                engine, stopped = confirmed.engine, confirmed.stopped
         except EngineError as exc:
             return self._fail(spec_dict, exc.problem())
         except Exception:
@@ -150,10 +162,16 @@ class JobRun:
             # Our lease is gone (another worker took the run over, it expired, or the job ended
             # elsewhere): whatever we report could overwrite a live run. Its owner or the reaper ends it.
             return "lease-lost"
-        curves = done.curves[self.pair]
-        outcome = {"stop_reason": curves.stop_reason, "fingerprint": curves.fingerprint,
-                   **{k: done.engine[k] for k in ENGINE_FIELDS}}
-        return self._end_run(spec_dict, outcome, stopped=done.stopped)
+        outcome |= {k: engine[k] for k in ENGINE_FIELDS}
+        return self._end_run(spec_dict, outcome, stopped=stopped)
+
+    def _candidate(self, spec_dict: dict[str, Any], spec: JobSpec, ref: RunRef) -> float | None:
+        """The LR of a confirm run, from the range test's recorded curves: every range-test run has ended
+        before a confirm run is released, so each worker works out the same candidates `run_sweep` would."""
+        sweep, _ = split_outcomes(spec, _retrying(self.store.run_outcomes, self.job_id))
+        ranged = stitched_result(spec_dict, _retrying(self.store.chunks, self.job_id), sweep, stopped=None, engine=None)
+        assert ref.slot is not None
+        return confirm.slot_lr(ranged["arms"][ref.arm_index], spec, ref.slot)
 
     # ------------------------------------------------------------------ between chunks
     def on_chunk(self, chunk: Chunk) -> str | None:
@@ -183,15 +201,20 @@ class JobRun:
     def _end_run(self, spec: dict[str, Any], outcome: dict[str, Any], *, stopped: str | None) -> str:
         """Record the run's ending; the last run of the job to end finishes the job."""
         ended = _retrying(self.store.end_run, self.job_id, self.run_index, self.token, outcome, stopped or "")
+        job_spec = JobSpec.model_validate(spec)
+        if ended == "confirm":  # the range test is over: one message per confirm run, to the job's queue
+            job = _retrying(self.store.get, self.job_id)
+            sweep_runs, runs = run_counts(spec)
+            for _ in range(runs - sweep_runs):
+                _retrying(enqueue, app, self.job_id, (job or {}).get("queue") or self.settings.queue)
         if ended != "last":
-            return "run-" + ended  # run-more: others still run; run-lost / run-gone: not ours any more
+            return "run-" + ended  # run-more: others still run; run-confirm; run-lost / run-gone: not ours any more
         outcomes = _retrying(self.store.run_outcomes, self.job_id)
-        repeats = JobSpec.model_validate(spec).sweep.repeats
         reasons = {o.get("stop_reason") for o in outcomes.values()}
         stop = "time_limit" if "time_limit" in reasons else "cancelled" if "cancelled" in reasons else None
-        result = stitched_result(spec, _retrying(self.store.chunks, self.job_id),
-                                 {divmod(i, repeats): o for i, o in outcomes.items()},
-                                 stopped=stop, engine=job_engine(outcomes, repeats, self.started_ts))
+        sweep, confirmed = split_outcomes(job_spec, outcomes)
+        result = stitched_result(spec, _retrying(self.store.chunks, self.job_id), sweep, confirmed=confirmed,
+                                 stopped=stop, engine=job_engine(outcomes, job_spec, self.started_ts))
         if stop == "cancelled":
             return self._finish("cancelled", result=result)
         if stop == "time_limit":
@@ -224,9 +247,10 @@ class JobRun:
 ENGINE_FIELDS = ("keras", "backend", "backend_reason", "device", "steps_per_execution", "steps", "fit_seconds", "seconds")
 
 
-def job_engine(outcomes: dict[int, dict[str, Any]], repeats: int, started_ts: float) -> dict[str, Any] | None:
+def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: float) -> dict[str, Any] | None:
     """The result's `engine` of a job whose runs may have run on several workers: the first run's
-    versions and device, the job's wall time, steps/s over every run's stepping, and each run's figures."""
+    versions and device, the job's wall time, steps/s over every run's stepping, and each run's figures
+    (a confirm run's with its `slot`)."""
     ran = {i: o for i, o in sorted(outcomes.items()) if "steps" in o}
     if not ran:  # no run started (cancelled while its runs waited)
         return None
@@ -238,8 +262,9 @@ def job_engine(outcomes: dict[int, dict[str, Any]], repeats: int, started_ts: fl
         "device": first["device"],
         "seconds": round(time.time() - started_ts, 3), "steps_per_execution": first["steps_per_execution"],
         "steps_per_second": round(steps / fit, 1) if fit else None,
-        "runs": [{"arm_index": i // repeats, "repeat": i % repeats, "worker": o["worker"], "attempts": o["attempts"],
-                  "device": o["device"], "steps": o["steps"], "seconds": o["seconds"]} for i, o in ran.items()],
+        "runs": [{"arm_index": ref.arm_index, "repeat": ref.repeat, **({} if ref.slot is None else {"slot": ref.slot}),
+                  "worker": o["worker"], "attempts": o["attempts"], "device": o["device"], "steps": o["steps"],
+                  "seconds": o["seconds"]} for i, o in ran.items() for ref in [run_of(spec, i)]],
     }
 
 
@@ -316,7 +341,8 @@ def hang_for_tests(chunk: Chunk, attempts: int) -> None:
     """TEST-ONLY: with LRRT_TEST_HANG_RUN=<arm_index>:<repeat> in the worker's environment, that run blocks
     forever after its first chunk on its first attempt, as a child stuck inside TensorFlow did. Inert
     unless the variable is set; no deployment sets it (tests/reliability/test_fanout.py does)."""
-    if os.environ.get("LRRT_TEST_HANG_RUN") == f"{chunk.arm_index}:{chunk.repeat}" and attempts == 1:
+    if (os.environ.get("LRRT_TEST_HANG_RUN") == f"{chunk.arm_index}:{chunk.repeat}" and attempts == 1
+            and chunk.candidate is None):
         log.warning("LRRT_TEST_HANG_RUN: blocking run %s:%s (test only)", chunk.arm_index, chunk.repeat)
         threading.Event().wait()
 

@@ -5,16 +5,31 @@ written the way `worker/heartbeat.py` writes them, and the message is looked for
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from service.routing import LiveBackends
 from tests.api.conftest import ALICE, make_spec, queued_job_ids
 from worker.core.backends import queue_for
 from worker.core.keys import Keys
 from worker.core.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def fresh_routing(app: FastAPI, settings: Settings) -> Iterator[None]:
+    """Each test starts, and leaves the session's app, with no cached read of the heartbeats, as a freshly
+    started API process would: the heartbeats a test writes before its first submission are the ones seen."""
+    def fresh() -> None:
+        app.state.live_backends = LiveBackends(app.state.text_redis, Keys(settings.key_prefix))
+
+    fresh()
+    yield
+    fresh()
 
 
 @pytest.fixture
@@ -97,3 +112,46 @@ def test_an_unknown_backend_is_a_validation_error(client: TestClient) -> None:
     response = client.post("/v1/jobs", headers=ALICE, json=make_spec(backend="torch"))
     assert response.status_code == 422
     assert response.json()["type"].endswith(":validation-error")
+
+
+def test_the_heartbeats_are_scanned_once_per_cache_age(redis_client: redis.Redis, settings: Settings,
+                                                       heartbeats: Callable[..., None]) -> None:
+    keys = Keys(settings.key_prefix)
+    live = LiveBackends(redis.Redis.from_url(settings.redis_url, decode_responses=True), keys, max_age_s=0.5)
+    heartbeats(tf1="tensorflow")
+    assert live.get() == {"tensorflow": "cpu"}
+    heartbeats(jax1="jax")
+    assert live.get() == {"tensorflow": "cpu"}  # the cached read: no scan
+    time.sleep(0.6)
+    assert live.get() == {"tensorflow": "cpu", "jax": "cpu"}
+    redis_client.delete(keys.worker_heartbeat("jax1"))
+    assert live.get(fresh=True) == {"tensorflow": "cpu"}
+
+
+def test_a_backend_started_within_the_cache_age_is_not_refused(client: TestClient, redis_client: redis.Redis,
+                                                               settings: Settings, heartbeats: Callable[..., None]) -> None:
+    """The 422 is answered from a fresh scan only: the cache may route late, never refuse wrongly."""
+    heartbeats(tf1="tensorflow")
+    submit(client)  # fills the app's cache with TensorFlow alone
+    heartbeats(jax1="jax")
+    job = submit(client, backend="jax")
+    assert job["id"] in queued_job_ids(redis_client, queue_for(settings.queue, "jax"))
+
+
+def test_an_idempotent_replay_returns_the_job_before_any_routing(app: FastAPI, client: TestClient, redis_client: redis.Redis,
+                                                                 settings: Settings, heartbeats: Callable[..., None]) -> None:
+    """A retry of a job made while JAX was served gets that job back, though JAX is no longer served."""
+    keys = Keys(settings.key_prefix)
+    app.state.live_backends.max_age_s = 0.0  # every submission scans afresh: only the order of checks is tested
+    heartbeats(jax1="jax")
+    key = {**ALICE, "Idempotency-Key": "replay-before-routing"}
+    first = client.post("/v1/jobs", headers=key, json=make_spec(backend="jax"))
+    assert first.status_code == 202
+    redis_client.delete(keys.worker_heartbeat("jax1"))
+    heartbeats(tf1="tensorflow")
+    assert client.post("/v1/jobs", headers=ALICE, json=make_spec(backend="jax")).status_code == 422  # not served now
+    again = client.post("/v1/jobs", headers=key, json=make_spec(backend="jax"))
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert queued_job_ids(redis_client, queue_for(settings.queue, "jax")).count(first.json()["id"]) == 1
+    other = client.post("/v1/jobs", headers=key, json=make_spec(backend="jax", labels={"team": "other"}))
+    assert other.status_code == 422 and other.json()["type"].endswith(":idempotency-key-reused")

@@ -13,6 +13,7 @@ from service.app import create_app
 from service.auth import UnsafeBind, ensure_safe_bind
 from tests.api.conftest import ALICE, submit
 from worker.core import stats
+from worker.core.backends import BACKENDS, queue_for
 from worker.core.keys import Keys
 from worker.core.settings import Settings
 
@@ -53,6 +54,7 @@ def test_metrics_exports_requests_jobs_queue_and_worker_stats(
     client: TestClient, redis_client: redis.Redis, settings: Settings
 ) -> None:
     job = submit(client)
+    submit(client, backend="jax")  # no live worker: queued for JAX all the same
     client.get(f"/v1/jobs/{job['id']}", headers=ALICE)
     keys = Keys(settings.key_prefix)
     stats.add_steps(redis_client, keys, 400, 2.0)
@@ -61,8 +63,11 @@ def test_metrics_exports_requests_jobs_queue_and_worker_stats(
     assert 'lrrt_http_requests_total{method="GET",route="/v1/jobs/{job_id}",status="200"}' in text
     assert 'lrrt_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/jobs"}' in text
     assert 'lrrt_jobs{status="queued"}' in text
-    queue_depth = next(line for line in text.splitlines() if line.startswith("lrrt_queue_depth "))
-    assert float(queue_depth.split()[1]) == redis_client.llen(settings.queue) > 0
+    for backend in BACKENDS:  # one series per backend's queue, each counting only its own messages
+        queue = queue_for(settings.queue, backend)
+        depth = next(line for line in text.splitlines()
+                     if line.startswith(f'lrrt_queue_depth{{backend="{backend}",queue="{queue}"}} '))
+        assert float(depth.split()[1]) == redis_client.llen(queue) > 0
     assert "lrrt_sweep_steps_total 400.0" in text and "lrrt_sweep_steps_per_second 200.0" in text
     assert 'lrrt_jobs_finished_total{status="succeeded"} 1.0' in text
     assert 'lrrt_job_duration_seconds_bucket{le="15.0"} 1.0' in text

@@ -5,6 +5,7 @@ module the dashboard serves."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -31,10 +32,15 @@ CASES = [
            {"optimizer": "rmsprop", "learning_rate": 1.0,
             "one_cycle": {"max_lr": 50.0, "base_lr": 0.5, "final_lr": 0.005, "pct_start": 0.25}},
            {}),
+    # sweep.confirm: the measured winner's LR, not the one the range test read off its curve
+    result({"name": "adam", "params": {}},
+           {"optimizer": "adam", "learning_rate": 1.41e-3, "rule": "confirm", "verified": True, "val_loss": 0.48,
+            "range_test_lr": 4.23e-3, "one_cycle": {"max_lr": 1.06e-2, "base_lr": 4.23e-4}},
+           {"suggestions": {"valley": 2.85e-3}, "recommended_lr": 4.23e-3}),
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=["median3", "sgd-params", "explicit-cycle"])
+@pytest.mark.parametrize("case", CASES, ids=["median3", "sgd-params", "explicit-cycle", "verified"])
 def test_python_and_dashboard_print_the_same_code(browser: Any, dashboard_url: str, case: dict[str, Any]) -> None:
     page = browser.new_page()
     try:
@@ -44,6 +50,8 @@ def test_python_and_dashboard_print_the_same_code(browser: Any, dashboard_url: s
     finally:
         page.close()
     assert keras_code(case) == js["constant"]
+    written = re.search(r"learning_rate=([^,]+),", js["constant"])
+    assert written and float(written[1]) == pytest.approx(case["recommendation"]["learning_rate"], rel=0.01)
     assert keras_code(case, one_cycle=True) == js["oneCycle"]
 
 

@@ -231,3 +231,13 @@ def wait_for_steps(client: Client, job_id: str, steps: int = 1, timeout: float =
         return job if job["status"] == "running" and progress.get("steps_done", 0) >= steps else None
 
     return wait_until(check, timeout, f"job {job_id} to record {steps} steps", interval=0.2)
+
+
+@pytest.fixture(scope="module")
+def second(server_env: dict[str, str], settings: Settings, redis_client: redis.Redis, worker_proc: Worker,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A second one-child worker on the e2e queue, next to the session's, for the modules that spread a
+    job's runs over two workers."""
+    with running_worker(server_env, tmp_path_factory.mktemp("logs"), f"e2e2-{settings.key_prefix}", settings,
+                        redis_client) as w:
+        yield w

@@ -189,6 +189,8 @@ def test_run_locally_without_the_service(tmp_path: Path) -> None:
     result = json.loads(done.stdout)
     assert [arm["label"] for arm in result["arms"]] == ["sgd", "adam"]
     assert all(len(arm["lrs"]) == 30 or arm["stop_reason"] != "completed" for arm in result["arms"])
+    engine = result["engine"]  # the rule prefers JAX for an MLP: run here on TensorFlow, the reason names no service
+    assert engine["backend"] == "jax" or "ran in-process (`lrrt run`, `lr_find`) on tensorflow" in engine["backend_reason"]
     assert plot.read_bytes().startswith(b"\x89PNG")
 
     bad = lrrt_here(tmp_path, "run", MLP, "--dataset", "builtin:digits", "--start-lr", "1", "--end-lr", "0.1")

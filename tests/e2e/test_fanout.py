@@ -34,15 +34,6 @@ SWEEP = {"start_lr": 1e-5, "end_lr": 1e-3, "num_steps": 3000, "batch_size": 16, 
 RECOVERY_S = 240
 
 
-@pytest.fixture(scope="module")
-def second(server_env: dict[str, str], settings: Settings, redis_client: redis.Redis, worker_proc: Worker,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """A second one-child worker on the e2e queue, next to the session's."""
-    with running_worker(server_env, tmp_path_factory.mktemp("logs"), f"e2e2-{settings.key_prefix}", settings,
-                        redis_client) as w:
-        yield w
-
-
 def runs_sweeping(client: Client, job_id: str, count: int) -> dict[str, Any] | None:
     """The job once `count` of its runs have recorded steps (`progress.runs`)."""
     job = client.status(job_id)

@@ -30,7 +30,9 @@ from worker.core import stats
 from worker.core.problems import PROBLEM_BASE
 from worker.core.queue import RUN_JOB_TASK, enqueue
 from worker.core.results import partial_result
+from worker.core.runs import split_outcomes
 from worker.core.settings import Settings
+from worker.core.spec import JobSpec
 from worker.core.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -57,9 +59,14 @@ def worker_lost_problem(attempts: int | str) -> dict[str, Any]:
 
 
 def partial_or_none(store: JobStore, job_id: str, spec: dict[str, Any], stopped: str | None) -> dict[str, Any] | None:
-    """The partial result of the curves recorded so far, or None when no step ran."""
+    """The partial result of the curves recorded so far (and of the confirm candidates that ended), or
+    None when no step ran."""
     chunks = store.chunks(job_id)
-    return partial_result(spec, chunks, stopped=stopped) if chunks else None
+    if not chunks:
+        return None
+    job = JobSpec.model_validate(spec)
+    confirmed = split_outcomes(job, store.run_outcomes(job_id))[1] if job.sweep.confirm else None
+    return partial_result(spec, chunks, stopped=stopped, confirmed=confirmed)
 
 
 def fail_worker_lost(store: JobStore, job_id: str, attempts: int | str) -> bool:
@@ -114,7 +121,7 @@ def _job_id_of(raw: bytes | None) -> str | None:
 
 def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[tuple[str, str]]:
     """One pass: requeue and re-send orphans, fail the ones out of retries, put back lost reservations.
-    Returns what it did: (job_id, 'requeued' | 'exhausted' | 'cancelled' | 'restored').
+    Returns what it did: (job_id, 'requeued' | 'exhausted' | 'resend' | 'cancelled' | 'restored').
 
     An orphan whose cancel was requested is finished `cancelled` (with its partial curves) instead of
     being run again.
@@ -130,9 +137,10 @@ def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[t
                 stats.add_finished(store.r, store.k, "cancelled", None)
                 done.append((job_id, "cancelled"))
             continue
-        if outcome == "requeued":  # one message per requeued run (a cancelled job's run ends at its claim)
+        if outcome in ("requeued", "resend"):  # one message per run (a cancelled job's run ends at its claim)
             enqueue(celery_app, job_id, job["queue"] or settings.queue)  # back where it was submitted
-            log.warning("job %s lost its worker; requeued (attempt %s so far)", job_id, job["attempts"])
+            log.warning("job %s: %s", job_id, f"lost its worker; requeued (attempt {job['attempts']} so far)"
+                        if outcome == "requeued" else "confirm runs never started; their messages sent again")
         elif not fail_worker_lost(store, job_id, job["attempts"]):
             continue
         done.append((job_id, outcome))

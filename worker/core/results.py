@@ -144,15 +144,16 @@ def finished_result(arms: list[dict[str, Any]], *, engine: dict[str, Any] | None
                                   "engine": engine, "stopped": stopped})
 
 
-def partial_result(spec: dict[str, Any], chunks: list[dict[str, Any]], *, stopped: str | None = None) -> dict[str, Any]:
+def partial_result(spec: dict[str, Any], chunks: list[dict[str, Any]], *, stopped: str | None = None,
+                   confirmed: dict[tuple[int, int], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The result of the steps recorded so far (repeat 0 of each arm), in the API's result shape.
 
     `spec` is the stored job spec (as submitted); `stopped` is None for a job still running or lost,
     "cancelled" or "time_limit" for one that ended early. Suggestions, diagnostics and the
     recommendation are the engine's own rules (`arm_result`) on these curves, so they match what a
-    finished job reports for the same points.
+    finished job reports for the same points; `confirmed` holds the confirm candidates that ended.
     """
-    return stitched_result(spec, chunks, {}, repeats=1, stopped=stopped, engine=None)
+    return stitched_result(spec, chunks, {}, repeats=1, stopped=stopped, engine=None, confirmed=confirmed)
 
 
 def stitched_result(spec: dict[str, Any], chunks: list[dict[str, Any]], outcomes: dict[tuple[int, int], dict[str, Any]],

@@ -6,7 +6,9 @@ change is a Lua script, so two processes racing (a redelivered message and a res
 finish) cannot both win.
 
 States: queued -> running -> succeeded | failed | cancelled. A job is made of (arm, repeat) *runs*,
-each claimed by whichever worker takes one of the job's messages, so they run in parallel. A running
+each claimed by whichever worker takes one of the job's messages, so they run in parallel; a job with
+`sweep.confirm` has one more run per (arm, confirm slot), `waiting` until every range-test run has
+ended (the run that ends last releases them and sends their messages). A running
 run holds a *lease* (a key with a TTL that its worker refreshes from a background thread while the run
 reports chunks); a run without a lease has lost its worker and is requeued by `reap_orphans` or
 reclaimed by a redelivered message, up to `max_redeliveries` times, then its job fails with an error
@@ -27,6 +29,7 @@ from typing import Any, cast
 import redis
 
 from worker.core.keys import Keys
+from worker.core.runs import run_counts
 from worker.core.settings import Settings
 from worker.core.status import TERMINAL
 
@@ -66,8 +69,10 @@ end
 return {'ok', ARGV[1]}
 """
 
-# A job's (arm, repeat) runs are numbered arm_index * repeats + repeat; `runs` in the record is their
-# count. Each run has `run:<i>:state` (queued | running | ended; absent means queued), `:attempts`,
+# A job's (arm, repeat) runs are numbered arm_index * repeats + repeat, then its confirm runs (arm, slot)
+# sweep_runs + arm_index * candidates + slot (`run_of`); `runs` in the record is their count and
+# `sweep_runs` that of the range-test runs. Each run has `run:<i>:state` (waiting | queued | running |
+# ended; absent means queued; only confirm runs wait, until the range test is over), `:attempts`,
 # `:token` (its current runner), `:worker` and, once ended, `:outcome` (JSON), in the job hash, and a
 # lease key `<lease prefix>:<i>` while it runs.
 
@@ -107,8 +112,9 @@ return {'claimed', tostring(attempts), tostring(chosen)}
 """
 
 # A run ended. KEYS: job, lease prefix. ARGV: run, token, outcome_json, abandon (a stop reason that
-# also ends every run not started yet, or ''). Returns 'last' (every run has ended: the caller
-# finishes the job) | 'more' | 'lost' (another runner holds the run) | 'gone' (the job already ended).
+# also ends every run not started yet, or ''), now_ts. Returns 'last' (every run has ended: the caller
+# finishes the job) | 'confirm' (the range test is over: its waiting confirm runs are queued now and the
+# caller sends their messages) | 'more' | 'lost' (another runner holds the run) | 'gone' (the job ended).
 _END_RUN = """
 local p = 'run:' .. ARGV[1] .. ':'
 if redis.call('HGET', KEYS[1], p .. 'token') ~= ARGV[2] then return 'lost' end
@@ -116,20 +122,32 @@ redis.call('DEL', KEYS[2] .. ':' .. ARGV[1])
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 'gone' end
 redis.call('HSET', KEYS[1], p .. 'state', 'ended', p .. 'outcome', ARGV[3])
 local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
-local all = true
+local first = tonumber(redis.call('HGET', KEYS[1], 'sweep_runs') or n)
+local all, sweep_over, waiting = true, true, false
 for r = 0, n - 1 do
   local q = 'run:' .. r .. ':'
   local st = redis.call('HGET', KEYS[1], q .. 'state')
   if st ~= 'ended' then
-    if ARGV[4] ~= '' and (not st or st == 'queued') then
+    if ARGV[4] ~= '' and (not st or st == 'queued' or st == 'waiting') then
       redis.call('HSET', KEYS[1], q .. 'state', 'ended', q .. 'outcome', cjson.encode({stop_reason = ARGV[4]}))
     else
       all = false
+      if r < first then sweep_over = false end
+      if st == 'waiting' then waiting = true end
     end
   end
 end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 if all then return 'last' end
+if sweep_over and waiting then
+  for r = first, n - 1 do
+    if redis.call('HGET', KEYS[1], 'run:' .. r .. ':state') == 'waiting' then
+      redis.call('HSET', KEYS[1], 'run:' .. r .. ':state', 'queued')
+    end
+  end
+  redis.call('HSET', KEYS[1], 'confirm_at', ARGV[5])
+  return 'confirm'
+end
 return 'more'
 """
 
@@ -156,8 +174,10 @@ end
 """
 
 # Requeue the runs of a running job whose lease expired. KEYS: job, lease prefix, running.
-# ARGV: max_attempts, job_id. Returns {'gone'} or a flat list of outcome, run pairs
-# ('requeued' | 'exhausted') for each such run ({} when every run is alive).
+# ARGV: max_attempts, job_id, now_ts, grace_s. Returns {'gone'} or a flat list of outcome, run pairs
+# ('requeued' | 'exhausted') for each such run ({} when every run is alive), and one 'resend' pair per
+# confirm run released over grace_s ago of which none started: the process that released them may
+# have died before it sent their messages (once per job; a spare message finds nothing to claim).
 _REAP_RUNS = _REQUEUE_RUN + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then
   redis.call('ZREM', KEYS[3], ARGV[2])
@@ -170,6 +190,18 @@ for r = 0, n - 1 do
   if st == 'running' and redis.call('EXISTS', KEYS[2] .. ':' .. r) == 0 then
     out[#out + 1] = requeue_run(KEYS[1], r, tonumber(ARGV[1]))
     out[#out + 1] = tostring(r)
+  end
+end
+local at = tonumber(redis.call('HGET', KEYS[1], 'confirm_at') or '0')
+if at > 0 and tonumber(ARGV[3]) - at > tonumber(ARGV[4]) and redis.call('HGET', KEYS[1], 'confirm_resent') ~= '1' then
+  local queued, started = {}, false
+  for r = tonumber(redis.call('HGET', KEYS[1], 'sweep_runs') or n), n - 1 do
+    local st = redis.call('HGET', KEYS[1], 'run:' .. r .. ':state')
+    if st == 'queued' then queued[#queued + 1] = r elseif st == 'running' or st == 'ended' then started = true end
+  end
+  if #queued > 0 and not started then
+    redis.call('HSET', KEYS[1], 'confirm_resent', '1')
+    for _, r in ipairs(queued) do out[#out + 1] = 'resend'; out[#out + 1] = tostring(r) end
   end
 end
 settle(KEYS[1], KEYS[3], ARGV[2])
@@ -274,7 +306,7 @@ class JobStore:
         """
         job_id = new_id()
         created = now_iso()
-        record = {
+        record: dict[str, Any] = {
             "id": job_id,
             "tenant": tenant,
             "status": "queued",
@@ -288,8 +320,9 @@ class JobStore:
             "attempts": 0,
             "version": 1,
             "progress": "",
-            "runs": run_count(spec),
         }
+        sweep_runs, runs = run_counts(spec)
+        record |= {"runs": runs, "sweep_runs": sweep_runs, **{f"run:{i}:state": "waiting" for i in range(sweep_runs, runs)}}
         idem_key = self.k.idempotency(tenant, idempotency_key) if idempotency_key else ""
         args: list[Any] = [job_id, time.time(), max_unfinished, body_sha256, self.result_ttl_s]
         for field, value in record.items():
@@ -401,10 +434,11 @@ class JobStore:
         return outcome, detail
 
     def needs_fanout(self, job_id: str) -> int:
-        """How many more messages a queued job needs so that each of its runs has one (0 once any run
-        was claimed: from then on every message is accounted for)."""
-        status, runs, fanned = self.r.hmget(self.k.job(job_id), "status", "runs", "fanned")
-        return int(runs or 1) - 1 if _text(status) == "queued" and not fanned else 0
+        """How many more messages a queued job needs so that each of its range-test runs has one (0 once
+        any run was claimed: from then on every message is accounted for; confirm runs get theirs when
+        they are released)."""
+        status, runs, sweep_runs, fanned = self.r.hmget(self.k.job(job_id), "status", "runs", "sweep_runs", "fanned")
+        return int(sweep_runs or runs or 1) - 1 if _text(status) == "queued" and not fanned else 0
 
     def run_held_by(self, job_id: str, token: str) -> tuple[int, int] | None:
         """(run index, attempts of that run) that `token` claimed, or None when it holds none of the job's runs."""
@@ -440,9 +474,11 @@ class JobStore:
 
     def end_run(self, job_id: str, run: int, token: str, outcome: dict[str, Any], abandon: str = "") -> str:
         """Record how a run ended; with `abandon` (a stop reason), runs not started yet end with it too.
-        Returns 'last' when every run has ended (the caller assembles and finishes the job)."""
+        Returns 'last' when every run has ended (the caller assembles and finishes the job), 'confirm'
+        when the range test is over and the confirm runs were released (the caller sends their messages)."""
         return str(_text(self._end_run(keys=[self.k.job(job_id), self.k.lease_prefix(job_id)],
-                                       args=[run, token, json.dumps(outcome, separators=(",", ":")), abandon])))
+                                       args=[run, token, json.dumps(outcome, separators=(",", ":")), abandon,
+                                             time.time()])))
 
     def run_outcomes(self, job_id: str) -> dict[int, dict[str, Any]]:
         """What each ended run reported (`end_run`), by run index; `attempts` and `worker` added."""
@@ -611,17 +647,18 @@ class JobStore:
         report them exhausted (caller fails the job). A job none of whose runs is running or ended any
         more goes back to `queued`.
 
-        Returns [(job_id, 'requeued' | 'exhausted')], one per such run. Jobs claimed less than
-        `grace_s` ago are left alone.
+        Returns [(job_id, 'requeued' | 'exhausted' | 'resend')], one per such run ('resend': a released
+        confirm run that may never have had its message). Jobs claimed less than `grace_s` ago are left alone.
         """
         outcomes: list[tuple[str, str]] = []
         cutoff = time.time() - grace_s
         for member in self.r.zrangebyscore(self.k.running(), "-inf", cutoff):
             job_id = _text(member)
             res = [_text(v) for v in self._reap_runs(keys=[self.k.job(job_id), self.k.lease_prefix(job_id),
-                                                           self.k.running()], args=[self.max_attempts, job_id])]
+                                                           self.k.running()],
+                                                     args=[self.max_attempts, job_id, time.time(), grace_s])]
             for outcome, run in zip(res[::2], res[1::2]):
-                if outcome not in ("requeued", "exhausted"):
+                if outcome not in ("requeued", "exhausted", "resend"):
                     continue
                 outcomes.append((job_id, outcome))
                 if outcome == "requeued":
@@ -631,11 +668,6 @@ class JobStore:
 
     def _status(self, job_id: str) -> str | None:
         return _text(self.r.hget(self.k.job(job_id), "status"))
-
-
-def run_count(spec: dict[str, Any]) -> int:
-    """How many (arm, repeat) runs a stored spec makes (defaults: one arm, one repeat)."""
-    return len(spec.get("optimizers") or [None]) * int((spec.get("sweep") or {}).get("repeats") or 1)
 
 
 def _text(value: Any) -> Any:

@@ -424,8 +424,8 @@ def recommendation(arms: list[dict[str, Any]], best: str | None) -> dict[str, An
     lrs = arm.get("lrs") or []
     return {"optimizer": arm["label"], "optimizer_criterion": BEST_ARM_CRITERION,
             "learning_rate": arm.get("recommended_lr"), "rule": arm.get("recommended_rule"),
-            "verified": False, "criterion": f"range-test rule {arm.get('recommended_rule')} (unverified: "
-            "sweep.confirm trains the candidates to check it)",
+            "verified": False, "criterion": f"range-test rule {arm.get('recommended_rule')}; sweep.confirm trains "
+            "candidates to check it",
             "one_cycle": one_cycle(arm.get("lr_bounds") or {}, arm.get("recommended_lr"),
                                    start_lr=lrs[0] if lrs else None, min_loss_lr=arm.get("min_loss_lr"))}
 

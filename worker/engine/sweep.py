@@ -33,7 +33,7 @@ from worker.core import confirm
 from worker.core import suggestions as rules
 from worker.core.backends import backend_reason
 from worker.core.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
-from worker.core.progress import Chunk, ChunkHook
+from worker.core.progress import Chunk, ChunkHook, finite
 from worker.core.results import RunCurves, arm_result, confirm_steps, finished_result
 from worker.core.settings import Settings, get_settings
 from worker.core.spec import JobSpec, OptimizerArm, cap_violations
@@ -62,7 +62,8 @@ def run_sweep(
     steps_per_execution: int | None = None,
     allow_download: bool = True,
 ) -> dict[str, Any]:
-    """Run the range test of every arm (and repeat) of `spec`; return the API result minus "id".
+    """Run the range test of every arm (and repeat) of `spec` and, with `sweep.confirm`, train each arm's
+    candidates (`confirm_runs`) for a verified recommendation; return the API result minus "id".
 
     `data` skips dataset resolution (benchmarks, notebooks, tests); otherwise `spec.dataset.uri` is
     resolved under `data_root`. `on_chunk` receives each chunk's new points and may return a stop
@@ -155,8 +156,9 @@ class ConfirmCurve:
 
     def outcome(self) -> dict[str, Any]:
         """What the result's `arms[].confirm` entry is made of (`worker.core.confirm.entries`)."""
-        return {"lr": self.lr, "val_loss": self.val_loss, "steps": len(self.curves.losses), "losses": self.curves.losses,
-                "stop_reason": self.curves.stop_reason, "fingerprint": self.curves.fingerprint}
+        return {"lr": self.lr, "val_loss": finite(self.val_loss), "steps": len(self.curves.losses),
+                "losses": [finite(v) for v in self.curves.losses], "stop_reason": self.curves.stop_reason,
+                "fingerprint": self.curves.fingerprint}
 
 
 @dataclass
@@ -187,10 +189,8 @@ def confirm_runs(
     workers train as they would in one process. It stops early on NaN or when its smoothed loss passes
     `divergence_threshold` times its best (it then cannot win: `worker.core.confirm`).
     """
+    assert spec.sweep.confirm is not None, "confirm_runs trains the candidates of a spec with sweep.confirm"
     with _Setup(spec, data_root, caps, data, allow_download) as setup:
-        if setup.data.held_out == 0:
-            raise DatasetError("sweep.confirm scores candidates on held-out rows: set dataset.validation_split > 0 "
-                               "or upload x_val/y_val")
         budget = spec.sweep.confirm_steps(len(setup.data))
         _check_caps(spec, setup.caps, train_samples=len(setup.data))
         chunk = _chunk_size(budget, steps_per_execution, False)
@@ -252,6 +252,9 @@ class _Setup:
             raise DatasetError(f"batch_size {sweep.batch_size} is larger than the {len(self.data)} training rows")
         if sweep.evaluate_on == "validation" and self.data.held_out == 0:
             raise DatasetError("evaluate_on='validation' needs held-out rows: set dataset.validation_split > 0")
+        if sweep.confirm is not None and self.data.held_out == 0:  # before the range test, not after it
+            raise DatasetError("sweep.confirm scores candidates on held-out rows: set dataset.validation_split > 0 "
+                               "or upload x_val/y_val")
 
     def start(self, seed: int) -> list[np.ndarray]:
         """The initial weights of the runs of `seed` (the first build's for the job's own seed)."""
@@ -264,7 +267,8 @@ class _Setup:
         backend, device = keras.backend.backend(), _device()
         return {
             "keras": keras.__version__, "backend": backend, "device": device,
-            "backend_reason": backend_reason(self.spec.backend, self.spec.model, backend, device),
+            "backend_reason": backend_reason(self.spec.backend, self.spec.model, backend, device,
+                                             batch_size=self.spec.sweep.batch_size),
             "seconds": round(time.perf_counter() - self.began, 3), "steps_per_execution": chunk,
             "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
             "steps": job.steps_run, "fit_seconds": round(job.fit_seconds, 3),

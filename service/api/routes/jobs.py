@@ -23,7 +23,7 @@ from service.api.deps import CeleryDep, DatasetsDep, SettingsDep, StoreDep, Tena
 from service.api.schemas import Job, JobLinks, JobPage, JobStatus, Result
 from service.problems import ProblemError, problem_responses
 from service.routing import choose_backend
-from service.submission import body_sha256, check_caps, check_dataset, check_model, parse_spec
+from service.submission import body_sha256, check_caps, check_dataset, check_model, parse_spec, replay
 from worker.core.backends import queue_for
 from worker.core.datasets import is_id
 from worker.core.problems import QueueUnavailable
@@ -135,11 +135,12 @@ def submit_job(
     config = check_model(spec, settings)
     check_caps(spec, settings)
     check_dataset(spec, tenant, datasets, settings.data_root, config)
-    queue = queue_for(settings.queue, choose_backend(spec.backend, spec.model, request.app.state.text_redis, store.k).backend)
+    sha256 = body_sha256(spec)
     try:
-        created = store.create(
+        created = replay(store, tenant, idempotency_key, sha256) or store.create(
             tenant=tenant, spec=spec.model_dump(mode="json"), max_unfinished=settings.max_unfinished_jobs,
-            queue=queue, idempotency_key=idempotency_key, body_sha256=body_sha256(spec),
+            queue=queue_for(settings.queue, choose_backend(spec, request.app.state.live_backends).backend),
+            idempotency_key=idempotency_key, body_sha256=sha256,
         )
     except TenantAtCapacity as exc:
         raise ProblemError(
@@ -159,7 +160,7 @@ def submit_job(
     if created.replayed:
         response.status_code = 200
     else:
-        _send(store, celery, job["id"], queue)
+        _send(store, celery, job["id"], job["queue"])
     response.headers["Location"] = job_resource(job, request).links.self
     return job_resource(job, request)
 

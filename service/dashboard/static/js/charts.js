@@ -11,10 +11,11 @@ const AXIS = {stroke: '#64748b', grid: {stroke: '#eef2f7', width: 1}, ticks: {st
  *   [{label, color, x: [lr...], y: [value...], faint?: [value...], markers: [{name, lr, recommended}]}]
  * where `faint` is drawn as a thin line of the same color behind `y` (the raw losses behind the
  * smoothed ones). Markers are dots named by their rule (`labels: false`: dots only, but for the
- * recommended one). The number of points drawn is kept in the container's `data-points`.
+ * recommended one). The number of points drawn is kept in the container's `data-points`. `kind` picks
+ * the value axis: `loss` (curves), `delta` (their derivative) or `score` (a few measured points).
  */
 export class LrChart {
-  constructor(container, {yLabel, kind = 'loss', syncKey, height = 300, labels = true}) {
+  constructor(container, {yLabel, kind = 'loss', syncKey, height = 300, labels = true, emptyText = 'Waiting for the first steps…'}) {
     this.container = container;
     this.labels = labels;
     this.yLabel = yLabel;
@@ -25,7 +26,7 @@ export class LrChart {
     this.plot = null;
     this.shape = '';
     this.empty = container.appendChild(Object.assign(document.createElement('div'), {
-      className: 'chart-empty', textContent: 'Waiting for the first steps…',
+      className: 'chart-empty', textContent: emptyText,
     }));
     container.dataset.points = '0';
     this.resize = new ResizeObserver(() => this.plot?.setSize(this.size()));
@@ -73,7 +74,7 @@ export class LrChart {
       });
     }
     const data = window.uPlot.join(tables);
-    this.yRange = this.kind === 'delta' ? deltaRange(drawn) : lossRange(drawn);
+    this.yRange = {delta: deltaRange, score: scoreRange}[this.kind]?.(drawn) ?? lossRange(drawn);
 
     if (this.plot && shape === this.shape) {
       this.plot.setData(data);
@@ -260,7 +261,16 @@ function lossRange(arms) {
     return head.length ? Math.max(...head) : -Infinity;
   });
   const cap = Math.max(...starts) * 1.35;
-  const hi = Number.isFinite(cap) && cap > lo ? Math.min(hiData, cap) : hiData;
+  return padded(lo, Number.isFinite(cap) && cap > lo ? Math.min(hiData, cap) : hiData);
+}
+
+/** Score axis (held-out losses of confirm candidates): each point is a measurement, so all of them show. */
+function scoreRange(arms) {
+  const values = finite(arms);
+  return values.length ? padded(Math.min(...values), Math.max(...values)) : [0, 1];
+}
+
+function padded(lo, hi) {
   const pad = (hi - lo || Math.abs(hi) || 1) * 0.08;
   return [lo - pad, hi + pad];
 }

@@ -1,6 +1,8 @@
 // The job page: live progress and charts while the job runs (SSE `progress` events, with polling
 // of the job resource as the contract that always works), then the final curves, the
-// recommendation card, the per-arm suggestions and the diagnostics once it ends.
+// recommendation card, the per-arm suggestions and the diagnostics once it ends. A job with
+// `sweep.confirm` also shows its confirm phase: the candidates' progress while they train, then each
+// candidate's held-out loss (a table, and a chart against its LR) as they end.
 
 import {api, ApiError, openEvents, send} from './api.js';
 import {LrChart} from './charts.js';
@@ -36,6 +38,9 @@ export function renderJobPage(app, id) {
     loss: h('div', {class: 'chart', 'data-testid': 'loss-chart'}),
     delta: h('div', {class: 'chart', 'data-testid': 'delta-chart'}),
     reco: h('div', {'data-testid': 'recommendation-slot'}),
+    confirm: h('section', {class: 'panel', hidden: true, style: {marginTop: '16px'}, 'data-testid': 'confirm-panel'}),
+    confirmTable: h('div', {class: 'table-wrap'}),
+    confirmChart: h('div', {class: 'chart chart-small', 'data-testid': 'confirm-chart'}),
     arms: h('section', {class: 'panel', hidden: true, style: {marginTop: '16px'}}),
     diagnostics: h('section', {class: 'panel', hidden: true, 'data-testid': 'diagnostics'}),
     engine: h('div', {class: 'small muted'}),
@@ -80,7 +85,13 @@ export function renderJobPage(app, id) {
               h('span', {class: 'hint'}, 'Change of the loss per step: most negative = falling fastest')),
             el.delta)),
         h('div', {class: 'col'}, el.reco, el.diagnostics, el.engine)),
+      el.confirm,
       el.arms);
+    fill(el.confirm,
+      h('div', {class: 'panel-head'}, h('h2', {}, 'Verification by training'),
+        h('span', {class: 'hint'}, 'Each candidate trained at a constant learning rate from the job\u2019s initial weights, '
+          + 'scored on the held-out rows: lowest wins')),
+      h('div', {class: 'confirm-grid'}, el.confirmTable, el.confirmChart));
     fill(el.reco, h('section', {class: 'panel reco pending', 'data-testid': 'recommendation-pending'},
       h('div', {class: 'reco-head'}, 'Recommended learning rate'),
       h('p', {class: 'muted'}, 'Appears when the sweep ends: the optimizer and learning rate to train with, the rule '
@@ -90,6 +101,8 @@ export function renderJobPage(app, id) {
     charts = {
       loss: new LrChart(el.loss, {yLabel: 'loss', kind: 'loss', syncKey: `lr-${id}`, height: 330}),
       delta: new LrChart(el.delta, {yLabel: 'loss delta', kind: 'delta', syncKey: `lr-${id}`, height: 230, labels: false}),
+      confirm: new LrChart(el.confirmChart, {yLabel: 'held-out loss', kind: 'score', height: 240,
+        emptyText: 'No candidate has a held-out loss yet'}),
     };
   }
 
@@ -174,6 +187,7 @@ export function renderJobPage(app, id) {
       if (!state.result && !state.stopped && !state.finishing) {
         state.partial = result;
         redraw();
+        renderConfirm(result);
         renderHead();
       }
     } catch { /* the progress points stay on the chart */ } finally {
@@ -306,21 +320,37 @@ export function renderJobPage(app, id) {
       return;
     }
     const cls = job.status === 'running' ? '' : 'stopped';
+    const confirming = p.phase === 'confirm';
+    const verifies = Boolean(job.spec?.sweep?.confirm);
+    const budget = confirmBudget(job);
+    // An arm's range test is run_steps per seed; steps_total also counts the confirm candidates' steps.
+    const armTotal = (p.run_steps || 0) * (job.spec?.sweep?.repeats || 1) || p.steps_total / Math.max(1, (p.arms || []).length);
+    const started = (p.confirm || []).length;
+    /** One run's card; a run still marked running or pending in a job that ended shows how the job ended. */
+    const card = (label, runState, fraction, detail) => h('div', {class: 'arm-card'},
+      h('div', {class: 'arm-name'}, h('span', {}, h('span', {class: 'swatch', style: {background: color(label)}}), label),
+        h('span', {class: 'arm-state'},
+          (unfinished(job) || !['running', 'pending'].includes(runState) ? runState || '' : job.status).replaceAll('_', ' '))),
+      h('div', {class: 'progress'}, h('span', {style: {width: fmt.pct(fraction)}})),
+      h('div', {class: 'muted mono'}, detail));
     fill(el.progress,
-      h('div', {class: 'panel-head'}, h('h2', {}, job.status === 'running' ? 'Sweeping' : 'Stopped'),
+      h('div', {class: 'panel-head'}, h('h2', {}, job.status !== 'running' ? 'Stopped' : confirming ? 'Verifying' : 'Sweeping'),
         h('span', {class: 'hint', 'data-testid': 'progress-text'},
           `${p.steps_done} of ${p.steps_total} steps · ${fmt.pct(p.fraction ?? p.steps_done / p.steps_total)}`)),
       h('div', {class: `progress ${cls}`}, h('span', {style: {width: fmt.pct(p.fraction ?? p.steps_done / p.steps_total)}})),
-      h('div', {class: 'arm-progress'}, (p.arms || []).map((arm) => {
-        const total = arm.steps_total || (p.steps_total / Math.max(1, p.arms.length));
-        const stateText = unfinished(job) || !['running', 'pending'].includes(arm.state) ? arm.state : job.status;
-        return h('div', {class: 'arm-card'},
-          h('div', {class: 'arm-name'}, h('span', {}, h('span', {class: 'swatch', style: {background: color(arm.label)}}), arm.label),
-            h('span', {class: 'arm-state'}, (stateText || '').replaceAll('_', ' '))),
-          h('div', {class: 'progress'}, h('span', {style: {width: fmt.pct(arm.steps_done / total)}})),
-          h('div', {class: 'muted mono'}, `step ${arm.steps_done ?? 0}`,
-            arm.lr ? ` · lr ${fmt.lr(arm.lr)}` : '', arm.loss != null ? ` · loss ${fmt.loss(arm.loss)}` : ''));
-      })));
+      verifies ? h('div', {class: 'small muted phase', 'data-testid': 'progress-phase', dataset: {phase: p.phase || 'sweep'}},
+        !confirming ? 'Range test first; then each arm trains at a few candidate learning rates to verify the recommendation.'
+          : unfinished(job) ? `Range test done; verifying: ${started} candidate${started === 1 ? '' : 's'} started so far, `
+            + `${budget ? `${budget} steps each, ` : ''}scored on the held-out rows.`
+            : `Stopped while verifying, after ${started} candidate${started === 1 ? '' : 's'} started.`) : null,
+      h('div', {class: 'arm-progress'}, (p.arms || []).map((arm) => card(arm.label, arm.state,
+        arm.steps_done / (arm.steps_total || armTotal),
+        [`step ${arm.steps_done ?? 0}`, arm.lr ? ` · lr ${fmt.lr(arm.lr)}` : '', arm.loss != null ? ` · loss ${fmt.loss(arm.loss)}` : '']))),
+      p.confirm?.length ? h('div', {class: 'arm-progress', 'data-testid': 'confirm-progress'}, p.confirm.map((c) => {
+        const label = p.arms?.[c.arm_index]?.label ?? `arm ${c.arm_index + 1}`;
+        return card(label, c.state, budget ? c.steps_done / budget : 0,
+          `candidate ${c.candidate + 1} · lr ${fmt.lr(c.lr)} · step ${c.steps_done}${budget ? ` of ${budget}` : ''}`);
+      })) : null);
   }
 
   /** Chart series from the result, the partial curves, or the progress points, best first. */
@@ -392,12 +422,49 @@ export function renderJobPage(app, id) {
     const diag = diagnosticsList(result);
     el.diagnostics.hidden = !diag.length;
     fill(el.diagnostics, h('h2', {}, 'Diagnostics'), h('ul', {class: 'diag'}, diag));
+    renderConfirm(result);
     el.arms.hidden = false;
     fill(el.arms, h('h2', {}, 'Arms and suggestions'), h('div', {class: 'table-wrap'}, armsTable(result)));
     const engine = result.engine;
     fill(el.engine, engine
       ? `Engine: Keras ${engine.keras ?? '?'} · ${engine.backend ?? '?'} · ${engine.device ?? '?'}${engine.seconds != null ? ` · ${engine.seconds.toFixed(1)} s` : ''}`
       : '');
+  }
+
+  /** The confirm candidates that ended (all of them once the job has): a table, and held-out loss vs LR. */
+  function renderConfirm(result) {
+    const arms = (result.arms || []).filter((arm) => arm.confirm?.length);
+    el.confirm.hidden = !arms.length;
+    if (!arms.length) return;
+    const reco = result.recommendation;
+    const chosen = (arm, row) => Boolean(reco?.verified && reco.optimizer === arm.label && reco.learning_rate === row.lr);
+    const budget = confirmBudget(state.job);
+    fill(el.confirmTable, h('table', {class: 'arms', 'data-testid': 'confirm-table'},
+      h('thead', {}, h('tr', {},
+        ['Arm', 'Candidate LR', 'Held-out loss', 'Last train loss', 'Steps', 'Stopped'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, arms.flatMap((arm) => arm.confirm.map((row) => h('tr', {
+        class: row.winner ? 'best' : '', 'data-testid': 'confirm-row',
+        dataset: {arm: arm.label, lr: String(row.lr), winner: String(row.winner), recommended: String(chosen(arm, row))},
+      },
+      h('td', {}, h('span', {class: 'swatch', style: {background: color(arm.label)}}), arm.label),
+      h('td', {class: 'num'}, fmt.lr(row.lr)),
+      h('td', {class: 'num'}, row.winner
+        ? [h('strong', {}, fmt.loss(row.val_loss)), ' ', h('span', {class: 'chip verified', 'data-testid': 'confirm-winner'},
+          chosen(arm, row) ? '\u2605 recommended' : '\u2605 best of arm')]
+        : fmt.loss(row.val_loss)),
+      h('td', {class: 'num'}, fmt.loss([...(row.losses || [])].reverse().find((v) => v != null))),
+      h('td', {class: 'num'}, budget ? `${row.steps} of ${budget}` : String(row.steps)),
+      h('td', {class: 'wrap'}, stopReasonText(row.stop_reason))))))));
+    // The chart has the scored candidates only (a diverged one has no held-out loss: the table says
+    // why), with a little room either side of them (one alone would be a zero-width axis).
+    const lrs = arms.flatMap((arm) => arm.confirm.map((row) => row.lr)).filter((lr) => lr > 0);
+    charts.confirm.setLrRange([Math.min(...lrs) / 2, Math.max(...lrs) * 2]);
+    charts.confirm.setArms(arms.map((arm) => {
+      const scored = arm.confirm.filter((row) => row.val_loss != null);
+      return {label: arm.label, color: color(arm.label), x: scored.map((row) => row.lr), y: scored.map((row) => row.val_loss),
+        markers: scored.filter((row) => row.winner)
+          .map((row) => ({name: chosen(arm, row) ? 'verified' : 'best', lr: row.lr, recommended: chosen(arm, row)}))};
+    }));
   }
 
   function armsTable(result) {
@@ -486,7 +553,13 @@ export function renderJobPage(app, id) {
     cleanups.forEach((fn) => fn());
     charts?.loss.destroy();
     charts?.delta.destroy();
+    charts?.confirm.destroy();
   };
+}
+
+/** Steps each confirm candidate trains: `sweep.confirm.steps`, else the range test's own length. */
+function confirmBudget(job) {
+  return job?.spec?.sweep?.confirm?.steps || job?.progress?.run_steps || null;
 }
 
 /**

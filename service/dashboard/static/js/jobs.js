@@ -137,7 +137,8 @@ export function renderJobsPage(app, {status}) {
     }
     return h('div', {},
       h('span', {class: 'lr-value', 'data-testid': 'recommended-lr'}, fmt.lr(reco.learning_rate)),
-      h('div', {class: 'small muted'}, reco.optimizer));
+      h('div', {class: 'small muted'}, reco.optimizer,
+        reco.verified ? [' ', h('span', {class: 'chip verified', 'data-testid': 'verified'}, 'verified')] : null));
   }
 
   async function fetchRecommendation(job) {

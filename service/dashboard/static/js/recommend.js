@@ -10,6 +10,7 @@ export const RULES = {
   valley: "Valley (fastai's default): inside the longest stretch where the loss keeps falling, before its minimum.",
   minimum: 'Minimum / 10: a tenth of the learning rate at the lowest smoothed loss (fastai\u2019s classic rule).',
   slide: "Slide (fastai): the largest learning rate before the loss starts rising faster than a tolerance.",
+  confirm: 'Confirm (sweep.confirm): every arm trained at a few constant candidate learning rates from the job\u2019s initial weights; this one reached the lowest loss on the held-out rows.',
 };
 
 /** Diagnostics flags in plain words: [headline, what it means and what to change]. */
@@ -175,12 +176,17 @@ export function recommendationCard(result, jobId, {partial = false} = {}) {
   return h('section', {class: `panel reco${partial ? ' partial' : ''}`, 'data-testid': 'recommendation-card'},
     h('div', {class: 'reco-head'}, partial ? 'Suggested from the partial curves' : 'Recommended learning rate'),
     partial ? h('div', {class: 'alert alert-warn small', style: {margin: '8px 0'}},
-      'The sweep did not finish, so this comes from the steps it ran. Run it to the end before trusting it.') : null,
+      'The job did not finish, so this comes from the steps it ran. Run it to the end before trusting it.') : null,
     h('div', {class: 'reco-lr', 'data-testid': 'recommended-lr'}, fmt.lr(reco.learning_rate)),
     h('div', {class: 'reco-opt'}, reco.optimizer,
       arm?.optimizer?.name ? h('span', {class: 'muted small'}, `  keras.optimizers.${KERAS_CLASSES[arm.optimizer.name] || arm.optimizer.name}`) : null),
+    verification(reco),
     h('dl', {},
       h('dt', {}, 'Rule'), h('dd', {}, rule ? h('strong', {}, rule) : '—'),
+      reco.verified ? [
+        h('dt', {}, 'Held-out loss'), h('dd', {class: 'mono'}, fmt.loss(reco.val_loss)),
+        h('dt', {}, 'Range test alone'), h('dd', {class: 'mono', 'data-testid': 'range-test-lr'}, fmt.lr(reco.range_test_lr)),
+      ] : null,
       bounds ? [h('dt', {}, 'Cyclical bounds'), h('dd', {class: 'mono'}, `base_lr ${fmt.lr(bounds.base_lr)} · max_lr ${fmt.lr(bounds.max_lr)}`)] : null,
       cycle ? [h('dt', {}, 'One-cycle'), h('dd', {class: 'mono'}, `${fmt.lr(cycle.base_lr)} → ${fmt.lr(cycle.max_lr)}`)] : null,
       arm?.min_loss != null ? [h('dt', {}, 'Lowest loss'), h('dd', {class: 'mono'}, `${fmt.loss(arm.min_loss)} at ${fmt.lr(arm.min_loss_lr)}`)] : null,
@@ -193,6 +199,15 @@ export function recommendationCard(result, jobId, {partial = false} = {}) {
     h('div', {class: 'row', style: {marginTop: '14px'}},
       h('div', {class: 'segmented'}, tab('constant', 'Constant LR'), tab('oneCycle', 'One-cycle schedule'))),
     h('div', {class: 'code'}, pre, copy));
+}
+
+/** Whether the number was measured (`sweep.confirm` trained the candidates) or read off the curves,
+ * with the criterion the API names either way: a range test alone is a guess worth saying so. */
+function verification(reco) {
+  return h('div', {class: `verification ${reco.verified ? 'verified' : 'unverified'}`, 'data-testid': 'verification',
+    dataset: {verified: String(Boolean(reco.verified))}},
+  h('strong', {}, reco.verified ? 'Verified by training' : 'Not verified'),
+  reco.criterion ? `: ${reco.criterion}` : '');
 }
 
 /** Every arm's diagnostics in plain words (and a reassuring line when there are none). */

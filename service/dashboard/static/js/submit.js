@@ -29,14 +29,17 @@ export function renderSubmitPage(app) {
   return () => { stopped = true; };
 }
 
-/** Schema helpers: a property of a schema definition, with `anyOf: [T, null]` unwrapped. */
+/** Schema helpers: a property of a schema definition, with `anyOf: [T, null]` unwrapped. A `T` that is a
+ * `$ref` (an object field such as `sweep.confirm`) is followed to its definition, whose name is kept
+ * in `ref` so that the definition's own fields can be read with `schemaField(schema, ref, name)`. */
 function schemaField(schema, defName, name) {
   const def = defName ? schema.$defs?.[defName] : schema;
   const prop = def?.properties?.[name];
   if (!prop) return null;
-  const inner = (prop.anyOf || []).find((s) => s.type && s.type !== 'null') || prop;
-  return {...inner, default: prop.default, description: prop.description, title: prop.title,
-    nullable: Boolean(prop.anyOf?.some((s) => s.type === 'null'))};
+  const inner = (prop.anyOf || []).find((s) => s.$ref || (s.type && s.type !== 'null')) || prop;
+  const ref = inner.$ref?.split('/').pop();
+  return {...(ref ? schema.$defs?.[ref] : inner), ref, default: prop.default, description: prop.description,
+    title: prop.title, nullable: Boolean(prop.anyOf?.some((s) => s.type === 'null'))};
 }
 
 function build(app, desc) {
@@ -285,6 +288,22 @@ function build(app, desc) {
     repeats: numberInput('sweep.repeats', sweepSpec('repeats')),
   };
   const sweepField = (name, label, control = sweepFields[name]) => field(`sweep.${name}`, label, control, sweepSpec(name)?.description);
+
+  // Verify by training (`sweep.confirm`: false, true or {candidates, steps}). Left off, nothing is sent
+  // and the job is the one the form always sent; ticked, `collect` sends `true` for the schema's
+  // defaults, or the settings that differ from them.
+  const confirmSpec = (name) => schemaField(schema, sweepSpec('confirm').ref, name);
+  const confirmFields = {
+    candidates: numberInput('sweep.confirm.candidates', confirmSpec('candidates')),
+    steps: numberInput('sweep.confirm.steps', confirmSpec('steps'), {placeholder: 'the sweep\u2019s length'}),
+  };
+  const confirmOn = h('input', {type: 'checkbox', id: 'f-sweep.confirm', name: 'sweep.confirm',
+    checked: Boolean(sweepSpec('confirm').default), onchange: showConfirm});
+  function showConfirm() {
+    for (const input of Object.values(confirmFields)) input.disabled = !confirmOn.checked;
+  }
+  showConfirm();
+  const confirmField = (name, label) => field(`sweep.confirm.${name}`, label, confirmFields[name], confirmSpec(name)?.description);
   form.append(h('section', {class: 'panel', dataset: {field: 'sweep'}},
     h('h2', {}, h('span', {class: 'section-num'}, '4'), 'Sweep'),
     h('div', {class: 'grid-3'},
@@ -296,6 +315,16 @@ function build(app, desc) {
       field('sweep.divergence_threshold', 'Divergence threshold',
         h('div', {class: 'row', style: {flexWrap: 'nowrap'}}, h('label', {class: 'check', title: 'Stop an arm early when its loss diverges'}, divergenceOn), divergence),
         sweepSpec('divergence_threshold')?.description)),
+    h('div', {class: 'confirm-box', dataset: {field: 'sweep.confirm'}},
+      h('label', {class: 'check'}, confirmOn, 'Verify by training'),
+      h('div', {class: 'field-hint'}, 'After the range test, each arm trains at a few constant candidate learning '
+        + 'rates from the same initial weights; the lowest loss on the held-out rows becomes the recommendation. '
+        + 'Needs held-out rows (validation split above 0, or an upload with x_val and y_val). Costs candidates '
+        + '\u00d7 steps more steps per arm.'),
+      h('div', {class: 'grid-3'},
+        confirmField('candidates', 'Candidates per arm'),
+        confirmField('steps', 'Steps per candidate')),
+      h('div', {class: 'field-error'})),
     h('details', {class: 'more'},
       h('summary', {}, 'More settings: smoothing, evaluation, seeds, precision'),
       h('div', {class: 'grid-3'},
@@ -333,7 +362,9 @@ function build(app, desc) {
         ['Optimizers', arms.map((a) => a.label || a.name).join(', ')],
         ['LR range', `${sweepFields.start_lr.value || '?'} → ${sweepFields.end_lr.value || '?'} (${mode.value})`],
         ['Length', `${lengthValue.value || '?'} ${lengthKind.value === 'epochs' ? 'epochs' : 'steps'} per arm`],
-        ['Batch size', sweepFields.batch_size.value || '?']]
+        ['Batch size', sweepFields.batch_size.value || '?'],
+        ['Verify', confirmOn.checked
+          ? `${confirmFields.candidates.value || '?'} \u00d7 ${confirmFields.steps.value || 'sweep length'} steps per arm` : 'off']]
         .map(([k, v]) => h('li', {}, h('span', {class: 'muted'}, k), h('span', {title: v}, v))));
   }
   form.addEventListener('input', updateSummary);
@@ -433,6 +464,12 @@ function build(app, desc) {
       seed: num(sweepFields.seed, 'sweep.seed', {integer: true}),
       repeats: num(sweepFields.repeats, 'sweep.repeats', {integer: true}),
     };
+    if (confirmOn.checked) {
+      const candidates = num(confirmFields.candidates, 'sweep.confirm.candidates', {integer: true});
+      const steps = num(confirmFields.steps, 'sweep.confirm.steps', {integer: true, optional: true});
+      const changed = dropUndefined({candidates: candidates === confirmSpec('candidates').default ? undefined : candidates, steps});
+      sweep.confirm = Object.keys(changed).length ? changed : true;
+    }
     for (const flag of ['mixed_precision', 'jit_compile']) {
       const box = form.querySelector(`input[name="sweep.${flag}"]`);
       if (box) sweep[flag] = box.checked;
