@@ -63,10 +63,15 @@ def _priorities(recommended: float, rules: dict[str, float | None]) -> Iterator[
         yield recommended * BRACKET**power
 
 
+def job_candidates(arm: dict[str, Any], spec: JobSpec) -> list[float]:
+    """`candidate_lrs` of this arm with the job's own confirm count and swept range, in slot order."""
+    assert spec.sweep.confirm is not None
+    return candidate_lrs(arm, spec.sweep.confirm.candidates, start_lr=spec.sweep.start_lr, end_lr=spec.sweep.end_lr)
+
+
 def slot_lr(arm: dict[str, Any], spec: JobSpec, slot: int) -> float | None:
     """The LR confirm slot `slot` of this arm trains at, or None when the arm has fewer candidates."""
-    assert spec.sweep.confirm is not None
-    lrs = candidate_lrs(arm, spec.sweep.confirm.candidates, start_lr=spec.sweep.start_lr, end_lr=spec.sweep.end_lr)
+    lrs = job_candidates(arm, spec)
     return lrs[slot] if slot < len(lrs) else None
 
 
@@ -80,6 +85,11 @@ def entries(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if best is not None:
         best["winner"] = True
     return rows
+
+
+def arm_entries(confirmed: dict[tuple[int, int], dict[str, Any]], arm_index: int) -> list[dict[str, Any]]:
+    """`entries` of one arm from the ended confirm runs' outcomes of a job, keyed by (arm index, slot)."""
+    return entries([outcome for (index, _), outcome in sorted(confirmed.items()) if index == arm_index])
 
 
 def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

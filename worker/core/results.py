@@ -129,14 +129,11 @@ def finished_result(arms: list[dict[str, Any]], *, engine: dict[str, Any] | None
             arm, row = won
             best = arm["label"]
             criterion = confirm.CRITERION.format(steps=confirm_steps)
-            lrs = arm.get("lrs") or []
-            recommendation = {
-                "optimizer": best, "optimizer_criterion": criterion, "learning_rate": row["lr"], "rule": "confirm",
-                "verified": True, "criterion": criterion, "val_loss": row["val_loss"],
-                "range_test_lr": arm.get("recommended_lr"),
-                "one_cycle": suggestions.one_cycle(arm.get("lr_bounds") or {}, row["lr"], start_lr=lrs[0] if lrs else None,
-                                                   min_loss_lr=arm.get("min_loss_lr")),
-            }
+            measured = suggestions.recommendation(arms, best, learning_rate=row["lr"])
+            assert measured is not None  # `best` is one of `arms`
+            recommendation = {**measured, "optimizer_criterion": criterion, "rule": "confirm", "verified": True,
+                              "criterion": criterion, "val_loss": row["val_loss"],
+                              "range_test_lr": arm.get("recommended_lr")}
         elif recommendation is not None and any(arm.get("confirm") for arm in arms):
             recommendation["criterion"] += "; confirm could not verify it: " + confirm.UNVERIFIED
     return suggestions.json_safe({"arms": arms, "best_arm": best, "recommendation": recommendation,
@@ -185,7 +182,7 @@ def stitched_result(spec: dict[str, Any], chunks: list[dict[str, Any]], outcomes
         if entry["stop_reason"] == "running":  # still sweeping, or lost with its worker
             entry["stop_reason"] = None
         if job.sweep.confirm is not None:
-            entry["confirm"] = confirm.entries([o for (i, _), o in sorted((confirmed or {}).items()) if i == index])
+            entry["confirm"] = confirm.arm_entries(confirmed or {}, index)
         arms.append(entry)
     return finished_result(arms, engine=engine, stopped=stopped, confirm_steps=confirm_steps(job, planned))
 

@@ -416,18 +416,21 @@ def best_arm(arms: list[dict[str, Any]]) -> str | None:
     return arms[min(scored)[1]]["label"] if scored else None
 
 
-def recommendation(arms: list[dict[str, Any]], best: str | None) -> dict[str, Any] | None:
-    """The best arm's LR and one-cycle schedule; None when no arm has one (`recommendation_reason` says why)."""
+def recommendation(arms: list[dict[str, Any]], best: str | None, *,
+                   learning_rate: float | None = None) -> dict[str, Any] | None:
+    """The best arm's LR (its `recommended_lr`, or `learning_rate` when a measurement chose another)
+    and the one-cycle schedule around it; None when no arm has one (`recommendation_reason` says why)."""
     arm = next((a for a in arms if a["label"] == best), None)
     if arm is None:
         return None
     lrs = arm.get("lrs") or []
+    lr = arm.get("recommended_lr") if learning_rate is None else learning_rate
     return {"optimizer": arm["label"], "optimizer_criterion": BEST_ARM_CRITERION,
-            "learning_rate": arm.get("recommended_lr"), "rule": arm.get("recommended_rule"),
+            "learning_rate": lr, "rule": arm.get("recommended_rule"),
             "verified": False, "criterion": f"range-test rule {arm.get('recommended_rule')}; sweep.confirm trains "
             "candidates to check it",
-            "one_cycle": one_cycle(arm.get("lr_bounds") or {}, arm.get("recommended_lr"),
-                                   start_lr=lrs[0] if lrs else None, min_loss_lr=arm.get("min_loss_lr"))}
+            "one_cycle": one_cycle(arm.get("lr_bounds") or {}, lr, start_lr=lrs[0] if lrs else None,
+                                   min_loss_lr=arm.get("min_loss_lr"))}
 
 
 def recommendation_reason(arms: list[dict[str, Any]]) -> str | None:

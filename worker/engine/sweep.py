@@ -79,21 +79,15 @@ def run_sweep(
     if budget is None:
         return finished_result(arms, stopped=done.stopped, engine=done.engine)
     slots = [] if done.stopped else [(i, slot, lr) for i, arm in enumerate(arms)
-                                     for slot, lr in enumerate(_candidates(arm, spec))]
+                                     for slot, lr in enumerate(confirm.job_candidates(arm, spec))]
     confirmed = confirm_runs(spec, slots, data_root=data_root, on_chunk=on_chunk, caps=caps, data=data,
                              steps_per_execution=steps_per_execution, allow_download=allow_download) if slots else None
+    outcomes = {key: c.outcome() for key, c in (confirmed.curves if confirmed else {}).items()}
     for i, arm in enumerate(arms):
-        arm["confirm"] = confirm.entries([c.outcome() for (index, _), c in sorted((confirmed.curves if confirmed else {}).items())
-                                          if index == i])
+        arm["confirm"] = confirm.arm_entries(outcomes, i)
     engine = done.engine if confirmed is None else _merged(done.engine, confirmed.engine)
     return finished_result(arms, stopped=done.stopped or (confirmed.stopped if confirmed else None), engine=engine,
                            confirm_steps=budget)
-
-
-def _candidates(arm: dict[str, Any], spec: JobSpec) -> list[float]:
-    assert spec.sweep.confirm is not None
-    return confirm.candidate_lrs(arm, spec.sweep.confirm.candidates, start_lr=spec.sweep.start_lr,
-                                 end_lr=spec.sweep.end_lr)
 
 
 def _merged(sweep: dict[str, Any], confirming: dict[str, Any]) -> dict[str, Any]:
