@@ -1,46 +1,30 @@
-"""Which queue a submitted job goes to: the backends the live workers run, read from their heartbeats.
-
-Each worker's heartbeat (`worker/heartbeat.py`) carries its Keras backend and device; a heartbeat
-without them comes from a worker older than the choice of backends, which ran TensorFlow. The rule
-itself is the core's (`worker.core.backends.route`), so `bench/peers.py` measures the same choice.
+"""Which queue a submitted job goes to: the backends the live workers run, read from their heartbeats
+(`worker.core.liveness`). The rule itself is the core's (`worker.core.backends.route`), so
+`bench/peers.py` measures the same choice.
 
 The heartbeats are scanned at most once per `LIVE_BACKENDS_MAX_AGE_S` per API process (`LiveBackends`),
 not on every submission: a SCAN over the key space costs Redis more than the rest of a submit. Workers
 beat every 10 s with a 30 s TTL, so liveness is already up to 30 s old when read; the cache adds at
 most its age to that for the jobs it routes. A 422 is never answered from the cache: a job asking for
 a backend the cached set lacks is routed again from a fresh scan, so a worker that started within the
-cache age is found.
+cache age is found. An `auto` job the cache sent to a backend whose workers have just gone is not
+stranded: the reaper moves it to a live backend (`worker.core.reaper.reroute_stranded`).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
 import redis
 
 from service.problems import ProblemError
-from worker.core.backends import DEFAULT_BACKEND, Choice, route
+from worker.core.backends import Choice, route
 from worker.core.keys import Keys
+from worker.core.liveness import live_backends
 from worker.core.spec import JobSpec
 
 LIVE_BACKENDS_MAX_AGE_S = 5.0
-
-
-def live_backends(text_redis: redis.Redis, keys: Keys) -> dict[str, str]:
-    """{backend: `gpu` if any of its live workers has a GPU, else `cpu`} over the unexpired heartbeats."""
-    names = list(text_redis.scan_iter(match=keys.worker_heartbeat("") + "*", count=500))
-    live: dict[str, str] = {}
-    for raw in text_redis.mget(names) if names else []:
-        try:
-            info = json.loads(raw) if raw else {}
-        except json.JSONDecodeError:
-            info = {}
-        info = info if isinstance(info, dict) else {}
-        backend = str(info.get("backend") or DEFAULT_BACKEND)
-        live[backend] = "gpu" if info.get("device") == "gpu" or live.get(backend) == "gpu" else "cpu"
-    return live
 
 
 class LiveBackends:

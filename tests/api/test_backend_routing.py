@@ -17,7 +17,9 @@ from service.routing import LiveBackends
 from tests.api.conftest import ALICE, make_spec, queued_job_ids
 from worker.core.backends import queue_for
 from worker.core.keys import Keys
+from worker.core.reaper import reap_once
 from worker.core.settings import Settings
+from worker.core.store import JobStore
 
 
 @pytest.fixture(autouse=True)
@@ -155,3 +157,52 @@ def test_an_idempotent_replay_returns_the_job_before_any_routing(app: FastAPI, c
     assert queued_job_ids(redis_client, queue_for(settings.queue, "jax")).count(first.json()["id"]) == 1
     other = client.post("/v1/jobs", headers=key, json=make_spec(backend="jax", labels={"team": "other"}))
     assert other.status_code == 422 and other.json()["type"].endswith(":idempotency-key-reused")
+
+
+@pytest.fixture
+def reap(app: FastAPI, store: JobStore, settings: Settings) -> Callable[[], list[tuple[str, str]]]:
+    """One real reaper pass (`reap_once`, as the API's thread and every worker's heartbeat run it)."""
+    return lambda: reap_once(store, app.state.celery, settings)
+
+
+def test_an_auto_job_stranded_on_a_backend_whose_workers_left_moves_to_a_live_one(
+        client: TestClient, redis_client: redis.Redis, settings: Settings, store: JobStore,
+        heartbeats: Callable[..., None], reap: Callable[[], list[tuple[str, str]]]) -> None:
+    """The routing read saw a JAX worker that stopped right after: the job is not left on a queue nobody reads."""
+    heartbeats(tf1="tensorflow", jax1="jax")
+    job = submit(client)
+    jax_queue = queue_for(settings.queue, "jax")
+    assert job["id"] in queued_job_ids(redis_client, jax_queue)
+    redis_client.delete(Keys(settings.key_prefix).worker_heartbeat("jax1"))  # the JAX worker stopped
+
+    assert (job["id"], "rerouted") in reap()
+    assert job["id"] in queued_job_ids(redis_client, settings.queue)
+    assert job["id"] not in queued_job_ids(redis_client, jax_queue)
+    record = store.get(job["id"])
+    assert record is not None and record["queue"] == settings.queue and record["status"] == "queued"
+    assert (job["id"], "rerouted") not in reap()  # moved once: the next pass finds it where it belongs
+
+
+def test_a_stranded_job_stays_when_it_named_its_backend_was_claimed_or_no_worker_is_live(
+        client: TestClient, redis_client: redis.Redis, settings: Settings, store: JobStore,
+        heartbeats: Callable[..., None], reap: Callable[[], list[tuple[str, str]]]) -> None:
+    """A job that asked for JAX waits for JAX; a job whose runs started keeps its backend (runs never mix
+    backends); with no worker live at all (a deployment restarting), nothing moves."""
+    heartbeats(tf1="tensorflow", jax1="jax")
+    named = submit(client, backend="jax")
+    started = submit(client)
+    redis_client.hset(Keys(settings.key_prefix).job(started["id"]), "attempts", 1)  # requeued after a lost worker
+    idle = submit(client)
+    jax_queue = queue_for(settings.queue, "jax")
+    keys = Keys(settings.key_prefix)
+
+    redis_client.delete(keys.worker_heartbeat("tf1"), keys.worker_heartbeat("jax1"))
+    assert idle["id"] not in {job_id for job_id, _ in reap()}  # no live worker: wait where routed
+
+    heartbeats(tf2="tensorflow")
+    moved = {job_id for job_id, outcome in reap() if outcome == "rerouted"}
+    assert idle["id"] in moved and named["id"] not in moved and started["id"] not in moved
+    for kept in (named, started):
+        assert kept["id"] in queued_job_ids(redis_client, jax_queue)
+        record = store.get(kept["id"])
+        assert record is not None and record["queue"] == jax_queue

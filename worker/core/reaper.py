@@ -14,6 +14,12 @@ back once it has been reserved for `LOST_RESERVATION_S`. A running job whose run
 taken yet also has messages waiting, so one of its reserved messages is put back too. Re-sending is
 always safe: a message runs at most the one run it claims, and a copy with nothing left to claim is
 dropped (`busy` or `skip`).
+
+A job can also wait on a queue nobody reads: the API routed an `auto` job to a backend whose last
+worker stopped moments later (routing reads heartbeats up to 30 s old, through a 5 s cache), or all
+of a backend's workers died. `reroute_stranded` moves such a job, while no worker has claimed it, to a
+backend that has live workers. A job that asked for a backend by name keeps waiting for it, and one
+whose runs have started keeps its backend (a job's runs never mix backends).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from typing import Any
 from celery import Celery
 
 from worker.core import stats
+from worker.core.backends import BACKENDS, DEFAULT_BATCH_SIZE, auto_backend, queue_for
+from worker.core.liveness import live_backends
 from worker.core.problems import PROBLEM_BASE
 from worker.core.queue import RUN_JOB_TASK, enqueue
 from worker.core.results import partial_result
@@ -110,7 +118,14 @@ def restore_lost_reservations(store: JobStore, celery_app: Celery, older_than_s:
 def _job_id_of(raw: bytes | None) -> str | None:
     """The job id of a reserved `lrrt.run_job` message (kombu keeps `[message, exchange, routing_key]`)."""
     try:
-        message = json.loads(raw)[0]  # type: ignore[arg-type]
+        return _job_id_of_message(json.loads(raw)[0])  # type: ignore[arg-type]
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+
+
+def _job_id_of_message(message: Any) -> str | None:
+    """The job id of an `lrrt.run_job` message as kombu's Redis transport stores it (JSON, base64 body)."""
+    try:
         if message["headers"]["task"] != RUN_JOB_TASK:
             return None
         args = json.loads(base64.b64decode(message["body"]))[0]
@@ -119,14 +134,52 @@ def _job_id_of(raw: bytes | None) -> str | None:
         return None
 
 
+def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings) -> list[str]:
+    """Move the never-claimed `auto` jobs waiting on the queue of a backend that has no live worker to
+    the backend `auto` picks among the live ones; returns their ids. With no live worker at all, jobs
+    wait where they are (a deployment restarting its workers).
+
+    The job's record is pointed at the new queue first, then its message is sent there, then the old
+    message is removed: a crash in between leaves a spare message, which is dropped at its claim.
+    """
+    live = live_backends(store.r, store.k)
+    if not live:
+        return []
+    moved: list[str] = []
+    with celery_app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        for backend in (b for b in BACKENDS if b not in live):
+            queue = queue_for(settings.queue, backend)
+            for raw in client.lrange(queue, 0, -1):
+                try:
+                    job_id = _job_id_of_message(json.loads(raw))
+                except ValueError:
+                    continue
+                job = store.get(job_id) if job_id else None
+                if (job is None or job["status"] != "queued" or (job["queue"] or settings.queue) != queue
+                        or job["spec"].get("backend", "auto") != "auto"):
+                    continue
+                batch_size = (job["spec"].get("sweep") or {}).get("batch_size", DEFAULT_BATCH_SIZE)
+                target = queue_for(settings.queue, auto_backend(job["spec"]["model"], live=live,
+                                                                batch_size=batch_size).backend)
+                if store.reroute(job["id"], job["queue"] or "", target):
+                    enqueue(celery_app, job["id"], target)
+                    client.lrem(queue, 1, raw)
+                    log.warning("job %s: no live %s worker; moved to queue %s", job["id"], backend, target)
+                    moved.append(job["id"])
+    return moved
+
+
 def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[tuple[str, str]]:
-    """One pass: requeue and re-send orphans, fail the ones out of retries, put back lost reservations.
-    Returns what it did: (job_id, 'requeued' | 'exhausted' | 'resend' | 'cancelled' | 'restored').
+    """One pass: requeue and re-send orphans, fail the ones out of retries, put back lost reservations,
+    move stranded `auto` jobs. Returns what it did: (job_id, 'requeued' | 'exhausted' | 'resend' |
+    'cancelled' | 'restored' | 'rerouted').
 
     An orphan whose cancel was requested is finished `cancelled` (with its partial curves) instead of
     being run again.
     """
     done: list[tuple[str, str]] = [(job_id, "restored") for job_id in restore_lost_reservations(store, celery_app)]
+    done += [(job_id, "rerouted") for job_id in reroute_stranded(store, celery_app, settings)]
     for job_id, outcome in store.reap_orphans():
         job = store.get(job_id)
         if job is None:

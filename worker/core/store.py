@@ -251,6 +251,20 @@ for _, i in ipairs({1, 6, 7, 8}) do redis.call('EXPIRE', KEYS[i], ttl) end
 return 1
 """
 
+# Move a job that no worker has claimed yet to another queue (an `auto` job whose backend lost every
+# worker). KEYS: job. ARGV: from_queue, to_queue. Returns 1, or 0 when the job was claimed, ended or
+# moved meanwhile (its runs may have started on the first backend: a job's runs never mix backends).
+_REROUTE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' or redis.call('HGET', KEYS[1], 'queue') ~= ARGV[1]
+   or tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'queue', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+return 1
+"""
+
+
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different body."""
 
@@ -288,6 +302,7 @@ class JobStore:
         self._end_run = client.register_script(_END_RUN)
         self._reap_runs = client.register_script(_REAP_RUNS)
         self._release_stuck = client.register_script(_RELEASE_STUCK)
+        self._reroute = client.register_script(_REROUTE)
 
     # ------------------------------------------------------------------ submission (API side)
     def create(
@@ -452,6 +467,11 @@ class JobStore:
         runs = int(self.r.hget(self.k.job(job_id), "runs") or 1)
         states = self.r.hmget(self.k.job(job_id), [f"run:{i}:state" for i in range(runs)])
         return any(_text(s) in (None, "queued") for s in states)
+
+    def reroute(self, job_id: str, from_queue: str, to_queue: str) -> bool:
+        """Point a never-claimed queued job at `to_queue` (the caller sends its message there); False when
+        it was claimed, ended or moved meanwhile."""
+        return bool(self._reroute(keys=[self.k.job(job_id)], args=[from_queue, to_queue]))
 
     def refresh_lease(self, job_id: str, run: int, token: str) -> bool:
         """Extend the run's lease if we still hold it; False means someone else took the run over."""
