@@ -144,4 +144,5 @@ def backend_reason(spec_backend: str, model: dict[str, Any], ran: str, device: s
     if rule.backend == ran:
         return rule.reason
     return (f"auto: the rule prefers {rule.backend}, but {rule.backend} was not at hand: the service had no live "
-            f"{rule.backend} worker for it (at submission, or they left before it started), or the job ran in-process (`lrrt run`, `lr_find`) on {ran}")
+            f"{rule.backend} worker for it (at submission, or they left before it started), or the job ran "
+            f"in-process (`lrrt run`, `lr_find`) on {ran}")
