@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.engine.conftest import make_spec
+from tests.engine.conftest import make_spec, mlp_json
 from worker.core import confirm
 from worker.core.problems import DatasetError
 from worker.core.progress import Chunk
 from worker.core.results import chunk_record, stitched_result
+from worker.engine.data import Arrays
 from worker.engine.sweep import confirm_runs, run_sweep, sweep_runs
 
 ARMS = [{"name": "sgd", "params": {"momentum": 0.9}}, {"name": "adam"}]
@@ -73,21 +74,61 @@ def test_a_candidate_is_the_range_test_run_at_a_constant_lr(engine_root: Path, c
     assert candidate.val_loss is not None and math.isfinite(candidate.val_loss)
 
 
-def test_a_candidate_that_blows_up_stops_and_cannot_win(engine_root: Path, caps) -> None:
-    spec = make_spec(num_steps=40, confirm={"candidates": 1, "steps": 200})
-    done = confirm_runs(spec, [(0, 0, 50.0)], data_root=engine_root, caps=caps).curves[(0, 0)]
-    assert done.curves.stop_reason in ("diverged", "nan") and done.val_loss is None
+def test_a_candidate_that_blows_up_to_nan_stops_and_cannot_win(engine_root: Path, caps) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(512, 8)).astype("float32")
+    data = Arrays(x, (x @ rng.normal(size=8)).astype("float32"))
+    spec = make_spec(mlp_json(inputs=(8,), outputs=1, activation="linear"), loss="mse", num_steps=40,
+                     confirm={"candidates": 1, "steps": 200})
+    done = confirm_runs(spec, [(0, 0, 1e6)], data_root=engine_root, caps=caps, data=data).curves[(0, 0)]
+    assert done.curves.stop_reason == "nan" and done.val_loss is None
     assert len(done.curves.losses) < 200
     (row,) = confirm.entries([done.outcome()])
     assert row["winner"] is False
 
 
+def test_a_candidate_that_blows_up_but_stays_finite_trains_its_budget_and_loses(engine_root: Path, caps) -> None:
+    spec = make_spec(num_steps=40, confirm={"candidates": 2, "steps": 100})
+    ran = confirm_runs(spec, [(0, 0, 0.05), (0, 1, 50.0)], data_root=engine_root, caps=caps).curves
+    wild = ran[(0, 1)]
+    assert wild.curves.stop_reason == "completed" and len(wild.curves.losses) == 100
+    assert max(wild.curves.losses) > 4 * min(wild.curves.losses)  # what the range test's stop would have ended
+    rows = confirm.entries([ran[(0, 0)].outcome(), wild.outcome()])
+    assert [(row["lr"], row["winner"]) for row in rows] == [(0.05, True), (50.0, False)]
+
+
+def test_the_divergence_stop_ends_a_range_test_but_not_a_candidate(engine_root: Path, caps) -> None:
+    """A loss that rises above `divergence_threshold` x its best ends a range-test arm; a candidate trains
+    its whole budget and is scored (a transient spike must not throw a good candidate away)."""
+    lr = 0.5
+    touchy = {"divergence_threshold": 1.0001, "smoothing": 0.0}  # any step above the best so far
+    spec = make_spec(num_steps=60, confirm={"candidates": 1, "steps": 60}, **touchy)
+    flat = make_spec(num_steps=60, start_lr=lr, end_lr=lr * (1 + 1e-9), mode="linear", **touchy)
+    ranged = sweep_runs(flat, data_root=engine_root, caps=caps).curves[(0, 0)]
+    assert ranged.stop_reason == "diverged" and len(ranged.losses) < 60
+    candidate = confirm_runs(spec, [(0, 0, lr)], data_root=engine_root, caps=caps).curves[(0, 0)]
+    assert candidate.curves.stop_reason == "completed" and len(candidate.curves.losses) == 60
+    assert candidate.curves.losses[: len(ranged.losses)] == pytest.approx(ranged.losses, rel=1e-4)
+    assert candidate.val_loss is not None and math.isfinite(candidate.val_loss)
+    (row,) = confirm.entries([candidate.outcome()])
+    assert row["winner"] is True
+
+
 def test_confirm_without_held_out_rows_is_a_dataset_error(engine_root: Path, caps) -> None:
     rng = np.random.default_rng(0)
-    from worker.engine.data import Arrays
-
     arrays = Arrays(rng.random((200, 64), dtype=np.float32), rng.integers(0, 10, 200))
     spec = make_spec(num_steps=20, confirm=True, dataset={"uri": "builtin:digits", "validation_split": 0.1})
     spec.dataset.validation_split = 0.0  # as an upload without x_val would be
     with pytest.raises(DatasetError, match="held-out rows"):
         run_sweep(spec, data_root=engine_root, caps=caps, data=arrays)
+
+
+def test_candidates_go_below_the_recommendation_first() -> None:
+    """The slots in order: the recommendation, 3x and 9x below, 3x above, the rules' own picks, wider
+    brackets; inside the swept range and apart from each other."""
+    arm = {"recommended_lr": 1e-2, "suggestions": {"valley": 1.05e-2, "steepest": 2e-3, "minimum": 0.2}}
+    lrs = confirm.candidate_lrs(arm, 8, start_lr=1e-5, end_lr=1.0)
+    assert lrs[:4] == pytest.approx([1e-2, 1e-2 / 3, 1e-2 / 9, 3e-2])
+    assert lrs[4:6] == pytest.approx([2e-3, 0.2])  # valley is too close to the recommendation to train again
+    assert lrs[6:] == pytest.approx([1e-2 / 27, 9e-2])
+    assert confirm.candidate_lrs(arm, 3, start_lr=5e-3, end_lr=1.0) == pytest.approx([1e-2, 3e-2, 0.2])  # none below 5e-3

@@ -132,8 +132,8 @@ class Confirm(_Strict):
     """
 
     candidates: int = Field(3, ge=1, le=MAX_CONFIRM_CANDIDATES, description=(
-        "Constant LRs each arm trains at: the recommendation, one below and one above it, then the rules' "
-        "picks and wider brackets."))
+        "Constant LRs each arm trains at: the recommendation, a factor 3 and 9 below it, one 3 above it, "
+        "then the rules' picks and wider brackets."))
     steps: int | None = Field(None, ge=1, description="Steps of each candidate's training (default: the sweep's length).")
 
 
