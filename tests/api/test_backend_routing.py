@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
@@ -17,9 +18,9 @@ from service.routing import LiveBackends
 from tests.api.conftest import ALICE, make_spec, queued_job_ids
 from worker.core.backends import queue_for
 from worker.core.keys import Keys
-from worker.core.reaper import reap_once
+from worker.core.reaper import STRANDED_AFTER_S, reap_once
 from worker.core.settings import Settings
-from worker.core.store import JobStore
+from worker.core.store import ISO_FORMAT, JobStore
 
 
 @pytest.fixture(autouse=True)
@@ -165,6 +166,12 @@ def reap(app: FastAPI, store: JobStore, settings: Settings) -> Callable[[], list
     return lambda: reap_once(store, app.state.celery, settings)
 
 
+def waited(redis_client: redis.Redis, settings: Settings, job_id: str) -> None:
+    """Date the job's submission back past `STRANDED_AFTER_S`, as if it had waited that long."""
+    then = datetime.now(timezone.utc) - timedelta(seconds=STRANDED_AFTER_S + 1)
+    redis_client.hset(Keys(settings.key_prefix).job(job_id), "created_at", then.strftime(ISO_FORMAT))
+
+
 def test_an_auto_job_stranded_on_a_backend_whose_workers_left_moves_to_a_live_one(
         client: TestClient, redis_client: redis.Redis, settings: Settings, store: JobStore,
         heartbeats: Callable[..., None], reap: Callable[[], list[tuple[str, str]]]) -> None:
@@ -174,7 +181,10 @@ def test_an_auto_job_stranded_on_a_backend_whose_workers_left_moves_to_a_live_on
     jax_queue = queue_for(settings.queue, "jax")
     assert job["id"] in queued_job_ids(redis_client, jax_queue)
     redis_client.delete(Keys(settings.key_prefix).worker_heartbeat("jax1"))  # the JAX worker stopped
+    assert (job["id"], "rerouted") not in reap()  # not yet: a worker restarting in place keeps its jobs
+    assert job["id"] in queued_job_ids(redis_client, jax_queue)
 
+    waited(redis_client, settings, job["id"])
     assert (job["id"], "rerouted") in reap()
     assert job["id"] in queued_job_ids(redis_client, settings.queue)
     assert job["id"] not in queued_job_ids(redis_client, jax_queue)
@@ -193,6 +203,8 @@ def test_a_stranded_job_stays_when_it_named_its_backend_was_claimed_or_no_worker
     started = submit(client)
     redis_client.hset(Keys(settings.key_prefix).job(started["id"]), "attempts", 1)  # requeued after a lost worker
     idle = submit(client)
+    for job in (named, started, idle):
+        waited(redis_client, settings, job["id"])
     jax_queue = queue_for(settings.queue, "jax")
     keys = Keys(settings.key_prefix)
 

@@ -17,9 +17,10 @@ dropped (`busy` or `skip`).
 
 A job can also wait on a queue nobody reads: the API routed an `auto` job to a backend whose last
 worker stopped moments later (routing reads heartbeats up to 30 s old, through a 5 s cache), or all
-of a backend's workers died. `reroute_stranded` moves such a job, while no worker has claimed it, to a
-backend that has live workers. A job that asked for a backend by name keeps waiting for it, and one
-whose runs have started keeps its backend (a job's runs never mix backends).
+of a backend's workers died. `reroute_stranded` moves such a job, while no worker has claimed it and
+once it has waited a heartbeat's lifetime, to a backend that has live workers. A job that asked for a
+backend by name keeps waiting for it, and one whose runs have started keeps its backend (a job's runs
+never mix backends).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import base64
 import json
 import logging
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from celery import Celery
@@ -41,13 +43,16 @@ from worker.core.results import partial_result
 from worker.core.runs import split_outcomes
 from worker.core.settings import Settings
 from worker.core.spec import JobSpec
-from worker.core.store import JobStore
+from worker.core.store import ISO_FORMAT, JobStore
 
 log = logging.getLogger(__name__)
 
 #: Seconds a message may stay reserved while its job is still queued before the reservation counts as
 #: lost. A live worker claims within milliseconds: it reserves a message only for an idle pool child.
 LOST_RESERVATION_S = 60
+#: Seconds an `auto` job waits on a backend with no live worker before it is moved to another: a
+#: heartbeat's lifetime (`worker.heartbeat.HEARTBEAT_TTL_S`), so a worker restarting in place keeps its jobs.
+STRANDED_AFTER_S = 30
 
 
 def worker_lost_problem(attempts: int | str) -> dict[str, Any]:
@@ -134,10 +139,11 @@ def _job_id_of_message(message: Any) -> str | None:
         return None
 
 
-def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings) -> list[str]:
-    """Move the never-claimed `auto` jobs waiting on the queue of a backend that has no live worker to
-    the backend `auto` picks among the live ones; returns their ids. With no live worker at all, jobs
-    wait where they are (a deployment restarting its workers).
+def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings,
+                     older_than_s: float = STRANDED_AFTER_S) -> list[str]:
+    """Move the never-claimed `auto` jobs submitted `older_than_s` ago or more and waiting on the queue
+    of a backend that has no live worker to the backend `auto` picks among the live ones; returns their
+    ids. With no live worker at all, jobs wait where they are (a deployment restarting its workers).
 
     The job's record is pointed at the new queue first, then its message is sent there, then the old
     message is removed: a crash in between leaves a spare message, which is dropped at its claim.
@@ -145,6 +151,7 @@ def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings) ->
     live = live_backends(store.r, store.k)
     if not live:
         return []
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than_s)
     moved: list[str] = []
     with celery_app.connection_for_write() as conn:
         client = conn.default_channel.client
@@ -157,7 +164,7 @@ def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings) ->
                     continue
                 job = store.get(job_id) if job_id else None
                 if (job is None or job["status"] != "queued" or (job["queue"] or settings.queue) != queue
-                        or job["spec"].get("backend", "auto") != "auto"):
+                        or job["spec"].get("backend", "auto") != "auto" or _created(job) > cutoff):
                     continue
                 batch_size = (job["spec"].get("sweep") or {}).get("batch_size", DEFAULT_BATCH_SIZE)
                 target = queue_for(settings.queue, auto_backend(job["spec"]["model"], live=live,
@@ -168,6 +175,10 @@ def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings) ->
                     log.warning("job %s: no live %s worker; moved to queue %s", job["id"], backend, target)
                     moved.append(job["id"])
     return moved
+
+
+def _created(job: dict[str, Any]) -> datetime:
+    return datetime.strptime(job["created_at"], ISO_FORMAT).replace(tzinfo=timezone.utc)
 
 
 def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[tuple[str, str]]:

@@ -39,8 +39,12 @@ LEASE_TTL_S = 30
 EVENTS_MAXLEN = 5000
 
 
+#: How the record's timestamps (`created_at`, `started_at`, `finished_at`) are written, in UTC.
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(timezone.utc).strftime(ISO_FORMAT)
 
 
 def new_id() -> str:
