@@ -216,5 +216,6 @@ def test_a_stranded_job_stays_when_it_named_its_backend_was_claimed_or_no_worker
     assert idle["id"] in moved and named["id"] not in moved and started["id"] not in moved
     for kept in (named, started):
         assert kept["id"] in queued_job_ids(redis_client, jax_queue)
+        assert kept["id"] not in queued_job_ids(redis_client, settings.queue)  # not even a spare copy
         record = store.get(kept["id"])
         assert record is not None and record["queue"] == jax_queue

@@ -145,8 +145,9 @@ def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings,
     of a backend that has no live worker to the backend `auto` picks among the live ones; returns their
     ids. With no live worker at all, jobs wait where they are (a deployment restarting its workers).
 
-    The job's record is pointed at the new queue first, then its message is sent there, then the old
-    message is removed: a crash in between leaves a spare message, which is dropped at its claim.
+    The message is sent to the new queue first, then the record is pointed there, then the old message
+    is removed: a crash at any point between leaves at most a spare message (dropped at its claim), never
+    a job whose recorded queue holds no message for it.
     """
     live = live_backends(store.r, store.k)
     if not live:
@@ -163,14 +164,14 @@ def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings,
                 except ValueError:
                     continue
                 job = store.get(job_id) if job_id else None
-                if (job is None or job["status"] != "queued" or (job["queue"] or settings.queue) != queue
+                if (job is None or job["status"] != "queued" or job["attempts"] or (job["queue"] or settings.queue) != queue
                         or job["spec"].get("backend", "auto") != "auto" or _created(job) > cutoff):
                     continue
                 batch_size = (job["spec"].get("sweep") or {}).get("batch_size", DEFAULT_BATCH_SIZE)
                 target = queue_for(settings.queue, auto_backend(job["spec"]["model"], live=live,
                                                                 batch_size=batch_size).backend)
-                if store.reroute(job["id"], job["queue"] or "", target):
-                    enqueue(celery_app, job["id"], target)
+                enqueue(celery_app, job["id"], target)
+                if store.reroute(job["id"], job["queue"] or "", target):  # else claimed meanwhile: the copy is spare
                     client.lrem(queue, 1, raw)
                     log.warning("job %s: no live %s worker; moved to queue %s", job["id"], backend, target)
                     moved.append(job["id"])
