@@ -24,6 +24,7 @@ from typing import Any
 from celery import Celery, signals
 
 from worker.core.backends import device_kind
+from worker.core.liveness import HEARTBEAT_TTL_S
 from worker.core.reaper import reap_if_free
 from worker.core.settings import get_settings
 from worker.core.store import store_from_settings
@@ -31,7 +32,6 @@ from worker.core.store import store_from_settings
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 10.0
-HEARTBEAT_TTL_S = 30
 
 
 class Heartbeat:

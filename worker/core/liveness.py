@@ -15,6 +15,10 @@ import redis
 from worker.core.backends import DEFAULT_BACKEND
 from worker.core.keys import Keys
 
+#: Seconds a worker's heartbeat lives unless beaten again (`worker/heartbeat.py` beats every 10 s): a
+#: worker silent this long counts as gone.
+HEARTBEAT_TTL_S = 30
+
 
 def live_backends(r: redis.Redis, keys: Keys) -> dict[str, str]:
     """{backend: `gpu` if any of its live workers has a GPU, else `cpu`} over the unexpired heartbeats."""

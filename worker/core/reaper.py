@@ -36,7 +36,7 @@ from celery import Celery
 
 from worker.core import stats
 from worker.core.backends import BACKENDS, DEFAULT_BATCH_SIZE, auto_backend, queue_for
-from worker.core.liveness import live_backends
+from worker.core.liveness import HEARTBEAT_TTL_S, live_backends
 from worker.core.problems import PROBLEM_BASE
 from worker.core.queue import RUN_JOB_TASK, enqueue
 from worker.core.results import partial_result
@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 #: lost. A live worker claims within milliseconds: it reserves a message only for an idle pool child.
 LOST_RESERVATION_S = 60
 #: Seconds an `auto` job waits on a backend with no live worker before it is moved to another: a
-#: heartbeat's lifetime (`worker.heartbeat.HEARTBEAT_TTL_S`), so a worker restarting in place keeps its jobs.
-STRANDED_AFTER_S = 30
+#: heartbeat's lifetime, so a worker restarting in place keeps its jobs.
+STRANDED_AFTER_S = HEARTBEAT_TTL_S
 
 
 def worker_lost_problem(attempts: int | str) -> dict[str, Any]:
