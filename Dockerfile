@@ -21,6 +21,7 @@ RUN pip install --no-deps -r /tmp/requirements-api.txt \
  && pip check
 
 COPY pyproject.toml ./
+COPY lrrt ./lrrt
 COPY service ./service
 COPY worker ./worker
 RUN pip install --no-deps . \

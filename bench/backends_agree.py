@@ -31,7 +31,7 @@ RULES = ("recommended_lr", "steepest", "valley", "slide", "minimum")
 
 def results(seed: int) -> list[dict[str, Any]]:
     """Per arm: the recommendation, each rule's suggestion and the first loss, for one seed in this process."""
-    from worker.core.spec import JobSpec
+    from lrrt.spec import JobSpec
     from worker.engine.sweep import run_sweep
 
     job = json.loads((REPO / "examples" / "digits_job.json").read_text())

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.load import _free_port, _wait, stop_processes  # noqa: E402
-from worker.core.status import TERMINAL  # noqa: E402
+from lrrt.status import TERMINAL  # noqa: E402
 
 
 class Stack:

@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from worker.core.status import TERMINAL
+from lrrt.status import TERMINAL
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SWEEP = {"start_lr": 1e-4, "end_lr": 1e-2, "num_steps": 4, "batch_size": 16}

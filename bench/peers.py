@@ -5,7 +5,7 @@ engine on TensorFlow, lrrt's engine on JAX, and pytorch-lr-finder's `range_test`
 runners build every model and dataset once, warm up (compilation, caches), then the parent asks them
 for one timed run at a time, model by model and round by round, the runner order rotating each round,
 because this machine's speed drifts and its 2 cores are shared: only numbers from the same rounds are
-compared. `auto` is a run of its own, sent to whichever lrrt runner `worker.core.backends.auto_backend`
+compared. `auto` is a run of its own, sent to whichever lrrt runner `lrrt.routing.auto_backend`
 picks for the model on this device (what the API does when both backends have live workers).
 
 Timed: the wall time of one whole range test in a warm process, as a user's second call sees it
@@ -150,7 +150,7 @@ def torch_model(case: str) -> Any:
 
 def lrrt_runner(cases: list[str]) -> tuple[dict[str, Any], Any]:
     """One timed lrrt range test per call, in this (warm) process; and each case's model JSON."""
-    from worker.core.spec import JobSpec
+    from lrrt.spec import JobSpec
     from worker.engine.data import Arrays
     from worker.engine.sweep import run_sweep
 
@@ -272,7 +272,7 @@ def main() -> None:
         serve(args.serve, cases)
         return
 
-    from worker.core.backends import auto_backend
+    from lrrt.routing import auto_backend
 
     runners = {name: Runner(name, cases) for name in (RUNNERS[:2] if args.lrrt_only else RUNNERS)}
     load_start = os.getloadavg()[0]

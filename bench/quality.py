@@ -142,7 +142,7 @@ def _median3(results: ArmResults, i: int) -> float | None:
 
 def _pooled_recommendation(results: ArmResults, i: int) -> float | None:
     """What the engine returns with `repeats = seeds`: the median over seeds of each seed's recommended_lr."""
-    from worker.core.suggestions import repeat_spread
+    from lrrt.suggestions import repeat_spread
 
     return repeat_spread(results, list(range(len(results))))["median"]["recommended"]
 
@@ -159,7 +159,7 @@ def _two_sided(smoother: Callable[[np.ndarray, float], np.ndarray]) -> Pick:
 
 def _two_sided_max_lr(results: ArmResults, i: int) -> float | None:
     """Candidate: lr_bounds.max_lr (the LR at the lowest smoothed loss) on the two-sided log smoothing."""
-    from worker.core import suggestions as s
+    from lrrt import suggestions as s
 
     lrs, curve, steps = _smoothed_curve(results[i], two_sided_log)
     return s.lr_bounds(*s.fastai_window(lrs, curve, steps, SWEEP_STEPS))["max_lr"]
@@ -172,7 +172,7 @@ def _smoothed_curve(arm: dict[str, Any], smoother: Callable[[np.ndarray, float],
 
 
 def _smoothed_rules(arm: dict[str, Any], smoother: Callable[[np.ndarray, float], np.ndarray]) -> dict[str, float | None]:
-    from worker.core import suggestions as s
+    from lrrt import suggestions as s
 
     lrs, curve, steps = _smoothed_curve(arm, smoother)
     fastai = s.fastai_window(lrs, curve, steps, SWEEP_STEPS)
@@ -276,7 +276,7 @@ def range_tests(task: QualityTask, seeds: int, fields: dict[str, Any]) -> list[d
     recommendations are needed; the engine's own repeats runs are the same runs (seed s builds the
     same weights and batch order).
     """
-    from worker.core.spec import DatasetRef, JobSpec, Sweep
+    from lrrt.spec import DatasetRef, JobSpec, Sweep
     from worker.engine.data import Arrays
     from worker.engine.sweep import run_sweep
 
@@ -303,7 +303,7 @@ def step_cost(task: QualityTask, fields: dict[str, Any], per_seed: Sequence[dict
     ran (mean over the seeds; a candidate that diverges stops early, an arm may have fewer candidates
     inside the swept range). The training after the choice is the user's own and not counted.
     """
-    from worker.core.spec import Sweep
+    from lrrt.spec import Sweep
 
     sweep = Sweep(batch_size=task.batch_size, **fields)
     rows = len(task.data.x)

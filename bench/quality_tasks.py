@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, make_friedman1
 from sklearn.model_selection import train_test_split
 
-from worker.core.spec import OptimizerArm
+from lrrt.spec import OptimizerArm
 
 ADAM = OptimizerArm(name="adam", label="adam")
 SGD_MOMENTUM = OptimizerArm(name="sgd", label="sgd_m0.9", params={"momentum": 0.9})

@@ -19,8 +19,8 @@ import numpy as np
 from keras import ops
 
 from bench.quality_tasks import QualityTask
-from worker.core.spec import OptimizerArm
-from worker.core.suggestions import ONE_CYCLE_DIV, ONE_CYCLE_FINAL_DIV, ONE_CYCLE_PCT_START
+from lrrt.spec import OptimizerArm
+from lrrt.suggestions import ONE_CYCLE_DIV, ONE_CYCLE_FINAL_DIV, ONE_CYCLE_PCT_START
 
 
 @dataclass(frozen=True)

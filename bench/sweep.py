@@ -58,7 +58,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from worker.core.spec import JobSpec
+    from lrrt.spec import JobSpec
     from worker.engine.data import Arrays
     from worker.engine.schedule import RangeTestSchedule
     from worker.engine.sweep import run_sweep

@@ -28,8 +28,8 @@ def check_api() -> str | None:
 def check_worker() -> str | None:
     import redis
 
-    from worker.core.keys import Keys
-    from worker.core.settings import get_settings
+    from lrrt.settings import get_settings
+    from lrrt.store.keys import Keys
 
     settings = get_settings()
     pattern = Keys(settings.key_prefix).worker_heartbeat(f"*@{socket.gethostname()}*")

@@ -21,7 +21,13 @@ from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from service import __version__, dashboard
+from lrrt import __version__
+from lrrt.queue import make_celery
+from lrrt.settings import Settings, get_settings
+from lrrt.spec import JobSpec
+from lrrt.store.jobs import store_from_settings
+from lrrt.store.keys import Keys
+from service import dashboard
 from service.api.routes import datasets, jobs, ops
 from service.datasets import DatasetStore
 from service.limits import BodyLimitMiddleware
@@ -29,11 +35,6 @@ from service.metrics import Metrics, MetricsMiddleware
 from service.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from service.reaper_thread import ReaperThread
 from service.routing import LiveBackends
-from worker.core.keys import Keys
-from worker.core.queue import make_celery
-from worker.core.settings import Settings, get_settings
-from worker.core.spec import JobSpec
-from worker.core.store import store_from_settings
 
 #: Multipart framing around an uploaded file (boundaries, part headers) on top of the dataset cap.
 UPLOAD_OVERHEAD_BYTES = 64 * 1024

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 
-from worker.core.settings import Settings
+from lrrt.settings import Settings
 
 #: The one tenant of a server running without API keys (local all-in-one mode).
 LOCAL_TENANT = "local"

@@ -1,6 +1,6 @@
 """The `lrrt` command line: the server processes (standalone, api, worker) and a client for the API.
 
-Server commands read `LRRT_*` settings (`worker.core.settings.Settings`); client commands read `LRRT_URL`
+Server commands read `LRRT_*` settings (`lrrt.settings.Settings`); client commands read `LRRT_URL`
 (default http://127.0.0.1:8000) and `LRRT_API_KEY`. Errors the API answers are printed as their
 title and detail, with exit code 1. Nothing here imports Keras: the worker command imports the task
 module, which imports Keras only inside the pool children.
@@ -9,10 +9,7 @@ module, which imports Keras only inside the pool children.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,12 +18,12 @@ from rich.console import Console
 from rich.markup import escape as rich_escape
 from rich.table import Column, Table
 
-from service.client import Client, LrrtError
-from service.keras_code import NoRecommendation, keras_code
-from service.progress import JobProgress
-from service.progress import short_number as _num
+from lrrt.client.api import Client, LrrtError
+from lrrt.client.keras_code import NoRecommendation, keras_code
+from lrrt.client.progress_bar import ProgressBar
+from lrrt.client.progress_bar import short_number as _num
+from lrrt.status import TERMINAL
 from service.spec_options import SpecArgs, spec_options
-from worker.core.status import TERMINAL
 
 app = typer.Typer(
     help="Learning Rate Range Test service: find the learning rate (and optimizer) for a Keras model.",
@@ -35,8 +32,6 @@ app = typer.Typer(
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-#: Pause before `lrrt worker` starts Celery again after it stopped on an unrecoverable error.
-WORKER_RESTART_S = 2.0
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -55,10 +50,10 @@ def standalone(
                                  "whose package is not installed is left out (jax: pip install 'jax>=0.10')."),
 ) -> None:
     """Everything on one machine: an embedded Redis (unless LRRT_REDIS_URL is set), the API and a worker per backend."""
+    from lrrt.routing import BACKENDS
+    from lrrt.settings import Settings
     from service import standalone as runner
     from service.auth import UnsafeBind, ensure_safe_bind
-    from worker.core.backends import BACKENDS
-    from worker.core.settings import Settings
 
     settings = Settings()
     try:
@@ -87,8 +82,8 @@ def api(
     """The HTTP API (no TensorFlow in this process)."""
     import uvicorn
 
+    from lrrt.settings import get_settings
     from service.auth import UnsafeBind, ensure_safe_bind
-    from worker.core.settings import get_settings
 
     try:
         ensure_safe_bind(host, get_settings())
@@ -113,50 +108,17 @@ def worker(
                                 "else tensorflow). The worker consumes that backend's queue."),
 ) -> None:
     """A Celery worker that runs sweeps on one Keras backend. One per GPU (set CUDA_VISIBLE_DEVICES)."""
-    from celery.worker import state as worker_state
-
-    from worker.core.backends import BACKENDS, queue_for
-    from worker.core.settings import get_settings
+    from lrrt.routing import BACKENDS
+    from lrrt.settings import get_settings
 
     settings = get_settings()
     backend = backend or settings.backend
     if backend not in BACKENDS:
         _fail(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    # Before the task module (and, in the pool children it forks, Keras) is imported: Keras reads it once.
-    os.environ["KERAS_BACKEND"] = backend
-    # JAX takes 75% of a GPU's memory at start by default; grow instead, as TensorFlow workers do, so several
-    # worker processes can share a GPU.
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    if backend == "jax":
-        # Keras's set_random_seed imports TensorFlow whenever it is installed, only to seed it: ~560 MB more in
-        # each JAX pool child for nothing (docs/operations.md, "Backends"). The children fork from here.
-        sys.modules.setdefault("tensorflow", None)  # type: ignore[assignment]
-    from worker.tasks import app as celery_app
+    from worker.bootstrap import serve  # this process becomes the worker: the API never runs this
 
-    argv = [
-        "worker",
-        "--queues", ",".join(queues or [queue_for(settings.queue, backend)]),
-        "--concurrency", str(concurrency),
-        "--hostname", hostname or f"lrrt@{socket.gethostname()}",
-        "--pool", pool,
-        "--loglevel", loglevel,
-        "--without-gossip", "--without-mingle",  # no chatter between workers: nothing here uses it
-    ]
-    # Celery ends `worker_main` on an "Unrecoverable error" as if asked to stop (status 0), and kombu 5.7.0
-    # raises one when a reconnect after a Redis restart races its restore of unacked messages. Unless a
-    # shutdown signal set Celery's stop flags, start it again: a Redis blip must not leave this host
-    # without a worker.
-    while True:
-        try:
-            celery_app.worker_main(argv)
-        except SystemExit as exc:
-            if exc.code not in (None, 0, 1):
-                raise
-        if worker_state.should_stop is not None or worker_state.should_terminate is not None:
-            return
-        err.print(f"[yellow]the Celery worker stopped on an unrecoverable error; starting it again in "
-                  f"{WORKER_RESTART_S:.0f} s[/yellow]", highlight=False)
-        time.sleep(WORKER_RESTART_S)
+    serve(settings, backend, queues=queues, concurrency=concurrency, hostname=hostname, pool=pool, loglevel=loglevel,
+          log=lambda m: err.print(f"[yellow]{m}[/yellow]", highlight=False))
 
 
 # ---------------------------------------------------------------------------------------- client
@@ -269,12 +231,12 @@ def run(
     """Run the range test here, in this process, without the service (needs Keras: the worker extra).
 
     The same spec as `lrrt submit` (same options), run by the same engine; `file:` URIs are read
-    under LRRT_DATA_ROOT. From Python: `service.local.lr_find(model, x, y, ...)`.
+    under LRRT_DATA_ROOT. From Python: `lrrt.client.local.lr_find(model, x, y, ...)`.
     """
     from pydantic import ValidationError
 
-    from service.local import lr_find
-    from worker.core.problems import EngineError
+    from lrrt.client.local import lr_find
+    from lrrt.problems import EngineError
 
     try:
         found = lr_find(_read_model(spec.model), dataset=spec.dataset, loss=spec.loss,
@@ -457,7 +419,7 @@ def datasets_delete(dataset_id: str = typer.Argument(..., help="The id, or its d
 # ---------------------------------------------------------------------------------------- output
 def _follow(client: Client, job_id: str, *, as_json: bool = False) -> None:
     """A live progress bar until the job ends; then the result (failed or cancelled: said first, exit 3/4)."""
-    with JobProgress(err) as show:
+    with ProgressBar(err) as show:
         job = _call(client.wait, job_id, on_update=show)
     try:
         res = client.result(job_id)

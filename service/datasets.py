@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
-from worker.core.datasets import is_id, upload_path
-from worker.core.keys import Keys
-from worker.core.store import new_id, now_iso
+from lrrt.store.jobs import new_id, now_iso
+from lrrt.store.keys import Keys
+from lrrt.vetting.datasets import is_id, upload_path
 
 
 class DatasetStore:
@@ -56,7 +56,7 @@ class DatasetStore:
         staged.replace(final)
         try:
             pipe = self.r.pipeline(transaction=True)
-            pipe.hset(self.k.dataset(dataset_id), mapping=meta)
+            pipe.hset(self.k.dataset(dataset_id), mapping={k: str(v) for k, v in meta.items()})
             pipe.zadd(self.k.tenant_datasets(tenant), {dataset_id: time.time()})
             pipe.execute()
         except BaseException:
@@ -70,14 +70,14 @@ class DatasetStore:
         Ids are checked before they become part of a Redis key or a file name."""
         if not is_id(dataset_id):
             return None
-        raw = self.r.hgetall(self.k.dataset(dataset_id))
+        raw = cast(dict[str, Any], self.r.hgetall(self.k.dataset(dataset_id)))
         if not raw:
             return None
         return _decode(raw) if raw.get("tenant") == tenant else None
 
     def list(self, tenant: str) -> list[dict[str, Any]]:
         """The tenant's datasets, newest first."""
-        ids = self.r.zrevrange(self.k.tenant_datasets(tenant), 0, -1)
+        ids = cast(list[str], self.r.zrevrange(self.k.tenant_datasets(tenant), 0, -1))
         return [meta for meta in (self.get(i, tenant) for i in ids) if meta is not None]
 
     def delete(self, dataset_id: str, tenant: str) -> None:

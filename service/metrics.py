@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -22,11 +22,11 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.core.backends import BACKENDS, queue_for
-from worker.core.keys import Keys
-from worker.core.stats import DURATION_BUCKETS, bucket_field
-from worker.core.status import STATUSES
-from worker.core.store import JobStore
+from lrrt.routing import BACKENDS, queue_for
+from lrrt.status import STATUSES
+from lrrt.store.jobs import JobStore
+from lrrt.store.keys import Keys
+from lrrt.store.stats import DURATION_BUCKETS, bucket_field
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,11 @@ class FleetCollector(Collector):
                                 "in the last 15 minutes.", value=len(stuck_workers(self.r, self.keys)))
         depth = GaugeMetricFamily("lrrt_queue_depth", "Messages waiting in each backend's Celery queue.",
                                   labels=["backend", "queue"])
-        for backend in BACKENDS:  # each backend's workers consume only their own queue (worker.core.backends)
+        for backend in BACKENDS:  # each backend's workers consume only their own queue (lrrt.routing)
             queue = queue_for(self.queue, backend)
             depth.add_metric([backend, queue], self.r.llen(queue))
         yield depth
-        stats = self.r.hgetall(self.keys.stats())
+        stats = cast(dict[str, str], self.r.hgetall(self.keys.stats()))
         steps, seconds = float(stats.get("steps", 0)), float(stats.get("sweep_seconds", 0))
         yield CounterMetricFamily("lrrt_sweep_steps", "Sweep steps run by all workers.", value=steps)
         yield CounterMetricFamily("lrrt_sweep_seconds", "Seconds workers spent stepping sweeps; "
@@ -112,7 +112,7 @@ class FleetCollector(Collector):
 
     @staticmethod
     def _durations(stats: dict[str, str]) -> HistogramMetricFamily:
-        """Every bucket the workers count into (`worker.core.stats.DURATION_BUCKETS`), zeros included."""
+        """Every bucket the workers count into (`lrrt.store.stats.DURATION_BUCKETS`), zeros included."""
         buckets = [(floatToGoString(bound), float(stats.get(bucket_field(bound), 0))) for bound in DURATION_BUCKETS]
         buckets.append(("+Inf", float(stats.get("duration_count", 0))))
         return HistogramMetricFamily("lrrt_job_duration_seconds", "Job run time, claim to finish.",

@@ -1,7 +1,7 @@
 """Problem details (RFC 9457) for every error the API answers, and the handlers that guarantee it.
 
 Clients get one error shape whatever failed: our own checks (`ProblemError`), FastAPI's request
-validation, Starlette's 404/405/413, the core's and the engine's errors raised at submission (all `worker.core.problems.Problem`), Redis
+validation, Starlette's 404/405/413, the core's and the engine's errors raised at submission (all `lrrt.problems.Problem`), Redis
 being down, or a bug (500, without a stack trace). Every 4xx `detail` says what to change.
 """
 
@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.core import problems as core
-from worker.core.problems import PROBLEM_BASE
+from lrrt import problems as core
+from lrrt.problems import PROBLEM_BASE
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The API's share of orphan recovery: `worker.core.reaper.reap_if_free` every few seconds in a daemon thread.
+"""The API's share of orphan recovery: `lrrt.reaper.reap_if_free` every few seconds in a daemon thread.
 
 Workers reap too (from their heartbeat), so jobs whose worker died are recovered whether or not an API
 is running; whoever takes the `Keys.reaper_lock()` NX lock first does a pass, so several API and worker
@@ -14,9 +14,9 @@ import threading
 
 from celery import Celery
 
-from worker.core.reaper import reap_if_free
-from worker.core.settings import Settings
-from worker.core.store import JobStore
+from lrrt.reaper import reap_if_free
+from lrrt.settings import Settings
+from lrrt.store.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

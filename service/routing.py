@@ -1,5 +1,5 @@
 """Which queue a submitted job goes to: the backends the live workers run, read from their heartbeats
-(`worker.core.liveness`). The rule itself is the core's (`worker.core.backends.route`), so
+(`lrrt.liveness`). The rule itself is the core's (`lrrt.routing.route`), so
 `bench/peers.py` measures the same choice.
 
 The heartbeats are scanned at most once per `LIVE_BACKENDS_MAX_AGE_S` per API process (`LiveBackends`),
@@ -8,7 +8,7 @@ beat every 10 s with a 30 s TTL, so liveness is already up to 30 s old when read
 most its age to that for the jobs it routes. A 422 is never answered from the cache: a job asking for
 a backend the cached set lacks is routed again from a fresh scan, so a worker that started within the
 cache age is found. An `auto` job the cache sent to a backend whose workers have just gone is not
-stranded: the reaper moves it to a live backend (`worker.core.reaper.reroute_stranded`).
+stranded: the reaper moves it to a live backend (`lrrt.reaper.reroute_stranded`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import time
 
 import redis
 
+from lrrt.liveness import live_backends
+from lrrt.routing import Choice, route
+from lrrt.spec import JobSpec
+from lrrt.store.keys import Keys
 from service.problems import ProblemError
-from worker.core.backends import Choice, route
-from worker.core.keys import Keys
-from worker.core.liveness import live_backends
-from worker.core.spec import JobSpec
 
 LIVE_BACKENDS_MAX_AGE_S = 5.0
 

@@ -2,7 +2,7 @@
 
 `lrrt submit` and `lrrt run` take `@spec_options`: the decorated command gains the model argument,
 `--dataset`, `-o/--optimizer` and `--loss`, and one option per field
-of `worker.core.spec.Sweep` and `worker.core.spec.DatasetRef` (except `uri`, which is `--dataset`), named after
+of `lrrt.spec.Sweep` and `lrrt.spec.DatasetRef` (except `uri`, which is `--dataset`), named after
 the field (`num_steps` -> `--num-steps`), typed from its annotation and helped by its description
 and default. A field added to the schema is a flag the next time the CLI starts: nothing here names
 the fields one by one, so none can be forgotten. Values the user did not give are left out of the
@@ -25,7 +25,7 @@ import typer
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from worker.core.spec import DatasetRef, Sweep
+from lrrt.spec import DatasetRef, Sweep
 
 #: Extra, shorter spellings kept from earlier versions of the CLI.
 ALIASES = {("sweep", "num_steps"): ["--steps"]}

@@ -12,7 +12,7 @@ read once here and handed to the parts through their environment, so all three a
   on a free loopback port, with append-only persistence under `<data dir>/redis` (jobs survive a
   restart of `lrrt standalone`).
 - The workers: `lrrt worker --backend B` with one prefork child, for TensorFlow and for JAX (`--backends`
-  chooses), so `auto` jobs run on the faster backend for their model (worker.core.backends). The child,
+  chooses), so `auto` jobs run on the faster backend for their model (lrrt.routing). The child,
   not the parent, imports Keras; if it dies mid-job (out of memory, killed), the parent starts a new one
   and the job is retried. What the second backend costs in memory is in docs/operations.md.
 - The API: `lrrt api` on the given host and port; auth is off on loopback when no keys are set.
@@ -34,8 +34,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from worker.core.backends import BACKENDS
-from worker.core.settings import Settings
+from lrrt.routing import BACKENDS
+from lrrt.settings import Settings
 
 STOP_TIMEOUT_S = 15.0
 

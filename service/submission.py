@@ -2,7 +2,7 @@
 
 In order: the body parses as JSON (a nesting bomb is a 422, not a RecursionError), the model JSON is not
 nested deeper than the cap, the body validates as a `JobSpec` (loss and optimizer names included), the
-model passes exactly the worker's pre-build vetting (`worker.core.vetting`: allow-list, Keras 2
+model passes exactly the worker's pre-build vetting (`lrrt.vetting.vet`: allow-list, Keras 2
 rewrite, parameter cap), the sweep is within the deployment's caps, and the dataset reference points
 at something this tenant may use. The worker repeats them and adds what only it can know (epochs
 need the dataset size, the parameter count is exact once built, the arrays must fit the model).
@@ -18,15 +18,15 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from lrrt.problems import CapExceeded, DatasetError, DatasetInvalid, DatasetNotFound
+from lrrt.settings import Settings
+from lrrt.spec import JobSpec, cap_violations
+from lrrt.store.jobs import Created, IdempotencyConflict, JobStore
+from lrrt.vetting.allowlist import json_depth
+from lrrt.vetting.datasets import array_groups, at_uri, check_uri, resolve_file
+from lrrt.vetting.vet import check_arrays_fit, vet_spec
 from service.datasets import DatasetStore
 from service.problems import ProblemError
-from worker.core.allowlist import json_depth
-from worker.core.datasets import array_groups, at_uri, check_uri, resolve_file
-from worker.core.problems import CapExceeded, DatasetError, DatasetInvalid, DatasetNotFound
-from worker.core.settings import Settings
-from worker.core.spec import JobSpec, cap_violations
-from worker.core.store import Created, IdempotencyConflict, JobStore
-from worker.core.vetting import check_arrays_fit, vet_spec
 
 
 def parse_json(raw: bytes | str, *, pointer: str = "") -> Any:
@@ -96,7 +96,7 @@ def replay(store: JobStore, tenant: str, idempotency_key: str | None, sha256: st
 
 
 def check_model(spec: JobSpec, settings: Settings) -> dict[str, Any]:
-    """The worker's own pre-build checks (`worker.core.vetting.vet_spec`): the allow-list walk of the JSON
+    """The worker's own pre-build checks (`lrrt.vetting.vet.vet_spec`): the allow-list walk of the JSON
     and of its Keras 3 rewrite, the parameter cap, the dataset reference's form. Raises EngineError
     subclasses, which the API answers as 422 problems. Returns the Keras 3 config the worker will build."""
     return vet_spec(spec, settings)
@@ -111,7 +111,7 @@ def check_caps(spec: JobSpec, settings: Settings) -> None:
     ]
     if errors:
         raise ProblemError(
-            422, "cap-exceeded", "; ".join(e["message"] for e in errors) + ". Lower the value(s) and resubmit.",
+            422, "cap-exceeded", "; ".join(str(e["message"]) for e in errors) + ". Lower the value(s) and resubmit.",
             title=CapExceeded.title, errors=errors,
         )
 
@@ -120,7 +120,7 @@ def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root:
     """The dataset reference must name something that exists and that this tenant may read; an upload's
     arrays (known from its metadata) must fit the model's inputs and outputs.
 
-    The rules are the worker's (`worker.core.datasets`, `worker.core.vetting`); only the tenant's
+    The rules are the worker's (`lrrt.vetting.datasets`, `lrrt.vetting.vet`); only the tenant's
     ownership of an upload is the API's to check, since the worker resolves `dataset:<id>` without
     knowing tenants.
     """

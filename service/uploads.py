@@ -20,9 +20,9 @@ from typing import BinaryIO
 
 import numpy as np
 
+from lrrt.problems import DatasetError
+from lrrt.vetting.datasets import USAGE, array_groups
 from service.problems import ProblemError
-from worker.core.datasets import USAGE, array_groups
-from worker.core.problems import DatasetError
 
 #: bool, signed and unsigned integers, floats: what a model can train on.
 NUMERIC_KINDS = frozenset("biuf")

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.core.keys import Keys
-from worker.core.settings import Settings
-from worker.core.store import JobStore
+from lrrt.settings import Settings
+from lrrt.store.jobs import JobStore
+from lrrt.store.keys import Keys
 
 REDIS_URL = os.environ.get("LRRT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -74,3 +74,16 @@ def store(redis_client: redis.Redis, settings: Settings) -> JobStore:
         result_ttl_s=settings.result_ttl_s,
         max_redeliveries=settings.max_redeliveries,
     )
+
+
+@pytest.fixture()
+def engine_root(tmp_path: Path) -> Path:
+    """A fresh data root for one engine run (uploads under `datasets/`)."""
+    (tmp_path / "datasets").mkdir()
+    return tmp_path
+
+
+@pytest.fixture()
+def caps(engine_root: Path) -> Settings:
+    """The settings (caps) an engine run reads, rooted at `engine_root`."""
+    return Settings(data_root=engine_root)

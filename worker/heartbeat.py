@@ -23,11 +23,11 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker.core.backends import device_kind
-from worker.core.liveness import HEARTBEAT_TTL_S
-from worker.core.reaper import reap_if_free
-from worker.core.settings import get_settings
-from worker.core.store import store_from_settings
+from lrrt.liveness import HEARTBEAT_TTL_S
+from lrrt.reaper import reap_if_free
+from lrrt.routing import device_kind
+from lrrt.settings import get_settings
+from lrrt.store.jobs import store_from_settings
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The Celery task that runs one (arm, repeat) run of a range test: claim a run of the job record, run
 the engine on it, and, when it was the job's last run, assemble the result and finish the job.
 
-The job record in Redis is the truth (`worker.core.store`); this module only moves it along:
+The job record in Redis is the truth (`lrrt.store.jobs`); this module only moves it along:
 
 - The API sends one message per job. The first worker to take it sends one more per further run
   (`needs_fanout`) before claiming, so free workers take the job's runs in parallel; a job with one
@@ -16,7 +16,7 @@ The job record in Redis is the truth (`worker.core.store`); this module only mov
   the hook stores progress and curve points, and stops the run when a cancel was requested, the job
   passed its time limit, or the job ended elsewhere.
 - `end_run` records how the run ended; the run that ends last assembles the result from every run's
-  recorded chunks (`worker.core.results.stitched_result`) and finishes the job, through
+  recorded chunks (`lrrt.results.stitched_result`) and finishes the job, through
   `finish(..., token, expected="running")`, so a cancel that raced it cannot be overwritten. A run that
   fails (a bad model, out of memory) fails the job at once; the others then stop at their next chunk.
 
@@ -40,17 +40,18 @@ from typing import Any, TypeVar
 
 import redis
 
+from lrrt import confirm
+from lrrt.problems import EngineError, InternalError, TimeLimit, WorkerStuck
+from lrrt.progress import Chunk, JobProgress
+from lrrt.queue import RUN_JOB_TASK, enqueue, make_celery
+from lrrt.reaper import fail_worker_lost, partial_or_none
+from lrrt.results import chunk_record, stitched_result
+from lrrt.runs import RunRef, run_counts, run_of, split_outcomes
+from lrrt.settings import Settings, get_settings
+from lrrt.spec import JobSpec
+from lrrt.store import stats
+from lrrt.store.jobs import LEASE_TTL_S, JobStore, now_iso, store_from_settings
 from worker import heartbeat
-from worker.core import confirm, stats
-from worker.core.problems import EngineError, InternalError, TimeLimit, WorkerStuck
-from worker.core.progress import Chunk, JobProgress
-from worker.core.queue import RUN_JOB_TASK, enqueue, make_celery
-from worker.core.reaper import fail_worker_lost, partial_or_none
-from worker.core.results import chunk_record, stitched_result
-from worker.core.runs import RunRef, run_counts, run_of, split_outcomes
-from worker.core.settings import Settings, get_settings
-from worker.core.spec import JobSpec
-from worker.core.store import LEASE_TTL_S, JobStore, now_iso, store_from_settings
 
 log = logging.getLogger(__name__)
 

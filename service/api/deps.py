@@ -13,11 +13,11 @@ from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lrrt.settings import Settings
+from lrrt.store.jobs import JobStore
 from service.auth import LOCAL_TENANT, tenant_for_key
 from service.datasets import DatasetStore
 from service.problems import ProblemError
-from worker.core.settings import Settings
-from worker.core.store import JobStore
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -1,4 +1,4 @@
-"""Response bodies as the OpenAPI document shows them. Requests are `worker.core.spec.JobSpec`.
+"""Response bodies as the OpenAPI document shows them. Requests are `lrrt.spec.JobSpec`.
 
 Engine-owned shapes (progress, result arms) are documented here but passed through as the worker
 stored them, so a new engine field reaches clients without an API release.
@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.core.status import JobStatus
+from lrrt.status import JobStatus
 
 
 class JobLinks(BaseModel):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 
-from worker.core.spec import FORBIDDEN_OPTIMIZER_PARAMS, OPTIMIZER_NAMES, JobSpec, Sweep
+from lrrt.spec import FORBIDDEN_OPTIMIZER_PARAMS, OPTIMIZER_NAMES, JobSpec, Sweep
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -58,7 +58,7 @@ def index() -> Response:
 def form_description() -> JSONResponse:
     """What the submit form is built from: the job spec's JSON schema (fields, defaults, limits and
     descriptions) plus the choices the schema cannot express as enums, so the form never drifts
-    from `worker.core.spec`."""
+    from `lrrt.spec`."""
     return JSONResponse(_form_description(), headers=_REVALIDATE)
 
 

@@ -1,4 +1,4 @@
-"""The docs, .env.example and the compose files stay in step with worker/core/settings.py, the one list of
+"""The docs, .env.example and the compose files stay in step with lrrt/settings.py, the one list of
 settings: every `LRRT_*` variable they name is one the code reads, and every default they state is the code's."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from worker.core.settings import Settings
+from lrrt.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MANUAL = (ROOT / "docs" / "operations.md").read_text()
@@ -35,7 +35,7 @@ def read_from_environ(*files: Path) -> set[str]:
 
 
 #: Client side (the CLI and the Python client), and the test suite's and benchmarks' own knobs.
-NOT_SETTINGS = read_from_environ(ROOT / "service" / "client.py", *ROOT.glob("tests/**/*.py"), *ROOT.glob("bench/*.py"))
+NOT_SETTINGS = read_from_environ(ROOT / "lrrt" / "client" / "api.py", *ROOT.glob("tests/**/*.py"), *ROOT.glob("bench/*.py"))
 
 
 def test_every_lrrt_variable_named_anywhere_exists() -> None:

@@ -46,7 +46,7 @@ def test_import_contracts_fail_when_the_service_imports_the_engine(tmp_path: Pat
 
 PROBE = r"""
 import importlib, json, sys
-for name in ("service.app", "service.cli", "service.local", "service.client", "worker.tasks"):
+for name in ("service.app", "service.cli", "lrrt.client.local", "lrrt.client.api", "worker.tasks"):
     importlib.import_module(name)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"tensorflow", "keras", "jax", "torch", "tf_keras"})
 print(json.dumps(heavy))

@@ -23,10 +23,10 @@ import httpx
 import pytest
 import redis
 
-from service.client import Client
+from lrrt.client.api import Client
+from lrrt.settings import Settings
+from lrrt.store.keys import Keys
 from service.standalone import free_port
-from worker.core.keys import Keys
-from worker.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import redis
 
-from service.client import Client
-from worker.core.backends import queue_for
-from worker.core.keys import Keys
-from worker.core.settings import Settings
+from lrrt.client.api import Client
+from lrrt.routing import queue_for
+from lrrt.settings import Settings
+from lrrt.store.keys import Keys
 
 from .conftest import EXAMPLES, Worker
 

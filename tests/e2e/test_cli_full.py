@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.client import Client
-from worker.core.results import partial_result
-from worker.core.settings import Settings
-from worker.core.store import JobStore
+from lrrt.client.api import Client
+from lrrt.results import partial_result
+from lrrt.settings import Settings
+from lrrt.store.jobs import JobStore
 
 from .conftest import EXAMPLES, REPO, Api, Worker, long_sweep, wait_for_steps
 from .test_cli import lrrt

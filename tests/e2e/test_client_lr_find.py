@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.client import Client, LrrtError
-from service.results import RangeTestResult
+from lrrt.client.api import Client, LrrtError
+from lrrt.client.result import RangeTestResult
 
 from .conftest import REPO
 from .test_cli_full import run_with_keras
@@ -84,7 +84,7 @@ def test_lr_find_in_one_call(client: Client, digits_mlp: dict[str, Any], tmp_pat
     assert [ax.get_xscale() for ax in figure.axes] == ["log", "log"]
     # Drawn on a bare Figure, no GUI backend chosen: checked in a fresh interpreter, since other tests of
     # this session may have imported pyplot already.
-    probe = ("import json, sys\nfrom service.results import RangeTestResult\n"
+    probe = ("import json, sys\nfrom lrrt.client.result import RangeTestResult\n"
              f"RangeTestResult(json.loads({json.dumps(found.data)!r})).plot({str(tmp_path / 'again.png')!r})\n"
              "assert 'matplotlib.pyplot' not in sys.modules, 'plot() imported pyplot'\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
@@ -94,7 +94,7 @@ def test_lr_find_in_one_call(client: Client, digits_mlp: dict[str, Any], tmp_pat
     data = json.dumps(found.data)
     run_with_keras(
         "import json, keras\n"
-        "from service.results import RangeTestResult\n"
+        "from lrrt.client.result import RangeTestResult\n"
         f"found = RangeTestResult(json.loads({data!r}))\n"
         "constant = found.keras_optimizer()\n"
         f"assert abs(float(constant.learning_rate) - {lr!r}) < 1e-6 * {lr!r}  # a float32 variable\n"

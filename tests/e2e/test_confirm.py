@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from service.client import Client
-from worker.core.confirm import candidate_lrs
-from worker.core.keys import Keys
-from worker.core.spec import JobSpec
-from worker.core.store import JobStore
+from lrrt.client.api import Client
+from lrrt.confirm import candidate_lrs
+from lrrt.spec import JobSpec
+from lrrt.store.jobs import JobStore
+from lrrt.store.keys import Keys
 
 from .conftest import Api, Worker, wait_until
 from .test_cli import lrrt

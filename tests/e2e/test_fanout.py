@@ -18,11 +18,11 @@ import httpx
 import pytest
 import redis
 
-from service.client import Client
-from worker.core.keys import Keys
-from worker.core.queue import enqueue, make_celery
-from worker.core.settings import Settings
-from worker.core.store import JobStore
+from lrrt.client.api import Client
+from lrrt.queue import enqueue, make_celery
+from lrrt.settings import Settings
+from lrrt.store.jobs import JobStore
+from lrrt.store.keys import Keys
 
 from .conftest import Api, Worker, children_of, long_sweep, running_worker, wait_until
 

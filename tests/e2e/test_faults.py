@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import redis
 
-from service.client import Client
-from worker.core.keys import Keys
-from worker.core.queue import enqueue, make_celery
-from worker.core.reaper import _job_id_of, reap_once, restore_lost_reservations
-from worker.core.settings import Settings
-from worker.core.store import JobStore
+from lrrt.client.api import Client
+from lrrt.queue import enqueue, make_celery
+from lrrt.reaper import _job_id_of, reap_once, restore_lost_reservations
+from lrrt.settings import Settings
+from lrrt.store.jobs import JobStore
+from lrrt.store.keys import Keys
 
 from .conftest import REPO, Api, Worker, long_sweep, wait_for_steps, wait_until
 
@@ -115,7 +115,7 @@ def test_worker_lost_on_every_attempt_fails_with_a_clear_error(redis_client: red
     assert job["status"] == "failed"
     assert job["error"]["type"] == "urn:lrrt:problem:worker-lost"
     assert "2 time(s)" in job["error"]["detail"] and "batch_size" in job["error"]["detail"]
-    assert not redis_client.sismember(store.k.tenant_unfinished("carol"), job_id)  # tests/api has carol jobs too
+    assert not redis_client.sismember(store.k.tenant_unfinished("carol"), job_id)  # tests/service/api has carol jobs too
     assert redis_client.zscore(store.k.running(), job_id) is None
     assert store.result(job_id)["arms"][0]["losses"] == [2.3, 2.2, 2.0]
     assert reap_once(store, app, lonely) == []  # nothing left to do
@@ -135,8 +135,8 @@ def test_message_reserved_by_a_worker_that_died_before_claiming_is_put_back(redi
         enqueue(app, job_id, lonely.queue)
     reserve_and_die = (
         "import os\n"
-        "from worker.core.queue import make_celery\n"
-        "from worker.core.settings import Settings\n"
+        "from lrrt.queue import make_celery\n"
+        "from lrrt.settings import Settings\n"
         f"app = make_celery(Settings(redis_url={lonely.redis_url!r}, queue={lonely.queue!r}))\n"
         "with app.connection_for_read() as conn:\n"
         f"    q = conn.SimpleQueue({lonely.queue!r}, no_ack=False)\n"

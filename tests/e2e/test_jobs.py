@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.client import Client, LrrtError
-from worker.core.settings import Settings
+from lrrt.client.api import Client, LrrtError
+from lrrt.settings import Settings
 
 from .conftest import long_sweep, wait_for_steps
 

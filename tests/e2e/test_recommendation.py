@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from service.client import Client
+from lrrt.client.api import Client
 
 from .conftest import Api
 from .test_cli import lrrt

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.client import Client
+from lrrt.client.api import Client
 
 from .conftest import EXAMPLES, REPO, children_of, free_port, wait_until
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.client import Client
+from lrrt.client.api import Client
 from tests.zoo import models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.quality_smoothing import two_sided, two_sided_log
-from worker.core.suggestions import smooth
+from lrrt.suggestions import smooth
 
 
 def test_two_sided_smoothing_has_no_lag_where_the_ema_lags_fifty_steps() -> None:

@@ -68,8 +68,8 @@ def test_baseline_loss_is_the_prior_predictor() -> None:
 
 
 def test_every_task_is_an_allowed_model_that_fits_its_data() -> None:
-    from worker.core.settings import Settings
-    from worker.core.vetting import vet_model_json
+    from lrrt.settings import Settings
+    from lrrt.vetting.vet import vet_model_json
     from worker.engine.models import build_model, input_specs
 
     tasks = build_tasks(quick=True)
@@ -92,7 +92,7 @@ def test_one_cycle_plan_matches_the_engine_recommendation() -> None:
     import keras
 
     from bench.quality_train import LRPlan, VariableSchedule
-    from worker.core.suggestions import ONE_CYCLE_DIV, ONE_CYCLE_FINAL_DIV
+    from lrrt.suggestions import ONE_CYCLE_DIV, ONE_CYCLE_FINAL_DIV
 
     schedule = VariableSchedule()
     schedule.set(LRPlan("one_cycle", 0.5), total_steps=100)  # warm-up: 30 steps

@@ -28,11 +28,11 @@ from typing import Any
 import pytest
 import redis
 
-from service.client import Client
+from lrrt.client.api import Client
+from lrrt.settings import Settings
+from lrrt.store.jobs import JobStore
+from lrrt.store.keys import Keys
 from tests.e2e.conftest import EXAMPLES, Api, Worker, free_port, server_env_for, wait_until
-from worker.core.keys import Keys
-from worker.core.settings import Settings
-from worker.core.store import JobStore
 
 #: Tenants of the reliability stack: t0..t31 with keys key-t0..key-t31.
 TENANTS = [f"t{i}" for i in range(32)]

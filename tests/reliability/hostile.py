@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from lrrt.settings import Settings
 from service.app import create_app
-from worker.core.settings import Settings
 
 PROBLEM = "application/problem+json"
 BODY_CAP = 256 * 1024
 DATASET_CAP = 2 * 1024 * 1024
-CANARY = "tests.api.canary_module"
+CANARY = "tests.service.api.canary_module"
 CANARY_MARKER = Path(tempfile.gettempdir()) / "lrrt-api-canary-imported"
 
 HOSTILE_SETTINGS = Settings(

@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from service.client import Client, LrrtError
-from worker.core.status import TERMINAL
-from worker.core.store import JobStore
+from lrrt.client.api import Client, LrrtError
+from lrrt.status import TERMINAL
+from lrrt.store.jobs import JobStore
 
 PER_STEP = ("lrs", "losses", "smoothed_losses", "loss_deltas")
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.client import Client
+from lrrt.client.api import Client
 from tests.e2e.conftest import free_port, wait_until
 from tests.e2e.test_standalone import _descendants, _start, _stop_with_ctrl_c
 

@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
-from service.client import Client, LrrtError
+from lrrt.client.api import Client, LrrtError
+from lrrt.settings import Settings
+from lrrt.store.jobs import JobStore
 from tests.e2e.conftest import REPO, children_of, wait_until
-from worker.core.settings import Settings
-from worker.core.store import JobStore
 
 from .conftest import CAP, Stack
 from .outcomes import assert_nothing_unfinished, check_all, listed_ids, report, wait_all
@@ -100,7 +100,7 @@ def test_sigkill_worker_mid_job_repeatedly(live: Stack, digits_mlp: dict[str, An
 #: (no ack, no reject, no restore): what a worker killed between receiving a message and starting it does.
 RESERVE_AND_DIE = """
 import os
-from worker.core.queue import make_celery
+from lrrt.queue import make_celery
 
 with make_celery().connection() as connection:
     queue = connection.SimpleQueue(os.environ["LRRT_QUEUE"], no_ack=False)
@@ -348,8 +348,8 @@ def test_redis_error_in_the_chunk_hook_metrics_does_not_fail_the_job(store: JobS
     configuration is invalid". Injected here once, in-process, on a real engine run."""
     import redis as redis_lib
 
+    from lrrt.store import stats
     from worker import tasks
-    from worker.core import stats
 
     real, calls = stats.add_steps, []
 

@@ -32,11 +32,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from schemathesis.checks import negative_data_rejection, not_a_server_error  # noqa: E402
 
-from tests.api.conftest import ALICE, make_spec  # noqa: E402
+from lrrt.problems import CapExceeded, DatasetError, ModelRejected  # noqa: E402
+from lrrt.settings import Settings  # noqa: E402
+from lrrt.vetting.allowlist import NEVER_ALLOWED, check_model_json, estimate_params, lower_bound_params  # noqa: E402
 from tests.e2e.conftest import EXAMPLES  # noqa: E402
-from worker.core.allowlist import NEVER_ALLOWED, check_model_json, estimate_params, lower_bound_params  # noqa: E402
-from worker.core.problems import CapExceeded, DatasetError, ModelRejected  # noqa: E402
-from worker.core.settings import Settings  # noqa: E402
+from tests.service.api.conftest import ALICE, make_spec  # noqa: E402
 
 from .hostile import (  # noqa: E402
     CANARY,
@@ -199,8 +199,8 @@ def test_submitting_mutated_models_is_never_a_5xx(no_canary: None, api: TestClie
 def test_worker_builds_mutated_models_with_keras_imports_only(no_canary: None, model: dict[str, Any]) -> None:
     """The worker's path (allow-list, Keras-3 rewrite, safe-mode deserialization) on mutated models that
     are accepted: only engine errors, and nothing imported from outside Keras and its dependencies."""
-    from worker.core.problems import EngineError
-    from worker.core.vetting import vet_model_json
+    from lrrt.problems import EngineError
+    from lrrt.vetting.vet import vet_model_json
     from worker.engine.models import build_model
 
     caps = Settings(max_params=2_000_000)

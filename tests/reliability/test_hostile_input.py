@@ -24,9 +24,9 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import ALICE, BOB, MLP, make_spec
-from worker.core.problems import DatasetError
-from worker.core.settings import Settings
+from lrrt.problems import DatasetError
+from lrrt.settings import Settings
+from tests.service.api.conftest import ALICE, BOB, MLP, make_spec
 
 from .hostile import (
     BODY_CAP,

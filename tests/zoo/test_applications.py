@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from lrrt.problems import CapExceeded
+from lrrt.settings import Settings
+from lrrt.spec import JobSpec
+from lrrt.vetting.vet import vet_spec
 from tests.zoo.models import application, application_names, as_json
-from worker.core.problems import CapExceeded
-from worker.core.settings import Settings
-from worker.core.spec import JobSpec
-from worker.core.vetting import vet_spec
 
 pytestmark = pytest.mark.slow
 CAPS = Settings()

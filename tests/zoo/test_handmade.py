@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.engine.conftest import make_spec
+from lrrt.problems import DatasetError
+from lrrt.settings import Settings
+from tests.keras_models import make_spec
 from tests.zoo.models import as_json, two_outputs
-from worker.core.problems import DatasetError
-from worker.core.settings import Settings
 
 CAPS = Settings()
 ROWS = 48
@@ -41,7 +41,7 @@ def nested_shared_masked() -> Any:
 
 
 def test_nested_model_with_a_shared_layer_and_a_mask_sweeps(engine_root: Path) -> None:
-    from worker.core.vetting import vet_model_json
+    from lrrt.vetting.vet import vet_model_json
     from worker.engine.models import build_model
 
     model = nested_shared_masked()

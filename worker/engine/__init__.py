@@ -10,7 +10,7 @@ Entry point (import it explicitly, it imports Keras)::
 
 `on_chunk(chunk: Chunk) -> str | None` is called between `steps_per_execution` chunks with the new
 points of one arm; returning a reason ("cancelled", "time_limit") stops the sweep cooperatively and
-`run_sweep` returns the partial result with `stopped` set. Failures are `worker.core.problems.EngineError`
+`run_sweep` returns the partial result with `stopped` set. Failures are `lrrt.problems.EngineError`
 subclasses that carry a problem object telling the user what to change.
 
 Modules: `models` (safe build), `data` (dataset arrays, per-process cache), `schedule` (the LR ramp),

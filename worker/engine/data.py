@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.core.allowlist import known_dims
-from worker.core.datasets import array_groups, check_uri, resolve_file, upload_path
-from worker.core.problems import CapExceeded, DatasetError
-from worker.core.spec import DatasetRef
+from lrrt.problems import CapExceeded, DatasetError
+from lrrt.spec import DatasetRef
+from lrrt.vetting.allowlist import known_dims
+from lrrt.vetting.datasets import array_groups, check_uri, resolve_file, upload_path
 
 KERAS_CACHE_PATHS = {
     # name: path of its files under the Keras cache (`$KERAS_HOME` or ~/.keras), as Keras's loaders write them
@@ -93,7 +93,7 @@ def clear_cache() -> None:
 
 
 def safe_path(data_root: Path, relative: str) -> Path:
-    """`file:<relative>` resolved under `data_root` (the rules live in `worker.core.datasets`)."""
+    """`file:<relative>` resolved under `data_root` (the rules live in `lrrt.vetting.datasets`)."""
     return resolve_file(data_root, relative)
 
 
@@ -106,7 +106,7 @@ def _upload(data_root: Path, dataset_id: str) -> Path:
 
 
 def read_npz(path: Path, *, max_bytes: int) -> Arrays:
-    """The arrays of an `.npz` (named as `worker.core.datasets` says), never unpickling anything."""
+    """The arrays of an `.npz` (named as `lrrt.vetting.datasets` says), never unpickling anything."""
     try:
         with zipfile.ZipFile(path) as archive:
             expanded = sum(info.file_size for info in archive.infolist())

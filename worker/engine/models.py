@@ -13,15 +13,15 @@ from typing import Any
 
 import keras
 
-from worker.core.problems import CapExceeded, EngineError, ModelInvalid
-from worker.core.settings import Settings
+from lrrt.problems import CapExceeded, EngineError, ModelInvalid
+from lrrt.settings import Settings
 from worker.engine.data import TensorSpec
 
 MIXED_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "mixed_float16"}, "registered_name": None}
 
 
 def build_model(config: dict[str, Any], caps: Settings, *, mixed_precision: bool = False) -> keras.Model:
-    """Deserialize a vetted config (`worker.core.vetting.vet_model_json`) with safe mode on and check its size.
+    """Deserialize a vetted config (`lrrt.vetting.vet.vet_model_json`) with safe mode on and check its size.
 
     Keras consumes a Functional config in place while it deserializes it (the next build of the same
     dict would see `'config': {}`), so every build works on its own deep copy.

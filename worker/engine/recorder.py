@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from worker.core.problems import EngineError
+from lrrt.problems import EngineError
 
 RING_KEY = "lrrt_step_losses"
 STEPS_KEY = "lrrt_steps"

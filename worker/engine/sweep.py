@@ -29,15 +29,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from worker.core import confirm
-from worker.core import suggestions as rules
-from worker.core.backends import backend_reason
-from worker.core.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
-from worker.core.progress import Chunk, ChunkHook, finite
-from worker.core.results import RunCurves, arm_result, confirm_steps, finished_result
-from worker.core.settings import Settings, get_settings
-from worker.core.spec import JobSpec, OptimizerArm, cap_violations
-from worker.core.vetting import vet_spec
+from lrrt import confirm
+from lrrt import suggestions as rules
+from lrrt.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
+from lrrt.progress import Chunk, ChunkHook, finite
+from lrrt.results import RunCurves, arm_result, confirm_steps, finished_result
+from lrrt.routing import backend_reason
+from lrrt.settings import Settings, get_settings
+from lrrt.spec import JobSpec, OptimizerArm, cap_violations
+from lrrt.vetting.vet import vet_spec
 from worker.engine.data import Arrays, Prepared, load_arrays, prepare
 from worker.engine.models import build_model, input_specs, output_specs
 from worker.engine.recorder import StepLossRecorder, install, read_steps
@@ -149,7 +149,7 @@ class ConfirmCurve:
     val_loss: float | None
 
     def outcome(self) -> dict[str, Any]:
-        """What the result's `arms[].confirm` entry is made of (`worker.core.confirm.entries`)."""
+        """What the result's `arms[].confirm` entry is made of (`lrrt.confirm.entries`)."""
         return {"lr": self.lr, "val_loss": finite(self.val_loss), "steps": len(self.curves.losses),
                 "losses": [finite(v) for v in self.curves.losses], "stop_reason": self.curves.stop_reason,
                 "fingerprint": self.curves.fingerprint}
@@ -181,7 +181,7 @@ def confirm_runs(
 
     Like a range-test run, a candidate depends only on the spec and its slot, so candidates spread over
     workers train as they would in one process. It stops early only on a NaN loss (it then cannot win:
-    `worker.core.confirm`), not on `divergence_threshold`: Adam's first steps can spike the loss 17x
+    `lrrt.confirm`), not on `divergence_threshold`: Adam's first steps can spike the loss 17x
     and recover, and that stop ended candidates that trained best over the budget (docs/quality.md,
     run D: 58 of 216 stopped, 0.099 -> 0.027 regret on illcond_mlp/adam without it); a candidate that
     really blows up ends with a high held-out loss or a NaN, and loses either way.
@@ -532,7 +532,7 @@ def _first_batch(x: Any, y: Any, batch_size: int, steps_per_epoch: int | None, s
     adapter, seeded as `_Job.run` and `_Monitor.on_epoch_begin` seed `fit`), for the run's fingerprint.
 
     The caller seeds again before `fit`, so drawing it here does not move `fit`'s order.
-    `tests/engine/test_fanout_engine.py` checks it is the batch of the run's first recorded loss.
+    `tests/worker/engine/test_fanout_engine.py` checks it is the batch of the run's first recorded loss.
     """
     from keras.src.trainers.data_adapters import get_data_adapter  # Keras's private adapter: the one `fit` uses
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from worker.core.allowlist import known_dims
-from worker.core.problems import DatasetError
+from lrrt.problems import DatasetError
+from lrrt.vetting.allowlist import known_dims
 from worker.engine.data import Prepared, TensorSpec
 
 SPARSE = frozenset({"sparse_categorical_crossentropy"})

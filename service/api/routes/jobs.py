@@ -1,6 +1,6 @@
 """`/v1/jobs`: submit, poll, results, charts, live events, cancel, delete, list.
 
-The job record in Redis (`worker.core.store.JobStore`) is the truth for every answer here; Celery is only
+The job record in Redis (`lrrt.store.jobs.JobStore`) is the truth for every answer here; Celery is only
 told to run a job, never asked about it. Routes that touch Redis are plain `def`s (FastAPI runs them
 in its threadpool) because the store is the synchronous redis-py client the worker shares.
 """
@@ -19,18 +19,18 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from lrrt.problems import QueueUnavailable
+from lrrt.queue import enqueue
+from lrrt.reaper import partial_or_none
+from lrrt.routing import queue_for
+from lrrt.status import TERMINAL, UNFINISHED
+from lrrt.store.jobs import IdempotencyConflict, JobStore, TenantAtCapacity
+from lrrt.vetting.datasets import is_id
 from service.api.deps import CeleryDep, DatasetsDep, SettingsDep, StoreDep, TenantDep
 from service.api.schemas import Job, JobLinks, JobPage, JobStatus, Result
 from service.problems import ProblemError, problem_responses
 from service.routing import choose_backend
 from service.submission import body_sha256, check_caps, check_dataset, check_model, parse_spec, replay
-from worker.core.backends import queue_for
-from worker.core.datasets import is_id
-from worker.core.problems import QueueUnavailable
-from worker.core.queue import enqueue
-from worker.core.reaper import partial_or_none
-from worker.core.status import TERMINAL, UNFINISHED
-from worker.core.store import IdempotencyConflict, JobStore, TenantAtCapacity
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def _plot_endpoint(fmt: Literal["png", "svg"]) -> Callable[..., Response]:
         store: StoreDep,
         kind: Annotated[PlotKind, Query(description="loss: loss vs LR; delta: loss change vs LR; both.")] = "both",
     ) -> Response:
-        from service import charts  # matplotlib: imported on first plot, not at API start-up
+        from lrrt import charts  # matplotlib: imported on first plot, not at API start-up
 
         image = charts.render(require_result_so_far(store, job), kind, fmt)
         headers = {"Cache-Control": "no-store"} if job["status"] in UNFINISHED else {}

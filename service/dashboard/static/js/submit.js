@@ -1,5 +1,5 @@
 // The submit page. Fields, defaults, limits and help texts come from the job spec's JSON schema
-// (served at /dashboard/form.json from worker/core/spec.py), so the form follows the spec. The API is
+// (served at /dashboard/form.json from lrrt/spec.py), so the form follows the spec. The API is
 // the validator: its problem `errors` are shown next to the fields they name.
 
 import {api, ApiError, fieldErrors, newIdempotencyKey, send} from './api.js';

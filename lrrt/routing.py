@@ -1,0 +1,148 @@
+"""Which Keras backend runs a job: the backends a worker can run, their queues, and the `auto` rule.
+
+A worker runs one backend for its whole life (Keras fixes it at import, `lrrt worker --backend`), and
+consumes that backend's queue: TensorFlow keeps the deployment's `LRRT_QUEUE` as it is (deployments
+and tests from before there was a choice keep working), JAX takes `<queue>.jax`. The API reads the
+backends of the live workers from their heartbeats and routes each job (`route`); a job keeps its
+queue in its record, so the reaper re-sends it to the same backend.
+
+`auto` picks by a rule measured on the 2-core CPU development machine with `bench/peers.py`
+(docs/design.md, "Which backend runs a job"): JAX steps dense, embedding and recurrent models several times
+faster than TensorFlow there (less fixed cost per step), TensorFlow's oneDNN convolutions win once a step
+convolves enough input positions (image positions x batch size), and on a GPU JAX is the measured fast
+path (docs/design.md, "Speed"). When only one backend has live workers, `auto` uses it.
+
+Pure Python: the API imports it (no Keras), and the engine names the reason in the result's `engine`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lrrt.spec import Sweep
+from lrrt.vetting.allowlist import estimate_params, input_shapes, layer_classes
+
+Backend = Literal["tensorflow", "jax"]
+#: Every backend a worker can run, the default (what a worker runs without `--backend`) first.
+BACKENDS: tuple[Backend, ...] = ("tensorflow", "jax")
+DEFAULT_BACKEND: Backend = "tensorflow"
+#: The spec's default batch size, for a `backend_reason` caller that does not pass the job's.
+DEFAULT_BATCH_SIZE: int = Sweep.model_fields["batch_size"].default
+
+CONV_CLASSES = frozenset({"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+                          "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D"})
+RECURRENT_CLASSES = frozenset({"LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
+#: Input positions per step (a sample's pixels or sequence steps, times the batch size) from which a
+#: convolutional model runs faster on TensorFlow than on JAX on the CPU. Measured (docs/design.md): JAX
+#: ahead up to 16x16 at batch 32 (8,192), even at 18x18 (10,368) and at 8x8 with batch 250 (16,000),
+#: TensorFlow ahead from 20x20 at batch 32 (12,800) and 3-6x ahead at batch 250 from 16x16 (64,000).
+CPU_CONV_TENSORFLOW_FROM = 12_800
+
+
+def queue_for(base: str, backend: str) -> str:
+    """The Celery queue of a backend's workers: the deployment's queue for TensorFlow, `<queue>.<backend>` else."""
+    return base if backend == DEFAULT_BACKEND else f"{base}.{backend}"
+
+
+def device_kind() -> str:
+    """`gpu` when this process can see an NVIDIA GPU, else `cpu`: what a worker's heartbeat reports, read
+    without importing a framework (the prefork parent must not initialise CUDA)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return "cpu"
+    return "gpu" if os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl") else "cpu"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The backend a job runs on and why, in words the result's `engine.backend_reason` shows."""
+
+    backend: Backend
+    reason: str
+
+
+def model_kind(model: dict[str, Any]) -> str:
+    """`recurrent`, `conv` or `dense` (anything else: dense, embedding, attention), from the classes it uses."""
+    classes = layer_classes(model)
+    if classes & RECURRENT_CLASSES:
+        return "recurrent"
+    if classes & CONV_CLASSES:
+        return "conv"
+    return "dense"
+
+
+def input_positions(model: dict[str, Any]) -> int | None:
+    """The largest input's spatial (or sequence) positions per sample: its shape without batch and channels."""
+    sizes = [math.prod(d or 1 for d in shape[1:-1]) for shape in input_shapes(model) if len(shape) > 2]
+    return max(sizes) if sizes else None
+
+
+def rule_backend(model: dict[str, Any], device: str, batch_size: int) -> Choice:
+    """The measured rule alone (both backends available): which backend is faster for this model, stepped
+    `batch_size` samples at a time, on `device`."""
+    if device == "gpu":
+        return Choice("jax", "auto: on a GPU the measured fast path is JAX (docs/design.md)")
+    kind = model_kind(model)
+    params = estimate_params(model)
+    size = f"{params:,} parameters" if params is not None else "parameters unknown"
+    if kind == "conv":
+        positions = input_positions(model)
+        per_step = positions * batch_size if positions is not None else None
+        work = (f"{positions} input positions x batch {batch_size} = {per_step:,} a step" if per_step is not None
+                else "input positions unknown")
+        if per_step is None or per_step >= CPU_CONV_TENSORFLOW_FROM:
+            return Choice("tensorflow", f"auto: convolutional model, {work} ({size}); on the CPU TensorFlow is "
+                          f"faster from {CPU_CONV_TENSORFLOW_FROM:,}")
+        return Choice("jax", f"auto: small convolutional model, {work} ({size}); on the CPU JAX is faster "
+                      f"below {CPU_CONV_TENSORFLOW_FROM:,}")
+    return Choice("jax", f"auto: {kind} model ({size}); on the CPU JAX is faster")
+
+
+def auto_backend(model: dict[str, Any], *, live: Mapping[str, str], batch_size: int) -> Choice:
+    """`auto` for a deployment whose live workers run the backends in `live` (backend -> `cpu` or `gpu`)."""
+    served = [b for b in BACKENDS if b in live]
+    if not served:
+        return Choice(DEFAULT_BACKEND, f"auto: no worker was live at submission; queued for {DEFAULT_BACKEND}, "
+                      "the default backend")
+    if len(served) == 1:
+        return Choice(served[0], f"auto: only {served[0]} workers were live at submission")
+    device = "gpu" if live.get("jax") == "gpu" else "cpu"
+    return rule_backend(model, device, batch_size)
+
+
+def route(requested: str, model: dict[str, Any], live: Mapping[str, str], batch_size: int) -> Choice | None:
+    """The backend of a job asking for `requested` (`auto` or a backend); None when it asks for a backend
+    that no live worker runs while others are live (the API answers 422 naming the served ones).
+
+    With no live worker at all, the job is queued for the backend asked (the default for `auto`), as
+    before backends were chosen: a deployment restarting its workers does not turn submissions away.
+    """
+    if requested == "auto":
+        return auto_backend(model, live=live, batch_size=batch_size)
+    if live and requested not in live:
+        return None
+    backend: Backend = "jax" if requested == "jax" else "tensorflow"
+    return Choice(backend, f"requested: the job asked for {requested}")
+
+
+def backend_reason(spec_backend: str, model: dict[str, Any], ran: str, device: str,
+                   batch_size: int = DEFAULT_BATCH_SIZE) -> str:
+    """Why the backend that ran a job (`ran`, on `device`) ran it: asked for, the rule, or the only one at hand.
+
+    Derived again by the engine from the spec, so the record needs no extra field; the engine cannot tell
+    whether a service routed the job or `lrrt run` / `lrrt.client.local.lr_find` ran it in-process (on that
+    process's backend), so the words for a backend other than the rule's pick hold for both. The engine
+    must pass the job's `batch_size` (the default is the spec's, for a caller that does not know it).
+    """
+    if spec_backend != "auto":
+        return f"requested: the job asked for {spec_backend}"
+    rule = rule_backend(model, "gpu" if device.upper().startswith("GPU") else "cpu", batch_size)
+    if rule.backend == ran:
+        return rule.reason
+    return (f"auto: the rule prefers {rule.backend}, but {rule.backend} was not at hand: the service had no live "
+            f"{rule.backend} worker for it (at submission, or they left before it started), or the job ran "
+            f"in-process (`lrrt run`, `lr_find`) on {ran}")

@@ -1,0 +1,67 @@
+"""Server-side configuration, read from `LRRT_*` environment variables (and an optional `.env`).
+
+Shared by the API and the worker so both agree on Redis, the data root and the caps. Client-side
+settings (`LRRT_URL`, `LRRT_API_KEY`) belong to the CLI/client, not here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LRRT_", env_file=".env", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Broker, job store and pub/sub.")
+    key_prefix: str = Field("lrrt", description="Prefix of every Redis key this deployment owns.")
+    queue: str = Field("lrrt", description="Celery queue the API sends TensorFlow sweeps to; JAX sweeps go to "
+                       "'<queue>.jax' (lrrt.routing.queue_for).")
+    backend: Literal["tensorflow", "jax"] = Field(
+        "tensorflow", description="Keras backend `lrrt worker` runs (`--backend` overrides it); each worker "
+        "consumes its backend's queue.")
+    api_keys: str = Field("", description="'tenant:key,tenant:key'. Empty disables auth (loopback binds only).")
+    data_root: Path = Field(Path("lrrt-data"), description="Root of file: datasets and uploads.")
+    result_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long finished jobs and results are kept.")
+
+    # Caps (defaults sized for one GPU worker; raise them per deployment).
+    max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest JSON request body.")
+    max_json_depth: int = Field(64, description="Deepest nesting accepted in a model JSON.")
+    max_layers: int = Field(1200, description="Most layers in a model (operation nodes count). 1200 admits every "
+                            "keras.applications model (NASNetLarge: 1041).")
+    max_params: int = Field(50_000_000, description="Most trainable + non-trainable parameters.")
+    max_steps: int = Field(20_000, description="Most sweep steps per arm.")
+    max_batch_size: int = Field(4096)
+    max_repeats: int = Field(10)
+    max_dataset_bytes: int = Field(512 * 1024 * 1024, description="Largest uploaded or file: dataset.")
+    max_unfinished_jobs: int = Field(20, description="Queued + running jobs per tenant before 429.")
+    job_time_limit_s: int = Field(3600, description="Wall time a job may run before it fails.")
+    max_redeliveries: int = Field(2, description="Times a run of a job is retried after its worker died or stuck.")
+    stuck_after_s: float = Field(600, gt=0, description="Floor of the stuck-run watchdog: a run that reports no "
+                                 "chunk for max(stuck_chunk_factor x its expected chunk time, this) is stuck.")
+    stuck_chunk_factor: float = Field(20, ge=1, description="Multiple of a run's expected chunk time (the mean so "
+                                      "far in its process) after which it is stuck, above the floor.")
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_colon(cls, prefix: str) -> str:
+        return prefix.rstrip(":")
+
+    def tenants_by_key(self) -> dict[str, str]:
+        """Parse `api_keys` into {key: tenant}; malformed entries are a startup error, not a silent skip."""
+        mapping: dict[str, str] = {}
+        for entry in filter(None, (part.strip() for part in self.api_keys.split(","))):
+            tenant, sep, key = entry.partition(":")
+            if not sep or not tenant or not key:
+                raise ValueError(f"LRRT_API_KEYS entry {entry!r} must look like 'tenant:key'")
+            mapping[key] = tenant
+        return mapping
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,298 @@
+"""The one definition of a range-test job, shared by the API (validation) and the worker (execution).
+
+Pure pydantic: importing this module must never import Keras or TensorFlow, because the API process
+validates submissions with it. Structural rules (types, ranges, uniqueness) live here; deployment caps
+(max steps, max batch size, ...) are configuration (`lrrt.settings.Settings`) and are checked by
+`cap_violations`, so that the same spec stays valid on a bigger deployment. The API calls it at
+submission and the engine again once the dataset size (needed by `epochs`) is known.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lrrt.vetting.datasets import SCHEMES
+
+if TYPE_CHECKING:
+    from lrrt.settings import Settings
+
+#: Keras optimizer identifiers an arm may name (lower-case, as `keras.optimizers.get` accepts them).
+OPTIMIZER_NAMES: frozenset[str] = frozenset(
+    {
+        "sgd",
+        "adam",
+        "adamw",
+        "rmsprop",
+        "adagrad",
+        "adadelta",
+        "adamax",
+        "nadam",
+        "ftrl",
+        "lion",
+        "lamb",
+        "adafactor",
+    }
+)
+
+#: Keras loss identifiers a job may name (what `keras.losses.get` resolves; a test checks each one).
+#: Class names (`MeanSquaredError`) and upper-case aliases (`MSE`) are accepted and stored in this form.
+LOSS_NAMES: frozenset[str] = frozenset(
+    {
+        "binary_crossentropy", "bce", "binary_focal_crossentropy", "categorical_crossentropy",
+        "categorical_focal_crossentropy", "sparse_categorical_crossentropy", "categorical_hinge", "hinge",
+        "squared_hinge", "circle", "cosine_similarity", "ctc", "dice", "tversky", "huber", "kl_divergence",
+        "kld", "log_cosh", "poisson", "mean_absolute_error", "mae", "mean_absolute_percentage_error", "mape",
+        "mean_squared_error", "mse", "mean_squared_logarithmic_error", "msle",
+    }
+)
+
+#: Constructor arguments the sweep owns or that could smuggle objects into Keras's deserializer.
+FORBIDDEN_OPTIMIZER_PARAMS: frozenset[str] = frozenset(
+    {"learning_rate", "lr", "name", "loss_scale_factor", "gradient_accumulation_steps"}
+)
+
+ParamValue = float | int | bool | str | None
+
+
+class _Strict(BaseModel):
+    """Unknown fields are errors: a typo in a sweep setting must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetRef(_Strict):
+    uri: str = Field(
+        description=(
+            "builtin:digits | keras:mnist | keras:fashion_mnist | keras:cifar10 | keras:cifar100 | "
+            "dataset:<id> | file:<relative path to .npz under the data root>"
+        ),
+        examples=["builtin:digits"],
+    )
+    validation_split: float = Field(
+        0.1, ge=0.0, le=0.5, description="Fraction held out (never trained on); used by evaluate_on=validation."
+    )
+    max_samples: int | None = Field(None, ge=1, description="Subsample the training set to at most this many rows.")
+    normalize: bool = Field(False, description="Scale inputs to [0, 1] by the dataset's max absolute value.")
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, uri: str) -> str:
+        scheme, sep, rest = uri.partition(":")
+        if not sep or not rest:
+            raise ValueError("dataset.uri must look like 'builtin:digits', 'keras:mnist', 'dataset:<id>' or 'file:<path>'")
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown dataset scheme {scheme!r}: use one of {', '.join(s + ':' for s in SCHEMES)}")
+        return uri
+
+
+class OptimizerArm(_Strict):
+    name: str = Field(description="Keras optimizer identifier, e.g. 'sgd' or 'adam'.", examples=["adam"])
+    label: str | None = Field(None, max_length=80, description="Display label; defaults to the name. Unique in a job.")
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict,
+        description="Constructor arguments (scalars only), e.g. {'momentum': 0.9}. Never learning_rate.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_optimizer(cls, name: str) -> str:
+        key = name.strip().lower()
+        if key not in OPTIMIZER_NAMES:
+            raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(sorted(OPTIMIZER_NAMES))}")
+        return key
+
+    @field_validator("params")
+    @classmethod
+    def _no_owned_params(cls, params: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        owned = sorted(FORBIDDEN_OPTIMIZER_PARAMS & params.keys())
+        if owned:
+            raise ValueError(f"remove {owned} from params: the sweep sets the learning rate itself")
+        if len(params) > 32:
+            raise ValueError("at most 32 optimizer params")
+        return params
+
+    @property
+    def display_label(self) -> str:
+        return self.label or self.name
+
+
+#: Most candidate LRs one arm may confirm (each is a training run as long as `confirm.steps`).
+MAX_CONFIRM_CANDIDATES = 8
+
+
+class Confirm(_Strict):
+    """`sweep.confirm`: after the range test, train each arm at a few constant candidate LRs from the job's
+    initial weights and score them on the held-out rows; the measured winner becomes the recommendation.
+
+    Costs `candidates x steps` more steps per arm (with the defaults, 3x the range test's own steps).
+    """
+
+    candidates: int = Field(3, ge=1, le=MAX_CONFIRM_CANDIDATES, description=(
+        "Constant LRs each arm trains at: the recommendation, a factor 3 and 9 below it, one 3 above it, "
+        "then the rules' picks and wider brackets."))
+    steps: int | None = Field(None, ge=1, description="Steps of each candidate's training (default: the sweep's length).")
+
+
+class Sweep(_Strict):
+    start_lr: float = Field(1e-5, gt=0, description="Learning rate of the first step.")
+    end_lr: float = Field(10.0, gt=0, description="Learning rate of the last step.")
+    mode: Literal["exponential", "linear"] = "exponential"
+    num_steps: int | None = Field(None, ge=2, description="Sweep length in steps (default 200 unless epochs is set).")
+    epochs: float | None = Field(None, gt=0, description="Sweep length in passes over the training set, instead of num_steps.")
+    batch_size: int = Field(64, ge=1)
+    divergence_threshold: float | None = Field(
+        4.0, gt=1.0, description="Stop an arm when the smoothed loss exceeds this multiple of its best; null disables."
+    )
+    smoothing: float = Field(0.98, ge=0.0, lt=1.0, description="Exponential smoothing factor (fastai's beta).")
+    moving_average: int = Field(20, ge=1, description="Window of the tutorial's loss-delta derivative.")
+    evaluate_on: Literal["train", "validation"] = "train"
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    repeats: int = Field(1, ge=1, description="Run each arm with this many seeds and report the spread (at most "
+                         "the max_repeats cap, LRRT_MAX_REPEATS).")
+    mixed_precision: bool = Field(False, description="Run under Keras's mixed_float16 policy (GPU workers).")
+    jit_compile: bool = Field(False, description="Compile the train step with XLA.")
+    confirm: Confirm | None = Field(None, description=(
+        "false (default), true, or {candidates, steps}: verify the recommendation by short fixed-LR trainings "
+        "scored on the held-out rows (needs held-out rows)."))
+
+    @field_validator("confirm", mode="before")
+    @classmethod
+    def _confirm_switch(cls, value: Any) -> Any:
+        """`false` is off and `true` the defaults, as docs/api.md has it; an object sets them."""
+        if value is False:
+            return None
+        return {} if value is True else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Sweep:
+        if self.end_lr <= self.start_lr:
+            raise ValueError("end_lr must be greater than start_lr")
+        if self.num_steps is not None and self.epochs is not None:
+            raise ValueError("set either num_steps or epochs, not both")
+        return self
+
+    def total_steps(self, train_samples: int) -> int:
+        """Steps per arm: `num_steps`, or `epochs` worth of batches, or the default 200."""
+        if self.num_steps is not None:
+            return self.num_steps
+        if self.epochs is not None:
+            per_epoch = -(-train_samples // self.batch_size)
+            return max(2, round(self.epochs * per_epoch))
+        return 200
+
+    def confirm_steps(self, train_samples: int) -> int:
+        """Steps of each confirm candidate's training (0 when confirm is off)."""
+        if self.confirm is None:
+            return 0
+        return self.confirm.steps or self.total_steps(train_samples)
+
+
+class JobSpec(_Strict):
+    """A submission, exactly as `POST /v1/jobs` receives it (minus transport-level concerns)."""
+
+    model: dict[str, Any] = Field(
+        description="Keras `model.to_json()` output, as a JSON object or as the JSON string itself.",
+        examples=[{"class_name": "Sequential", "config": {"layers": []}}],
+    )
+    dataset: DatasetRef
+    loss: str | dict[Annotated[str, Field(max_length=128)], str] = Field(
+        "sparse_categorical_crossentropy",
+        description="A Keras loss identifier, or an object giving one per model output (keyed by output name).",
+    )
+    optimizers: Annotated[list[OptimizerArm], Field(min_length=1, max_length=16)] = Field(
+        default_factory=lambda: [OptimizerArm(name="adam")]
+    )
+    sweep: Sweep = Field(default_factory=Sweep)
+    labels: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=dict, max_length=32
+    )
+    backend: Literal["auto", "tensorflow", "jax"] = Field(
+        "auto", description="Keras backend to run on. `auto`: the faster one for this model and device among the "
+        "backends with live workers (the rule is in docs/design.md); a named one must have live workers.")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _parse_model_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"model is a string but not valid JSON: {exc.msg} at position {exc.pos}") from None
+        if not isinstance(value, dict):
+            raise ValueError("model must be the object (or JSON string) that Keras's model.to_json() returns")
+        return value
+
+    @field_validator("loss")
+    @classmethod
+    def _loss_identifier(cls, loss: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(loss, dict):
+            if not 1 <= len(loss) <= 64:
+                raise ValueError("a loss object needs one entry per model output (at most 64)")
+            return {output: _loss_name(name) for output, name in loss.items()}
+        return _loss_name(loss)
+
+    def loss_names(self) -> list[str]:
+        """Every loss identifier the job names (one, or one per output)."""
+        return sorted(set(self.loss.values())) if isinstance(self.loss, dict) else [self.loss]
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> JobSpec:
+        seen: set[str] = set()
+        for arm in self.optimizers:
+            if arm.display_label in seen:
+                raise ValueError(f"optimizer label {arm.display_label!r} is used twice: give each arm a unique label")
+            seen.add(arm.display_label)
+        if self.dataset.validation_split == 0 and not self.dataset.uri.startswith(("dataset:", "file:")):
+            if self.sweep.evaluate_on == "validation":
+                raise ValueError("evaluate_on='validation' needs dataset.validation_split > 0")
+            if self.sweep.confirm is not None:
+                raise ValueError("sweep.confirm scores candidates on held-out rows: set dataset.validation_split > 0")
+        return self
+
+
+def _loss_name(name: str) -> str:
+    """The accepted spelling of a loss identifier (`MSE` -> `mse`, `MeanSquaredError` -> `mean_squared_error`)."""
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    for candidate in (name, name.lower(), snake):
+        if candidate in LOSS_NAMES:
+            return candidate
+    raise ValueError(f"unknown loss {name[:80]!r}: use one of {', '.join(sorted(LOSS_NAMES))}")
+
+
+@dataclass(frozen=True)
+class CapViolation:
+    """One sweep setting over a deployment cap: where it is in the body, which cap, and both numbers."""
+
+    pointer: str
+    cap: str
+    value: int
+    limit: int
+
+    @property
+    def message(self) -> str:
+        return f"{self.pointer.rsplit('/', 1)[-1]} is {self.value}; this server allows at most {self.limit}"
+
+
+def cap_violations(spec: JobSpec, caps: Settings, train_samples: int | None = None) -> list[CapViolation]:
+    """Sweep settings over the caps (empty when all fit).
+
+    A sweep sized by `epochs` is only checked once `train_samples` is known (in the worker).
+    """
+    sweep = spec.sweep
+    checks = [
+        ("/sweep/batch_size", "max_batch_size", sweep.batch_size),
+        ("/sweep/repeats", "max_repeats", sweep.repeats),
+    ]
+    if sweep.epochs is None or train_samples is not None:
+        checks.append(("/sweep/num_steps", "max_steps", sweep.total_steps(train_samples or 0)))
+        if sweep.confirm is not None:
+            checks.append(("/sweep/confirm/steps", "max_steps", sweep.confirm_steps(train_samples or 0)))
+    return [
+        CapViolation(pointer, cap, value, getattr(caps, cap))
+        for pointer, cap, value in checks
+        if value > getattr(caps, cap)
+    ]

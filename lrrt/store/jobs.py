@@ -1,0 +1,709 @@
+"""The job record in Redis: the single source of truth for a job's state.
+
+Celery's own task state is never consulted (it reports any unknown id as PENDING). The API writes the
+record before it enqueues; the worker claims it, streams progress into it and finishes it. Every state
+change is a Lua script, so two processes racing (a redelivered message and a resent one, a cancel and a
+finish) cannot both win.
+
+States: queued -> running -> succeeded | failed | cancelled. A job is made of (arm, repeat) *runs*,
+each claimed by whichever worker takes one of the job's messages, so they run in parallel; a job with
+`sweep.confirm` has one more run per (arm, confirm slot), `waiting` until every range-test run has
+ended (the run that ends last releases them and sends their messages). A running
+run holds a *lease* (a key with a TTL that its worker refreshes from a background thread while the run
+reports chunks); a run without a lease has lost its worker and is requeued by `reap_orphans` or
+reclaimed by a redelivered message, up to `max_redeliveries` times, then its job fails with an error
+that says so. The run that ends last finishes the job (`end_run` says which one that is).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, cast
+
+import redis
+
+from lrrt.runs import run_counts
+from lrrt.settings import Settings
+from lrrt.status import TERMINAL
+from lrrt.store.keys import Keys
+
+#: Seconds a lease lives without a refresh; the worker refreshes it every LEASE_TTL_S / 3.
+LEASE_TTL_S = 30
+#: Most events kept per job stream (progress chunks + status); older ones are trimmed.
+EVENTS_MAXLEN = 5000
+
+
+#: How the record's timestamps (`created_at`, `started_at`, `finished_at`) are written, in UTC.
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime(ISO_FORMAT)
+
+
+def new_id() -> str:
+    """Job and dataset ids: random, unguessable, URL-safe."""
+    return uuid.uuid4().hex
+
+
+# KEYS: job, tenant_jobs, tenant_unfinished, idem (or "")
+# ARGV: job_id, created_ts, cap, idem_body_sha, idem_ttl, then field/value pairs of the record
+_CREATE = """
+if KEYS[4] ~= '' then
+  local prior = redis.call('GET', KEYS[4])
+  if prior then return {'idem', prior} end
+end
+if tonumber(ARGV[3]) > 0 and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[3]) then
+  return {'cap', tostring(redis.call('SCARD', KEYS[3]))}
+end
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+if KEYS[4] ~= '' then
+  redis.call('SET', KEYS[4], cjson.encode({job_id = ARGV[1], body_sha256 = ARGV[4]}), 'EX', tonumber(ARGV[5]))
+end
+return {'ok', ARGV[1]}
+"""
+
+# A job's (arm, repeat) runs are numbered arm_index * repeats + repeat, then its confirm runs (arm, slot)
+# sweep_runs + arm_index * candidates + slot (`run_of`); `runs` in the record is their count and
+# `sweep_runs` that of the range-test runs. Each run has `run:<i>:state` (waiting | queued | running |
+# ended; absent means queued; only confirm runs wait, until the range test is over), `:attempts`,
+# `:token` (its current runner), `:worker` and, once ended, `:outcome` (JSON), in the job hash, and a
+# lease key `<lease prefix>:<i>` while it runs.
+
+# Claim the next run of a job for a worker: a queued run first, else a running one whose lease is gone.
+# KEYS: job, lease prefix, running. ARGV: token, lease_ttl, max_attempts, now_iso, now_ts, worker
+# Returns {'claimed', attempts, run} | {'busy'} (every run is taken or ended) | {'skip', status}
+#        | {'exhausted', attempts, run} (that run's worker was lost too often; caller fails the job)
+_CLAIM = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'skip', 'missing'} end
+if status ~= 'queued' and status ~= 'running' then return {'skip', status} end
+local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
+local chosen, orphan = nil, nil
+for r = 0, n - 1 do
+  local st = redis.call('HGET', KEYS[1], 'run:' .. r .. ':state')
+  if not st or st == 'queued' then chosen = r break end
+  if st == 'running' and not orphan and redis.call('EXISTS', KEYS[2] .. ':' .. r) == 0 then orphan = r end
+end
+chosen = chosen or orphan
+if not chosen then return {'busy'} end
+local p = 'run:' .. chosen .. ':'
+local attempts = tonumber(redis.call('HGET', KEYS[1], p .. 'attempts') or '0') + 1
+if attempts > tonumber(ARGV[3]) then return {'exhausted', tostring(attempts - 1), tostring(chosen)} end
+redis.call('SET', KEYS[2] .. ':' .. chosen, ARGV[1], 'EX', tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], p .. 'state', 'running', p .. 'attempts', attempts, p .. 'token', ARGV[1],
+           p .. 'worker', ARGV[6], 'fanned', '1')
+if attempts > tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') then
+  redis.call('HSET', KEYS[1], 'attempts', attempts)
+end
+if status == 'queued' then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4], 'started_ts', ARGV[5])
+end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+-- NX: the job's first claim dates it, so later claims of its other runs never delay reaping a dead one
+redis.call('ZADD', KEYS[3], 'NX', ARGV[5], redis.call('HGET', KEYS[1], 'id'))
+return {'claimed', tostring(attempts), tostring(chosen)}
+"""
+
+# A run ended. KEYS: job, lease prefix. ARGV: run, token, outcome_json, abandon (a stop reason that
+# also ends every run not started yet, or ''), now_ts. Returns 'last' (every run has ended: the caller
+# finishes the job) | 'confirm' (the range test is over: its waiting confirm runs are queued now and the
+# caller sends their messages) | 'more' | 'lost' (another runner holds the run) | 'gone' (the job ended).
+_END_RUN = """
+local p = 'run:' .. ARGV[1] .. ':'
+if redis.call('HGET', KEYS[1], p .. 'token') ~= ARGV[2] then return 'lost' end
+redis.call('DEL', KEYS[2] .. ':' .. ARGV[1])
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 'gone' end
+redis.call('HSET', KEYS[1], p .. 'state', 'ended', p .. 'outcome', ARGV[3])
+local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
+local first = tonumber(redis.call('HGET', KEYS[1], 'sweep_runs') or n)
+local all, sweep_over, waiting = true, true, false
+for r = 0, n - 1 do
+  local q = 'run:' .. r .. ':'
+  local st = redis.call('HGET', KEYS[1], q .. 'state')
+  if st ~= 'ended' then
+    if ARGV[4] ~= '' and (not st or st == 'queued' or st == 'waiting') then
+      redis.call('HSET', KEYS[1], q .. 'state', 'ended', q .. 'outcome', cjson.encode({stop_reason = ARGV[4]}))
+    else
+      all = false
+      if r < first then sweep_over = false end
+      if st == 'waiting' then waiting = true end
+    end
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if all then return 'last' end
+if sweep_over and waiting then
+  for r = first, n - 1 do
+    if redis.call('HGET', KEYS[1], 'run:' .. r .. ':state') == 'waiting' then
+      redis.call('HSET', KEYS[1], 'run:' .. r .. ':state', 'queued')
+    end
+  end
+  redis.call('HSET', KEYS[1], 'confirm_at', ARGV[5])
+  return 'confirm'
+end
+return 'more'
+"""
+
+# Put a run whose worker is gone back in the queue (or report it out of attempts), and the job with it
+# when none of its runs is running or ended. The reaper (lease expired) and the stuck-run watchdog use it.
+_REQUEUE_RUN = """
+local function requeue_run(job, r, max_attempts)
+  local p = 'run:' .. r .. ':'
+  local attempts = tonumber(redis.call('HGET', job, p .. 'attempts') or '0')
+  if attempts >= max_attempts then return 'exhausted' end
+  redis.call('HSET', job, p .. 'state', 'queued')
+  redis.call('HINCRBY', job, 'version', 1)
+  return 'requeued'
+end
+local function settle(job, running, id)
+  local n = tonumber(redis.call('HGET', job, 'runs') or '1')
+  for r = 0, n - 1 do
+    local st = redis.call('HGET', job, 'run:' .. r .. ':state')
+    if st == 'running' or st == 'ended' then return end
+  end
+  redis.call('HSET', job, 'status', 'queued')
+  redis.call('ZREM', running, id)
+end
+"""
+
+# Requeue the runs of a running job whose lease expired. KEYS: job, lease prefix, running.
+# ARGV: max_attempts, job_id, now_ts, grace_s. Returns {'gone'} or a flat list of outcome, run pairs
+# ('requeued' | 'exhausted') for each such run ({} when every run is alive), and one 'resend' pair per
+# confirm run released over grace_s ago of which none started: the process that released them may
+# have died before it sent their messages (once per job; a spare message finds nothing to claim).
+_REAP_RUNS = _REQUEUE_RUN + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  return {'gone'}
+end
+local out = {}
+local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
+for r = 0, n - 1 do
+  local st = redis.call('HGET', KEYS[1], 'run:' .. r .. ':state')
+  if st == 'running' and redis.call('EXISTS', KEYS[2] .. ':' .. r) == 0 then
+    out[#out + 1] = requeue_run(KEYS[1], r, tonumber(ARGV[1]))
+    out[#out + 1] = tostring(r)
+  end
+end
+local at = tonumber(redis.call('HGET', KEYS[1], 'confirm_at') or '0')
+if at > 0 and tonumber(ARGV[3]) - at > tonumber(ARGV[4]) and redis.call('HGET', KEYS[1], 'confirm_resent') ~= '1' then
+  local queued, started = {}, false
+  for r = tonumber(redis.call('HGET', KEYS[1], 'sweep_runs') or n), n - 1 do
+    local st = redis.call('HGET', KEYS[1], 'run:' .. r .. ':state')
+    if st == 'queued' then queued[#queued + 1] = r elseif st == 'running' or st == 'ended' then started = true end
+  end
+  if #queued > 0 and not started then
+    redis.call('HSET', KEYS[1], 'confirm_resent', '1')
+    for _, r in ipairs(queued) do out[#out + 1] = 'resend'; out[#out + 1] = tostring(r) end
+  end
+end
+settle(KEYS[1], KEYS[3], ARGV[2])
+return out
+"""
+
+# The watchdog gives up a run it holds: drop the lease, requeue the run. KEYS: job, lease prefix,
+# running. ARGV: run, token, max_attempts, job_id, note_json. Returns 'requeued' | 'exhausted' | 'lost'.
+_RELEASE_STUCK = _REQUEUE_RUN + """
+local p = 'run:' .. ARGV[1] .. ':'
+if redis.call('HGET', KEYS[1], p .. 'token') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'status') ~= 'running' then
+  return 'lost'
+end
+redis.call('DEL', KEYS[2] .. ':' .. ARGV[1])
+redis.call('HSET', KEYS[1], p .. 'stuck', ARGV[5])
+local outcome = requeue_run(KEYS[1], ARGV[1], tonumber(ARGV[3]))
+if outcome == 'requeued' then settle(KEYS[1], KEYS[3], ARGV[4]) end
+return outcome
+"""
+
+# Move an unfinished job to a terminal state and store its result, atomically. KEYS: job,
+# tenant_unfinished, running, lease prefix, cancel, result, events, curves. ARGV: status, finished_at,
+# error_json, ttl, token, expected ('queued' | 'running' | 'any'), result_json ('' keeps none).
+# With a token, a running job can only be finished by a current runner of one of its runs. Returns 1 or 0.
+_FINISH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or (status ~= 'queued' and status ~= 'running') then return 0 end
+if ARGV[6] ~= 'any' and status ~= ARGV[6] then return 0 end
+local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
+if ARGV[5] ~= '' and status == 'running' then
+  local ours = false
+  for r = 0, n - 1 do
+    if redis.call('HGET', KEYS[1], 'run:' .. r .. ':token') == ARGV[5] then ours = true end
+  end
+  if not ours then return 0 end
+end
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'error', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if ARGV[7] ~= '' then redis.call('SET', KEYS[6], ARGV[7]) end
+redis.call('SREM', KEYS[2], id)
+redis.call('ZREM', KEYS[3], id)
+redis.call('DEL', KEYS[5])
+for r = 0, n - 1 do redis.call('DEL', KEYS[4] .. ':' .. r) end
+local ttl = tonumber(ARGV[4])
+for _, i in ipairs({1, 6, 7, 8}) do redis.call('EXPIRE', KEYS[i], ttl) end
+return 1
+"""
+
+# Move a job that no worker has claimed yet to another queue (an `auto` job whose backend lost every
+# worker). KEYS: job. ARGV: from_queue, to_queue. Returns 1, or 0 when the job was claimed, ended or
+# moved meanwhile (its runs may have started on the first backend: a job's runs never mix backends).
+_REROUTE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' or redis.call('HGET', KEYS[1], 'queue') ~= ARGV[1]
+   or tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'queue', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+return 1
+"""
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different body."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+class TenantAtCapacity(Exception):
+    """The tenant already has `cap` unfinished jobs."""
+
+    def __init__(self, unfinished: int) -> None:
+        super().__init__(unfinished)
+        self.unfinished = unfinished
+
+
+@dataclass(frozen=True)
+class Created:
+    job: dict[str, Any]
+    replayed: bool  # True when an Idempotency-Key returned an earlier job
+
+
+class JobStore:
+    """Reads and writes job records, progress, curves, events and results under one key prefix."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, result_ttl_s: int, max_redeliveries: int) -> None:
+        self.r = client
+        self.k = keys
+        self.result_ttl_s = result_ttl_s
+        #: a job may be claimed this many times in all: the first run plus the redeliveries
+        self.max_attempts = 1 + max_redeliveries
+        self._create = client.register_script(_CREATE)
+        self._claim = client.register_script(_CLAIM)
+        self._finish = client.register_script(_FINISH)
+        self._end_run = client.register_script(_END_RUN)
+        self._reap_runs = client.register_script(_REAP_RUNS)
+        self._release_stuck = client.register_script(_RELEASE_STUCK)
+        self._reroute = client.register_script(_REROUTE)
+
+    # ------------------------------------------------------------------ submission (API side)
+    def create(
+        self,
+        *,
+        tenant: str,
+        spec: dict[str, Any],
+        max_unfinished: int,
+        queue: str = "",
+        idempotency_key: str | None = None,
+        body_sha256: str = "",
+    ) -> Created:
+        """Write a queued job record; raises TenantAtCapacity or IdempotencyConflict.
+
+        `queue` is the Celery queue the job is sent to; a requeue after a lost worker uses the same one.
+        """
+        job_id = new_id()
+        created = now_iso()
+        record: dict[str, Any] = {
+            "id": job_id,
+            "tenant": tenant,
+            "status": "queued",
+            "queue": queue,
+            "spec": json.dumps(spec, separators=(",", ":")),
+            "labels": json.dumps(spec.get("labels") or {}),
+            "created_at": created,
+            "started_at": "",
+            "finished_at": "",
+            "error": "",
+            "attempts": 0,
+            "version": 1,
+            "progress": "",
+        }
+        sweep_runs, runs = run_counts(spec)
+        record |= {"runs": runs, "sweep_runs": sweep_runs, **{f"run:{i}:state": "waiting" for i in range(sweep_runs, runs)}}
+        idem_key = self.k.idempotency(tenant, idempotency_key) if idempotency_key else ""
+        args: list[Any] = [job_id, time.time(), max_unfinished, body_sha256, self.result_ttl_s]
+        for field, value in record.items():
+            args += [field, value]
+        outcome, value = self._create(
+            keys=[self.k.job(job_id), self.k.tenant_jobs(tenant), self.k.tenant_unfinished(tenant), idem_key],
+            args=args,
+        )
+        outcome, value = _text(outcome), _text(value)
+        if outcome == "idem":
+            prior = json.loads(value)
+            if prior["body_sha256"] != body_sha256:
+                raise IdempotencyConflict(prior["job_id"])
+            job = self.get(prior["job_id"], tenant=tenant)
+            if job is None:  # the original expired or was deleted: the key no longer protects anything
+                self.r.delete(idem_key)
+                return self.create(tenant=tenant, spec=spec, max_unfinished=max_unfinished, queue=queue,
+                                   idempotency_key=idempotency_key, body_sha256=body_sha256)
+            return Created(job=job, replayed=True)
+        if outcome == "cap":
+            raise TenantAtCapacity(int(value))
+        self.add_event(job_id, "status", {"status": "queued"})
+        job = self.get(job_id, tenant=tenant)
+        assert job is not None
+        return Created(job=job, replayed=False)
+
+    # ------------------------------------------------------------------ reading
+    def get(self, job_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
+        """The decoded record, or None if unknown or owned by another tenant (callers answer 404)."""
+        raw = self.r.hgetall(self.k.job(job_id))
+        if not raw:
+            return None
+        rec = {_text(k): _text(v) for k, v in raw.items()}
+        if tenant is not None and rec.get("tenant") != tenant:
+            return None
+        return {
+            "id": rec["id"],
+            "tenant": rec["tenant"],
+            "status": rec["status"],
+            "queue": rec.get("queue") or None,
+            "spec": json.loads(rec["spec"]),
+            "labels": json.loads(rec.get("labels") or "{}"),
+            "created_at": rec["created_at"],
+            "started_at": rec.get("started_at") or None,
+            "finished_at": rec.get("finished_at") or None,
+            "error": json.loads(rec["error"]) if rec.get("error") else None,
+            "attempts": int(rec.get("attempts") or 0),
+            "started_ts": float(rec.get("started_ts") or 0) or None,
+            "runs": int(rec.get("runs") or 1),
+            "version": int(rec.get("version") or 0),
+            "progress": json.loads(rec["progress"]) if rec.get("progress") else None,
+            "cancel_requested": rec.get("cancel_requested") == "1",
+        }
+
+    def list_jobs(
+        self, tenant: str, *, status: str | None = None, page_size: int = 50, page_token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first. The page token is the created-timestamp score to continue below (exclusive)."""
+        max_score: str = f"({page_token}" if page_token else "+inf"
+        items: list[dict[str, Any]] = []
+        cursor = max_score
+        while len(items) < page_size:
+            batch = self.r.zrevrangebyscore(
+                self.k.tenant_jobs(tenant), cursor, "-inf", start=0, num=page_size * 2, withscores=True
+            )
+            if not batch:
+                return items, None
+            for member, score in cast("list[tuple[Any, float]]", batch):
+                job = self.get(_text(member), tenant=tenant)
+                cursor = f"({score!r}"
+                if job is None:  # expired record: drop the stale index entry
+                    self.r.zrem(self.k.tenant_jobs(tenant), member)
+                    continue
+                if status and job["status"] != status:
+                    continue
+                items.append(job)
+                if len(items) == page_size:
+                    return items, repr(score)
+        return items, None
+
+    def unfinished_count(self, tenant: str) -> int:
+        return int(self.r.scard(self.k.tenant_unfinished(tenant)))
+
+    def counts_by_status(self) -> dict[str, int]:
+        """For /metrics: scans the job records under this prefix (cheap at service scale)."""
+        counts: dict[str, int] = {}
+        for key in self.r.scan_iter(match=f"{self.k.prefix}:job:*", count=500):
+            name = _text(key)
+            if name.count(":") != 2:  # skip job:{id}:result and friends
+                continue
+            status = self.r.hget(name, "status")
+            if status:
+                counts[_text(status)] = counts.get(_text(status), 0) + 1
+        return counts
+
+    # ------------------------------------------------------------------ running (worker side)
+    def claim(self, job_id: str, token: str, worker: str = "") -> tuple[str, int | str | None]:
+        """Try to become the runner of the job's next (arm, repeat) run. See `_CLAIM` for the outcomes;
+        `run_held_by(job_id, token)` then says which run it is."""
+        res = self._claim(
+            keys=[self.k.job(job_id), self.k.lease_prefix(job_id), self.k.running()],
+            args=[token, LEASE_TTL_S, self.max_attempts, now_iso(), time.time(), worker],
+        )
+        outcome = _text(res[0])
+        detail = _text(res[1]) if len(res) > 1 else None
+        if outcome == "claimed":
+            self.add_event(job_id, "status", {"status": "running", "run": int(_text(res[2]))})
+            return outcome, int(detail or 0)
+        return outcome, detail
+
+    def needs_fanout(self, job_id: str) -> int:
+        """How many more messages a queued job needs so that each of its range-test runs has one (0 once
+        any run was claimed: from then on every message is accounted for; confirm runs get theirs when
+        they are released)."""
+        status, runs, sweep_runs, fanned = self.r.hmget(self.k.job(job_id), "status", "runs", "sweep_runs", "fanned")
+        return int(sweep_runs or runs or 1) - 1 if _text(status) == "queued" and not fanned else 0
+
+    def run_held_by(self, job_id: str, token: str) -> tuple[int, int] | None:
+        """(run index, attempts of that run) that `token` claimed, or None when it holds none of the job's runs."""
+        runs = int(self.r.hget(self.k.job(job_id), "runs") or 1)
+        tokens = self.r.hmget(self.k.job(job_id), [f"run:{i}:token" for i in range(runs)])
+        run = next((i for i, t in enumerate(tokens) if _text(t) == token), None)
+        return None if run is None else (run, int(self.r.hget(self.k.job(job_id), f"run:{run}:attempts") or 0))
+
+    def has_queued_run(self, job_id: str) -> bool:
+        """A run of the job is waiting for a worker (so one of its messages is still needed)."""
+        runs = int(self.r.hget(self.k.job(job_id), "runs") or 1)
+        states = self.r.hmget(self.k.job(job_id), [f"run:{i}:state" for i in range(runs)])
+        return any(_text(s) in (None, "queued") for s in states)
+
+    def reroute(self, job_id: str, from_queue: str, to_queue: str) -> bool:
+        """Point a never-claimed queued job at `to_queue` (the caller sends its message there); False when
+        it was claimed, ended or moved meanwhile."""
+        return bool(self._reroute(keys=[self.k.job(job_id)], args=[from_queue, to_queue]))
+
+    def refresh_lease(self, job_id: str, run: int, token: str) -> bool:
+        """Extend the run's lease if we still hold it; False means someone else took the run over."""
+        key = self.k.lease(job_id, run)
+        if _text(self.r.get(key)) != token:
+            return False
+        self.r.expire(key, LEASE_TTL_S)
+        return True
+
+    def run_check(self, job_id: str, run: int, token: str) -> str | None:
+        """Between chunks: "cancelled" (a cancel was asked for), "lost" (another runner holds the run,
+        or the job ended: stop writing into it), or None to go on."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.exists(self.k.cancel(job_id))
+        pipe.hmget(self.k.job(job_id), "status", f"run:{run}:token")
+        cancelled, (status, holder) = pipe.execute()
+        if _text(status) != "running" or _text(holder) != token:
+            return "lost"
+        return "cancelled" if cancelled else None
+
+    def end_run(self, job_id: str, run: int, token: str, outcome: dict[str, Any], abandon: str = "") -> str:
+        """Record how a run ended; with `abandon` (a stop reason), runs not started yet end with it too.
+        Returns 'last' when every run has ended (the caller assembles and finishes the job), 'confirm'
+        when the range test is over and the confirm runs were released (the caller sends their messages)."""
+        return str(_text(self._end_run(keys=[self.k.job(job_id), self.k.lease_prefix(job_id)],
+                                       args=[run, token, json.dumps(outcome, separators=(",", ":")), abandon,
+                                             time.time()])))
+
+    def run_outcomes(self, job_id: str) -> dict[int, dict[str, Any]]:
+        """What each ended run reported (`end_run`), by run index; `attempts` and `worker` added."""
+        runs = int(self.r.hget(self.k.job(job_id), "runs") or 1)
+        fields = [f"run:{i}:{name}" for i in range(runs) for name in ("outcome", "attempts", "worker")]
+        values = [_text(v) for v in self.r.hmget(self.k.job(job_id), fields)]
+        out: dict[int, dict[str, Any]] = {}
+        for i in range(runs):
+            outcome, attempts, worker = values[3 * i : 3 * i + 3]
+            if outcome:
+                out[i] = {**json.loads(outcome), "attempts": int(attempts or 0), "worker": worker or None}
+        return out
+
+    def release_stuck(self, job_id: str, run: int, token: str, note: dict[str, Any]) -> str:
+        """The watchdog gives up the run `token` holds: 'requeued' (it runs again, elsewhere), 'exhausted'
+        (out of attempts: the caller fails the job) or 'lost' (not ours any more)."""
+        return str(_text(self._release_stuck(
+            keys=[self.k.job(job_id), self.k.lease_prefix(job_id), self.k.running()],
+            args=[run, token, self.max_attempts, job_id, json.dumps(note, separators=(",", ":"))])))
+
+    def new_token(self) -> str:
+        return secrets.token_hex(8)
+
+    def record_chunk(self, job_id: str, progress: dict[str, Any] | Callable[[dict[str, Any] | None], dict[str, Any]],
+                     chunk: dict[str, Any]) -> None:
+        """Store progress, append the chunk's curve points and publish a progress event, atomically.
+
+        `progress` is the new progress object, or a function from the stored one to the new one: the
+        runs of a job record from several processes, so each merges its chunk into what is stored,
+        under WATCH (a concurrent write makes it read and merge again, and no run's count is lost).
+        """
+        key = self.k.job(job_id)
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    stored = pipe.hget(key, "progress")
+                    new = progress(json.loads(stored) if stored else None) if callable(progress) else progress
+                    payload = json.dumps(new, separators=(",", ":"))
+                    pipe.multi()
+                    pipe.hset(key, "progress", payload)
+                    pipe.hincrby(key, "version", 1)
+                    pipe.rpush(self.k.curves(job_id), json.dumps(chunk, separators=(",", ":")))
+                    pipe.xadd(self.k.events(job_id), {"event": "progress", "data": payload}, maxlen=EVENTS_MAXLEN,
+                              approximate=True)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    def chunks(self, job_id: str) -> list[dict[str, Any]]:
+        """Every curve chunk recorded so far (plots of running jobs, partial results)."""
+        return [json.loads(c) for c in self.r.lrange(self.k.curves(job_id), 0, -1)]
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.r.exists(self.k.cancel(job_id)))
+
+    def start_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        """Store the progress before the first chunk, unless a run of the job already recorded one."""
+        self.r.eval("if redis.call('HGET', KEYS[1], 'progress') == '' then "
+                    "redis.call('HSET', KEYS[1], 'progress', ARGV[1]); redis.call('HINCRBY', KEYS[1], 'version', 1) end",
+                    1, self.k.job(job_id), json.dumps(progress, separators=(",", ":")))
+
+    # ------------------------------------------------------------------ ending
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        token: str = "",
+        expected: str = "any",
+    ) -> bool:
+        """Move to a terminal state, store the result (partial ones too) and set the TTLs, in one step.
+
+        `expected` restricts the state finished from ('queued', 'running' or 'any'); with a `token`,
+        only the lease holder may finish a running job. Returns False when the job was already
+        terminal (cancelled while queued, say) or is not ours: the caller then drops its outcome.
+        """
+        assert status in TERMINAL
+        tenant = self.r.hget(self.k.job(job_id), "tenant")
+        if tenant is None:
+            return False
+        ok = bool(
+            self._finish(
+                keys=[
+                    self.k.job(job_id),
+                    self.k.tenant_unfinished(_text(tenant)),
+                    self.k.running(),
+                    self.k.lease_prefix(job_id),
+                    self.k.cancel(job_id),
+                    self.k.result(job_id),
+                    self.k.events(job_id),
+                    self.k.curves(job_id),
+                ],
+                args=[
+                    status,
+                    now_iso(),
+                    json.dumps(error) if error else "",
+                    self.result_ttl_s,
+                    token,
+                    expected,
+                    json.dumps(result, separators=(",", ":")) if result is not None else "",
+                ],
+            )
+        )
+        if ok:
+            self.add_event(job_id, "status", {"status": status, "error": error})
+        return ok
+
+    def request_cancel(self, job_id: str) -> str:
+        """Cancel: a queued job ends now and never starts; a running one is flagged for its worker,
+        which stops at its next chunk and finishes it `cancelled` with the partial curves.
+
+        Returns 'cancelled' (done now) or 'cancelling' (the worker will finish it).
+        """
+        if self.finish(job_id, "cancelled", expected="queued"):
+            return "cancelled"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.k.cancel(job_id), "1", ex=self.result_ttl_s)
+        pipe.hset(self.k.job(job_id), "cancel_requested", "1")
+        pipe.hincrby(self.k.job(job_id), "version", 1)
+        pipe.execute()
+        return "cancelling"
+
+    def delete(self, job_id: str, tenant: str) -> None:
+        runs = int(self.r.hget(self.k.job(job_id), "runs") or 1)
+        keys = [self.k.job(job_id), self.k.result(job_id), self.k.events(job_id), self.k.curves(job_id),
+                self.k.cancel(job_id), *(self.k.lease(job_id, i) for i in range(runs))]
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(*keys)
+        pipe.zrem(self.k.tenant_jobs(tenant), job_id)
+        pipe.srem(self.k.tenant_unfinished(tenant), job_id)
+        pipe.execute()
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.k.result(job_id))
+        return json.loads(raw) if raw else None
+
+    # ------------------------------------------------------------------ events
+    def add_event(self, job_id: str, event: str, data: dict[str, Any]) -> str:
+        return _text(
+            self.r.xadd(
+                self.k.events(job_id),
+                {"event": event, "data": json.dumps(data, separators=(",", ":"))},
+                maxlen=EVENTS_MAXLEN,
+                approximate=True,
+            )
+        )
+
+    def read_events(self, job_id: str, after: str = "0-0", block_ms: int | None = None) -> list[tuple[str, str, dict]]:
+        """Events after the given stream id: [(id, event, data)]; blocks up to block_ms for new ones."""
+        res = cast("list[tuple[Any, list[tuple[Any, dict[Any, Any]]]]] | None",
+                   self.r.xread({self.k.events(job_id): after}, block=block_ms, count=500))
+        out: list[tuple[str, str, dict]] = []
+        for _stream, entries in res or []:
+            for entry_id, fields in entries:
+                f = {_text(k): _text(v) for k, v in fields.items()}
+                out.append((_text(entry_id), f["event"], json.loads(f["data"])))
+        return out
+
+    # ------------------------------------------------------------------ orphans
+    def reap_orphans(self, grace_s: float = LEASE_TTL_S) -> list[tuple[str, str]]:
+        """Runs of running jobs whose lease expired: requeue them (caller re-sends one message each) or
+        report them exhausted (caller fails the job). A job none of whose runs is running or ended any
+        more goes back to `queued`.
+
+        Returns [(job_id, 'requeued' | 'exhausted' | 'resend')], one per such run ('resend': a released
+        confirm run that may never have had its message). Jobs claimed less than `grace_s` ago are left alone.
+        """
+        outcomes: list[tuple[str, str]] = []
+        cutoff = time.time() - grace_s
+        for member in self.r.zrangebyscore(self.k.running(), "-inf", cutoff):
+            job_id = _text(member)
+            res = [_text(v) for v in self._reap_runs(keys=[self.k.job(job_id), self.k.lease_prefix(job_id),
+                                                           self.k.running()],
+                                                     args=[self.max_attempts, job_id, time.time(), grace_s])]
+            for outcome, run in zip(res[::2], res[1::2]):
+                if outcome not in ("requeued", "exhausted", "resend"):
+                    continue
+                outcomes.append((job_id, outcome))
+                if outcome == "requeued":
+                    self.add_event(job_id, "status", {"status": self._status(job_id), "run": int(run),
+                                                      "reason": "worker lost; run requeued"})
+        return outcomes
+
+    def _status(self, job_id: str) -> str | None:
+        return _text(self.r.hget(self.k.job(job_id), "status"))
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def store_from_settings(settings: Settings) -> JobStore:
+    """The JobStore a process uses: one connection pool per process, configured from LRRT_* settings."""
+    client = redis.Redis.from_url(settings.redis_url, health_check_interval=30, socket_timeout=30)
+    return JobStore(
+        client,
+        Keys(settings.key_prefix),
+        result_ttl_s=settings.result_ttl_s,
+        max_redeliveries=settings.max_redeliveries,
+    )

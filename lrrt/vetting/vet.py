@@ -1,0 +1,103 @@
+"""Every check of a submission that needs no Keras, in one place: the API runs exactly these at
+submission, and the worker runs them again before it builds anything, so a job the API accepted is
+never refused by the worker for a reason the API could have known.
+
+In order: the allow-list walk of the JSON as sent, the Keras 2 rewrite and the walk again on its
+output, the parameter estimate against the cap, and the dataset reference's form (loss and optimizer
+names are part of `JobSpec` validation itself) (`lrrt.vetting.datasets`). What only the worker can know (the exact parameter count
+once built, whether the arrays fit the model) is checked there.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lrrt.problems import ConfigInvalid, DatasetError, DatasetInvalid
+from lrrt.settings import Settings
+from lrrt.spec import JobSpec
+from lrrt.vetting.allowlist import check_model_json, check_params
+from lrrt.vetting.datasets import array_groups, at_uri, check_uri
+from lrrt.vetting.keras2 import to_keras3
+
+
+def vet_model_json(model_json: dict[str, Any], caps: Settings) -> dict[str, Any]:
+    """The Keras 3 config to build, after every model check that needs no Keras; raises EngineError subclasses."""
+    check_model_json(model_json, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
+    config = to_keras3(model_json)
+    check_model_json(config, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
+    config.pop("compile_config", None)  # empty (checked above); Keras would compile from it
+    check_params(config, max_params=caps.max_params)
+    return config
+
+
+def vet_spec(spec: JobSpec, caps: Settings, *, dataset: bool = True) -> dict[str, Any]:
+    """Everything about `spec` that can be known without Keras or the data; returns the config to build.
+
+    The sweep caps are `lrrt.spec.cap_violations`, which both sides call on their own (the API
+    to report every violation at once, the worker again once an epochs-sized sweep's length is known).
+    `dataset=False` skips the reference's checks, for a run on arrays the caller passed in.
+    """
+    try:
+        if dataset:
+            check_uri(spec.dataset.uri)
+    except DatasetError as exc:
+        raise at_uri(exc) from None
+    config = vet_model_json(spec.model, caps)
+    check_loss_outputs(spec, config)
+    return config
+
+
+def model_io(config: dict[str, Any]) -> tuple[list[tuple[str, list[Any] | None]], list[str]]:
+    """(inputs as (name, batch shape or None), output names) of a vetted Keras 3 config, read from the
+    JSON alone: what an `.npz`'s `x_<name>`/`y_<name>` arrays and a loss object must match."""
+    body = config.get("config") or {}
+    layers = {layer.get("config", {}).get("name"): layer for layer in body.get("layers", []) if isinstance(layer, dict)}
+    if config.get("class_name") == "Sequential":
+        first = next(iter(layers.values()), {})
+        shape = first.get("config", {}).get("batch_shape") if first.get("class_name") == "InputLayer" else None
+        last = list(layers)[-1] if layers else "output"  # a Sequential's output is named after its last layer
+        return [(str(first.get("config", {}).get("name", "input")), shape)], [str(last)]
+
+    def names(refs: Any) -> list[str]:
+        refs = [refs] if refs and isinstance(refs[0], str) else refs or []
+        return [str(ref[0]) for ref in refs if isinstance(ref, list) and ref]
+
+    inputs = [(name, layers.get(name, {}).get("config", {}).get("batch_shape")) for name in names(body.get("input_layers"))]
+    return inputs, names(body.get("output_layers"))
+
+
+def check_loss_outputs(spec: JobSpec, config: dict[str, Any]) -> None:
+    """A loss object must name exactly the model's outputs (one loss for all needs no names)."""
+    if not isinstance(spec.loss, dict):
+        return
+    _, outputs = model_io(config)
+    if set(spec.loss) != set(outputs):
+        raise ConfigInvalid(f"the loss object names outputs {sorted(spec.loss)} but the model's outputs are {outputs}: "
+                            "give one loss per output name, or a single loss for all", outputs=outputs,
+                            errors=[{"in": "body", "pointer": "/loss", "type": "loss", "message": "keys must be the "
+                                     f"model's output names {outputs}"}])
+
+
+def check_arrays_fit(config: dict[str, Any], shapes: dict[str, list[int]]) -> None:
+    """An uploaded dataset's arrays (their names and row shapes, from its metadata) against the model's
+    inputs and outputs, so a mismatch is a 422 at submission instead of a failed job."""
+    inputs, outputs = model_io(config)
+    groups = array_groups(shapes)
+    for group, wanted in (("x", [name for name, _ in inputs]), ("y", outputs)):
+        have = groups[group]
+        if len(wanted) > 1 and set(have) != set(wanted):
+            expected = ", ".join(f"{group}_{name}" for name in wanted)
+            raise at_uri(DatasetInvalid(f"the model has {'inputs' if group == 'x' else 'outputs'} {wanted} but the dataset "
+                                        f"holds {sorted(have.values())}: upload one array per each, named {expected}",
+                                        expected=[f"{group}_{name}" for name in wanted]))
+    for name, batch_shape in inputs:
+        member = groups["x"][name] if len(inputs) > 1 else next(iter(groups["x"].values()))
+        wanted_row = list(batch_shape[1:]) if isinstance(batch_shape, list) else None
+        if wanted_row is None or None in wanted_row:
+            continue
+        row = shapes[member][1:]
+        if row != wanted_row and math.prod(row) != math.prod(wanted_row):
+            raise at_uri(DatasetInvalid(f"{member} rows have shape {row} but the model's input {name!r} expects {wanted_row}; "
+                                        "reshape the data or change the model's input shape",
+                                        data_shape=row, model_shape=wanted_row))

@@ -1,0 +1,31 @@
+"""Real Keras models and job specs for tests that build them: CPU Keras, the digits dataset."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lrrt.spec import JobSpec
+
+
+def mlp_json(inputs: tuple[int, ...] = (64,), hidden: int = 32, outputs: int = 10, activation: str = "softmax") -> dict[str, Any]:
+    """A real Keras 3 `to_json()` of a small MLP (built here, so the fixture never drifts from Keras)."""
+    import keras
+
+    layers = [keras.Input(inputs)]
+    if len(inputs) > 1:
+        layers.append(keras.layers.Flatten())
+    layers += [keras.layers.Dense(hidden, activation="relu"), keras.layers.Dense(outputs, activation=activation)]
+    return json.loads(keras.Sequential(layers).to_json())
+
+
+def make_spec(model: dict[str, Any] | None = None, *, optimizers: list[dict[str, Any]] | None = None,
+              dataset: dict[str, Any] | None = None, loss: str = "sparse_categorical_crossentropy", **sweep: Any) -> JobSpec:
+    settings = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 60, "batch_size": 64, **sweep}
+    return JobSpec(
+        model=model if model is not None else mlp_json(),
+        dataset=dataset or {"uri": "builtin:digits", "normalize": True},
+        loss=loss,
+        optimizers=optimizers or [{"name": "sgd"}],
+        sweep=settings,
+    )
