@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lrrt.vetting.datasets import SCHEMES
+from lrrt.vetting.summary import ModelSummary, summarize
 
 if TYPE_CHECKING:
     from lrrt.settings import Settings
@@ -234,6 +236,13 @@ class JobSpec(_Strict):
                 raise ValueError("a loss object needs one entry per model output (at most 64)")
             return {output: _loss_name(name) for output, name in loss.items()}
         return _loss_name(loss)
+
+    @cached_property
+    def model_summary(self) -> ModelSummary:
+        """The one walk of `model` (`lrrt.vetting.summary`), taken on first use and kept: the caps, the
+        allow-list verdict and the backend rule of one submission all read it. A spec is not edited after
+        validation, so the summary cannot go stale."""
+        return summarize(self.model)
 
     def loss_names(self) -> list[str]:
         """Every loss identifier the job names (one, or one per output)."""

@@ -60,8 +60,8 @@ CRASHERS = {
 
 @pytest.mark.parametrize("case", sorted(CRASHERS))
 def test_model_json_that_crashed_the_checks_is_422(case: str, no_canary: None, api: TestClient) -> None:
-    """Shapes the fuzzer found that raised TypeError/AttributeError inside `check_model_json` or
-    `estimate_params` (a 500 at submission). Each must be a 422 problem."""
+    """Shapes the fuzzer found that raised TypeError/AttributeError inside the allow-list walk or the
+    parameter estimate (a 500 at submission). Each must be a 422 problem."""
     for model in (CRASHERS[case], json.dumps(CRASHERS[case])):
         assert_problem(api.post("/v1/jobs", json=make_spec(model=model), headers=ALICE), 422)
 
