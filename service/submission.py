@@ -150,13 +150,13 @@ def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root:
 
 
 def check_held_out(spec: JobSpec, name: str, shapes: dict[str, list[int]]) -> None:
-    """`sweep.confirm` and `evaluate_on='validation'` score on held-out rows: an upload without
-    `x_val`/`y_val` needs `validation_split > 0` (a built-in dataset is checked by `JobSpec` itself)."""
-    needs = [what for what, on in (("sweep.confirm", spec.sweep.confirm is not None),
-                                   ("evaluate_on='validation'", spec.sweep.evaluate_on == "validation")) if on]
-    if needs and spec.dataset.validation_split == 0 and not array_groups(shapes)["x_val"]:
-        raise DatasetInvalid(f"{' and '.join(needs)} need(s) held-out rows, but dataset {name!r} has no x_val/y_val: "
-                             "set dataset.validation_split > 0, or upload x_val and y_val")
+    """An upload without `x_val`/`y_val` has held-out rows only with `validation_split > 0` (the rule is
+    `Sweep.held_out_missing`; a built-in dataset is checked by `JobSpec` itself)."""
+    if spec.dataset.validation_split == 0 and not array_groups(shapes)["x_val"]:
+        missing = spec.sweep.held_out_missing(f"dataset {name!r} has no x_val/y_val and dataset.validation_split is 0",
+                                              "set dataset.validation_split > 0, or upload x_val and y_val")
+        if missing is not None:
+            raise DatasetInvalid(missing)
 
 
 def _parts(pointer: str) -> list[str]:
