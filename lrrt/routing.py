@@ -40,9 +40,8 @@ CONV_CLASSES = frozenset({"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv
                           "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D"})
 RECURRENT_CLASSES = frozenset({"LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
 #: Input positions per step (a sample's pixels or sequence steps, times the batch size) from which a
-#: convolutional model runs faster on TensorFlow than on JAX on the CPU. Measured (docs/design.md): JAX
-#: ahead up to 16x16 at batch 32 (8,192), even at 18x18 (10,368) and at 8x8 with batch 250 (16,000),
-#: TensorFlow ahead from 20x20 at batch 32 (12,800) and 3-6x ahead at batch 250 from 16x16 (64,000).
+#: convolutional model runs faster on TensorFlow than on JAX on the CPU: the crossover measured in
+#: docs/design.md ("Which backend runs a job", the table by input positions).
 CPU_CONV_TENSORFLOW_FROM = 12_800
 
 
