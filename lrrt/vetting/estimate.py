@@ -111,14 +111,14 @@ def _layer_params(layer: dict[str, Any], shape: Shape | None) -> tuple[int | Non
         units = int(c["units"])
         return features * units + (units if c.get("use_bias", True) else 0), (*shape[:-1], units)
     if name in _CONV or name in {"Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"}:
-        kernel = math.prod(_ints(c["kernel_size"]))
+        kernel = _kernel_volume(name, c["kernel_size"])
         filters = int(c["filters"])
         groups = int(c.get("groups", 1) or 1)
         out = _window_shape(shape, c["kernel_size"], c.get("strides", 1), c.get("padding", "valid"),
                             c.get("dilation_rate", 1), filters) if name in _CONV else None
         return kernel * (features // groups) * filters + (filters if c.get("use_bias", True) else 0), out
     if name in ("DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"):
-        kernel = math.prod(_ints(c["kernel_size"]))
+        kernel = _kernel_volume(name, c["kernel_size"])
         depth = features * int(c.get("depth_multiplier", 1) or 1)
         if name.startswith("Depthwise"):
             return kernel * depth + (depth if c.get("use_bias", True) else 0), None
@@ -162,6 +162,15 @@ def _window_shape(shape: Shape, kernel: Any, strides: Any, padding: str, dilatio
         else:
             out.append((size - (k - 1) * d - 1) // s + 1)
     return (shape[0], *out, channels)
+
+
+def _kernel_volume(name: str, kernel_size: Any) -> int:
+    """Weights per input and output channel of a convolution's kernel. Keras writes `kernel_size` as a
+    list; a hand-written JSON may give one int, which means that size along each of the layer's axes."""
+    if isinstance(kernel_size, list):
+        return math.prod(_ints(kernel_size))
+    rank = int(name[name.rindex("D") - 1])  # Conv2D, DepthwiseConv1D, Conv3DTranspose: the digit before the last D
+    return int(kernel_size) ** rank
 
 
 def _ints(value: Any) -> list[int]:
