@@ -14,6 +14,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+import lrrt.vetting.summary as summary_walk
 from lrrt.reaper import STRANDED_AFTER_S, reap_once
 from lrrt.routing import queue_for
 from lrrt.settings import Settings
@@ -65,6 +66,25 @@ def test_auto_with_both_backends_sends_a_small_dense_model_to_jax(client: TestCl
     assert job["spec"]["backend"] == "auto"
     assert job["id"] in queued_job_ids(redis_client, queue_for(settings.queue, "jax"))
     assert job["id"] not in queued_job_ids(redis_client, settings.queue)
+
+
+def test_a_routed_submission_walks_its_model_json_once(client: TestClient, heartbeats: Callable[..., None],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The depth cap, the allow-list, the parameter cap and the `auto` rule read one summary of the model
+    JSON (`JobSpec.model_summary`): each of its objects is judged by the allow-list exactly once."""
+    judged: list[int] = []
+    rule = summary_walk.node_problems
+    monkeypatch.setattr(summary_walk, "node_problems", lambda node, where: judged.append(id(node)) or rule(node, where))
+    heartbeats(tf1="tensorflow", jax1="jax")  # both live: `auto` runs the rule, which reads the model too
+    spec = make_spec()
+
+    def objects(value: object) -> int:
+        if isinstance(value, dict):
+            return 1 + sum(objects(v) for v in value.values())
+        return sum(objects(v) for v in value) if isinstance(value, list) else 0
+
+    submit(client, **spec)
+    assert len(judged) == objects(spec["model"])
 
 
 def test_auto_uses_the_only_live_backend(client: TestClient, redis_client: redis.Redis, settings: Settings,
