@@ -258,8 +258,9 @@ class JobSpec(_Strict):
     @cached_property
     def model_summary(self) -> ModelSummary:
         """The one walk of `model` (`lrrt.vetting.summary`), taken on first use and kept: the caps, the
-        allow-list verdict and the backend rule of one submission all read it. A spec is not edited after
-        validation, so the summary cannot go stale."""
+        allow-list verdict and the backend rule of one submission all read it. Nothing edits a spec's
+        model after validation; a spec with another model is validated anew (`model_copy` would carry
+        the old summary along)."""
         return summarize(self.model)
 
     def loss_names(self) -> list[str]:

@@ -107,8 +107,9 @@ def replay(store: JobStore, tenant: str, idempotency_key: str | None, sha256: st
 
 def check_model(spec: JobSpec, settings: Settings) -> dict[str, Any]:
     """The worker's own pre-build checks (`lrrt.vetting.vet.vet_spec`): the allow-list verdict on the
-    spec's summary of the JSON and on its Keras 3 rewrite, the parameter cap, the dataset reference's form. Raises EngineError
-    subclasses, which the API answers as 422 problems. Returns the Keras 3 config the worker will build."""
+    spec's summary of the JSON and on its Keras 3 rewrite, the parameter cap, the dataset reference's
+    form. Raises EngineError subclasses, which the API answers as 422 problems. Returns the Keras 3
+    config the worker will build."""
     return vet_spec(spec, settings)
 
 

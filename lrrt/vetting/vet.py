@@ -2,11 +2,11 @@
 submission, and the worker runs them again before it builds anything, so a job the API accepted is
 never refused by the worker for a reason the API could have known.
 
-In order: the verdict on the JSON as sent (one walk, `lrrt.vetting.summary`: depth and layer caps,
-the allow-list), the Keras 2 rewrite and the same verdict on its output, the parameter estimate against
-the cap, and the dataset reference's form (loss and optimizer
-names are part of `JobSpec` validation itself) (`lrrt.vetting.datasets`). What only the worker can know (the exact parameter count
-once built, whether the arrays fit the model) is checked there.
+In order: the verdict on the JSON as sent (read from its one walk, `lrrt.vetting.summary`: depth and
+layer caps, the allow-list), the Keras 2 rewrite and the same verdict on its output, the parameter
+estimate against the cap, and the dataset reference's form (`lrrt.vetting.datasets`; loss and
+optimizer names are part of `JobSpec` validation itself). What only the worker can know (the exact
+parameter count once built, whether the arrays fit the model) is checked there.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def vet_model_json(model_json: dict[str, Any], caps: Settings, summary: ModelSum
     `summary` is `model_json`'s own (`JobSpec.model_summary`) when the caller has it, so the JSON as sent
     is walked once per submission; a Keras 2 JSON's rewrite is new JSON and is walked and judged again.
     """
-    summary = summary or summarize(model_json)
+    if summary is None:
+        summary = summarize(model_json)
     check_allowed(summary, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
     config = to_keras3(model_json)  # a copy, unchanged unless `is_legacy`
     if is_legacy(model_json):
