@@ -1,9 +1,8 @@
 """Which Keras backends have live workers, read from the workers' heartbeats.
 
-Each worker's heartbeat (`worker/heartbeat.py`) carries its Keras backend and device; a heartbeat
-without them comes from a worker older than the choice of backends, which ran TensorFlow. The API
-routes `auto` jobs by it (`service/routing.py`) and the reaper re-routes an `auto` job stranded on a
-backend whose workers are gone (`lrrt.reaper.reroute_stranded`): both read it here.
+Each worker's heartbeat (`worker/heartbeat.py`) carries its Keras backend and device. The API routes
+`auto` jobs by it (`service/routing.py`) and the reaper re-routes an `auto` job stranded on a backend
+whose workers are gone (`lrrt.reaper.reroute_stranded`): both read it here.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import json
 
 import redis
 
-from lrrt.routing import DEFAULT_BACKEND
 from lrrt.store.keys import Keys
 
 #: Seconds a worker's heartbeat lives unless beaten again (`worker/heartbeat.py` beats every 10 s): a
@@ -25,11 +23,14 @@ def live_backends(r: redis.Redis, keys: Keys) -> dict[str, str]:
     names = list(r.scan_iter(match=keys.worker_heartbeat("") + "*", count=500))
     live: dict[str, str] = {}
     for raw in r.mget(names) if names else []:
+        if raw is None:  # expired between the scan and the read
+            continue
         try:
-            info = json.loads(raw) if raw else {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            info = {}
-        info = info if isinstance(info, dict) else {}
-        backend = str(info.get("backend") or DEFAULT_BACKEND)
+            info = json.loads(raw)
+        except ValueError:  # not a heartbeat
+            continue
+        backend = info.get("backend") if isinstance(info, dict) else None
+        if not isinstance(backend, str):
+            continue
         live[backend] = "gpu" if info.get("device") == "gpu" or live.get(backend) == "gpu" else "cpu"
     return live

@@ -1,10 +1,10 @@
-"""Problems (RFC 9457), built one way: every error a user can see is a `Problem` whose `problem()` is
-the body, whoever raises it.
+"""Problems (RFC 9457), built one way: every error a user can see is a `ProblemException` whose
+`problem()` is the body, whoever raises it.
 
 The worker stores `error.problem()` in the failed job record verbatim; the API raises the same classes
 for checks it can make at submission (allow-list, caps), so a rejected layer reads the same whether the
 API or the worker caught it, and answers its own HTTP errors with `service.problems.ProblemError`, a
-`Problem` too.
+`ProblemException` too. (`service.problems.Problem` is the body's schema in the OpenAPI document.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 PROBLEM_BASE = "urn:lrrt:problem:"
 
 
-class Problem(Exception):
+class ProblemException(Exception):
     """A problem object as an exception. Subclasses fix `slug`, `title` and `status` per kind of problem;
     `detail` says what went wrong this time and what to change; extension members ride in `extensions`."""
 
@@ -35,7 +35,7 @@ class Problem(Exception):
         return {**body, **self.extensions}
 
 
-class EngineError(Problem):
+class EngineError(ProblemException):
     """What the engine and the vetting raise: `status` is the HTTP status when raised at submission."""
 
     slug = "engine-error"
@@ -99,7 +99,7 @@ class DatasetNotFound(DatasetError):
     title = "The dataset reference cannot be used"
 
 
-class TimeLimit(Problem):
+class TimeLimit(ProblemException):
     """The job ran past the deployment's wall-time limit; its curves so far are kept."""
 
     slug = "time-limit"
@@ -116,7 +116,7 @@ class TimeLimit(Problem):
         )
 
 
-class InternalError(Problem):
+class InternalError(ProblemException):
     """A bug in the worker, not a problem with the request."""
 
     slug = "internal"
@@ -131,7 +131,7 @@ class InternalError(Problem):
         )
 
 
-class WorkerStuck(Problem):
+class WorkerStuck(ProblemException):
     """A run of the job stopped reporting progress on every attempt (the stuck-run watchdog, worker/tasks.py)."""
 
     slug = "worker-stuck"
@@ -148,7 +148,7 @@ class WorkerStuck(Problem):
         )
 
 
-class QueueUnavailable(Problem):
+class QueueUnavailable(ProblemException):
     """The broker could not be reached at submission: the job was recorded as failed."""
 
     slug = "queue-unavailable"

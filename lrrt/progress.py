@@ -95,7 +95,7 @@ class JobProgress:
         arms = len(self.arms)
         total = self.run_steps * arms * sweep.repeats
         if sweep.confirm is not None:  # every slot counted; a slot without a candidate ends at once
-            total += (sweep.confirm.steps or self.run_steps) * arms * sweep.confirm.candidates
+            total += sweep.confirm.budget(self.run_steps) * arms * sweep.confirm.candidates
         done = sum(r["steps_done"] for r in self.runs.values()) + sum(c["steps_done"] for c in self.confirm.values())
         return {
             "steps_done": done,

@@ -191,4 +191,4 @@ def confirm_steps(spec: JobSpec, planned_steps: int) -> int | None:
     """Each confirm candidate's budget for a sweep of `planned_steps` (None: the job does not confirm)."""
     if spec.sweep.confirm is None:
         return None
-    return spec.sweep.confirm.steps or planned_steps
+    return spec.sweep.confirm.budget(planned_steps)

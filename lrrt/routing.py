@@ -24,12 +24,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lrrt.spec import Sweep
-from lrrt.vetting.allowlist import estimate_params, input_shapes, layer_classes
+from lrrt.vetting.summary import ModelSummary, summarize
 
 Backend = Literal["tensorflow", "jax"]
 #: Every backend a worker can run, the default (what a worker runs without `--backend`) first.
 BACKENDS: tuple[Backend, ...] = ("tensorflow", "jax")
 DEFAULT_BACKEND: Backend = "tensorflow"
+#: A model as routing reads it: its summary (the API has it from vetting, `JobSpec.model_summary`), or the
+#: model JSON itself (the reaper and the engine hold only the record's JSON, summarized here once).
+Model = ModelSummary | dict[str, Any]
 #: The spec's default batch size, for a `backend_reason` caller that does not pass the job's.
 DEFAULT_BATCH_SIZE: int = Sweep.model_fields["batch_size"].default
 
@@ -37,9 +40,8 @@ CONV_CLASSES = frozenset({"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv
                           "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D"})
 RECURRENT_CLASSES = frozenset({"LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
 #: Input positions per step (a sample's pixels or sequence steps, times the batch size) from which a
-#: convolutional model runs faster on TensorFlow than on JAX on the CPU. Measured (docs/design.md): JAX
-#: ahead up to 16x16 at batch 32 (8,192), even at 18x18 (10,368) and at 8x8 with batch 250 (16,000),
-#: TensorFlow ahead from 20x20 at batch 32 (12,800) and 3-6x ahead at batch 250 from 16x16 (64,000).
+#: convolutional model runs faster on TensorFlow than on JAX on the CPU: the crossover measured in
+#: docs/design.md ("Which backend runs a job", the table by input positions).
 CPU_CONV_TENSORFLOW_FROM = 12_800
 
 
@@ -65,9 +67,13 @@ class Choice:
     reason: str
 
 
-def model_kind(model: dict[str, Any]) -> str:
+def _summary(model: Model) -> ModelSummary:
+    return model if isinstance(model, ModelSummary) else summarize(model)
+
+
+def model_kind(model: Model) -> str:
     """`recurrent`, `conv` or `dense` (anything else: dense, embedding, attention), from the classes it uses."""
-    classes = layer_classes(model)
+    classes = _summary(model).classes
     if classes & RECURRENT_CLASSES:
         return "recurrent"
     if classes & CONV_CLASSES:
@@ -75,19 +81,20 @@ def model_kind(model: dict[str, Any]) -> str:
     return "dense"
 
 
-def input_positions(model: dict[str, Any]) -> int | None:
+def input_positions(model: Model) -> int | None:
     """The largest input's spatial (or sequence) positions per sample: its shape without batch and channels."""
-    sizes = [math.prod(d or 1 for d in shape[1:-1]) for shape in input_shapes(model) if len(shape) > 2]
+    sizes = [math.prod(d or 1 for d in shape[1:-1]) for shape in _summary(model).input_shapes if len(shape) > 2]
     return max(sizes) if sizes else None
 
 
-def rule_backend(model: dict[str, Any], device: str, batch_size: int) -> Choice:
+def rule_backend(model: Model, device: str, batch_size: int) -> Choice:
     """The measured rule alone (both backends available): which backend is faster for this model, stepped
     `batch_size` samples at a time, on `device`."""
     if device == "gpu":
         return Choice("jax", "auto: on a GPU the measured fast path is JAX (docs/design.md)")
+    model = _summary(model)
     kind = model_kind(model)
-    params = estimate_params(model)
+    params = model.params
     size = f"{params:,} parameters" if params is not None else "parameters unknown"
     if kind == "conv":
         positions = input_positions(model)
@@ -102,7 +109,7 @@ def rule_backend(model: dict[str, Any], device: str, batch_size: int) -> Choice:
     return Choice("jax", f"auto: {kind} model ({size}); on the CPU JAX is faster")
 
 
-def auto_backend(model: dict[str, Any], *, live: Mapping[str, str], batch_size: int) -> Choice:
+def auto_backend(model: Model, *, live: Mapping[str, str], batch_size: int) -> Choice:
     """`auto` for a deployment whose live workers run the backends in `live` (backend -> `cpu` or `gpu`)."""
     served = [b for b in BACKENDS if b in live]
     if not served:
@@ -114,7 +121,7 @@ def auto_backend(model: dict[str, Any], *, live: Mapping[str, str], batch_size: 
     return rule_backend(model, device, batch_size)
 
 
-def route(requested: str, model: dict[str, Any], live: Mapping[str, str], batch_size: int) -> Choice | None:
+def route(requested: str, model: Model, live: Mapping[str, str], batch_size: int) -> Choice | None:
     """The backend of a job asking for `requested` (`auto` or a backend); None when it asks for a backend
     that no live worker runs while others are live (the API answers 422 naming the served ones).
 
@@ -129,7 +136,7 @@ def route(requested: str, model: dict[str, Any], live: Mapping[str, str], batch_
     return Choice(backend, f"requested: the job asked for {requested}")
 
 
-def backend_reason(spec_backend: str, model: dict[str, Any], ran: str, device: str,
+def backend_reason(spec_backend: str, model: Model, ran: str, device: str,
                    batch_size: int = DEFAULT_BATCH_SIZE) -> str:
     """Why the backend that ran a job (`ran`, on `device`) ran it: asked for, the rule, or the only one at hand.
 

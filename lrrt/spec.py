@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lrrt.vetting.datasets import SCHEMES
+from lrrt.vetting.summary import ModelSummary, summarize
 
 if TYPE_CHECKING:
     from lrrt.settings import Settings
@@ -136,6 +138,11 @@ class Confirm(_Strict):
         "then the rules' picks and wider brackets."))
     steps: int | None = Field(None, ge=1, description="Steps of each candidate's training (default: the sweep's length).")
 
+    def budget(self, sweep_steps: int) -> int:
+        """Steps of each candidate's training when the range test is `sweep_steps` long: the one definition
+        the caps, the progress total and the result's criterion all use."""
+        return self.steps or sweep_steps
+
 
 class Sweep(_Strict):
     start_lr: float = Field(1e-5, gt=0, description="Learning rate of the first step.")
@@ -188,7 +195,20 @@ class Sweep(_Strict):
         """Steps of each confirm candidate's training (0 when confirm is off)."""
         if self.confirm is None:
             return 0
-        return self.confirm.steps or self.total_steps(train_samples)
+        return self.confirm.budget(self.total_steps(train_samples))
+
+    def held_out_missing(self, data: str, fix: str = "set dataset.validation_split > 0") -> str | None:
+        """The refusal of a sweep that scores on held-out rows (`confirm`, `evaluate_on='validation'`) run on
+        data without any (`data` says why it has none, `fix` what to do), else None.
+
+        The one statement of the rule: the spec applies it to built-in datasets, the API to uploads (from
+        their metadata) and the engine to the data it loaded, each before anything trains.
+        """
+        needs = [name for name, on in (("sweep.confirm", self.confirm is not None),
+                                       ("evaluate_on='validation'", self.evaluate_on == "validation")) if on]
+        if not needs:
+            return None
+        return f"{' and '.join(needs)} score{'s' if len(needs) == 1 else ''} on held-out rows, but {data}: {fix}"
 
 
 class JobSpec(_Strict):
@@ -235,6 +255,14 @@ class JobSpec(_Strict):
             return {output: _loss_name(name) for output, name in loss.items()}
         return _loss_name(loss)
 
+    @cached_property
+    def model_summary(self) -> ModelSummary:
+        """The one walk of `model` (`lrrt.vetting.summary`), taken on first use and kept: the caps, the
+        allow-list verdict and the backend rule of one submission all read it. Nothing edits a spec's
+        model after validation; a spec with another model is validated anew (`model_copy` would carry
+        the old summary along)."""
+        return summarize(self.model)
+
     def loss_names(self) -> list[str]:
         """Every loss identifier the job names (one, or one per output)."""
         return sorted(set(self.loss.values())) if isinstance(self.loss, dict) else [self.loss]
@@ -247,10 +275,9 @@ class JobSpec(_Strict):
                 raise ValueError(f"optimizer label {arm.display_label!r} is used twice: give each arm a unique label")
             seen.add(arm.display_label)
         if self.dataset.validation_split == 0 and not self.dataset.uri.startswith(("dataset:", "file:")):
-            if self.sweep.evaluate_on == "validation":
-                raise ValueError("evaluate_on='validation' needs dataset.validation_split > 0")
-            if self.sweep.confirm is not None:
-                raise ValueError("sweep.confirm scores candidates on held-out rows: set dataset.validation_split > 0")
+            missing = self.sweep.held_out_missing("a built-in dataset holds out none when dataset.validation_split is 0")
+            if missing is not None:
+                raise ValueError(missing)
         return self
 
 

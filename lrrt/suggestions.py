@@ -23,8 +23,8 @@ each against an independent re-implementation of the peer's published algorithm)
 - `one_cycle` (Smith; fastai/PyTorch `OneCycleLR` shape): `max_lr = min(10 x recommended_lr,
   lr_bounds.max_lr / 4, min_loss_lr)`, `base_lr = max_lr / 25` (div_factor), `final_lr = base_lr / 1e4`,
   `pct_start = 0.3`; none when that max_lr is below the sweep's start_lr (the range never showed it).
-  Measured in bench/quality.py (docs/quality.md): one-cycle at the loss minimum itself diverged or
-  landed far off on 4 of 7 cases; each half of the min alone overshoots on some task.
+  The min of three, because one-cycle at the loss minimum itself diverges or lands far off, and each
+  of the others alone overshoots on some task (measured: docs/design.md, "Suggestion rules").
 - `recommended_lr` (`median3`): the median in log10 of `valley`, `steepest` and `minimum` (the middle one;
   the geometric mean when two answer; the one that answers when only one does, named by its own rule).
   Measured against the grid-trained ground truth in bench/quality.py, it ties or beats fastai's valley.

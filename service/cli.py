@@ -29,6 +29,9 @@ app = typer.Typer(
     help="Learning Rate Range Test service: find the learning rate (and optimizer) for a Keras model.",
     no_args_is_help=True,
     add_completion=False,
+    # Click's plain help, not rich's tables: at 80 columns rich cuts long flag names (`--divergence-thr…`),
+    # click never does (a long name moves its help to the next line). tests/service/test_cli.py checks it.
+    rich_markup_mode=None,
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -1,8 +1,9 @@
 """Problem details (RFC 9457) for every error the API answers, and the handlers that guarantee it.
 
 Clients get one error shape whatever failed: our own checks (`ProblemError`), FastAPI's request
-validation, Starlette's 404/405/413, the core's and the engine's errors raised at submission (all `lrrt.problems.Problem`), Redis
-being down, or a bug (500, without a stack trace). Every 4xx `detail` says what to change.
+validation, Starlette's 404/405/413, the core's and the engine's errors raised at submission (all
+`lrrt.problems.ProblemException`), Redis being down, or a bug (500, without a stack trace). Every 4xx
+`detail` says what to change.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class FieldError(BaseModel):
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details. Extension members appear only where they apply."""
+    """The body of every error answer (RFC 9457 problem details), named `Problem` in the OpenAPI document.
+    Extension members appear only where they apply."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -52,11 +54,11 @@ class Problem(BaseModel):
     disallowed: list[str] | None = Field(None, description="Model classes/modules outside the allow-list.")
 
 
-class ProblemError(core.Problem):
+class ProblemError(core.ProblemException):
     """Raise from routes and dependencies to answer with a problem; `headers` ride along (Retry-After...).
 
     The API's own errors take their slug, status and title per call; the engine's and the core's errors
-    are `Problem` subclasses with them fixed, and both answer through `problem_response`.
+    are `ProblemException` subclasses with them fixed, and both answer through `problem_response`.
     """
 
     def __init__(
@@ -76,7 +78,7 @@ class ProblemError(core.Problem):
         self.headers = headers or {}
 
 
-def problem_response(request: Request, problem: core.Problem) -> JSONResponse:
+def problem_response(request: Request, problem: core.ProblemException) -> JSONResponse:
     """The problem+json answer; `instance` is the request path."""
     return JSONResponse(problem.problem(instance=request.url.path), status_code=problem.status,
                         headers=problem.headers, media_type=PROBLEM_MEDIA_TYPE)
@@ -131,8 +133,8 @@ def allowed_methods(request: Request) -> list[str]:
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error class to a problem+json answer."""
 
-    @app.exception_handler(core.Problem)
-    async def _problem(request: Request, exc: core.Problem) -> JSONResponse:
+    @app.exception_handler(core.ProblemException)
+    async def _problem(request: Request, exc: core.ProblemException) -> JSONResponse:
         return problem_response(request, exc)
 
     @app.exception_handler(RequestValidationError)

@@ -46,11 +46,11 @@ def choose_backend(spec: JobSpec, live: LiveBackends) -> Choice:
     """The backend the job runs on; a 422 `backend-unavailable` naming the served backends when it asks
     for one that no live worker runs (checked on a fresh read of the heartbeats, never the cache)."""
     requested = spec.backend
-    choice = route(requested, spec.model, live.get(), spec.sweep.batch_size)
+    choice = route(requested, spec.model_summary, live.get(), spec.sweep.batch_size)
     if choice is not None:
         return choice
     served_now = live.get(fresh=True)
-    choice = route(requested, spec.model, served_now, spec.sweep.batch_size)
+    choice = route(requested, spec.model_summary, served_now, spec.sweep.batch_size)
     if choice is None:
         served = sorted(served_now)
         raise ProblemError(

@@ -22,8 +22,8 @@ from lrrt.problems import CapExceeded, DatasetError, DatasetInvalid, DatasetNotF
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec, cap_violations
 from lrrt.store.jobs import Created, IdempotencyConflict, JobStore
-from lrrt.vetting.allowlist import json_depth
 from lrrt.vetting.datasets import array_groups, at_uri, check_uri, resolve_file
+from lrrt.vetting.summary import ModelSummary, summarize
 from lrrt.vetting.vet import check_arrays_fit, vet_spec
 from service.datasets import DatasetStore
 from service.problems import ProblemError
@@ -51,21 +51,31 @@ def parse_json(raw: bytes | str, *, pointer: str = "") -> Any:
 
 
 def parse_spec(raw: bytes, settings: Settings) -> JobSpec:
-    """Bytes -> JobSpec; 422 for anything malformed. A model sent as a JSON string is parsed here, once."""
+    """Bytes -> JobSpec; 422 for anything malformed. A model sent as a JSON string is parsed here, once.
+
+    The model JSON's depth cap is checked on the spec's one walk of it (`JobSpec.model_summary`); a body
+    that fails validation is walked here instead, so that a nesting bomb is reported as the cap it
+    exceeds rather than as whichever schema error it also makes.
+    """
     body = parse_json(raw)
     if isinstance(body, dict) and isinstance(body.get("model"), str):
         body["model"] = parse_json(body["model"], pointer="/model")
-    if isinstance(body, dict) and isinstance(body.get("model"), (dict, list)):
-        depth = json_depth(body["model"])
-        if depth > settings.max_json_depth:
-            raise CapExceeded(f"the model JSON nests {depth} levels deep; the limit is {settings.max_json_depth}",
-                              cap="max_json_depth", limit=settings.max_json_depth, value=depth)
     try:
-        return JobSpec.model_validate(body)
+        spec = JobSpec.model_validate(body)
     except ValidationError as exc:
+        if isinstance(body, dict) and isinstance(body.get("model"), (dict, list)):
+            _check_depth(summarize(body["model"]), settings)
         raise RequestValidationError(
             [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False, include_input=False)]
         ) from None
+    _check_depth(spec.model_summary, settings)
+    return spec
+
+
+def _check_depth(summary: ModelSummary, settings: Settings) -> None:
+    if summary.depth > settings.max_json_depth:
+        raise CapExceeded(f"the model JSON nests {summary.depth} levels deep; the limit is {settings.max_json_depth}",
+                          cap="max_json_depth", limit=settings.max_json_depth, value=summary.depth)
 
 
 def body_sha256(spec: JobSpec) -> str:
@@ -96,9 +106,10 @@ def replay(store: JobStore, tenant: str, idempotency_key: str | None, sha256: st
 
 
 def check_model(spec: JobSpec, settings: Settings) -> dict[str, Any]:
-    """The worker's own pre-build checks (`lrrt.vetting.vet.vet_spec`): the allow-list walk of the JSON
-    and of its Keras 3 rewrite, the parameter cap, the dataset reference's form. Raises EngineError
-    subclasses, which the API answers as 422 problems. Returns the Keras 3 config the worker will build."""
+    """The worker's own pre-build checks (`lrrt.vetting.vet.vet_spec`): the allow-list verdict on the
+    spec's summary of the JSON and on its Keras 3 rewrite, the parameter cap, the dataset reference's
+    form. Raises EngineError subclasses, which the API answers as 422 problems. Returns the Keras 3
+    config the worker will build."""
     return vet_spec(spec, settings)
 
 
@@ -140,13 +151,13 @@ def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root:
 
 
 def check_held_out(spec: JobSpec, name: str, shapes: dict[str, list[int]]) -> None:
-    """`sweep.confirm` and `evaluate_on='validation'` score on held-out rows: an upload without
-    `x_val`/`y_val` needs `validation_split > 0` (a built-in dataset is checked by `JobSpec` itself)."""
-    needs = [what for what, on in (("sweep.confirm", spec.sweep.confirm is not None),
-                                   ("evaluate_on='validation'", spec.sweep.evaluate_on == "validation")) if on]
-    if needs and spec.dataset.validation_split == 0 and not array_groups(shapes)["x_val"]:
-        raise DatasetInvalid(f"{' and '.join(needs)} need(s) held-out rows, but dataset {name!r} has no x_val/y_val: "
-                             "set dataset.validation_split > 0, or upload x_val and y_val")
+    """An upload without `x_val`/`y_val` has held-out rows only with `validation_split > 0` (the rule is
+    `Sweep.held_out_missing`; a built-in dataset is checked by `JobSpec` itself)."""
+    if spec.dataset.validation_split == 0 and not array_groups(shapes)["x_val"]:
+        missing = spec.sweep.held_out_missing(f"dataset {name!r} has no x_val/y_val and dataset.validation_split is 0",
+                                              "set dataset.validation_split > 0, or upload x_val and y_val")
+        if missing is not None:
+            raise DatasetInvalid(missing)
 
 
 def _parts(pointer: str) -> list[str]:

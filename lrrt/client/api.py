@@ -204,8 +204,7 @@ class Client:
 
     def datasets(self) -> list[dict[str, Any]]:
         """Your datasets, newest first."""
-        body = self._json("GET", "/v1/datasets")
-        return body["items"] if isinstance(body, dict) else body
+        return self._json("GET", "/v1/datasets")["items"]
 
     def dataset(self, dataset_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/datasets/{dataset_id.removeprefix('dataset:')}")

@@ -2,10 +2,11 @@
 submission, and the worker runs them again before it builds anything, so a job the API accepted is
 never refused by the worker for a reason the API could have known.
 
-In order: the allow-list walk of the JSON as sent, the Keras 2 rewrite and the walk again on its
-output, the parameter estimate against the cap, and the dataset reference's form (loss and optimizer
-names are part of `JobSpec` validation itself) (`lrrt.vetting.datasets`). What only the worker can know (the exact parameter count
-once built, whether the arrays fit the model) is checked there.
+In order: the verdict on the JSON as sent (read from its one walk, `lrrt.vetting.summary`: depth and
+layer caps, the allow-list), the Keras 2 rewrite and the same verdict on its output, the parameter
+estimate against the cap, and the dataset reference's form (`lrrt.vetting.datasets`; loss and
+optimizer names are part of `JobSpec` validation itself). What only the worker can know (the exact
+parameter count once built, whether the arrays fit the model) is checked there.
 """
 
 from __future__ import annotations
@@ -13,21 +14,67 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lrrt.problems import ConfigInvalid, DatasetError, DatasetInvalid
+from lrrt.problems import CapExceeded, ConfigInvalid, DatasetError, DatasetInvalid, ModelRejected
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec
-from lrrt.vetting.allowlist import check_model_json, check_params
+from lrrt.vetting.allowlist import MODEL_CLASSES
 from lrrt.vetting.datasets import array_groups, at_uri, check_uri
-from lrrt.vetting.keras2 import to_keras3
+from lrrt.vetting.keras2 import is_legacy, to_keras3
+from lrrt.vetting.summary import ModelSummary, summarize
 
 
-def vet_model_json(model_json: dict[str, Any], caps: Settings) -> dict[str, Any]:
-    """The Keras 3 config to build, after every model check that needs no Keras; raises EngineError subclasses."""
-    check_model_json(model_json, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
-    config = to_keras3(model_json)
-    check_model_json(config, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
+def check_allowed(summary: ModelSummary, *, max_depth: int = 64, max_layers: int = 1200) -> None:
+    """Raise `CapExceeded` or `ModelRejected` unless the summarized JSON uses only allowed Keras built-ins.
+
+    Runs no code from the payload: the summary was read from dicts, lists and strings. `compile_config`
+    is refused unless empty (an uncompiled Functional model's `to_json()` carries `{}`), because Keras
+    compiles from it, which deserializes losses and metrics.
+    """
+    if not summary.is_object:
+        raise ModelRejected("the model must be a JSON object as returned by model.to_json()", disallowed=["<not an object>"])
+    if summary.depth > max_depth:
+        raise CapExceeded(f"the model JSON nests {summary.depth} levels deep; the limit is {max_depth}",
+                          cap="max_json_depth", limit=max_depth, value=summary.depth)
+    if summary.disallowed_top is not None:
+        raise ModelRejected(f"the top-level class must be one of {sorted(MODEL_CLASSES)}, got {summary.disallowed_top!r}",
+                            disallowed=[summary.disallowed_top])
+    if summary.layers > max_layers:
+        raise CapExceeded(f"the model has {summary.layers} layers; the limit is {max_layers}",
+                          cap="max_layers", limit=max_layers, value=summary.layers)
+    if summary.disallowed:
+        raise ModelRejected(
+            "the model uses classes or settings outside the allow-list of built-in Keras layers: "
+            + ", ".join(summary.disallowed),
+            disallowed=list(summary.disallowed),
+        )
+
+
+def check_params(summary: ModelSummary, *, max_params: int) -> None:
+    """Raise `CapExceeded` when the estimate (or, failing one, the certain lower bound) is over the cap."""
+    known = summary.params if summary.params is not None else summary.certain_params
+    if known > max_params:
+        raise CapExceeded(
+            f"the model would have {'' if summary.params is not None else 'at least '}{known:,} parameters; "
+            f"the limit is {max_params:,}. Use a smaller model.",
+            cap="max_params", limit=max_params, value=known,
+        )
+
+
+def vet_model_json(model_json: dict[str, Any], caps: Settings, summary: ModelSummary | None = None) -> dict[str, Any]:
+    """The Keras 3 config to build, after every model check that needs no Keras; raises EngineError subclasses.
+
+    `summary` is `model_json`'s own (`JobSpec.model_summary`) when the caller has it, so the JSON as sent
+    is walked once per submission; a Keras 2 JSON's rewrite is new JSON and is walked and judged again.
+    """
+    if summary is None:
+        summary = summarize(model_json)
+    check_allowed(summary, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
+    config = to_keras3(model_json)  # a copy, unchanged unless `is_legacy`
+    if is_legacy(model_json):
+        summary = summarize(config)
+        check_allowed(summary, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
     config.pop("compile_config", None)  # empty (checked above); Keras would compile from it
-    check_params(config, max_params=caps.max_params)
+    check_params(summary, max_params=caps.max_params)
     return config
 
 
@@ -43,7 +90,7 @@ def vet_spec(spec: JobSpec, caps: Settings, *, dataset: bool = True) -> dict[str
             check_uri(spec.dataset.uri)
     except DatasetError as exc:
         raise at_uri(exc) from None
-    config = vet_model_json(spec.model, caps)
+    config = vet_model_json(spec.model, caps, spec.model_summary)
     check_loss_outputs(spec, config)
     return config
 

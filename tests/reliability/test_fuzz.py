@@ -1,7 +1,7 @@
 """Property-based hostile input (hypothesis, schemathesis), in-process against the ASGI app.
 
 - schemathesis against /openapi.json: no 5xx, every response conforms to the documented schema.
-- The model allow-list (`check_model_json`, then the parameter estimate the API runs after it) on random
+- The model allow-list (the summary walk with its parameter estimate, then its verdict) on random
   JSON and on mutated real `to_json()` output: only `ModelRejected` / `CapExceeded` escape, and no module
   at all is imported while it runs (so the canary module named in the payloads never is).
 - Mutated models, random bodies, corrupted uploads, `file:` paths and Authorization headers sent to the
@@ -34,7 +34,9 @@ from schemathesis.checks import negative_data_rejection, not_a_server_error  # n
 
 from lrrt.problems import CapExceeded, DatasetError, ModelRejected  # noqa: E402
 from lrrt.settings import Settings  # noqa: E402
-from lrrt.vetting.allowlist import NEVER_ALLOWED, check_model_json, estimate_params, lower_bound_params  # noqa: E402
+from lrrt.vetting.allowlist import NEVER_ALLOWED  # noqa: E402
+from lrrt.vetting.summary import summarize  # noqa: E402
+from lrrt.vetting.vet import check_allowed  # noqa: E402
 from tests.e2e.conftest import EXAMPLES  # noqa: E402
 from tests.service.api.conftest import ALICE, make_spec  # noqa: E402
 
@@ -160,9 +162,7 @@ def allowlist_verdict(model: Any) -> str:
     nothing may be imported (the walk reads dicts and strings; it never resolves a name)."""
     modules_before = set(sys.modules)
     try:
-        check_model_json(model)
-        if estimate_params(model) is None:
-            lower_bound_params(model)
+        check_allowed(summarize(model))  # the summary walk runs the parameter estimate too
         verdict = "accepted"
     except ModelRejected:
         verdict = "rejected"

@@ -60,8 +60,8 @@ CRASHERS = {
 
 @pytest.mark.parametrize("case", sorted(CRASHERS))
 def test_model_json_that_crashed_the_checks_is_422(case: str, no_canary: None, api: TestClient) -> None:
-    """Shapes the fuzzer found that raised TypeError/AttributeError inside `check_model_json` or
-    `estimate_params` (a 500 at submission). Each must be a 422 problem."""
+    """Shapes the fuzzer found that raised TypeError/AttributeError inside the allow-list walk or the
+    parameter estimate (a 500 at submission). Each must be a 422 problem."""
     for model in (CRASHERS[case], json.dumps(CRASHERS[case])):
         assert_problem(api.post("/v1/jobs", json=make_spec(model=model), headers=ALICE), 422)
 
@@ -253,6 +253,14 @@ def test_another_tenants_key_sees_nothing_and_changes_nothing(api: TestClient, h
     assert api.get(f"/v1/datasets/{dataset_id}", headers=ALICE).status_code == 200
 
 
-def test_report_hostile_case_counts() -> None:
-    report({"input": "hostile input, case tables", "model_crashers": len(CRASHERS), "uploads": len(BAD_UPLOADS),
-            "file_refs": len(FILE_REFS), "bodies": len(DEEP_OR_MALFORMED) + 3, "bad_auth": len(BAD_AUTH)})
+def test_reliability_doc_states_the_case_counts() -> None:
+    """docs/reliability.md's "Hostile input" table says how many cases each table here holds: a case added
+    or removed without updating the page fails here. (The 3 bodies beyond DEEP_OR_MALFORMED are
+    `test_oversized_bodies_are_413`'s.)"""
+    counts = {"uploads": len(BAD_UPLOADS), "file_refs": len(FILE_REFS), "bodies": len(DEEP_OR_MALFORMED) + 3,
+              "bad_auth": len(BAD_AUTH)}
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text(encoding="utf-8")
+    for stated in (f"| {counts['uploads']} cases |", f"| {counts['file_refs']} cases, at the API",
+                   f"| {counts['bodies']} cases |", f"| {counts['bad_auth']} x 13 requests |"):
+        assert stated in doc, f"docs/reliability.md should say {stated!r} (the case tables hold {counts})"
+    report({"input": "hostile input, case tables", "model_crashers": len(CRASHERS), **counts})

@@ -4,13 +4,18 @@ readable message and a non-zero exit code, never a traceback."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer.main
+from typer.core import TyperGroup
 
-from service.cli import _optimizer
+from service.cli import _optimizer, app
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,6 +31,27 @@ def test_help_lists_every_command() -> None:
     assert run.returncode == 0
     for command in ("standalone", "api", "worker", "submit", "status", "result", "cancel", "jobs"):
         assert command in run.stdout
+
+
+def commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every command and subcommand of the CLI with its path (`("datasets", "upload")`), groups included."""
+    yield path, command
+    if isinstance(command, TyperGroup):
+        for name, sub in command.commands.items():
+            yield from commands(sub, (*path, name))
+
+
+COMMANDS = dict(commands(typer.main.get_command(app)))
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS), ids=lambda path: " ".join(path) or "lrrt")
+def test_help_prints_every_flag_whole_at_80_columns(path: tuple[str, ...]) -> None:
+    run = lrrt(*path, "--help", COLUMNS="80")
+    assert run.returncode == 0, run.stderr
+    flags = [opt for param in COMMANDS[path].params for opt in (*param.opts, *param.secondary_opts) if opt.startswith("-")]
+    cut = [flag for flag in flags if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", run.stdout)]
+    assert not cut, f"lrrt {' '.join(path)} --help at 80 columns does not show {cut} whole:\n{run.stdout}"
+    assert max(map(len, run.stdout.splitlines())) <= 80, run.stdout
 
 
 @pytest.mark.parametrize(

@@ -247,11 +247,10 @@ class _Setup:
         self.num_steps = sweep.total_steps(len(self.data))
         if sweep.batch_size > len(self.data):
             raise DatasetError(f"batch_size {sweep.batch_size} is larger than the {len(self.data)} training rows")
-        if sweep.evaluate_on == "validation" and self.data.held_out == 0:
-            raise DatasetError("evaluate_on='validation' needs held-out rows: set dataset.validation_split > 0")
-        if sweep.confirm is not None and self.data.held_out == 0:  # before the range test, not after it
-            raise DatasetError("sweep.confirm scores candidates on held-out rows: set dataset.validation_split > 0 "
-                               "or upload x_val/y_val")
+        missing = sweep.held_out_missing("the data has no held-out rows", "set dataset.validation_split > 0, "
+                                         "or upload x_val and y_val") if self.data.held_out == 0 else None
+        if missing is not None:  # before the range test, not after it
+            raise DatasetError(missing)
 
     def start(self, seed: int) -> list[np.ndarray]:
         """The initial weights of the runs of `seed` (the first build's for the job's own seed)."""

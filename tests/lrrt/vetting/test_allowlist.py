@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from lrrt.problems import CapExceeded, ModelRejected
-from lrrt.vetting.allowlist import check_model_json, estimate_params
+from lrrt.vetting.estimate import estimate_params
+from lrrt.vetting.summary import summarize
+from lrrt.vetting.vet import check_allowed
 from tests.keras_models import make_spec, mlp_json
 
 CANARY = "lrrt_engine_canary"
@@ -120,7 +122,7 @@ def test_the_canary_and_the_bytecode_do_fire_when_run(canary: Path) -> None:
 def test_allow_list_rejects_without_running_code(case: str, canary: Path) -> None:
     model, named = payloads(canary)[case]
     with pytest.raises(ModelRejected) as caught:
-        check_model_json(model)
+        check_allowed(summarize(model))
     problem = caught.value.problem()
     assert problem["type"] == "urn:lrrt:problem:model-rejected"
     assert any(named in entry for entry in problem["disallowed"]), problem["disallowed"]
@@ -149,13 +151,13 @@ def test_keras3_models_from_to_json_pass() -> None:
     y = keras.layers.Dense(10, activation="softmax")(keras.layers.Add()([keras.layers.Dense(10)(x), keras.layers.Dense(10)(x)]))
     import json
 
-    check_model_json(json.loads(keras.Model(inputs, y).to_json()))  # Functional carries compile_config {}
-    check_model_json(mlp_json())
+    check_allowed(summarize(json.loads(keras.Model(inputs, y).to_json())))  # Functional carries compile_config {}
+    check_allowed(summarize(mlp_json()))
 
 
 def test_non_model_top_level_is_named() -> None:
     with pytest.raises(ModelRejected) as caught:
-        check_model_json({"class_name": "Dense", "config": {}})
+        check_allowed(summarize({"class_name": "Dense", "config": {}}))
     assert caught.value.extensions["disallowed"] == ["Dense"]
 
 
@@ -166,10 +168,10 @@ def test_depth_and_layer_caps() -> None:
     model = mlp_json()
     model["config"]["layers"][1]["config"]["extra"] = deep
     with pytest.raises(CapExceeded) as caught:
-        check_model_json(model, max_depth=64, max_layers=500)
+        check_allowed(summarize(model), max_depth=64, max_layers=500)
     assert caught.value.extensions["cap"] == "max_json_depth"
     with pytest.raises(CapExceeded) as caught:
-        check_model_json(mlp_json(), max_depth=64, max_layers=1)
+        check_allowed(summarize(mlp_json()), max_depth=64, max_layers=1)
     assert caught.value.extensions["cap"] == "max_layers"
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from lrrt.problems import ModelRejected
-from lrrt.vetting.allowlist import check_model_json, estimate_params
+from lrrt.vetting.estimate import estimate_params
 from lrrt.vetting.keras2 import is_legacy, to_keras3
+from lrrt.vetting.summary import summarize
+from lrrt.vetting.vet import check_allowed
 from tests.keras_models import make_spec
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -33,9 +35,9 @@ def test_keras2_json_is_rewritten_checked_and_built(name: str, params: int, shap
     assert is_legacy(raw)
     with pytest.raises(Exception, match="Could not locate class"):
         keras.models.model_from_json(json.dumps(raw))  # why the rewrite exists
-    check_model_json(raw)
+    check_allowed(summarize(raw))
     converted = to_keras3(raw)
-    check_model_json(converted)
+    check_allowed(summarize(converted))
     assert not is_legacy(converted) and raw == fixture(name)  # the input is not mutated
     model = build_model(vet_model_json(raw, caps), caps)
     assert model.count_params() == params == estimate_params(converted)
@@ -54,7 +56,7 @@ def test_forbidden_classes_are_still_caught_in_keras2_json() -> None:
     raw["config"]["layers"].insert(2, {"class_name": "Lambda", "config": {"name": "l", "function": ["4wEAAAA", None, None],
                                                                           "function_type": "lambda"}})
     with pytest.raises(ModelRejected) as caught:
-        check_model_json(raw)
+        check_allowed(summarize(raw))
     assert "Lambda" in caught.value.extensions["disallowed"]
 
 

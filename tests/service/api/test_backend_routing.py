@@ -14,6 +14,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+import lrrt.vetting.summary as summary_walk
 from lrrt.reaper import STRANDED_AFTER_S, reap_once
 from lrrt.routing import queue_for
 from lrrt.settings import Settings
@@ -67,6 +68,25 @@ def test_auto_with_both_backends_sends_a_small_dense_model_to_jax(client: TestCl
     assert job["id"] not in queued_job_ids(redis_client, settings.queue)
 
 
+def test_a_routed_submission_walks_its_model_json_once(client: TestClient, heartbeats: Callable[..., None],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The depth cap, the allow-list, the parameter cap and the `auto` rule read one summary of the model
+    JSON (`JobSpec.model_summary`): each of its objects is judged by the allow-list exactly once."""
+    judged: list[int] = []
+    rule = summary_walk.node_problems
+    monkeypatch.setattr(summary_walk, "node_problems", lambda node, where: judged.append(id(node)) or rule(node, where))
+    heartbeats(tf1="tensorflow", jax1="jax")  # both live: `auto` runs the rule, which reads the model too
+    spec = make_spec()
+
+    def objects(value: object) -> int:
+        if isinstance(value, dict):
+            return 1 + sum(objects(v) for v in value.values())
+        return sum(objects(v) for v in value) if isinstance(value, list) else 0
+
+    submit(client, **spec)
+    assert len(judged) == objects(spec["model"])
+
+
 def test_auto_uses_the_only_live_backend(client: TestClient, redis_client: redis.Redis, settings: Settings,
                                          heartbeats: Callable[..., None]) -> None:
     heartbeats(tf1="tensorflow")
@@ -92,13 +112,14 @@ def test_a_backend_no_live_worker_runs_is_422_naming_the_served_ones(client: Tes
     assert "lrrt worker --backend jax" in problem["detail"]
 
 
-def test_an_old_heartbeat_without_a_backend_counts_as_tensorflow(client: TestClient, redis_client: redis.Redis,
-                                                                 settings: Settings) -> None:
-    key = Keys(settings.key_prefix).worker_heartbeat("old-worker")
+def test_a_heartbeat_without_a_backend_serves_no_backend(client: TestClient, redis_client: redis.Redis,
+                                                         settings: Settings) -> None:
+    """Every worker writes its backend (worker/heartbeat.py); a heartbeat without one is not read as any."""
+    key = Keys(settings.key_prefix).worker_heartbeat("no-backend")
     redis_client.set(key, "{}", ex=30)
     try:
-        response = client.post("/v1/jobs", headers=ALICE, json=make_spec(backend="jax"))
-        assert response.status_code == 422 and response.json()["served"] == ["tensorflow"]
+        job = submit(client, backend="jax")  # as with no live worker at all: queued for the backend asked
+        assert job["id"] in queued_job_ids(redis_client, queue_for(settings.queue, "jax"))
     finally:
         redis_client.delete(key)
 
