@@ -27,6 +27,8 @@ from pydantic.fields import FieldInfo
 
 from lrrt.spec import DatasetRef, Sweep
 
+#: Extra, shorter spellings kept from earlier versions of the CLI.
+ALIASES = {("sweep", "num_steps"): ["--steps"]}
 #: Fields that are not generated options: `uri` is `--dataset` (in COMMON).
 NOT_OPTIONS = {("dataset", "uri")}
 OPTIMIZER_HELP = ("An arm: NAME[:key=value,...][@label], e.g. 'sgd:momentum=0.9,nesterov=true@SGD momentum' "
@@ -135,7 +137,7 @@ def _option(section: Literal["sweep", "dataset"], name: str, info: FieldInfo) ->
     # None means something (divergence_threshold: no early stop) only where the default is not None.
     meaningful_none = annotation is not info.annotation and info.default is not None
     flag = "--" + name.replace("_", "-")
-    names = [flag]
+    names = [flag, *ALIASES.get((section, name), [])]
     default = "server default" if info.default is None else f"default {json.dumps(info.default)}"
     help_text = f"{info.description or name.replace('_', ' ').capitalize()} ({section}.{name}; {default})"
     kwargs: dict[str, Any] = {"help": help_text, "show_default": False}

@@ -28,7 +28,7 @@ def test_submit_wait_shows_the_recommendation_then_result_status_jobs(api_server
                                                                       tmp_path: Path) -> None:
     run = lrrt(api_server, "submit", str(EXAMPLES / "digits_mlp.json"), "--dataset", "builtin:digits",
                "--optimizer", "sgd:momentum=0.9@SGD momentum", "--optimizer", "adam",
-               "--start-lr", "1e-4", "--end-lr", "1", "--num-steps", "40", "--batch-size", "32", "--wait")
+               "--start-lr", "1e-4", "--end-lr", "1", "--steps", "40", "--batch-size", "32", "--wait")
     assert run.returncode == 0, run.stderr
     job_id = run.stdout.splitlines()[0]
     assert re.fullmatch(r"[0-9a-f]{32}", job_id)
@@ -51,7 +51,7 @@ def test_submit_wait_shows_the_recommendation_then_result_status_jobs(api_server
 
 def test_submit_then_cancel(api_server: Api, worker_proc: Worker) -> None:
     run = lrrt(api_server, "submit", str(EXAMPLES / "digits_mlp.json"), "--dataset", "builtin:digits",
-               "--num-steps", "20000", "--end-lr", "1e-3", "--batch-size", "16")
+               "--steps", "20000", "--end-lr", "1e-3", "--batch-size", "16")
     assert run.returncode == 0, run.stderr
     job_id = run.stdout.strip()
     cancel = lrrt(api_server, "cancel", job_id)

@@ -39,7 +39,7 @@ def test_every_spec_flag_reaches_the_job_then_json_csv_code_jobs_delete(api_serv
                                                                         client: Client) -> None:
     run = lrrt(api_server, "submit", MLP, "--dataset", "builtin:digits", "--normalize", "--validation-split", "0.2",
                "--max-samples", "600", "-o", "sgd:momentum=0.9@SGD m", "-o", "adam", "--start-lr", "1e-4",
-               "--end-lr", "1", "--mode", "exponential", "--num-steps", "30", "--batch-size", "32",
+               "--end-lr", "1", "--mode", "exponential", "--steps", "30", "--batch-size", "32",
                "--divergence-threshold", "none", "--smoothing", "0.9", "--moving-average", "5",
                "--evaluate-on", "validation", "--seed", "3", "--labels", "team=vision", "--labels", "run=cli",
                "--json")
@@ -97,7 +97,7 @@ def test_datasets_upload_list_show_delete_and_submit_against_one(api_server: Api
     shown = lrrt(api_server, "datasets", "show", uri)
     assert shown.returncode == 0 and "(256, 64)" in shown.stdout
 
-    run = lrrt(api_server, "submit", MLP, "--dataset", uri, "--num-steps", "10", "--batch-size", "32", "--wait")
+    run = lrrt(api_server, "submit", MLP, "--dataset", uri, "--steps", "10", "--batch-size", "32", "--wait")
     assert run.returncode == 0, run.stderr
     assert "Recommendation" in run.stdout or "No recommendation" in run.stdout
 
@@ -168,7 +168,7 @@ def test_failed_job_with_partial_curves_says_failed_first_and_exits_3(
 def test_failed_before_any_step_submit_wait_exits_3(api_server: Api, worker_proc: Worker,
                                                      e2e_settings: Settings) -> None:
     np.savez(e2e_settings.data_root / "five-features-cli.npz", x=np.zeros((40, 5), "float32"), y=np.zeros(40, "int64"))
-    run = lrrt(api_server, "submit", MLP, "--dataset", "file:five-features-cli.npz", "--num-steps", "10", "--wait")
+    run = lrrt(api_server, "submit", MLP, "--dataset", "file:five-features-cli.npz", "--steps", "10", "--wait")
     assert run.returncode == 3, run.stderr
     assert "FAILED" in run.stdout and "64" in run.stdout and "Traceback" not in run.stderr
 
@@ -184,7 +184,7 @@ def lrrt_here(data_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_run_locally_without_the_service(tmp_path: Path) -> None:
     plot = tmp_path / "local.png"
     done = lrrt_here(tmp_path, "run", MLP, "--dataset", "builtin:digits", "--normalize", "-o", "sgd", "-o", "adam",
-                     "--num-steps", "30", "--batch-size", "32", "--json", "--plot", str(plot))
+                     "--steps", "30", "--batch-size", "32", "--json", "--plot", str(plot))
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert [arm["label"] for arm in result["arms"]] == ["sgd", "adam"]

@@ -43,7 +43,7 @@ def _probe() -> tuple[typer.Typer, dict[str, Any]]:
     ("args", "sweep", "dataset"),
     [
         ([], {}, {}),  # nothing typed: the server's defaults apply
-        (["--num-steps", "30", "--mode", "linear", "--divergence-threshold", "none", "--no-jit-compile"],
+        (["--steps", "30", "--mode", "linear", "--divergence-threshold", "none", "--no-jit-compile"],
          {"num_steps": 30, "mode": "linear", "divergence_threshold": None, "jit_compile": False}, {}),
         (["--smoothing", "0.9", "--evaluate-on", "validation", "--repeats", "3", "--seed", "7",
           "--validation-split", "0.2", "--max-samples", "500", "--normalize"],
@@ -61,7 +61,7 @@ def test_only_typed_options_reach_the_body(args: list[str], sweep: dict, dataset
 
 def test_bad_values_are_usage_errors() -> None:
     app, _ = _probe()
-    for args in (["--mode", "cubic"], ["--divergence-threshold", "high"], ["--num-steps", "many"]):
+    for args in (["--mode", "cubic"], ["--divergence-threshold", "high"], ["--steps", "many"]):
         run = CliRunner().invoke(app, ["m.json", "--dataset", "builtin:digits", *args])
         assert run.exit_code == 2, (args, run.output)
 
