@@ -27,7 +27,8 @@ from pydantic.fields import FieldInfo
 
 from lrrt.spec import DatasetRef, Sweep
 
-#: Extra, shorter spellings kept from earlier versions of the CLI.
+#: Spellings the CLI contract names (docs/api.md, "Command line": `lrrt submit ... --steps N`) beside the
+#: field-named flag every spec option gets.
 ALIASES = {("sweep", "num_steps"): ["--steps"]}
 #: Fields that are not generated options: `uri` is `--dataset` (in COMMON).
 NOT_OPTIONS = {("dataset", "uri")}
