@@ -8,28 +8,20 @@ backend whose workers are gone (`lrrt.reaper.reroute_stranded`): both read it he
 
 from __future__ import annotations
 
-import json
-
-import redis
+from typing import Any
 
 from lrrt.routing import DEFAULT_BACKEND
-from lrrt.store.keys import Keys
 
 #: Seconds a worker's heartbeat lives unless beaten again (`worker/heartbeat.py` beats every 10 s): a
 #: worker silent this long counts as gone.
 HEARTBEAT_TTL_S = 30
 
 
-def live_backends(r: redis.Redis, keys: Keys) -> dict[str, str]:
-    """{backend: `gpu` if any of its live workers has a GPU, else `cpu`} over the unexpired heartbeats."""
-    names = list(r.scan_iter(match=keys.worker_heartbeat("") + "*", count=500))
+def live_backends(heartbeats: list[dict[str, Any]]) -> dict[str, str]:
+    """{backend: `gpu` if any of its live workers has a GPU, else `cpu`} over the unexpired heartbeats
+    (`Fleet.heartbeats`)."""
     live: dict[str, str] = {}
-    for raw in r.mget(names) if names else []:
-        try:
-            info = json.loads(raw) if raw else {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            info = {}
-        info = info if isinstance(info, dict) else {}
+    for info in heartbeats:
         backend = str(info.get("backend") or DEFAULT_BACKEND)
         live[backend] = "gpu" if info.get("device") == "gpu" or live.get(backend) == "gpu" else "cpu"
     return live

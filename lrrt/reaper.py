@@ -42,7 +42,6 @@ from lrrt.routing import BACKENDS, DEFAULT_BATCH_SIZE, auto_backend, queue_for
 from lrrt.runs import split_outcomes
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec
-from lrrt.store import stats
 from lrrt.store.jobs import ISO_FORMAT, JobStore
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ def fail_worker_lost(store: JobStore, job_id: str, attempts: int | str) -> bool:
     result = partial_or_none(store, job_id, job["spec"], None) if job else None
     if not store.finish(job_id, "failed", result=result, error=worker_lost_problem(attempts)):
         return False
-    stats.add_finished(store.r, store.k, "failed", None)
+    store.stats.add_finished("failed", None)
     log.error("job %s lost its worker %s times; failed", job_id, attempts)
     return True
 
@@ -96,7 +95,7 @@ def fail_worker_lost(store: JobStore, job_id: str, attempts: int | str) -> bool:
 def reap_if_free(store: JobStore, celery_app: Celery, settings: Settings, *, owner: str, lock_ttl_s: int) -> None:
     """A `reap_once` pass unless another process (API or worker) holds `Keys.reaper_lock()`; the lock
     lives `lock_ttl_s` (the caller's interval), so the same orphan is never re-sent twice at once."""
-    if store.r.set(store.k.reaper_lock(), owner, nx=True, ex=max(1, lock_ttl_s)):
+    if store.fleet.take_reaper_lock(owner, lock_ttl_s):
         for job_id, outcome in reap_once(store, celery_app, settings):
             log.warning("reaper: job %s %s", job_id, outcome)
 
@@ -149,7 +148,7 @@ def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings,
     is removed: a crash at any point between leaves at most a spare message (dropped at its claim), never
     a job whose recorded queue holds no message for it.
     """
-    live = live_backends(store.r, store.k)
+    live = live_backends(store.fleet.heartbeats())
     if not live:
         return []
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than_s)
@@ -199,7 +198,7 @@ def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[t
         if outcome == "requeued" and job["cancel_requested"] and job["status"] == "queued":
             result = partial_or_none(store, job_id, job["spec"], "cancelled")
             if store.finish(job_id, "cancelled", result=result, expected="queued"):
-                stats.add_finished(store.r, store.k, "cancelled", None)
+                store.stats.add_finished("cancelled", None)
                 done.append((job_id, "cancelled"))
             continue
         if outcome in ("requeued", "resend"):  # one message per run (a cancelled job's run ends at its claim)

@@ -28,15 +28,13 @@ compiled models per process.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
@@ -49,22 +47,23 @@ from lrrt.results import chunk_record, stitched_result
 from lrrt.runs import RunRef, run_counts, run_of, split_outcomes
 from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec
-from lrrt.store import stats
 from lrrt.store.jobs import LEASE_TTL_S, JobStore, now_iso, store_from_settings
+from lrrt.store.outcomes import ClaimOutcome, Release, RunEnd
 from worker import heartbeat
 
 log = logging.getLogger(__name__)
 
 app = make_celery()
+#: The messages a worker sends (fan-out, confirm runs, requeues) ride out a Redis restart as its store does.
+app.conf.task_publish_retry_policy = {"max_retries": 12, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 5}
 heartbeat.connect(app)
-
-T = TypeVar("T")
 
 
 @functools.cache
 def _store() -> JobStore:
-    """One store (one connection pool) per process, created after the fork."""
-    return store_from_settings(get_settings())
+    """One store (one connection pool) per process, created after the fork; its commands ride out a
+    Redis restart for as long as a lease lives (`store_from_settings`)."""
+    return store_from_settings(get_settings(), ride_out_s=LEASE_TTL_S)
 
 
 @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True)
@@ -72,19 +71,19 @@ def run_job(self: Any, job_id: str) -> str:
     """Run one run of the job `job_id` if this worker can claim one; returns what happened (for the log)."""
     settings = get_settings()
     store = _store()
-    job = _retrying(store.get, job_id)
+    job = store.get(job_id)
     if job is not None:
-        for _ in range(_retrying(store.needs_fanout, job_id)):  # before the claim: a crash here loses no run
+        for _ in range(store.needs_fanout(job_id)):  # before the claim: a crash here loses no run
             enqueue(app, job_id, job["queue"] or settings.queue)
     token = store.new_token()
     worker = getattr(self.request, "hostname", None) or ""
-    outcome, detail = _retrying(store.claim, job_id, token, worker)
-    if outcome in ("busy", "skip"):
-        log.info("job %s not run: %s %s", job_id, outcome, detail or "")
-        return outcome
-    if outcome == "exhausted":
-        fail_worker_lost(store, job_id, detail or 0)
-        return outcome
+    claim = store.claim(job_id, token, worker)
+    if claim.outcome in (ClaimOutcome.BUSY, ClaimOutcome.SKIP):
+        log.info("job %s not run: %s %s", job_id, claim.outcome.value, claim.status or "")
+        return claim.outcome.value
+    if claim.outcome is ClaimOutcome.EXHAUSTED:
+        fail_worker_lost(store, job_id, claim.attempts)
+        return claim.outcome.value
     return JobRun(store, settings, job_id, token, worker=worker).run()
 
 
@@ -129,7 +128,7 @@ class JobRun:
         try:
             spec = self.spec = JobSpec.model_validate(spec_dict)
             ref = run_of(spec, self.run_index)
-            before = _retrying(self.store.run_check, self.job_id, self.run_index, self.token) or self._over_time()
+            before = self.store.run_check(self.job_id, self.run_index, self.token) or self._over_time()
             if before == "lost":  # the job ended meanwhile (another run failed it) or the run was taken over
                 return "lease-lost"
             if before:  # cancelled (or out of time) before this run started: it never runs
@@ -137,7 +136,7 @@ class JobRun:
             lr = None if ref.slot is None else self._candidate(spec_dict, spec, ref)
             if ref.slot is not None and lr is None:  # the arm has fewer candidates than slots (or none)
                 return self._end_run(spec_dict, {"stop_reason": "skipped"}, stopped=None)
-            _retrying(self.store.start_progress, self.job_id, JobProgress(spec).initial())
+            self.store.start_progress(self.job_id, JobProgress(spec).initial())
             heartbeat.import_keras()  # after (or instead of) the child's warm-up import, never beside it
             _prepare_backend()
             from worker.engine.sweep import confirm_runs, sweep_runs  # Keras: in the child, never in the parent
@@ -169,8 +168,8 @@ class JobRun:
     def _candidate(self, spec_dict: dict[str, Any], spec: JobSpec, ref: RunRef) -> float | None:
         """The LR of a confirm run, from the range test's recorded curves: every range-test run has ended
         before a confirm run is released, so each worker works out the same candidates `run_sweep` would."""
-        sweep, _ = split_outcomes(spec, _retrying(self.store.run_outcomes, self.job_id))
-        ranged = stitched_result(spec_dict, _retrying(self.store.chunks, self.job_id), sweep, stopped=None, engine=None)
+        sweep, _ = split_outcomes(spec, self.store.run_outcomes(self.job_id))
+        ranged = stitched_result(spec_dict, self.store.chunks(self.job_id), sweep, stopped=None, engine=None)
         assert ref.slot is not None
         return confirm.slot_lr(ranged["arms"][ref.arm_index], spec, ref.slot)
 
@@ -182,14 +181,14 @@ class JobRun:
         now = time.monotonic()
         spec = self.spec
         assert spec is not None
-        _retrying(self.store.record_chunk, self.job_id, lambda stored: JobProgress(spec, stored).update(chunk),
+        self.store.record_chunk(self.job_id, lambda stored: JobProgress(spec, stored).update(chunk),
                   chunk_record(chunk))
-        # Retried like every other Redis call here: a blip must not reach Keras's fit and fail the job.
-        _retrying(stats.add_steps, self.store.r, self.store.k, len(chunk.losses), now - self.last_chunk_at)
+        # The store rides out a Redis blip (`_store`): an error here would reach Keras's fit and fail the job.
+        self.store.stats.add_steps(len(chunk.losses), now - self.last_chunk_at)
         _chunk_times.append(now - self.last_chunk_at)
         self.last_chunk_at = now
         hang_for_tests(chunk, self.attempts)
-        check = _retrying(self.store.run_check, self.job_id, self.run_index, self.token)
+        check = self.store.run_check(self.job_id, self.run_index, self.token)
         if check == "lost":
             self.lease_lost.set()
             return "cancelled"
@@ -201,20 +200,20 @@ class JobRun:
     # ------------------------------------------------------------------ ending
     def _end_run(self, spec: dict[str, Any], outcome: dict[str, Any], *, stopped: str | None) -> str:
         """Record the run's ending; the last run of the job to end finishes the job."""
-        ended = _retrying(self.store.end_run, self.job_id, self.run_index, self.token, outcome, stopped or "")
+        ended = self.store.end_run(self.job_id, self.run_index, self.token, outcome, stopped or "")
         job_spec = JobSpec.model_validate(spec)
-        if ended == "confirm":  # the range test is over: one message per confirm run, to the job's queue
-            job = _retrying(self.store.get, self.job_id)
+        if ended is RunEnd.CONFIRM:  # the range test is over: one message per confirm run, to the job's queue
+            job = self.store.get(self.job_id)
             sweep_runs, runs = run_counts(spec)
             for _ in range(runs - sweep_runs):
-                _retrying(enqueue, app, self.job_id, (job or {}).get("queue") or self.settings.queue)
-        if ended != "last":
-            return "run-" + ended  # run-more: others still run; run-confirm; run-lost / run-gone: not ours any more
-        outcomes = _retrying(self.store.run_outcomes, self.job_id)
+                enqueue(app, self.job_id, (job or {}).get("queue") or self.settings.queue)
+        if ended is not RunEnd.LAST:  # others still run, or the confirm runs start, or the run is not ours any more
+            return ended.value
+        outcomes = self.store.run_outcomes(self.job_id)
         reasons = {o.get("stop_reason") for o in outcomes.values()}
         stop = "time_limit" if "time_limit" in reasons else "cancelled" if "cancelled" in reasons else None
         sweep, confirmed = split_outcomes(job_spec, outcomes)
-        result = stitched_result(spec, _retrying(self.store.chunks, self.job_id), sweep, confirmed=confirmed,
+        result = stitched_result(spec, self.store.chunks(self.job_id), sweep, confirmed=confirmed,
                                  stopped=stop, engine=job_engine(outcomes, job_spec, self.started_ts))
         if stop == "cancelled":
             return self._finish("cancelled", result=result)
@@ -234,13 +233,11 @@ class JobRun:
             return None
 
     def _finish(self, status: str, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> str:
-        finished = _retrying(
-            self.store.finish, self.job_id, status, result=result, error=error, token=self.token, expected="running"
-        )
+        finished = self.store.finish(self.job_id, status, result=result, error=error, token=self.token, expected="running")
         if not finished:
             log.info("job %s: outcome %s dropped (job already ended or taken over)", self.job_id, status)
             return "dropped"
-        stats.add_finished(self.store.r, self.store.k, status, time.time() - self.started_ts)
+        self.store.stats.add_finished(status, time.time() - self.started_ts)
         return status
 
 
@@ -314,17 +311,17 @@ class _Lease:
         note = {"job_id": run.job_id, "run": run.run_index, "worker": run.worker, "pid": os.getpid(),
                 "seconds_without_chunk": round(silent, 1), "stuck_after_s": round(limit, 1), "at": now_iso()}
         try:
-            store.r.set(store.k.worker_stuck(run.worker), json.dumps(note), ex=STUCK_MARK_TTL_S)
-            stats.add_stuck(store.r, store.k)
+            store.fleet.mark_stuck(run.worker, note, STUCK_MARK_TTL_S)
+            store.stats.add_stuck()
             outcome = store.release_stuck(run.job_id, run.run_index, run.token, note)
-            if outcome == "requeued":  # Celery re-sends the task of a lost child too; a spare copy finds nothing
+            if outcome is Release.REQUEUED:  # Celery re-sends the task of a lost child too; a spare copy finds nothing
                 job = store.get(run.job_id)
                 enqueue(app, run.job_id, (job or {}).get("queue") or run.settings.queue)
-            elif outcome == "exhausted":
+            elif outcome is Release.EXHAUSTED:
                 job = store.get(run.job_id)
                 result = partial_or_none(store, run.job_id, job["spec"], None) if job else None
                 if store.finish(run.job_id, "failed", result=result, error=WorkerStuck(note, run.attempts).problem()):
-                    stats.add_finished(store.r, store.k, "failed", time.time() - run.started_ts)
+                    store.stats.add_finished("failed", time.time() - run.started_ts)
         except Exception:  # whatever happens, the stuck child must go
             log.exception("job %s: could not record the stuck run", run.job_id)
         finally:
@@ -346,21 +343,6 @@ def hang_for_tests(chunk: Chunk, attempts: int) -> None:
             and chunk.candidate is None):
         log.warning("LRRT_TEST_HANG_RUN: blocking run %s:%s (test only)", chunk.arm_index, chunk.repeat)
         threading.Event().wait()
-
-
-def _retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call a store method, riding out a Redis restart for up to a lease's lifetime."""
-    deadline = time.monotonic() + LEASE_TTL_S
-    delay = 0.2
-    while True:
-        try:
-            return fn(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 @functools.cache

@@ -137,7 +137,7 @@ def test_failed_job_with_partial_curves_says_failed_first_and_exits_3(
             "optimizers": [{"name": "sgd"}, {"name": "adam"}], "sweep": {"num_steps": 100}}
     job_id = store.create(tenant="alice", spec=spec, max_unfinished=e2e_settings.max_unfinished_jobs).job["id"]
     token = store.new_token()
-    assert store.claim(job_id, token)[0] == "claimed"
+    assert store.claim(job_id, token).outcome == "claimed"
     lrs = list(np.logspace(-4, -1, 60))
     losses = list(2.3 - np.linspace(0, 1.5, 60) + np.linspace(0, 1, 60) ** 6)
     chunk = {"arm_index": 0, "arm_label": "sgd", "repeat": 0, "step_start": 0, "state": "running",

@@ -96,8 +96,8 @@ def test_worker_lost_on_every_attempt_fails_with_a_clear_error(redis_client: red
     job_id = store.create(tenant="carol", spec=spec, max_unfinished=5, queue=lonely.queue).job["id"]
 
     def run_and_die(attempt: int) -> None:
-        outcome, attempts = store.claim(job_id, store.new_token())
-        assert (outcome, attempts) == ("claimed", attempt)
+        claim = store.claim(job_id, store.new_token())
+        assert (claim.outcome, claim.attempts) == ("claimed", attempt)
         store.record_chunk(job_id, {"steps_done": 3}, {"arm_index": 0, "arm_label": "adam", "repeat": 0,
                                                        "step_start": 0, "lrs": [1e-5, 1e-4, 1e-3],
                                                        "losses": [2.3, 2.2, 2.0], "val_losses": None})
@@ -145,7 +145,7 @@ def test_message_reserved_by_a_worker_that_died_before_claiming_is_put_back(redi
     )
     subprocess.run([sys.executable, "-c", reserve_and_die], cwd=REPO, check=True, timeout=60)
     assert redis_client.llen(lonely.queue) == 0
-    assert store.claim(running, store.new_token())[0] == "claimed"  # another worker runs this one
+    assert store.claim(running, store.new_token()).outcome == "claimed"  # another worker runs this one
     try:
         assert restore_lost_reservations(store, app, older_than_s=0) == [queued]
         assert redis_client.llen(lonely.queue) == 1

@@ -101,8 +101,7 @@ class FakeWorker:
 
     def start(self, job_id: str) -> None:
         token = self.store.new_token()
-        outcome, _ = self.store.claim(job_id, token)
-        assert outcome == "claimed"
+        assert self.store.claim(job_id, token).outcome == "claimed"
         self.tokens[job_id] = token
 
     def chunk(self, job_id: str, arm_index: int, label: str, step_start: int, n: int, total: int = 50) -> None:

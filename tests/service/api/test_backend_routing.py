@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from lrrt.reaper import STRANDED_AFTER_S, reap_once
 from lrrt.routing import queue_for
 from lrrt.settings import Settings
+from lrrt.store.fleet import Fleet
 from lrrt.store.jobs import ISO_FORMAT, JobStore
 from lrrt.store.keys import Keys
 from service.routing import LiveBackends
@@ -28,7 +29,7 @@ def fresh_routing(app: FastAPI, settings: Settings) -> Iterator[None]:
     """Each test starts, and leaves the session's app, with no cached read of the heartbeats, as a freshly
     started API process would: the heartbeats a test writes before its first submission are the ones seen."""
     def fresh() -> None:
-        app.state.live_backends = LiveBackends(app.state.text_redis, Keys(settings.key_prefix))
+        app.state.live_backends = LiveBackends(app.state.fleet)
 
     fresh()
     yield
@@ -120,7 +121,7 @@ def test_an_unknown_backend_is_a_validation_error(client: TestClient) -> None:
 def test_the_heartbeats_are_scanned_once_per_cache_age(redis_client: redis.Redis, settings: Settings,
                                                        heartbeats: Callable[..., None]) -> None:
     keys = Keys(settings.key_prefix)
-    live = LiveBackends(redis.Redis.from_url(settings.redis_url, decode_responses=True), keys, max_age_s=0.5)
+    live = LiveBackends(Fleet(redis.Redis.from_url(settings.redis_url, decode_responses=True), keys), max_age_s=0.5)
     heartbeats(tf1="tensorflow")
     assert live.get() == {"tensorflow": "cpu"}
     heartbeats(jax1="jax")

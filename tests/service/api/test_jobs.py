@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from lrrt.settings import Settings
 from lrrt.store.jobs import JobStore
+from lrrt.store.outcomes import Claim, ClaimOutcome
 from service.app import create_app
 from tests.service.api.conftest import ALICE, BOB, FakeWorker, make_spec, queued_job_ids, result_for, submit
 
@@ -110,7 +111,7 @@ def test_cancel_queued_job_never_starts(client: TestClient, store: JobStore) -> 
     assert response.status_code == 202
     assert response.json()["status"] == "cancelled"
     # The message is still in the queue; when a worker picks it up, the claim is refused.
-    assert store.claim(job["id"], store.new_token()) == ("skip", "cancelled")
+    assert store.claim(job["id"], store.new_token()) == Claim(ClaimOutcome.SKIP, status="cancelled")
     again = client.post(f"/v1/jobs/{job['id']}/cancel", headers=ALICE)
     assert again.status_code == 409
     assert "already cancelled" in again.json()["detail"]

@@ -49,7 +49,7 @@ class FakeWorker:
 
     def claim(self) -> int:
         token = self.store.new_token()
-        assert self.store.claim(self.id, token, "fake")[0] == "claimed"
+        assert self.store.claim(self.id, token, "fake").outcome == "claimed"
         held = self.store.run_held_by(self.id, token)
         assert held is not None
         self.tokens[held[0]] = token
