@@ -74,7 +74,7 @@ def run_job(self: Any, job_id: str) -> str:
     job = store.get(job_id)
     if job is not None:
         for _ in range(store.needs_fanout(job_id)):  # before the claim: a crash here loses no run
-            enqueue(app, job_id, job["queue"] or settings.queue)
+            enqueue(app, job_id, job.queue or settings.queue)
     token = store.new_token()
     worker = getattr(self.request, "hostname", None) or ""
     claim = store.claim(job_id, token, worker)
@@ -104,6 +104,7 @@ class JobRun:
         self.run_index = 0
         self.attempts = 0
         self.spec: JobSpec | None = None
+        self.queue = settings.queue  # the job's own queue once its record is read
 
     def run(self) -> str:
         held = self.store.run_held_by(self.job_id, self.token)
@@ -123,19 +124,19 @@ class JobRun:
         job = self.store.get(self.job_id)
         if job is None:  # deleted between claim and here
             return "skip"
-        spec_dict = job["spec"]
-        self.started_ts = job["started_ts"] or self.started_ts
+        spec = self.spec = job.spec
+        self.queue = job.queue or self.settings.queue
+        self.started_ts = job.started_ts or self.started_ts
         try:
-            spec = self.spec = JobSpec.model_validate(spec_dict)
             ref = run_of(spec, self.run_index)
             before = self.store.run_check(self.job_id, self.run_index, self.token) or self._over_time()
             if before == "lost":  # the job ended meanwhile (another run failed it) or the run was taken over
                 return "lease-lost"
             if before:  # cancelled (or out of time) before this run started: it never runs
-                return self._end_run(spec_dict, {"stop_reason": before}, stopped=before)
-            lr = None if ref.slot is None else self._candidate(spec_dict, spec, ref)
+                return self._end_run(spec, {"stop_reason": before}, stopped=before)
+            lr = None if ref.slot is None else self._candidate(spec, ref)
             if ref.slot is not None and lr is None:  # the arm has fewer candidates than slots (or none)
-                return self._end_run(spec_dict, {"stop_reason": "skipped"}, stopped=None)
+                return self._end_run(spec, {"stop_reason": "skipped"}, stopped=None)
             self.store.start_progress(self.job_id, JobProgress(spec).initial())
             heartbeat.import_keras()  # after (or instead of) the child's warm-up import, never beside it
             _prepare_backend()
@@ -154,22 +155,22 @@ class JobRun:
                 outcome = confirmed.curves[(ref.arm_index, ref.slot)].outcome()
                 engine, stopped = confirmed.engine, confirmed.stopped
         except EngineError as exc:
-            return self._fail(spec_dict, exc.problem())
+            return self._fail(spec, exc.problem())
         except Exception:
             log.exception("job %s: unexpected error in the sweep", self.job_id)
-            return self._fail(spec_dict, InternalError(self.job_id).problem())
+            return self._fail(spec, InternalError(self.job_id).problem())
         if self.lease_lost.is_set():
             # Our lease is gone (another worker took the run over, it expired, or the job ended
             # elsewhere): whatever we report could overwrite a live run. Its owner or the reaper ends it.
             return "lease-lost"
         outcome |= {k: engine[k] for k in ENGINE_FIELDS}
-        return self._end_run(spec_dict, outcome, stopped=stopped)
+        return self._end_run(spec, outcome, stopped=stopped)
 
-    def _candidate(self, spec_dict: dict[str, Any], spec: JobSpec, ref: RunRef) -> float | None:
+    def _candidate(self, spec: JobSpec, ref: RunRef) -> float | None:
         """The LR of a confirm run, from the range test's recorded curves: every range-test run has ended
         before a confirm run is released, so each worker works out the same candidates `run_sweep` would."""
         sweep, _ = split_outcomes(spec, self.store.run_outcomes(self.job_id))
-        ranged = stitched_result(spec_dict, self.store.chunks(self.job_id), sweep, stopped=None, engine=None)
+        ranged = stitched_result(spec, self.store.chunks(self.job_id), sweep, stopped=None, engine=None)
         assert ref.slot is not None
         return confirm.slot_lr(ranged["arms"][ref.arm_index], spec, ref.slot)
 
@@ -181,8 +182,7 @@ class JobRun:
         now = time.monotonic()
         spec = self.spec
         assert spec is not None
-        self.store.record_chunk(self.job_id, lambda stored: JobProgress(spec, stored).update(chunk),
-                  chunk_record(chunk))
+        self.store.record_chunk(self.job_id, lambda stored: JobProgress(spec, stored).update(chunk), chunk_record(chunk))
         # The store rides out a Redis blip (`_store`): an error here would reach Keras's fit and fail the job.
         self.store.stats.add_steps(len(chunk.losses), now - self.last_chunk_at)
         _chunk_times.append(now - self.last_chunk_at)
@@ -198,34 +198,32 @@ class JobRun:
         return "time_limit" if time.time() - self.started_ts > self.settings.job_time_limit_s else None
 
     # ------------------------------------------------------------------ ending
-    def _end_run(self, spec: dict[str, Any], outcome: dict[str, Any], *, stopped: str | None) -> str:
+    def _end_run(self, spec: JobSpec, outcome: dict[str, Any], *, stopped: str | None) -> str:
         """Record the run's ending; the last run of the job to end finishes the job."""
         ended = self.store.end_run(self.job_id, self.run_index, self.token, outcome, stopped or "")
-        job_spec = JobSpec.model_validate(spec)
         if ended is RunEnd.CONFIRM:  # the range test is over: one message per confirm run, to the job's queue
-            job = self.store.get(self.job_id)
             sweep_runs, runs = run_counts(spec)
             for _ in range(runs - sweep_runs):
-                enqueue(app, self.job_id, (job or {}).get("queue") or self.settings.queue)
+                enqueue(app, self.job_id, self.queue)
         if ended is not RunEnd.LAST:  # others still run, or the confirm runs start, or the run is not ours any more
             return ended.value
         outcomes = self.store.run_outcomes(self.job_id)
         reasons = {o.get("stop_reason") for o in outcomes.values()}
         stop = "time_limit" if "time_limit" in reasons else "cancelled" if "cancelled" in reasons else None
-        sweep, confirmed = split_outcomes(job_spec, outcomes)
+        sweep, confirmed = split_outcomes(spec, outcomes)
         result = stitched_result(spec, self.store.chunks(self.job_id), sweep, confirmed=confirmed,
-                                 stopped=stop, engine=job_engine(outcomes, job_spec, self.started_ts))
+                                 stopped=stop, engine=job_engine(outcomes, spec, self.started_ts))
         if stop == "cancelled":
             return self._finish("cancelled", result=result)
         if stop == "time_limit":
             return self._finish("failed", result=result, error=TimeLimit(self.settings.job_time_limit_s).problem())
         return self._finish("succeeded", result=result)
 
-    def _fail(self, spec: dict[str, Any], problem: dict[str, Any]) -> str:
+    def _fail(self, spec: JobSpec, problem: dict[str, Any]) -> str:
         """A run that cannot go on fails its job now; the job's other runs stop at their next chunk."""
         return self._finish("failed", error=problem, result=self._partial(spec, None))
 
-    def _partial(self, spec: dict[str, Any], stopped: str | None) -> dict[str, Any] | None:
+    def _partial(self, spec: JobSpec, stopped: str | None) -> dict[str, Any] | None:
         try:
             return partial_or_none(self.store, self.job_id, spec, stopped)
         except Exception:  # a failed job keeps its error even when its curves cannot be assembled
@@ -315,11 +313,9 @@ class _Lease:
             store.stats.add_stuck()
             outcome = store.release_stuck(run.job_id, run.run_index, run.token, note)
             if outcome is Release.REQUEUED:  # Celery re-sends the task of a lost child too; a spare copy finds nothing
-                job = store.get(run.job_id)
-                enqueue(app, run.job_id, (job or {}).get("queue") or run.settings.queue)
+                enqueue(app, run.job_id, run.queue)
             elif outcome is Release.EXHAUSTED:
-                job = store.get(run.job_id)
-                result = partial_or_none(store, run.job_id, job["spec"], None) if job else None
+                result = partial_or_none(store, run.job_id, run.spec, None) if run.spec else None
                 if store.finish(run.job_id, "failed", result=result, error=WorkerStuck(note, run.attempts).problem()):
                     store.stats.add_finished("failed", time.time() - run.started_ts)
         except Exception:  # whatever happens, the stuck child must go

@@ -32,8 +32,10 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
+from lrrt.records import JobRecord
 from lrrt.runs import run_counts
 from lrrt.settings import Settings
+from lrrt.spec import JobSpec
 from lrrt.status import TERMINAL
 from lrrt.store.fleet import Fleet
 from lrrt.store.keys import Keys
@@ -92,7 +94,7 @@ class TenantAtCapacity(Exception):
 
 @dataclass(frozen=True)
 class Created:
-    job: dict[str, Any]
+    job: JobRecord
     replayed: bool  # True when an Idempotency-Key returned an earlier job
 
 
@@ -121,7 +123,7 @@ class JobStore:
         self,
         *,
         tenant: str,
-        spec: dict[str, Any],
+        spec: JobSpec,
         max_unfinished: int,
         queue: str = "",
         idempotency_key: str | None = None,
@@ -138,8 +140,8 @@ class JobStore:
             "tenant": tenant,
             "status": "queued",
             "queue": queue,
-            "spec": json.dumps(spec, separators=(",", ":")),
-            "labels": json.dumps(spec.get("labels") or {}),
+            "spec": json.dumps(spec.model_dump(mode="json"), separators=(",", ":")),
+            "labels": json.dumps(spec.labels or {}),
             "created_at": created,
             "started_at": "",
             "finished_at": "",
@@ -177,39 +179,39 @@ class JobStore:
         return Created(job=job, replayed=False)
 
     # ------------------------------------------------------------------ reading
-    def get(self, job_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
-        """The decoded record, or None if unknown or owned by another tenant (callers answer 404)."""
+    def get(self, job_id: str, *, tenant: str | None = None) -> JobRecord | None:
+        """The decoded record, its spec validated, or None if unknown or owned by another tenant (callers answer 404)."""
         raw = self.r.hgetall(self.k.job(job_id))
         if not raw:
             return None
         rec = {_text(k): _text(v) for k, v in raw.items()}
         if tenant is not None and rec.get("tenant") != tenant:
             return None
-        return {
-            "id": rec["id"],
-            "tenant": rec["tenant"],
-            "status": rec["status"],
-            "queue": rec.get("queue") or None,
-            "spec": json.loads(rec["spec"]),
-            "labels": json.loads(rec.get("labels") or "{}"),
-            "created_at": rec["created_at"],
-            "started_at": rec.get("started_at") or None,
-            "finished_at": rec.get("finished_at") or None,
-            "error": json.loads(rec["error"]) if rec.get("error") else None,
-            "attempts": int(rec.get("attempts") or 0),
-            "started_ts": float(rec.get("started_ts") or 0) or None,
-            "runs": int(rec.get("runs") or 1),
-            "version": int(rec.get("version") or 0),
-            "progress": json.loads(rec["progress"]) if rec.get("progress") else None,
-            "cancel_requested": rec.get("cancel_requested") == "1",
-        }
+        return JobRecord(
+            id=rec["id"],
+            tenant=rec["tenant"],
+            status=rec["status"],
+            queue=rec.get("queue") or None,
+            spec=JobSpec.model_validate_json(rec["spec"]),
+            labels=json.loads(rec.get("labels") or "{}"),
+            created_at=rec["created_at"],
+            started_at=rec.get("started_at") or None,
+            finished_at=rec.get("finished_at") or None,
+            error=json.loads(rec["error"]) if rec.get("error") else None,
+            attempts=int(rec.get("attempts") or 0),
+            started_ts=float(rec.get("started_ts") or 0) or None,
+            runs=int(rec.get("runs") or 1),
+            version=int(rec.get("version") or 0),
+            progress=json.loads(rec["progress"]) if rec.get("progress") else None,
+            cancel_requested=rec.get("cancel_requested") == "1",
+        )
 
     def list_jobs(
         self, tenant: str, *, status: str | None = None, page_size: int = 50, page_token: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[list[JobRecord], str | None]:
         """Newest first. The page token is the created-timestamp score to continue below (exclusive)."""
         max_score: str = f"({page_token}" if page_token else "+inf"
-        items: list[dict[str, Any]] = []
+        items: list[JobRecord] = []
         cursor = max_score
         while len(items) < page_size:
             batch = self.r.zrevrangebyscore(
@@ -223,7 +225,7 @@ class JobStore:
                 if job is None:  # expired record: drop the stale index entry
                     self.r.zrem(self.k.tenant_jobs(tenant), member)
                     continue
-                if status and job["status"] != status:
+                if status and job.status != status:
                     continue
                 items.append(job)
                 if len(items) == page_size:

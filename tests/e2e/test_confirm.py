@@ -97,7 +97,7 @@ def test_cancel_in_the_confirm_phase_ends_the_job_cancelled(client: Client, digi
 def _spec(candidates: int) -> dict[str, Any]:
     return JobSpec.model_validate({"model": {"class_name": "Sequential", "config": {"layers": []}},
                                    "dataset": DATASET, "optimizers": [{"name": "adam"}],
-                                   "sweep": {"confirm": {"candidates": candidates}}}).model_dump(mode="json")
+                                   "sweep": {"confirm": {"candidates": candidates}}})
 
 
 @pytest.fixture()
@@ -108,8 +108,8 @@ def own_store(store: JobStore) -> JobStore:
 
 def test_confirm_runs_wait_for_the_range_test_and_a_lost_release_is_resent(own_store: JobStore) -> None:
     store = own_store
-    job_id = store.create(tenant="t", spec=_spec(2), max_unfinished=10).job["id"]
-    assert store.get(job_id)["runs"] == 3
+    job_id = store.create(tenant="t", spec=_spec(2), max_unfinished=10).job.id
+    assert store.get(job_id).runs == 3
     assert store.needs_fanout(job_id) == 0  # one range-test run: the API's message is enough
     assert store.claim(job_id, "a", "w").outcome == "claimed" and store.run_held_by(job_id, "a") == (0, 1)
     assert store.claim(job_id, "b", "w").outcome == "busy"  # the confirm runs wait for the range test
@@ -126,7 +126,7 @@ def test_confirm_runs_wait_for_the_range_test_and_a_lost_release_is_resent(own_s
 
 def test_a_cancel_in_the_range_test_ends_the_waiting_confirm_runs(own_store: JobStore) -> None:
     store = own_store
-    job_id = store.create(tenant="t", spec=_spec(3), max_unfinished=10).job["id"]
+    job_id = store.create(tenant="t", spec=_spec(3), max_unfinished=10).job.id
     assert store.claim(job_id, "a", "w").outcome == "claimed"
     assert store.end_run(job_id, 0, "a", {"stop_reason": "cancelled"}, abandon="cancelled") == "last"
     assert store.run_outcomes(job_id)[3]["stop_reason"] == "cancelled"

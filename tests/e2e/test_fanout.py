@@ -21,6 +21,7 @@ import redis
 from lrrt.client.api import Client
 from lrrt.queue import enqueue, make_celery
 from lrrt.settings import Settings
+from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
 
@@ -67,10 +68,10 @@ def hostname(worker: Worker) -> str:
 def sweeping_on(store: JobStore, job_id: str, worker: Worker) -> bool:
     """A run of the job claimed by `worker` has recorded steps in the job's progress (one seed per arm)."""
     job = store.get(job_id)
-    assert job is not None and job["status"] in ("queued", "running"), job
+    assert job is not None and job.status in ("queued", "running"), job
     name = hostname(worker).encode()
-    held = [i for i in range(job["runs"]) if store.r.hget(store.k.job(job_id), f"run:{i}:worker") == name]
-    runs = (job["progress"] or {}).get("runs") or []
+    held = [i for i in range(job.runs) if store.r.hget(store.k.job(job_id), f"run:{i}:worker") == name]
+    runs = (job.progress or {}).get("runs") or []
     return any(r["steps_done"] > 0 and r["state"] == "running" and r["arm_index"] in held for r in runs)
 
 
@@ -122,14 +123,14 @@ def test_watchdog_replaces_a_child_that_stops_reporting(hanging_worker: tuple[Wo
                                                         e2e_settings: Settings, api_server: Api,
                                                         digits_mlp: dict[str, Any]) -> None:
     worker, queue = hanging_worker
-    spec = {"model": digits_mlp, "dataset": {"uri": "builtin:digits"}, "optimizers": [{"name": "sgd"}, {"name": "adam"}],
-            "sweep": {**SWEEP, "num_steps": 200}}
-    job_id = store.create(tenant="alice", spec=spec, max_unfinished=50, queue=queue).job["id"]
+    spec = JobSpec.model_validate({"model": digits_mlp, "dataset": {"uri": "builtin:digits"},
+                                   "optimizers": [{"name": "sgd"}, {"name": "adam"}], "sweep": {**SWEEP, "num_steps": 200}})
+    job_id = store.create(tenant="alice", spec=spec, max_unfinished=50, queue=queue).job.id
     enqueue(make_celery(e2e_settings), job_id, queue)
     wait_until(lambda: store.r.hget(store.k.job(job_id), "run:1:stuck"), RECOVERY_S, "the watchdog to give up run 1")
-    job = wait_until(lambda: (j := store.get(job_id))["status"] not in ("queued", "running") and j, RECOVERY_S,
+    job = wait_until(lambda: (j := store.get(job_id)).status not in ("queued", "running") and j, RECOVERY_S,
                      "the job to end")
-    assert job["status"] == "succeeded", job["error"]
+    assert job.status == "succeeded", job.error
     runs = {(r["arm_index"], r["repeat"]): r for r in store.result(job_id)["engine"]["runs"]}
     assert runs[(1, 0)]["attempts"] == 2, runs  # the hung run ran again, in a fresh child
     assert "no chunk for" in worker.tail(400)

@@ -24,6 +24,7 @@ import pytest
 
 from lrrt.client.api import Client, LrrtError
 from lrrt.settings import Settings
+from lrrt.spec import JobSpec
 from tests.e2e.conftest import REPO, children_of, wait_until
 
 from .conftest import CAP, Stack
@@ -92,7 +93,7 @@ def test_sigkill_worker_mid_job_repeatedly(live: Stack, digits_mlp: dict[str, An
     assert_nothing_unfinished(live.store, ["t1"])
     report({"fault": "SIGKILL worker pool children / whole worker mid-job", "tries": kills, "jobs": len(ids),
             "kills": what, "outcomes": dict(outcomes),
-            "attempts": sorted(live.store.get(j)["attempts"] for j in ids)})
+            "attempts": sorted(live.store.get(j).attempts for j in ids)})
 
 
 #: A consumer that takes one message off the queue without acknowledging it, then dies as SIGKILL would
@@ -363,10 +364,10 @@ def test_redis_error_in_the_chunk_hook_metrics_does_not_fail_the_job(settings: S
     store = store_from_settings(settings, ride_out_s=LEASE_TTL_S)
     spec = {"model": digits_mlp, "dataset": {"uri": "builtin:digits"}, "optimizers": [{"name": "adam"}],
             "sweep": {**TINY, "num_steps": 60}}
-    job_id = store.create(tenant="blip", spec=spec, max_unfinished=5).job["id"]
+    job_id = store.create(tenant="blip", spec=JobSpec.model_validate(spec), max_unfinished=5).job.id
     token = store.new_token()
     assert store.claim(job_id, token).outcome == "claimed"
     tasks.JobRun(store, settings, job_id, token).run()
     job = store.get(job_id)
-    assert len(calls) > 1 and job["status"] == "succeeded", job["error"]
+    assert len(calls) > 1 and job.status == "succeeded", job.error
     assert len(store.result(job_id)["arms"][0]["losses"]) == 60

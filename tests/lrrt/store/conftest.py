@@ -9,21 +9,22 @@ from typing import Any
 
 import pytest
 
+from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
 
 MODEL = {"class_name": "Sequential", "config": {"layers": []}}
 
 
-def spec(arms: int = 1, repeats: int = 1, candidates: int | None = None) -> dict[str, Any]:
-    """A stored spec with `arms` x `repeats` range-test runs and, with `candidates`, that many confirm
+def spec(arms: int = 1, repeats: int = 1, candidates: int | None = None) -> JobSpec:
+    """A job with `arms` x `repeats` range-test runs and, with `candidates`, that many confirm
     runs per arm."""
     sweep: dict[str, Any] = {"repeats": repeats}
     if candidates:
         sweep["confirm"] = {"candidates": candidates}
     dataset = {"uri": "builtin:digits", "validation_split": 0.2}
-    return {"model": MODEL, "dataset": dataset, "optimizers": [{"name": "adam"}, {"name": "sgd"}, {"name": "rmsprop"}][:arms],
-            "sweep": sweep}
+    return JobSpec.model_validate({"model": MODEL, "dataset": dataset, "sweep": sweep,
+                                   "optimizers": [{"name": "adam"}, {"name": "sgd"}, {"name": "rmsprop"}][:arms]})
 
 
 @pytest.fixture()
@@ -33,7 +34,7 @@ def jobs(store: JobStore) -> JobStore:
 
 
 def create(jobs: JobStore, **shape: Any) -> str:
-    return str(jobs.create(tenant="t", spec=spec(**shape), max_unfinished=100, queue="q-tf").job["id"])
+    return jobs.create(tenant="t", spec=spec(**shape), max_unfinished=100, queue="q-tf").job.id
 
 
 def lose_worker(jobs: JobStore, job_id: str, run: int) -> None:

@@ -13,7 +13,7 @@ def test_a_claim_takes_the_next_queued_run_and_starts_the_job(jobs: JobStore) ->
     claims = [jobs.claim(job_id, f"t{i}", "w") for i in range(4)]
     assert claims == [Claim(ClaimOutcome.CLAIMED, run=i, attempts=1) for i in range(4)]
     job = jobs.get(job_id)
-    assert job is not None and job["status"] == "running" and job["started_at"] and job["attempts"] == 1
+    assert job is not None and job.status == "running" and job.started_at and job.attempts == 1
     assert jobs.needs_fanout(job_id) == 0  # claimed: every message is accounted for
     assert jobs.run_held_by(job_id, "t2") == (2, 1)
     assert jobs.claim(job_id, "t5", "w") == Claim(ClaimOutcome.BUSY)  # a spare message finds nothing to do
@@ -41,7 +41,7 @@ def test_a_run_whose_lease_expired_is_claimed_again_until_out_of_attempts(jobs: 
 
 def test_confirm_runs_wait_until_the_range_test_is_over(jobs: JobStore) -> None:
     job_id = create(jobs, arms=1, candidates=2)
-    assert jobs.get(job_id)["runs"] == 3  # type: ignore[index]
+    assert jobs.get(job_id).runs == 3
     assert jobs.needs_fanout(job_id) == 0  # one range-test run: the API's message is enough
     assert jobs.claim(job_id, "a", "w").run == 0
     assert jobs.claim(job_id, "b", "w") == Claim(ClaimOutcome.BUSY)

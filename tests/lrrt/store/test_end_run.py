@@ -19,7 +19,7 @@ def test_the_run_that_ends_last_is_told_so(jobs: JobStore) -> None:
     assert outcomes[1] == {**DONE, "fingerprint": {"x": "1"}, "attempts": 1, "worker": "w"}
     assert not jobs.r.exists(jobs.k.lease(job_id, 0), jobs.k.lease(job_id, 1))  # ending drops the lease
     assert jobs.finish(job_id, "succeeded", result={"arms": []}, token="a", expected="running")
-    assert jobs.get(job_id)["status"] == "succeeded"  # type: ignore[index]
+    assert jobs.get(job_id).status == "succeeded"
 
 
 def test_a_run_taken_over_by_another_runner_records_nothing(jobs: JobStore) -> None:

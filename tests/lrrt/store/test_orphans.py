@@ -19,7 +19,7 @@ def test_a_run_whose_worker_died_is_requeued_then_exhausted(jobs: JobStore) -> N
     lose_worker(jobs, job_id, 0)
     assert jobs.reap_orphans(grace_s=0) == [(job_id, Reaped.REQUEUED)]
     job = jobs.get(job_id)
-    assert job is not None and job["status"] == "queued" and run_state(jobs, job_id, 0) == "queued"
+    assert job is not None and job.status == "queued" and run_state(jobs, job_id, 0) == "queued"
     assert jobs.has_queued_run(job_id)
     assert jobs.claim(job_id, "b", "w").attempts == 2
     lose_worker(jobs, job_id, 0)
@@ -32,7 +32,7 @@ def test_a_job_with_a_live_run_stays_running_while_its_dead_run_is_requeued(jobs
     jobs.claim(job_id, "b", "w2")
     lose_worker(jobs, job_id, 1)
     assert jobs.reap_orphans(grace_s=0) == [(job_id, Reaped.REQUEUED)]
-    assert jobs.get(job_id)["status"] == "running"  # type: ignore[index]
+    assert jobs.get(job_id).status == "running"
     assert [run_state(jobs, job_id, r) for r in (0, 1)] == ["running", "queued"]
 
 
@@ -60,7 +60,7 @@ def test_the_watchdog_releases_a_stuck_run_for_another_worker(jobs: JobStore) ->
     jobs.claim(job_id, "a", "w")
     assert jobs.release_stuck(job_id, 0, "other", NOTE) is Release.LOST
     assert jobs.release_stuck(job_id, 0, "a", NOTE) is Release.REQUEUED
-    assert jobs.get(job_id)["status"] == "queued" and not jobs.r.exists(jobs.k.lease(job_id, 0))  # type: ignore[index]
+    assert jobs.get(job_id).status == "queued" and not jobs.r.exists(jobs.k.lease(job_id, 0))
     assert jobs.claim(job_id, "b", "w2").attempts == 2
     assert jobs.release_stuck(job_id, 0, "b", NOTE) is Release.EXHAUSTED
     assert jobs.release_stuck(job_id, 0, "a", NOTE) is Release.LOST  # a stale runner's watchdog
@@ -70,12 +70,12 @@ def test_only_a_never_claimed_job_is_rerouted(jobs: JobStore) -> None:
     job_id = create(jobs)
     assert not jobs.reroute(job_id, "q-jax", "q-tf")  # not on that queue
     assert jobs.reroute(job_id, "q-tf", "q-jax")
-    assert jobs.get(job_id)["queue"] == "q-jax"  # type: ignore[index]
+    assert jobs.get(job_id).queue == "q-jax"
     jobs.claim(job_id, "a", "w")
     assert not jobs.reroute(job_id, "q-jax", "q-tf")  # its run started on the first backend
     requeued = create(jobs)
     jobs.claim(requeued, "b", "w")
     lose_worker(jobs, requeued, 0)
     jobs.reap_orphans(grace_s=0)
-    assert jobs.get(requeued)["status"] == "queued"  # type: ignore[index]
+    assert jobs.get(requeued).status == "queued"
     assert not jobs.reroute(requeued, "q-tf", "q-jax")  # queued again, but it ran once: it keeps its backend

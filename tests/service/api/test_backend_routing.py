@@ -190,7 +190,7 @@ def test_an_auto_job_stranded_on_a_backend_whose_workers_left_moves_to_a_live_on
     assert job["id"] in queued_job_ids(redis_client, settings.queue)
     assert job["id"] not in queued_job_ids(redis_client, jax_queue)
     record = store.get(job["id"])
-    assert record is not None and record["queue"] == settings.queue and record["status"] == "queued"
+    assert record is not None and record.queue == settings.queue and record.status == "queued"
     assert (job["id"], "rerouted") not in reap()  # moved once: the next pass finds it where it belongs
 
 
@@ -219,4 +219,4 @@ def test_a_stranded_job_stays_when_it_named_its_backend_was_claimed_or_no_worker
         assert kept["id"] in queued_job_ids(redis_client, jax_queue)
         assert kept["id"] not in queued_job_ids(redis_client, settings.queue)  # not even a spare copy
         record = store.get(kept["id"])
-        assert record is not None and record["queue"] == jax_queue
+        assert record is not None and record.queue == jax_queue

@@ -38,7 +38,7 @@ def test_model_as_json_string_is_accepted(client: TestClient, store: JobStore) -
     response = client.post("/v1/jobs", json=spec, headers=ALICE)
     assert response.status_code == 202, response.text
     stored = store.get(response.json()["id"])
-    assert stored is not None and stored["spec"]["model"]["class_name"] == "Sequential"
+    assert stored is not None and stored.spec.model["class_name"] == "Sequential"
 
 
 def test_poll_has_etag_retry_after_and_304(client: TestClient) -> None:
@@ -224,7 +224,7 @@ def test_enqueue_failure_fails_job_and_answers_503(client: TestClient, store: Jo
     problem = response.json()
     assert problem["type"].endswith("queue-unavailable")
     job = store.get(problem["job_id"])
-    assert job is not None and job["status"] == "failed" and "could not be reached" in job["error"]["detail"]
+    assert job is not None and job.status == "failed" and job.error is not None and "could not be reached" in job.error["detail"]
 
 
 def test_lifespan_reaper_requeues_orphaned_job(settings: Settings, redis_client: redis.Redis,

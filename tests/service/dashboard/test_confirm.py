@@ -43,8 +43,7 @@ class FakeWorker:
                 "optimizers": [{"name": name} for name in arms], "sweep": {**SWEEP, "confirm": confirm}}
         self.store = store
         self.job = JobSpec.model_validate(body)
-        self.spec = self.job.model_dump(mode="json")  # what the API stores
-        self.id = store.create(tenant="alice", spec=self.spec, max_unfinished=50).job["id"]
+        self.id = store.create(tenant="alice", spec=self.job, max_unfinished=50).job.id
         self.tokens: dict[int, str] = {}
 
     def claim(self) -> int:
@@ -80,7 +79,7 @@ class FakeWorker:
         run = self.claim()
         ref = run_of(self.job, run)
         assert ref.slot is not None
-        lr = slot_lr(partial_result(self.spec, self.store.chunks(self.id))["arms"][ref.arm_index], self.job, ref.slot)
+        lr = slot_lr(partial_result(self.job, self.store.chunks(self.id))["arms"][ref.arm_index], self.job, ref.slot)
         assert lr is not None
         losses = np.linspace(2.0, 0.4 if stop_reason == "completed" else 9.0, steps).tolist()
         state = {"completed": "done", None: "running"}.get(stop_reason, stop_reason)
@@ -102,7 +101,7 @@ class FakeWorker:
         """The last run's part: assemble the result from every run's chunks and outcome, end the job."""
         sweep, confirmed = split_outcomes(self.job, self.store.run_outcomes(self.id))
         stopped = "cancelled" if status == "cancelled" else None
-        result = stitched_result(self.spec, self.store.chunks(self.id), sweep, confirmed=confirmed, stopped=stopped,
+        result = stitched_result(self.job, self.store.chunks(self.id), sweep, confirmed=confirmed, stopped=stopped,
                                  engine=None)
         assert self.store.finish(self.id, status, result=result)
         return result
@@ -200,7 +199,7 @@ def test_the_confirm_phase_shows_its_progress_and_a_cancel_keeps_what_ran(
                                "stop_reason": "cancelled"}, abandon="cancelled") == "last"
     result = fake.finish("cancelled")
     assert result["recommendation"]["verified"] is False
-    assert partial_or_none(store, fake.id, fake.spec, "cancelled") is not None
+    assert partial_or_none(store, fake.id, fake.job, "cancelled") is not None
 
     page.wait_for_function(
         "() => document.querySelector('[data-testid=job-status]').classList.contains('cancelled')")
