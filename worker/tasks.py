@@ -110,8 +110,8 @@ class JobRun:
             keeper.join(timeout=5)
 
     def _after_chunk(self, chunk: Chunk, seconds: float) -> None:
+        """Every chunk the run records: its time feeds the watchdog's expected chunk time."""
         _chunk_times.append(seconds)
-        hang_for_tests(chunk, self.coordinator.claimed.attempts)
 
 
 class _KerasEngine:
@@ -209,16 +209,6 @@ class _Lease:
 STUCK_MARK_TTL_S = 900
 #: The exit status of a pool child replaced by the watchdog (in the worker's log as the child's exit code).
 STUCK_EXIT_CODE = 70
-
-
-def hang_for_tests(chunk: Chunk, attempts: int) -> None:
-    """TEST-ONLY: with LRRT_TEST_HANG_RUN=<arm_index>:<repeat> in the worker's environment, that run blocks
-    forever after its first chunk on its first attempt, as a child stuck inside TensorFlow did. Inert
-    unless the variable is set; no deployment sets it (tests/reliability/test_fanout.py does)."""
-    if (os.environ.get("LRRT_TEST_HANG_RUN") == f"{chunk.arm_index}:{chunk.repeat}" and attempts == 1
-            and chunk.candidate is None):
-        log.warning("LRRT_TEST_HANG_RUN: blocking run %s:%s (test only)", chunk.arm_index, chunk.repeat)
-        threading.Event().wait()
 
 
 @functools.cache

@@ -110,11 +110,12 @@ def test_cancel_stops_every_run(client: Client, second: Worker, digits_mlp: dict
 def hanging_worker(server_env: dict[str, str], e2e_settings: Settings, redis_client: redis.Redis,
                    tmp_path: Path) -> Iterator[tuple[Worker, str]]:
     """A two-child worker on a queue of its own whose run (arm 1, repeat 0) blocks after its first chunk
-    on its first attempt (the test-only hook), with a short stuck-run floor."""
+    on its first attempt (`tests/e2e/hanging_worker.py`), with a short stuck-run floor."""
     queue = f"{e2e_settings.queue}-hang"
     # The floor also covers each run's first chunk (data, build, compile): 45 s leaves room on two busy cores.
-    env = {**server_env, "LRRT_QUEUE": queue, "LRRT_TEST_HANG_RUN": "1:0", "LRRT_STUCK_AFTER_S": "45"}
-    with running_worker(env, tmp_path, f"hang-{e2e_settings.key_prefix}", e2e_settings, redis_client, 2) as w:
+    env = {**server_env, "LRRT_QUEUE": queue, "LRRT_STUCK_AFTER_S": "45"}
+    with running_worker(env, tmp_path, f"hang-{e2e_settings.key_prefix}", e2e_settings, redis_client, 2,
+                        module="tests.e2e.hanging_worker") as w:
         yield w, queue
     redis_client.delete(Keys(e2e_settings.key_prefix).worker_stuck(hostname(w)))
 
