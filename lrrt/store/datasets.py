@@ -38,5 +38,3 @@ class DatasetRecords:
         pipe.delete(self._k.dataset(dataset_id))
         pipe.zrem(self._k.tenant_datasets(tenant), dataset_id)
         pipe.execute()
-
-

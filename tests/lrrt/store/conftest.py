@@ -46,5 +46,3 @@ def lose_worker(jobs: JobStore, job_id: str, run: int) -> None:
 def run_state(jobs: JobStore, job_id: str, run: int) -> str | None:
     raw = jobs.r.hget(jobs.k.job(job_id), f"run:{run}:state")
     return raw.decode() if isinstance(raw, bytes) else raw
-
-
