@@ -7,30 +7,20 @@ whose workers are gone (`lrrt.reaper.reroute_stranded`): both read it here.
 
 from __future__ import annotations
 
-import json
-
-import redis
-
-from lrrt.store.keys import Keys
+from typing import Any
 
 #: Seconds a worker's heartbeat lives unless beaten again (`worker/heartbeat.py` beats every 10 s): a
 #: worker silent this long counts as gone.
 HEARTBEAT_TTL_S = 30
 
 
-def live_backends(r: redis.Redis, keys: Keys) -> dict[str, str]:
-    """{backend: `gpu` if any of its live workers has a GPU, else `cpu`} over the unexpired heartbeats."""
-    names = list(r.scan_iter(match=keys.worker_heartbeat("") + "*", count=500))
+def live_backends(heartbeats: list[dict[str, Any]]) -> dict[str, str]:
+    """{backend: `gpu` if any of its live workers has a GPU, else `cpu`} over the unexpired heartbeats
+    (`Fleet.heartbeats`)."""
     live: dict[str, str] = {}
-    for raw in r.mget(names) if names else []:
-        if raw is None:  # expired between the scan and the read
-            continue
-        try:
-            info = json.loads(raw)
-        except ValueError:  # not a heartbeat
-            continue
-        backend = info.get("backend") if isinstance(info, dict) else None
-        if not isinstance(backend, str):
+    for info in heartbeats:
+        backend = info.get("backend")
+        if not isinstance(backend, str):  # not a heartbeat of ours: no backend to count it for
             continue
         live[backend] = "gpu" if info.get("device") == "gpu" or live.get(backend) == "gpu" else "cpu"
     return live

@@ -37,13 +37,14 @@ from celery import Celery
 from lrrt.liveness import HEARTBEAT_TTL_S, live_backends
 from lrrt.problems import PROBLEM_BASE
 from lrrt.queue import RUN_JOB_TASK, enqueue
+from lrrt.records import JobRecord
 from lrrt.results import partial_result
-from lrrt.routing import BACKENDS, DEFAULT_BATCH_SIZE, auto_backend, queue_for
+from lrrt.routing import BACKENDS, auto_backend, queue_for
 from lrrt.runs import split_outcomes
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec
-from lrrt.store import stats
 from lrrt.store.jobs import ISO_FORMAT, JobStore
+from lrrt.store.outcomes import Reaped
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +72,23 @@ def worker_lost_problem(attempts: int | str) -> dict[str, Any]:
     }
 
 
-def partial_or_none(store: JobStore, job_id: str, spec: dict[str, Any], stopped: str | None) -> dict[str, Any] | None:
+def partial_or_none(store: JobStore, job_id: str, spec: JobSpec, stopped: str | None) -> dict[str, Any] | None:
     """The partial result of the curves recorded so far (and of the confirm candidates that ended), or
     None when no step ran."""
     chunks = store.chunks(job_id)
     if not chunks:
         return None
-    job = JobSpec.model_validate(spec)
-    confirmed = split_outcomes(job, store.run_outcomes(job_id))[1] if job.sweep.confirm else None
+    confirmed = split_outcomes(spec, store.run_outcomes(job_id))[1] if spec.sweep.confirm else None
     return partial_result(spec, chunks, stopped=stopped, confirmed=confirmed)
 
 
 def fail_worker_lost(store: JobStore, job_id: str, attempts: int | str) -> bool:
     """Fail a job whose worker died on every attempt, keeping the curves it recorded."""
     job = store.get(job_id)
-    result = partial_or_none(store, job_id, job["spec"], None) if job else None
+    result = partial_or_none(store, job_id, job.spec, None) if job else None
     if not store.finish(job_id, "failed", result=result, error=worker_lost_problem(attempts)):
         return False
-    stats.add_finished(store.r, store.k, "failed", None)
+    store.stats.add_finished("failed", None)
     log.error("job %s lost its worker %s times; failed", job_id, attempts)
     return True
 
@@ -96,7 +96,7 @@ def fail_worker_lost(store: JobStore, job_id: str, attempts: int | str) -> bool:
 def reap_if_free(store: JobStore, celery_app: Celery, settings: Settings, *, owner: str, lock_ttl_s: int) -> None:
     """A `reap_once` pass unless another process (API or worker) holds `Keys.reaper_lock()`; the lock
     lives `lock_ttl_s` (the caller's interval), so the same orphan is never re-sent twice at once."""
-    if store.r.set(store.k.reaper_lock(), owner, nx=True, ex=max(1, lock_ttl_s)):
+    if store.fleet.take_reaper_lock(owner, lock_ttl_s):
         for job_id, outcome in reap_once(store, celery_app, settings):
             log.warning("reaper: job %s %s", job_id, outcome)
 
@@ -114,7 +114,7 @@ def restore_lost_reservations(store: JobStore, celery_app: Celery, older_than_s:
         for tag in client.zrangebyscore(channel.unacked_index_key, "-inf", time.time() - older_than_s):
             job_id = _job_id_of(client.hget(channel.unacked_key, tag))
             job = store.get(job_id) if job_id else None
-            if job_id and job is not None and (job["status"] == "queued" or store.has_queued_run(job["id"])):
+            if job_id and job is not None and (job.status == "queued" or store.has_queued_run(job.id)):
                 channel.qos.restore_by_tag(tag, client)
                 restored.append(job_id)
     return restored
@@ -149,7 +149,7 @@ def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings,
     is removed: a crash at any point between leaves at most a spare message (dropped at its claim), never
     a job whose recorded queue holds no message for it.
     """
-    live = live_backends(store.r, store.k)
+    live = live_backends(store.fleet.heartbeats())
     if not live:
         return []
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than_s)
@@ -164,22 +164,21 @@ def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings,
                 except ValueError:
                     continue
                 job = store.get(job_id) if job_id else None
-                if (job is None or job["status"] != "queued" or job["attempts"] or (job["queue"] or settings.queue) != queue
-                        or job["spec"].get("backend", "auto") != "auto" or _created(job) > cutoff):
+                if (job is None or job.status != "queued" or job.attempts or (job.queue or settings.queue) != queue
+                        or job.spec.backend != "auto" or _created(job) > cutoff):
                     continue
-                batch_size = (job["spec"].get("sweep") or {}).get("batch_size", DEFAULT_BATCH_SIZE)
-                target = queue_for(settings.queue, auto_backend(job["spec"]["model"], live=live,
-                                                                batch_size=batch_size).backend)
-                enqueue(celery_app, job["id"], target)
-                if store.reroute(job["id"], job["queue"] or "", target):  # else claimed meanwhile: the copy is spare
+                target = queue_for(settings.queue, auto_backend(job.spec.model, live=live,
+                                                                batch_size=job.spec.sweep.batch_size).backend)
+                enqueue(celery_app, job.id, target)
+                if store.reroute(job.id, job.queue or "", target):  # else claimed meanwhile: the copy is spare
                     client.lrem(queue, 1, raw)
-                    log.warning("job %s: no live %s worker; moved to queue %s", job["id"], backend, target)
-                    moved.append(job["id"])
+                    log.warning("job %s: no live %s worker; moved to queue %s", job.id, backend, target)
+                    moved.append(job.id)
     return moved
 
 
-def _created(job: dict[str, Any]) -> datetime:
-    return datetime.strptime(job["created_at"], ISO_FORMAT).replace(tzinfo=timezone.utc)
+def _created(job: JobRecord) -> datetime:
+    return datetime.strptime(job.created_at, ISO_FORMAT).replace(tzinfo=timezone.utc)
 
 
 def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[tuple[str, str]]:
@@ -196,17 +195,17 @@ def reap_once(store: JobStore, celery_app: Celery, settings: Settings) -> list[t
         job = store.get(job_id)
         if job is None:
             continue
-        if outcome == "requeued" and job["cancel_requested"] and job["status"] == "queued":
-            result = partial_or_none(store, job_id, job["spec"], "cancelled")
+        if outcome is Reaped.REQUEUED and job.cancel_requested and job.status == "queued":
+            result = partial_or_none(store, job_id, job.spec, "cancelled")
             if store.finish(job_id, "cancelled", result=result, expected="queued"):
-                stats.add_finished(store.r, store.k, "cancelled", None)
+                store.stats.add_finished("cancelled", None)
                 done.append((job_id, "cancelled"))
             continue
-        if outcome in ("requeued", "resend"):  # one message per run (a cancelled job's run ends at its claim)
-            enqueue(celery_app, job_id, job["queue"] or settings.queue)  # back where it was submitted
-            log.warning("job %s: %s", job_id, f"lost its worker; requeued (attempt {job['attempts']} so far)"
-                        if outcome == "requeued" else "confirm runs never started; their messages sent again")
-        elif not fail_worker_lost(store, job_id, job["attempts"]):
+        if outcome in (Reaped.REQUEUED, Reaped.RESEND):  # one message per run (a cancelled job's run ends at its claim)
+            enqueue(celery_app, job_id, job.queue or settings.queue)  # back where it was submitted
+            log.warning("job %s: %s", job_id, f"lost its worker; requeued (attempt {job.attempts} so far)"
+                        if outcome is Reaped.REQUEUED else "confirm runs never started; their messages sent again")
+        elif not fail_worker_lost(store, job_id, job.attempts):
             continue
-        done.append((job_id, outcome))
+        done.append((job_id, outcome.value))
     return done

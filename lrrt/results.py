@@ -141,11 +141,11 @@ def finished_result(arms: list[dict[str, Any]], *, engine: dict[str, Any] | None
                                   "engine": engine, "stopped": stopped})
 
 
-def partial_result(spec: dict[str, Any], chunks: list[dict[str, Any]], *, stopped: str | None = None,
+def partial_result(spec: JobSpec, chunks: list[dict[str, Any]], *, stopped: str | None = None,
                    confirmed: dict[tuple[int, int], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The result of the steps recorded so far (repeat 0 of each arm), in the API's result shape.
 
-    `spec` is the stored job spec (as submitted); `stopped` is None for a job still running or lost,
+    `stopped` is None for a job still running or lost,
     "cancelled" or "time_limit" for one that ended early. Suggestions, diagnostics and the
     recommendation are the engine's own rules (`arm_result`) on these curves, so they match what a
     finished job reports for the same points; `confirmed` holds the confirm candidates that ended.
@@ -153,7 +153,7 @@ def partial_result(spec: dict[str, Any], chunks: list[dict[str, Any]], *, stoppe
     return stitched_result(spec, chunks, {}, repeats=1, stopped=stopped, engine=None, confirmed=confirmed)
 
 
-def stitched_result(spec: dict[str, Any], chunks: list[dict[str, Any]], outcomes: dict[tuple[int, int], dict[str, Any]],
+def stitched_result(job: JobSpec, chunks: list[dict[str, Any]], outcomes: dict[tuple[int, int], dict[str, Any]],
                     *, repeats: int | None = None, stopped: str | None, engine: dict[str, Any] | None,
                     confirmed: dict[tuple[int, int], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The result from the recorded chunks of each (arm, repeat) run and what each run reported when it
@@ -165,7 +165,6 @@ def stitched_result(spec: dict[str, Any], chunks: list[dict[str, Any]], outcomes
     its curves are the recorded ones, so it equals what `run_sweep` gives for the same spec in one
     process (same points, same rules). `repeats` limits the seeds read (partial results show the first).
     """
-    job = JobSpec.model_validate(spec)
     seeds = [job.sweep.seed + r for r in range(repeats or job.sweep.repeats)]
     arms = []
     planned = 0

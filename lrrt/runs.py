@@ -11,12 +11,11 @@ from typing import Any
 from lrrt.spec import JobSpec
 
 
-def run_counts(spec: dict[str, Any]) -> tuple[int, int]:
-    """(range-test runs, all runs) of a stored spec: arms x repeats, then arms x confirm candidates."""
-    job = JobSpec.model_validate(spec)
-    sweep_runs = len(job.optimizers) * job.sweep.repeats
-    confirm = job.sweep.confirm
-    return sweep_runs, sweep_runs + (len(job.optimizers) * confirm.candidates if confirm else 0)
+def run_counts(spec: JobSpec) -> tuple[int, int]:
+    """(range-test runs, all runs) of a job: arms x repeats, then arms x confirm candidates."""
+    sweep_runs = len(spec.optimizers) * spec.sweep.repeats
+    confirm = spec.sweep.confirm
+    return sweep_runs, sweep_runs + (len(spec.optimizers) * confirm.candidates if confirm else 0)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from lrrt import __version__
 from lrrt.queue import make_celery
 from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec
+from lrrt.store.datasets import DatasetRecords
+from lrrt.store.fleet import Fleet
 from lrrt.store.jobs import store_from_settings
 from lrrt.store.keys import Keys
 from service import dashboard
@@ -90,11 +92,11 @@ def create_app(settings: Settings | None = None, *, reaper_interval_s: float | N
     app.state.settings = settings
     app.state.tenants_by_key = settings.tenants_by_key()  # malformed LRRT_API_KEYS fails here, at start-up
     app.state.store = store
-    app.state.text_redis = text_redis
-    app.state.datasets = DatasetStore(text_redis, Keys(settings.key_prefix), settings.data_root)
-    app.state.live_backends = LiveBackends(text_redis, Keys(settings.key_prefix))
+    app.state.fleet = Fleet(text_redis, Keys(settings.key_prefix))
+    app.state.datasets = DatasetStore(DatasetRecords(text_redis, Keys(settings.key_prefix)), settings.data_root)
+    app.state.live_backends = LiveBackends(app.state.fleet)
     app.state.celery = celery
-    app.state.metrics = Metrics(store, text_redis, settings.queue)
+    app.state.metrics = Metrics(store, app.state.fleet, settings.queue)
 
     install_problem_handlers(app)
     for router in (jobs.router, datasets.router, ops.router, dashboard.router):

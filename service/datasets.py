@@ -8,23 +8,19 @@ submission and on every dataset route) and what it holds, so listing never opens
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import redis
-
+from lrrt.store.datasets import DatasetRecords
 from lrrt.store.jobs import new_id, now_iso
-from lrrt.store.keys import Keys
 from lrrt.vetting.datasets import is_id, upload_path
 
 
 class DatasetStore:
-    """Needs a client made with `decode_responses=True`."""
+    """The files under `data_root`, their records in `records`."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, data_root: Path) -> None:
-        self.r = client
-        self.k = keys
+    def __init__(self, records: DatasetRecords, data_root: Path) -> None:
+        self.records = records
         self.root = data_root
         self.dir = upload_path(data_root, "x").parent
 
@@ -55,10 +51,7 @@ class DatasetStore:
         final = self.path(dataset_id)
         staged.replace(final)
         try:
-            pipe = self.r.pipeline(transaction=True)
-            pipe.hset(self.k.dataset(dataset_id), mapping={k: str(v) for k, v in meta.items()})
-            pipe.zadd(self.k.tenant_datasets(tenant), {dataset_id: time.time()})
-            pipe.execute()
+            self.records.add(dataset_id, tenant, {k: str(v) for k, v in meta.items()})
         except BaseException:
             final.unlink(missing_ok=True)
             raise
@@ -70,21 +63,18 @@ class DatasetStore:
         Ids are checked before they become part of a Redis key or a file name."""
         if not is_id(dataset_id):
             return None
-        raw = cast(dict[str, Any], self.r.hgetall(self.k.dataset(dataset_id)))
+        raw = self.records.get(dataset_id)
         if not raw:
             return None
         return _decode(raw) if raw.get("tenant") == tenant else None
 
     def list(self, tenant: str) -> list[dict[str, Any]]:
         """The tenant's datasets, newest first."""
-        ids = cast(list[str], self.r.zrevrange(self.k.tenant_datasets(tenant), 0, -1))
+        ids = self.records.ids(tenant)
         return [meta for meta in (self.get(i, tenant) for i in ids) if meta is not None]
 
     def delete(self, dataset_id: str, tenant: str) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self.k.dataset(dataset_id))
-        pipe.zrem(self.k.tenant_datasets(tenant), dataset_id)
-        pipe.execute()
+        self.records.delete(dataset_id, tenant)
         self.path(dataset_id).unlink(missing_ok=True)
 
 

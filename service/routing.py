@@ -16,12 +16,10 @@ from __future__ import annotations
 import threading
 import time
 
-import redis
-
 from lrrt.liveness import live_backends
 from lrrt.routing import Choice, route
 from lrrt.spec import JobSpec
-from lrrt.store.keys import Keys
+from lrrt.store.fleet import Fleet
 from service.problems import ProblemError
 
 LIVE_BACKENDS_MAX_AGE_S = 5.0
@@ -30,15 +28,15 @@ LIVE_BACKENDS_MAX_AGE_S = 5.0
 class LiveBackends:
     """`live_backends`, read again only when the last read is older than `max_age_s` (or when asked fresh)."""
 
-    def __init__(self, text_redis: redis.Redis, keys: Keys, max_age_s: float = LIVE_BACKENDS_MAX_AGE_S) -> None:
-        self.text_redis, self.keys, self.max_age_s = text_redis, keys, max_age_s
+    def __init__(self, fleet: Fleet, max_age_s: float = LIVE_BACKENDS_MAX_AGE_S) -> None:
+        self.fleet, self.max_age_s = fleet, max_age_s
         self._lock = threading.Lock()  # submissions run in FastAPI's threadpool: one scan at a time refreshes
         self._read: tuple[float, dict[str, str]] | None = None
 
     def get(self, *, fresh: bool = False) -> dict[str, str]:
         with self._lock:
             if fresh or self._read is None or time.monotonic() - self._read[0] > self.max_age_s:
-                self._read = (time.monotonic(), live_backends(self.text_redis, self.keys))
+                self._read = (time.monotonic(), live_backends(self.fleet.heartbeats()))
             return dict(self._read[1])
 
 

@@ -95,7 +95,7 @@ def replay(store: JobStore, tenant: str, idempotency_key: str | None, sha256: st
     """
     if not idempotency_key:
         return None
-    raw = store.r.get(store.k.idempotency(tenant, idempotency_key))
+    raw = store.prior_submission(tenant, idempotency_key)
     if not raw:
         return None
     prior = json.loads(raw)

@@ -13,7 +13,6 @@ does not pay for the import (the parent never imports it: CUDA and fork do not m
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -40,13 +39,13 @@ class Heartbeat:
         self.settings = get_settings()
         self.store = store_from_settings(self.settings)
         self.hostname = hostname
-        self.info = json.dumps({"hostname": hostname, "pid": os.getpid(), "queues": queues, "concurrency": concurrency,
-                                "backend": os.environ.get("KERAS_BACKEND") or self.settings.backend, "device": device_kind()})
+        self.info = {"hostname": hostname, "pid": os.getpid(), "queues": queues, "concurrency": concurrency,
+                     "backend": os.environ.get("KERAS_BACKEND") or self.settings.backend, "device": device_kind()}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="lrrt-heartbeat", daemon=True)
 
     def beat(self) -> None:
-        self.store.r.set(self.store.k.worker_heartbeat(self.hostname), self.info, ex=HEARTBEAT_TTL_S)
+        self.store.fleet.beat(self.hostname, self.info, HEARTBEAT_TTL_S)
         reap_if_free(self.store, self.app, self.settings, owner=f"worker:{self.hostname}", lock_ttl_s=int(INTERVAL_S))
 
     def _loop(self) -> None:
@@ -61,7 +60,7 @@ class Heartbeat:
     def close(self) -> None:
         self.stop.set()
         try:
-            self.store.r.delete(self.store.k.worker_heartbeat(self.hostname))
+            self.store.fleet.forget(self.hostname)
         except Exception:  # best effort: the key expires on its own
             pass
 

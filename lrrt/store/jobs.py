@@ -24,14 +24,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib import resources
 from typing import Any, cast
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
+from redis.retry import Retry
 
+from lrrt.records import JobRecord
 from lrrt.runs import run_counts
 from lrrt.settings import Settings
+from lrrt.spec import JobSpec
 from lrrt.status import TERMINAL
+from lrrt.store.fleet import Fleet
 from lrrt.store.keys import Keys
+from lrrt.store.outcomes import Claim, ClaimOutcome, Reaped, Release, RunEnd
+from lrrt.store.stats import Stats
 
 #: Seconds a lease lives without a refresh; the worker refreshes it every LEASE_TTL_S / 3.
 LEASE_TTL_S = 30
@@ -52,27 +61,6 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-# KEYS: job, tenant_jobs, tenant_unfinished, idem (or "")
-# ARGV: job_id, created_ts, cap, idem_body_sha, idem_ttl, then field/value pairs of the record
-_CREATE = """
-if KEYS[4] ~= '' then
-  local prior = redis.call('GET', KEYS[4])
-  if prior then return {'idem', prior} end
-end
-if tonumber(ARGV[3]) > 0 and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[3]) then
-  return {'cap', tostring(redis.call('SCARD', KEYS[3]))}
-end
-local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-if KEYS[4] ~= '' then
-  redis.call('SET', KEYS[4], cjson.encode({job_id = ARGV[1], body_sha256 = ARGV[4]}), 'EX', tonumber(ARGV[5]))
-end
-return {'ok', ARGV[1]}
-"""
-
 # A job's (arm, repeat) runs are numbered arm_index * repeats + repeat, then its confirm runs (arm, slot)
 # sweep_runs + arm_index * candidates + slot (`run_of`); `runs` in the record is their count and
 # `sweep_runs` that of the range-test runs. Each run has `run:<i>:state` (waiting | queued | running |
@@ -80,193 +68,12 @@ return {'ok', ARGV[1]}
 # `:token` (its current runner), `:worker` and, once ended, `:outcome` (JSON), in the job hash, and a
 # lease key `<lease prefix>:<i>` while it runs.
 
-# Claim the next run of a job for a worker: a queued run first, else a running one whose lease is gone.
-# KEYS: job, lease prefix, running. ARGV: token, lease_ttl, max_attempts, now_iso, now_ts, worker
-# Returns {'claimed', attempts, run} | {'busy'} (every run is taken or ended) | {'skip', status}
-#        | {'exhausted', attempts, run} (that run's worker was lost too often; caller fails the job)
-_CLAIM = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'skip', 'missing'} end
-if status ~= 'queued' and status ~= 'running' then return {'skip', status} end
-local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
-local chosen, orphan = nil, nil
-for r = 0, n - 1 do
-  local st = redis.call('HGET', KEYS[1], 'run:' .. r .. ':state')
-  if not st or st == 'queued' then chosen = r break end
-  if st == 'running' and not orphan and redis.call('EXISTS', KEYS[2] .. ':' .. r) == 0 then orphan = r end
-end
-chosen = chosen or orphan
-if not chosen then return {'busy'} end
-local p = 'run:' .. chosen .. ':'
-local attempts = tonumber(redis.call('HGET', KEYS[1], p .. 'attempts') or '0') + 1
-if attempts > tonumber(ARGV[3]) then return {'exhausted', tostring(attempts - 1), tostring(chosen)} end
-redis.call('SET', KEYS[2] .. ':' .. chosen, ARGV[1], 'EX', tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], p .. 'state', 'running', p .. 'attempts', attempts, p .. 'token', ARGV[1],
-           p .. 'worker', ARGV[6], 'fanned', '1')
-if attempts > tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') then
-  redis.call('HSET', KEYS[1], 'attempts', attempts)
-end
-if status == 'queued' then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4], 'started_ts', ARGV[5])
-end
-redis.call('HINCRBY', KEYS[1], 'version', 1)
--- NX: the job's first claim dates it, so later claims of its other runs never delay reaping a dead one
-redis.call('ZADD', KEYS[3], 'NX', ARGV[5], redis.call('HGET', KEYS[1], 'id'))
-return {'claimed', tostring(attempts), tostring(chosen)}
-"""
 
-# A run ended. KEYS: job, lease prefix. ARGV: run, token, outcome_json, abandon (a stop reason that
-# also ends every run not started yet, or ''), now_ts. Returns 'last' (every run has ended: the caller
-# finishes the job) | 'confirm' (the range test is over: its waiting confirm runs are queued now and the
-# caller sends their messages) | 'more' | 'lost' (another runner holds the run) | 'gone' (the job ended).
-_END_RUN = """
-local p = 'run:' .. ARGV[1] .. ':'
-if redis.call('HGET', KEYS[1], p .. 'token') ~= ARGV[2] then return 'lost' end
-redis.call('DEL', KEYS[2] .. ':' .. ARGV[1])
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 'gone' end
-redis.call('HSET', KEYS[1], p .. 'state', 'ended', p .. 'outcome', ARGV[3])
-local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
-local first = tonumber(redis.call('HGET', KEYS[1], 'sweep_runs') or n)
-local all, sweep_over, waiting = true, true, false
-for r = 0, n - 1 do
-  local q = 'run:' .. r .. ':'
-  local st = redis.call('HGET', KEYS[1], q .. 'state')
-  if st ~= 'ended' then
-    if ARGV[4] ~= '' and (not st or st == 'queued' or st == 'waiting') then
-      redis.call('HSET', KEYS[1], q .. 'state', 'ended', q .. 'outcome', cjson.encode({stop_reason = ARGV[4]}))
-    else
-      all = false
-      if r < first then sweep_over = false end
-      if st == 'waiting' then waiting = true end
-    end
-  end
-end
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-if all then return 'last' end
-if sweep_over and waiting then
-  for r = first, n - 1 do
-    if redis.call('HGET', KEYS[1], 'run:' .. r .. ':state') == 'waiting' then
-      redis.call('HSET', KEYS[1], 'run:' .. r .. ':state', 'queued')
-    end
-  end
-  redis.call('HSET', KEYS[1], 'confirm_at', ARGV[5])
-  return 'confirm'
-end
-return 'more'
-"""
-
-# Put a run whose worker is gone back in the queue (or report it out of attempts), and the job with it
-# when none of its runs is running or ended. The reaper (lease expired) and the stuck-run watchdog use it.
-_REQUEUE_RUN = """
-local function requeue_run(job, r, max_attempts)
-  local p = 'run:' .. r .. ':'
-  local attempts = tonumber(redis.call('HGET', job, p .. 'attempts') or '0')
-  if attempts >= max_attempts then return 'exhausted' end
-  redis.call('HSET', job, p .. 'state', 'queued')
-  redis.call('HINCRBY', job, 'version', 1)
-  return 'requeued'
-end
-local function settle(job, running, id)
-  local n = tonumber(redis.call('HGET', job, 'runs') or '1')
-  for r = 0, n - 1 do
-    local st = redis.call('HGET', job, 'run:' .. r .. ':state')
-    if st == 'running' or st == 'ended' then return end
-  end
-  redis.call('HSET', job, 'status', 'queued')
-  redis.call('ZREM', running, id)
-end
-"""
-
-# Requeue the runs of a running job whose lease expired. KEYS: job, lease prefix, running.
-# ARGV: max_attempts, job_id, now_ts, grace_s. Returns {'gone'} or a flat list of outcome, run pairs
-# ('requeued' | 'exhausted') for each such run ({} when every run is alive), and one 'resend' pair per
-# confirm run released over grace_s ago of which none started: the process that released them may
-# have died before it sent their messages (once per job; a spare message finds nothing to claim).
-_REAP_RUNS = _REQUEUE_RUN + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then
-  redis.call('ZREM', KEYS[3], ARGV[2])
-  return {'gone'}
-end
-local out = {}
-local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
-for r = 0, n - 1 do
-  local st = redis.call('HGET', KEYS[1], 'run:' .. r .. ':state')
-  if st == 'running' and redis.call('EXISTS', KEYS[2] .. ':' .. r) == 0 then
-    out[#out + 1] = requeue_run(KEYS[1], r, tonumber(ARGV[1]))
-    out[#out + 1] = tostring(r)
-  end
-end
-local at = tonumber(redis.call('HGET', KEYS[1], 'confirm_at') or '0')
-if at > 0 and tonumber(ARGV[3]) - at > tonumber(ARGV[4]) and redis.call('HGET', KEYS[1], 'confirm_resent') ~= '1' then
-  local queued, started = {}, false
-  for r = tonumber(redis.call('HGET', KEYS[1], 'sweep_runs') or n), n - 1 do
-    local st = redis.call('HGET', KEYS[1], 'run:' .. r .. ':state')
-    if st == 'queued' then queued[#queued + 1] = r elseif st == 'running' or st == 'ended' then started = true end
-  end
-  if #queued > 0 and not started then
-    redis.call('HSET', KEYS[1], 'confirm_resent', '1')
-    for _, r in ipairs(queued) do out[#out + 1] = 'resend'; out[#out + 1] = tostring(r) end
-  end
-end
-settle(KEYS[1], KEYS[3], ARGV[2])
-return out
-"""
-
-# The watchdog gives up a run it holds: drop the lease, requeue the run. KEYS: job, lease prefix,
-# running. ARGV: run, token, max_attempts, job_id, note_json. Returns 'requeued' | 'exhausted' | 'lost'.
-_RELEASE_STUCK = _REQUEUE_RUN + """
-local p = 'run:' .. ARGV[1] .. ':'
-if redis.call('HGET', KEYS[1], p .. 'token') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'status') ~= 'running' then
-  return 'lost'
-end
-redis.call('DEL', KEYS[2] .. ':' .. ARGV[1])
-redis.call('HSET', KEYS[1], p .. 'stuck', ARGV[5])
-local outcome = requeue_run(KEYS[1], ARGV[1], tonumber(ARGV[3]))
-if outcome == 'requeued' then settle(KEYS[1], KEYS[3], ARGV[4]) end
-return outcome
-"""
-
-# Move an unfinished job to a terminal state and store its result, atomically. KEYS: job,
-# tenant_unfinished, running, lease prefix, cancel, result, events, curves. ARGV: status, finished_at,
-# error_json, ttl, token, expected ('queued' | 'running' | 'any'), result_json ('' keeps none).
-# With a token, a running job can only be finished by a current runner of one of its runs. Returns 1 or 0.
-_FINISH = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or (status ~= 'queued' and status ~= 'running') then return 0 end
-if ARGV[6] ~= 'any' and status ~= ARGV[6] then return 0 end
-local n = tonumber(redis.call('HGET', KEYS[1], 'runs') or '1')
-if ARGV[5] ~= '' and status == 'running' then
-  local ours = false
-  for r = 0, n - 1 do
-    if redis.call('HGET', KEYS[1], 'run:' .. r .. ':token') == ARGV[5] then ours = true end
-  end
-  if not ours then return 0 end
-end
-local id = redis.call('HGET', KEYS[1], 'id')
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'error', ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-if ARGV[7] ~= '' then redis.call('SET', KEYS[6], ARGV[7]) end
-redis.call('SREM', KEYS[2], id)
-redis.call('ZREM', KEYS[3], id)
-redis.call('DEL', KEYS[5])
-for r = 0, n - 1 do redis.call('DEL', KEYS[4] .. ':' .. r) end
-local ttl = tonumber(ARGV[4])
-for _, i in ipairs({1, 6, 7, 8}) do redis.call('EXPIRE', KEYS[i], ttl) end
-return 1
-"""
-
-# Move a job that no worker has claimed yet to another queue (an `auto` job whose backend lost every
-# worker). KEYS: job. ARGV: from_queue, to_queue. Returns 1, or 0 when the job was claimed, ended or
-# moved meanwhile (its runs may have started on the first backend: a job's runs never mix backends).
-_REROUTE = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' or redis.call('HGET', KEYS[1], 'queue') ~= ARGV[1]
-   or tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'queue', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-return 1
-"""
+def _script(client: redis.Redis, name: str, *, prelude: str = "") -> Script:
+    """Register `lua/<name>.lua` (after `lua/<prelude>.lua`, whose functions it calls) on the client."""
+    lua = resources.files("lrrt.store") / "lua"
+    text = (lua / f"{prelude}.lua").read_text() if prelude else ""
+    return cast(Script, client.register_script(text + (lua / f"{name}.lua").read_text()))
 
 
 class IdempotencyConflict(Exception):
@@ -287,7 +94,7 @@ class TenantAtCapacity(Exception):
 
 @dataclass(frozen=True)
 class Created:
-    job: dict[str, Any]
+    job: JobRecord
     replayed: bool  # True when an Idempotency-Key returned an earlier job
 
 
@@ -297,23 +104,26 @@ class JobStore:
     def __init__(self, client: redis.Redis, keys: Keys, *, result_ttl_s: int, max_redeliveries: int) -> None:
         self.r = client
         self.k = keys
+        self.stats = Stats(client, keys)
+        self.fleet = Fleet(client, keys)
         self.result_ttl_s = result_ttl_s
         #: a job may be claimed this many times in all: the first run plus the redeliveries
         self.max_attempts = 1 + max_redeliveries
-        self._create = client.register_script(_CREATE)
-        self._claim = client.register_script(_CLAIM)
-        self._finish = client.register_script(_FINISH)
-        self._end_run = client.register_script(_END_RUN)
-        self._reap_runs = client.register_script(_REAP_RUNS)
-        self._release_stuck = client.register_script(_RELEASE_STUCK)
-        self._reroute = client.register_script(_REROUTE)
+        self._create = _script(client, "create")
+        self._claim = _script(client, "claim")
+        self._finish = _script(client, "finish")
+        self._end_run = _script(client, "end_run")
+        self._reap_runs = _script(client, "reap_runs", prelude="requeue_run")
+        self._release_stuck = _script(client, "release_stuck", prelude="requeue_run")
+        self._reroute = _script(client, "reroute")
+        self._start_progress = _script(client, "start_progress")
 
     # ------------------------------------------------------------------ submission (API side)
     def create(
         self,
         *,
         tenant: str,
-        spec: dict[str, Any],
+        spec: JobSpec,
         max_unfinished: int,
         queue: str = "",
         idempotency_key: str | None = None,
@@ -330,8 +140,8 @@ class JobStore:
             "tenant": tenant,
             "status": "queued",
             "queue": queue,
-            "spec": json.dumps(spec, separators=(",", ":")),
-            "labels": json.dumps(spec.get("labels") or {}),
+            "spec": json.dumps(spec.model_dump(mode="json"), separators=(",", ":")),
+            "labels": json.dumps(spec.labels or {}),
             "created_at": created,
             "started_at": "",
             "finished_at": "",
@@ -369,39 +179,39 @@ class JobStore:
         return Created(job=job, replayed=False)
 
     # ------------------------------------------------------------------ reading
-    def get(self, job_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
-        """The decoded record, or None if unknown or owned by another tenant (callers answer 404)."""
+    def get(self, job_id: str, *, tenant: str | None = None) -> JobRecord | None:
+        """The decoded record, its spec validated, or None if unknown or owned by another tenant (callers answer 404)."""
         raw = self.r.hgetall(self.k.job(job_id))
         if not raw:
             return None
         rec = {_text(k): _text(v) for k, v in raw.items()}
         if tenant is not None and rec.get("tenant") != tenant:
             return None
-        return {
-            "id": rec["id"],
-            "tenant": rec["tenant"],
-            "status": rec["status"],
-            "queue": rec.get("queue") or None,
-            "spec": json.loads(rec["spec"]),
-            "labels": json.loads(rec.get("labels") or "{}"),
-            "created_at": rec["created_at"],
-            "started_at": rec.get("started_at") or None,
-            "finished_at": rec.get("finished_at") or None,
-            "error": json.loads(rec["error"]) if rec.get("error") else None,
-            "attempts": int(rec.get("attempts") or 0),
-            "started_ts": float(rec.get("started_ts") or 0) or None,
-            "runs": int(rec.get("runs") or 1),
-            "version": int(rec.get("version") or 0),
-            "progress": json.loads(rec["progress"]) if rec.get("progress") else None,
-            "cancel_requested": rec.get("cancel_requested") == "1",
-        }
+        return JobRecord(
+            id=rec["id"],
+            tenant=rec["tenant"],
+            status=rec["status"],
+            queue=rec.get("queue") or None,
+            spec=JobSpec.model_validate_json(rec["spec"]),
+            labels=json.loads(rec.get("labels") or "{}"),
+            created_at=rec["created_at"],
+            started_at=rec.get("started_at") or None,
+            finished_at=rec.get("finished_at") or None,
+            error=json.loads(rec["error"]) if rec.get("error") else None,
+            attempts=int(rec.get("attempts") or 0),
+            started_ts=float(rec.get("started_ts") or 0) or None,
+            runs=int(rec.get("runs") or 1),
+            version=int(rec.get("version") or 0),
+            progress=json.loads(rec["progress"]) if rec.get("progress") else None,
+            cancel_requested=rec.get("cancel_requested") == "1",
+        )
 
     def list_jobs(
         self, tenant: str, *, status: str | None = None, page_size: int = 50, page_token: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[list[JobRecord], str | None]:
         """Newest first. The page token is the created-timestamp score to continue below (exclusive)."""
         max_score: str = f"({page_token}" if page_token else "+inf"
-        items: list[dict[str, Any]] = []
+        items: list[JobRecord] = []
         cursor = max_score
         while len(items) < page_size:
             batch = self.r.zrevrangebyscore(
@@ -415,7 +225,7 @@ class JobStore:
                 if job is None:  # expired record: drop the stale index entry
                     self.r.zrem(self.k.tenant_jobs(tenant), member)
                     continue
-                if status and job["status"] != status:
+                if status and job.status != status:
                     continue
                 items.append(job)
                 if len(items) == page_size:
@@ -438,19 +248,21 @@ class JobStore:
         return counts
 
     # ------------------------------------------------------------------ running (worker side)
-    def claim(self, job_id: str, token: str, worker: str = "") -> tuple[str, int | str | None]:
-        """Try to become the runner of the job's next (arm, repeat) run. See `_CLAIM` for the outcomes;
-        `run_held_by(job_id, token)` then says which run it is."""
-        res = self._claim(
+    def claim(self, job_id: str, token: str, worker: str = "") -> Claim:
+        """Try to become the runner of the job's next run (a queued one, else one whose lease expired)."""
+        res = [_text(v) for v in self._claim(
             keys=[self.k.job(job_id), self.k.lease_prefix(job_id), self.k.running()],
             args=[token, LEASE_TTL_S, self.max_attempts, now_iso(), time.time(), worker],
-        )
-        outcome = _text(res[0])
-        detail = _text(res[1]) if len(res) > 1 else None
-        if outcome == "claimed":
-            self.add_event(job_id, "status", {"status": "running", "run": int(_text(res[2]))})
-            return outcome, int(detail or 0)
-        return outcome, detail
+        )]
+        outcome = ClaimOutcome(res[0])
+        if outcome is ClaimOutcome.SKIP:
+            return Claim(outcome, status=res[1])
+        if outcome is ClaimOutcome.BUSY:
+            return Claim(outcome)
+        claim = Claim(outcome, run=int(res[2]), attempts=int(res[1]))
+        if outcome is ClaimOutcome.CLAIMED:
+            self.add_event(job_id, "status", {"status": "running", "run": claim.run})
+        return claim
 
     def needs_fanout(self, job_id: str) -> int:
         """How many more messages a queued job needs so that each of its range-test runs has one (0 once
@@ -496,13 +308,11 @@ class JobStore:
             return "lost"
         return "cancelled" if cancelled else None
 
-    def end_run(self, job_id: str, run: int, token: str, outcome: dict[str, Any], abandon: str = "") -> str:
-        """Record how a run ended; with `abandon` (a stop reason), runs not started yet end with it too.
-        Returns 'last' when every run has ended (the caller assembles and finishes the job), 'confirm'
-        when the range test is over and the confirm runs were released (the caller sends their messages)."""
-        return str(_text(self._end_run(keys=[self.k.job(job_id), self.k.lease_prefix(job_id)],
-                                       args=[run, token, json.dumps(outcome, separators=(",", ":")), abandon,
-                                             time.time()])))
+    def end_run(self, job_id: str, run: int, token: str, outcome: dict[str, Any], abandon: str = "") -> RunEnd:
+        """Record how a run ended; with `abandon` (a stop reason), runs not started yet end with it too."""
+        return RunEnd(_text(self._end_run(keys=[self.k.job(job_id), self.k.lease_prefix(job_id)],
+                                          args=[run, token, json.dumps(outcome, separators=(",", ":")), abandon,
+                                                time.time()])))
 
     def run_outcomes(self, job_id: str) -> dict[int, dict[str, Any]]:
         """What each ended run reported (`end_run`), by run index; `attempts` and `worker` added."""
@@ -516,10 +326,9 @@ class JobStore:
                 out[i] = {**json.loads(outcome), "attempts": int(attempts or 0), "worker": worker or None}
         return out
 
-    def release_stuck(self, job_id: str, run: int, token: str, note: dict[str, Any]) -> str:
-        """The watchdog gives up the run `token` holds: 'requeued' (it runs again, elsewhere), 'exhausted'
-        (out of attempts: the caller fails the job) or 'lost' (not ours any more)."""
-        return str(_text(self._release_stuck(
+    def release_stuck(self, job_id: str, run: int, token: str, note: dict[str, Any]) -> Release:
+        """The watchdog gives up the run `token` holds; `note` (why) is kept on the run."""
+        return Release(_text(self._release_stuck(
             keys=[self.k.job(job_id), self.k.lease_prefix(job_id), self.k.running()],
             args=[run, token, self.max_attempts, job_id, json.dumps(note, separators=(",", ":"))])))
 
@@ -562,9 +371,7 @@ class JobStore:
 
     def start_progress(self, job_id: str, progress: dict[str, Any]) -> None:
         """Store the progress before the first chunk, unless a run of the job already recorded one."""
-        self.r.eval("if redis.call('HGET', KEYS[1], 'progress') == '' then "
-                    "redis.call('HSET', KEYS[1], 'progress', ARGV[1]); redis.call('HINCRBY', KEYS[1], 'version', 1) end",
-                    1, self.k.job(job_id), json.dumps(progress, separators=(",", ":")))
+        self._start_progress(keys=[self.k.job(job_id)], args=[json.dumps(progress, separators=(",", ":"))])
 
     # ------------------------------------------------------------------ ending
     def finish(
@@ -639,6 +446,10 @@ class JobStore:
         pipe.srem(self.k.tenant_unfinished(tenant), job_id)
         pipe.execute()
 
+    def prior_submission(self, tenant: str, idempotency_key: str) -> str | None:
+        """What `create` stored under the Idempotency-Key (JSON: the job id and the body's sha256), or None."""
+        return _text(self.r.get(self.k.idempotency(tenant, idempotency_key)))
+
     def result(self, job_id: str) -> dict[str, Any] | None:
         raw = self.r.get(self.k.result(job_id))
         return json.loads(raw) if raw else None
@@ -666,26 +477,25 @@ class JobStore:
         return out
 
     # ------------------------------------------------------------------ orphans
-    def reap_orphans(self, grace_s: float = LEASE_TTL_S) -> list[tuple[str, str]]:
+    def reap_orphans(self, grace_s: float = LEASE_TTL_S) -> list[tuple[str, Reaped]]:
         """Runs of running jobs whose lease expired: requeue them (caller re-sends one message each) or
         report them exhausted (caller fails the job). A job none of whose runs is running or ended any
         more goes back to `queued`.
 
-        Returns [(job_id, 'requeued' | 'exhausted' | 'resend')], one per such run ('resend': a released
-        confirm run that may never have had its message). Jobs claimed less than `grace_s` ago are left alone.
+        Returns (job_id, outcome) pairs, one per such run (`Reaped.RESEND`: a released confirm run that
+        may never have had its message). Jobs claimed less than `grace_s` ago are left alone.
         """
-        outcomes: list[tuple[str, str]] = []
+        outcomes: list[tuple[str, Reaped]] = []
         cutoff = time.time() - grace_s
         for member in self.r.zrangebyscore(self.k.running(), "-inf", cutoff):
             job_id = _text(member)
             res = [_text(v) for v in self._reap_runs(keys=[self.k.job(job_id), self.k.lease_prefix(job_id),
                                                            self.k.running()],
                                                      args=[self.max_attempts, job_id, time.time(), grace_s])]
-            for outcome, run in zip(res[::2], res[1::2]):
-                if outcome not in ("requeued", "exhausted", "resend"):
-                    continue
+            for reply, run in zip(res[::2], res[1::2]):
+                outcome = Reaped(reply)
                 outcomes.append((job_id, outcome))
-                if outcome == "requeued":
+                if outcome is Reaped.REQUEUED:
                     self.add_event(job_id, "status", {"status": self._status(job_id), "run": int(run),
                                                       "reason": "worker lost; run requeued"})
         return outcomes
@@ -698,12 +508,29 @@ def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def store_from_settings(settings: Settings) -> JobStore:
-    """The JobStore a process uses: one connection pool per process, configured from LRRT_* settings."""
-    client = redis.Redis.from_url(settings.redis_url, health_check_interval=30, socket_timeout=30)
+def store_from_settings(settings: Settings, *, ride_out_s: float = 0) -> JobStore:
+    """The JobStore a process uses: one connection pool per process, configured from LRRT_* settings.
+
+    With `ride_out_s`, every command that meets a lost connection or a timeout is retried with
+    exponential backoff (0.4 s doubling up to 5 s) for about that long, so a Redis restart is a pause,
+    not an error: the worker passes `LEASE_TTL_S`, as long as a run's lease outlives an outage.
+    """
+    retrying: dict[str, Any] = {"retry": _retry_for(ride_out_s), "retry_on_error": [redis.ConnectionError,
+                                                                                   redis.TimeoutError]} if ride_out_s else {}
+    client = redis.Redis.from_url(settings.redis_url, health_check_interval=30, socket_timeout=30, **retrying)
     return JobStore(
         client,
         Keys(settings.key_prefix),
         result_ttl_s=settings.result_ttl_s,
         max_redeliveries=settings.max_redeliveries,
     )
+
+
+def _retry_for(seconds: float) -> Retry:
+    """A retry policy whose backoff adds up to at least `seconds`."""
+    backoff = ExponentialBackoff(cap=5.0, base=0.2)
+    retries, waited = 0, 0.0
+    while waited < seconds:
+        retries += 1
+        waited += backoff.compute(retries)
+    return Retry(backoff, retries)

@@ -21,26 +21,39 @@ def bucket_field(bound: float) -> str:
     return "duration_le_+Inf" if bound == float("inf") else f"duration_le_{bound:g}"
 
 
-def add_steps(client: redis.Redis, keys: Keys, steps: int, seconds: float) -> None:
-    pipe = client.pipeline(transaction=False)
-    pipe.hincrby(keys.stats(), "steps", steps)
-    pipe.hincrbyfloat(keys.stats(), "sweep_seconds", seconds)
-    pipe.execute()
+class Stats:
+    """The fleet's counters (`JobStore.stats`)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._key = keys.stats()
+
+    def add_steps(self, steps: int, seconds: float) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hincrby(self._key, "steps", steps)
+        pipe.hincrbyfloat(self._key, "sweep_seconds", seconds)
+        pipe.execute()
+
+    def add_finished(self, status: str, duration_s: float | None) -> None:
+        """Count a job that reached `status`; `duration_s` (claim to finish) feeds the histogram."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hincrby(self._key, f"jobs_{status}", 1)
+        if duration_s is not None:
+            pipe.hincrbyfloat(self._key, "duration_sum", duration_s)
+            pipe.hincrby(self._key, "duration_count", 1)
+            for bound in (*DURATION_BUCKETS, float("inf")):
+                if duration_s <= bound:
+                    pipe.hincrby(self._key, bucket_field(bound), 1)
+        pipe.execute()
+
+    def add_stuck(self) -> None:
+        """Count a run the watchdog declared stuck (`stuck_runs`)."""
+        self._r.hincrby(self._key, "stuck_runs", 1)
+
+    def read(self) -> dict[str, float]:
+        """Every counter by its field name (absent ones were never counted: callers read them as 0)."""
+        return {_text(k): float(v) for k, v in self._r.hgetall(self._key).items()}
 
 
-def add_finished(client: redis.Redis, keys: Keys, status: str, duration_s: float | None) -> None:
-    """Count a job that reached `status`; `duration_s` (claim to finish) feeds the histogram."""
-    pipe = client.pipeline(transaction=False)
-    pipe.hincrby(keys.stats(), f"jobs_{status}", 1)
-    if duration_s is not None:
-        pipe.hincrbyfloat(keys.stats(), "duration_sum", duration_s)
-        pipe.hincrby(keys.stats(), "duration_count", 1)
-        for bound in (*DURATION_BUCKETS, float("inf")):
-            if duration_s <= bound:
-                pipe.hincrby(keys.stats(), bucket_field(bound), 1)
-    pipe.execute()
-
-
-def add_stuck(client: redis.Redis, keys: Keys) -> None:
-    """Count a run the watchdog declared stuck (`stuck_runs`)."""
-    client.hincrby(keys.stats(), "stuck_runs", 1)
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

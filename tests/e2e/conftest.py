@@ -159,10 +159,12 @@ class Worker(Proc):
 
 @contextlib.contextmanager
 def running_worker(env: dict[str, str], log_dir: Path, name: str, settings: Settings, r: redis.Redis,
-                   concurrency: int = 1) -> Iterator[Worker]:
-    """A started worker `name@<host>` of `concurrency` pool children, stopped warm on exit."""
+                   concurrency: int = 1, module: str = "service.cli") -> Iterator[Worker]:
+    """A started worker `name@<host>` of `concurrency` pool children, stopped warm on exit; `module` is the
+    command run as `python -m <module> worker ...` (a test's own wrapper of `lrrt worker`, say)."""
     w = Worker(env, log_dir, f"{name}@{socket.gethostname()}", Keys(settings.key_prefix), r)
     w.argv[w.argv.index("--concurrency") + 1] = str(concurrency)
+    w.argv[w.argv.index("service.cli")] = module
     w.start()
     try:
         yield w

@@ -18,6 +18,7 @@ import pytest
 from lrrt.client.api import Client
 from lrrt.results import partial_result
 from lrrt.settings import Settings
+from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 
 from .conftest import EXAMPLES, REPO, Api, Worker, long_sweep, wait_for_steps
@@ -133,11 +134,11 @@ def test_failed_job_with_partial_curves_says_failed_first_and_exits_3(
     """A job that hit the time limit after recording steps. Its record is written with the store calls
     the worker makes (create without a Celery message, claim, record_chunk, finish), so it fails the
     same way every run; the API and the CLI are the real ones."""
-    spec = {"model": digits_mlp, "dataset": {"uri": "builtin:digits"},
-            "optimizers": [{"name": "sgd"}, {"name": "adam"}], "sweep": {"num_steps": 100}}
-    job_id = store.create(tenant="alice", spec=spec, max_unfinished=e2e_settings.max_unfinished_jobs).job["id"]
+    spec = JobSpec.model_validate({"model": digits_mlp, "dataset": {"uri": "builtin:digits"},
+                                   "optimizers": [{"name": "sgd"}, {"name": "adam"}], "sweep": {"num_steps": 100}})
+    job_id = store.create(tenant="alice", spec=spec, max_unfinished=e2e_settings.max_unfinished_jobs).job.id
     token = store.new_token()
-    assert store.claim(job_id, token)[0] == "claimed"
+    assert store.claim(job_id, token).outcome == "claimed"
     lrs = list(np.logspace(-4, -1, 60))
     losses = list(2.3 - np.linspace(0, 1.5, 60) + np.linspace(0, 1, 60) ** 6)
     chunk = {"arm_index": 0, "arm_label": "sgd", "repeat": 0, "step_start": 0, "state": "running",

@@ -97,7 +97,7 @@ def test_cancel_in_the_confirm_phase_ends_the_job_cancelled(client: Client, digi
 def _spec(candidates: int) -> dict[str, Any]:
     return JobSpec.model_validate({"model": {"class_name": "Sequential", "config": {"layers": []}},
                                    "dataset": DATASET, "optimizers": [{"name": "adam"}],
-                                   "sweep": {"confirm": {"candidates": candidates}}}).model_dump(mode="json")
+                                   "sweep": {"confirm": {"candidates": candidates}}})
 
 
 @pytest.fixture()
@@ -108,25 +108,25 @@ def own_store(store: JobStore) -> JobStore:
 
 def test_confirm_runs_wait_for_the_range_test_and_a_lost_release_is_resent(own_store: JobStore) -> None:
     store = own_store
-    job_id = store.create(tenant="t", spec=_spec(2), max_unfinished=10).job["id"]
-    assert store.get(job_id)["runs"] == 3
+    job_id = store.create(tenant="t", spec=_spec(2), max_unfinished=10).job.id
+    assert store.get(job_id).runs == 3
     assert store.needs_fanout(job_id) == 0  # one range-test run: the API's message is enough
-    assert store.claim(job_id, "a", "w")[0] == "claimed" and store.run_held_by(job_id, "a") == (0, 1)
-    assert store.claim(job_id, "b", "w") == ("busy", None)  # the confirm runs wait for the range test
+    assert store.claim(job_id, "a", "w").outcome == "claimed" and store.run_held_by(job_id, "a") == (0, 1)
+    assert store.claim(job_id, "b", "w").outcome == "busy"  # the confirm runs wait for the range test
     assert store.end_run(job_id, 0, "a", {"stop_reason": "completed"}) == "confirm"
     assert [store.r.hget(store.k.job(job_id), f"run:{i}:state") for i in (1, 2)] == [b"queued"] * 2
     # The releaser died before sending the messages: the reaper sends them, once.
     assert store.reap_orphans(grace_s=0) == [(job_id, "resend"), (job_id, "resend")]
     assert store.reap_orphans(grace_s=0) == []
     for token, run in (("c", 1), ("d", 2)):
-        assert store.claim(job_id, token, "w")[0] == "claimed" and store.run_held_by(job_id, token) == (run, 1)
+        assert store.claim(job_id, token, "w").outcome == "claimed" and store.run_held_by(job_id, token) == (run, 1)
     assert store.end_run(job_id, 1, "c", {"stop_reason": "completed", "lr": 0.01}) == "more"
     assert store.end_run(job_id, 2, "d", {"stop_reason": "skipped"}) == "last"
 
 
 def test_a_cancel_in_the_range_test_ends_the_waiting_confirm_runs(own_store: JobStore) -> None:
     store = own_store
-    job_id = store.create(tenant="t", spec=_spec(3), max_unfinished=10).job["id"]
-    assert store.claim(job_id, "a", "w")[0] == "claimed"
+    job_id = store.create(tenant="t", spec=_spec(3), max_unfinished=10).job.id
+    assert store.claim(job_id, "a", "w").outcome == "claimed"
     assert store.end_run(job_id, 0, "a", {"stop_reason": "cancelled"}, abandon="cancelled") == "last"
     assert store.run_outcomes(job_id)[3]["stop_reason"] == "cancelled"

@@ -21,6 +21,7 @@ import redis
 from lrrt.client.api import Client
 from lrrt.queue import enqueue, make_celery
 from lrrt.settings import Settings
+from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
 
@@ -67,10 +68,10 @@ def hostname(worker: Worker) -> str:
 def sweeping_on(store: JobStore, job_id: str, worker: Worker) -> bool:
     """A run of the job claimed by `worker` has recorded steps in the job's progress (one seed per arm)."""
     job = store.get(job_id)
-    assert job is not None and job["status"] in ("queued", "running"), job
+    assert job is not None and job.status in ("queued", "running"), job
     name = hostname(worker).encode()
-    held = [i for i in range(job["runs"]) if store.r.hget(store.k.job(job_id), f"run:{i}:worker") == name]
-    runs = (job["progress"] or {}).get("runs") or []
+    held = [i for i in range(job.runs) if store.r.hget(store.k.job(job_id), f"run:{i}:worker") == name]
+    runs = (job.progress or {}).get("runs") or []
     return any(r["steps_done"] > 0 and r["state"] == "running" and r["arm_index"] in held for r in runs)
 
 
@@ -109,11 +110,12 @@ def test_cancel_stops_every_run(client: Client, second: Worker, digits_mlp: dict
 def hanging_worker(server_env: dict[str, str], e2e_settings: Settings, redis_client: redis.Redis,
                    tmp_path: Path) -> Iterator[tuple[Worker, str]]:
     """A two-child worker on a queue of its own whose run (arm 1, repeat 0) blocks after its first chunk
-    on its first attempt (the test-only hook), with a short stuck-run floor."""
+    on its first attempt (`tests/e2e/hanging_worker.py`), with a short stuck-run floor."""
     queue = f"{e2e_settings.queue}-hang"
     # The floor also covers each run's first chunk (data, build, compile): 45 s leaves room on two busy cores.
-    env = {**server_env, "LRRT_QUEUE": queue, "LRRT_TEST_HANG_RUN": "1:0", "LRRT_STUCK_AFTER_S": "45"}
-    with running_worker(env, tmp_path, f"hang-{e2e_settings.key_prefix}", e2e_settings, redis_client, 2) as w:
+    env = {**server_env, "LRRT_QUEUE": queue, "LRRT_STUCK_AFTER_S": "45"}
+    with running_worker(env, tmp_path, f"hang-{e2e_settings.key_prefix}", e2e_settings, redis_client, 2,
+                        module="tests.e2e.hanging_worker") as w:
         yield w, queue
     redis_client.delete(Keys(e2e_settings.key_prefix).worker_stuck(hostname(w)))
 
@@ -122,14 +124,14 @@ def test_watchdog_replaces_a_child_that_stops_reporting(hanging_worker: tuple[Wo
                                                         e2e_settings: Settings, api_server: Api,
                                                         digits_mlp: dict[str, Any]) -> None:
     worker, queue = hanging_worker
-    spec = {"model": digits_mlp, "dataset": {"uri": "builtin:digits"}, "optimizers": [{"name": "sgd"}, {"name": "adam"}],
-            "sweep": {**SWEEP, "num_steps": 200}}
-    job_id = store.create(tenant="alice", spec=spec, max_unfinished=50, queue=queue).job["id"]
+    spec = JobSpec.model_validate({"model": digits_mlp, "dataset": {"uri": "builtin:digits"},
+                                   "optimizers": [{"name": "sgd"}, {"name": "adam"}], "sweep": {**SWEEP, "num_steps": 200}})
+    job_id = store.create(tenant="alice", spec=spec, max_unfinished=50, queue=queue).job.id
     enqueue(make_celery(e2e_settings), job_id, queue)
     wait_until(lambda: store.r.hget(store.k.job(job_id), "run:1:stuck"), RECOVERY_S, "the watchdog to give up run 1")
-    job = wait_until(lambda: (j := store.get(job_id))["status"] not in ("queued", "running") and j, RECOVERY_S,
+    job = wait_until(lambda: (j := store.get(job_id)).status not in ("queued", "running") and j, RECOVERY_S,
                      "the job to end")
-    assert job["status"] == "succeeded", job["error"]
+    assert job.status == "succeeded", job.error
     runs = {(r["arm_index"], r["repeat"]): r for r in store.result(job_id)["engine"]["runs"]}
     assert runs[(1, 0)]["attempts"] == 2, runs  # the hung run ran again, in a fresh child
     assert "no chunk for" in worker.tail(400)

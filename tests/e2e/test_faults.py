@@ -17,6 +17,7 @@ from lrrt.client.api import Client
 from lrrt.queue import enqueue, make_celery
 from lrrt.reaper import _job_id_of, reap_once, restore_lost_reservations
 from lrrt.settings import Settings
+from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
 
@@ -31,8 +32,8 @@ RECOVERY_S = 120
 def _retried(store: JobStore, job_id: str, attempt: int) -> bool:
     """The job was claimed again (attempt number `attempt`) and has recorded steps in that attempt."""
     job = store.get(job_id)
-    assert job is not None and job["status"] in ("queued", "running"), job
-    return job["attempts"] >= attempt and job["status"] == "running" and bool(job["progress"])
+    assert job is not None and job.status in ("queued", "running"), job
+    return job.attempts >= attempt and job.status == "running" and bool(job.progress)
 
 
 def test_killed_worker_child_mid_job_is_retried(client: Client, store: JobStore, worker_proc: Worker,
@@ -80,7 +81,7 @@ def test_duplicate_message_runs_the_job_once(client: Client, store: JobStore, e2
     assert client.wait(job["id"], timeout=120)["status"] == "succeeded"
     time.sleep(1)  # let the second message reach the worker and be dropped
     record = store.get(job["id"])
-    assert record["status"] == "succeeded" and record["attempts"] == 1
+    assert record.status == "succeeded" and record.attempts == 1
 
 
 def test_worker_lost_on_every_attempt_fails_with_a_clear_error(redis_client: redis.Redis, settings: Settings) -> None:
@@ -93,11 +94,11 @@ def test_worker_lost_on_every_attempt_fails_with_a_clear_error(redis_client: red
     app = make_celery(lonely)
     spec = {"model": {"class_name": "Sequential", "config": {}}, "dataset": {"uri": "builtin:digits"},
             "optimizers": [{"name": "adam"}]}
-    job_id = store.create(tenant="carol", spec=spec, max_unfinished=5, queue=lonely.queue).job["id"]
+    job_id = store.create(tenant="carol", spec=JobSpec.model_validate(spec), max_unfinished=5, queue=lonely.queue).job.id
 
     def run_and_die(attempt: int) -> None:
-        outcome, attempts = store.claim(job_id, store.new_token())
-        assert (outcome, attempts) == ("claimed", attempt)
+        claim = store.claim(job_id, store.new_token())
+        assert (claim.outcome, claim.attempts) == ("claimed", attempt)
         store.record_chunk(job_id, {"steps_done": 3}, {"arm_index": 0, "arm_label": "adam", "repeat": 0,
                                                        "step_start": 0, "lrs": [1e-5, 1e-4, 1e-3],
                                                        "losses": [2.3, 2.2, 2.0], "val_losses": None})
@@ -106,15 +107,15 @@ def test_worker_lost_on_every_attempt_fails_with_a_clear_error(redis_client: red
 
     run_and_die(1)
     assert reap_once(store, app, settings) == [(job_id, "requeued")]  # reaped by a process serving another queue
-    assert store.get(job_id)["status"] == "queued"
+    assert store.get(job_id).status == "queued"
     assert redis_client.llen(lonely.queue) == 1  # re-sent to the queue it was submitted to
     run_and_die(2)
     assert reap_once(store, app, lonely) == [(job_id, "exhausted")]
 
     job = store.get(job_id)
-    assert job["status"] == "failed"
-    assert job["error"]["type"] == "urn:lrrt:problem:worker-lost"
-    assert "2 time(s)" in job["error"]["detail"] and "batch_size" in job["error"]["detail"]
+    assert job.status == "failed" and job.error is not None
+    assert job.error["type"] == "urn:lrrt:problem:worker-lost"
+    assert "2 time(s)" in job.error["detail"] and "batch_size" in job.error["detail"]
     assert not redis_client.sismember(store.k.tenant_unfinished("carol"), job_id)  # tests/service/api has carol jobs too
     assert redis_client.zscore(store.k.running(), job_id) is None
     assert store.result(job_id)["arms"][0]["losses"] == [2.3, 2.2, 2.0]
@@ -129,8 +130,8 @@ def test_message_reserved_by_a_worker_that_died_before_claiming_is_put_back(redi
     store = JobStore(redis_client, Keys(lonely.key_prefix), result_ttl_s=lonely.result_ttl_s,
                      max_redeliveries=lonely.max_redeliveries)
     app = make_celery(lonely)
-    spec = {"model": {"class_name": "Sequential", "config": {}}, "dataset": {"uri": "builtin:digits"}}
-    queued, running = (store.create(tenant="dave", spec=spec, max_unfinished=5).job["id"] for _ in range(2))
+    spec = JobSpec.model_validate({"model": {"class_name": "Sequential", "config": {}}, "dataset": {"uri": "builtin:digits"}})
+    queued, running = (store.create(tenant="dave", spec=spec, max_unfinished=5).job.id for _ in range(2))
     for job_id in (queued, running):
         enqueue(app, job_id, lonely.queue)
     reserve_and_die = (
@@ -145,7 +146,7 @@ def test_message_reserved_by_a_worker_that_died_before_claiming_is_put_back(redi
     )
     subprocess.run([sys.executable, "-c", reserve_and_die], cwd=REPO, check=True, timeout=60)
     assert redis_client.llen(lonely.queue) == 0
-    assert store.claim(running, store.new_token())[0] == "claimed"  # another worker runs this one
+    assert store.claim(running, store.new_token()).outcome == "claimed"  # another worker runs this one
     try:
         assert restore_lost_reservations(store, app, older_than_s=0) == [queued]
         assert redis_client.llen(lonely.queue) == 1

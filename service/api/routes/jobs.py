@@ -22,6 +22,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from lrrt.problems import QueueUnavailable
 from lrrt.queue import enqueue
 from lrrt.reaper import partial_or_none
+from lrrt.records import JobRecord
 from lrrt.routing import queue_for
 from lrrt.status import TERMINAL, UNFINISHED
 from lrrt.store.jobs import IdempotencyConflict, JobStore, TenantAtCapacity
@@ -48,7 +49,7 @@ NOT_FOUND = problem_responses({404: "No such job for this tenant (another tenant
 
 def owned_job(
     job_id: Annotated[str, Path(description="The id POST /v1/jobs returned.")], tenant: TenantDep, store: StoreDep
-) -> dict[str, Any]:
+) -> JobRecord:
     """The caller's job; unknown, malformed and other tenants' ids are all the same 404."""
     job = store.get(job_id, tenant=tenant) if is_id(job_id) else None
     if job is None:
@@ -57,25 +58,25 @@ def owned_job(
     return job
 
 
-OwnedJob = Annotated[dict[str, Any], Depends(owned_job)]
+OwnedJob = Annotated[JobRecord, Depends(owned_job)]
 
 
-def job_resource(job: dict[str, Any], request: Request) -> Job:
-    base = f"{request.scope.get('root_path', '')}/v1/jobs/{job['id']}"
+def job_resource(job: JobRecord, request: Request) -> Job:
+    base = f"{request.scope.get('root_path', '')}/v1/jobs/{job.id}"
     return Job(
-        **{field: job[field] for field in ("id", "status", "created_at", "started_at", "finished_at", "progress",
-                                           "error", "labels", "attempts", "cancel_requested")},
-        spec={key: value for key, value in job["spec"].items() if key != "model"},
+        **job.model_dump(include={"id", "status", "created_at", "started_at", "finished_at", "progress", "error",
+                                  "labels", "attempts", "cancel_requested"}),
+        spec=job.spec.model_dump(mode="json", exclude={"model"}),
         links=JobLinks(self=base, result=f"{base}/result", plot=f"{base}/plot.png", events=f"{base}/events",
                        cancel=f"{base}/cancel"),
     )
 
 
-def poll_headers(job: dict[str, Any]) -> dict[str, str]:
+def poll_headers(job: JobRecord) -> dict[str, str]:
     """ETag from the record's version (bumped by every change), and Retry-After while it can still change."""
-    headers = {"ETag": f'"{job["id"]}.{job["version"]}"'}
-    if job["status"] in RETRY_AFTER_S:
-        headers["Retry-After"] = str(RETRY_AFTER_S[job["status"]])
+    headers = {"ETag": f'"{job.id}.{job.version}"'}
+    if job.status in RETRY_AFTER_S:
+        headers["Retry-After"] = str(RETRY_AFTER_S[job.status])
     return headers
 
 
@@ -138,7 +139,7 @@ def submit_job(
     sha256 = body_sha256(spec)
     try:
         created = replay(store, tenant, idempotency_key, sha256) or store.create(
-            tenant=tenant, spec=spec.model_dump(mode="json"), max_unfinished=settings.max_unfinished_jobs,
+            tenant=tenant, spec=spec, max_unfinished=settings.max_unfinished_jobs,
             queue=queue_for(settings.queue, choose_backend(spec, request.app.state.live_backends).backend),
             idempotency_key=idempotency_key, body_sha256=sha256,
         )
@@ -160,7 +161,7 @@ def submit_job(
     if created.replayed:
         response.status_code = 200
     else:
-        _send(store, celery, job["id"], job["queue"])
+        _send(store, celery, job.id, job.queue or settings.queue)
     response.headers["Location"] = job_resource(job, request).links.self
     return job_resource(job, request)
 
@@ -218,26 +219,26 @@ async def get_job(
     return job_resource(job, request)
 
 
-def result_so_far(store: JobStore, job: dict[str, Any]) -> dict[str, Any] | None:
+def result_so_far(store: JobStore, job: JobRecord) -> dict[str, Any] | None:
     """The stored result, or the partial one stitched from the recorded chunks; None when no step ran."""
-    if job["status"] == "queued":
+    if job.status == "queued":
         return None
-    result = store.result(job["id"])
+    result = store.result(job.id)
     if result is None:
-        stopped = "cancelled" if job["status"] == "cancelled" else None
-        result = partial_or_none(store, job["id"], job["spec"], stopped)
+        stopped = "cancelled" if job.status == "cancelled" else None
+        result = partial_or_none(store, job.id, job.spec, stopped)
     if result is None or not any(arm.get("lrs") for arm in result.get("arms", [])):
         return None
     return result
 
 
-def require_result_so_far(store: JobStore, job: dict[str, Any]) -> dict[str, Any]:
+def require_result_so_far(store: JobStore, job: JobRecord) -> dict[str, Any]:
     result = result_so_far(store, job)
     if result is None:
         when = {"queued": "has not started yet", "running": "has not recorded a step yet"}.get(
-            job["status"], f"{job['status']} before any step ran")
-        raise ProblemError(409, "no-curves-yet", f"Job {job['id']} {when}, so there are no curves. Poll "
-                           f"GET /v1/jobs/{job['id']} and try again once steps are recorded.")
+            job.status, f"{job.status} before any step ran")
+        raise ProblemError(409, "no-curves-yet", f"Job {job.id} {when}, so there are no curves. Poll "
+                           f"GET /v1/jobs/{job.id} and try again once steps are recorded.")
     return result
 
 
@@ -256,12 +257,12 @@ def get_result(
     store: StoreDep,
     partial: Annotated[bool, Query(description="Also answer for a running job, with its curves so far.")] = False,
 ) -> JSONResponse:
-    if job["status"] in UNFINISHED and not partial:
+    if job.status in UNFINISHED and not partial:
         raise ProblemError(409, "job-not-finished",
-                           f"Job {job['id']} is {job['status']}; the result exists once it has succeeded. Poll "
-                           f"/v1/jobs/{job['id']} (or watch /events), or ask for the curves so far with "
+                           f"Job {job.id} is {job.status}; the result exists once it has succeeded. Poll "
+                           f"/v1/jobs/{job.id} (or watch /events), or ask for the curves so far with "
                            "?partial=true.")
-    return JSONResponse({"id": job["id"], "status": job["status"], **require_result_so_far(store, job)})
+    return JSONResponse({"id": job.id, "status": job.status, **require_result_so_far(store, job)})
 
 
 #: Columns of `result.csv`, fixed by the API contract (docs/api.md).
@@ -299,8 +300,8 @@ def _cell(values: list[Any], step: int) -> Any:
                **problem_responses({409: "No step has run yet."})},
 )
 def get_result_csv(job: OwnedJob, store: StoreDep) -> Response:
-    headers = {"Content-Disposition": f'attachment; filename="lrrt-{job["id"]}.csv"'}
-    if job["status"] in UNFINISHED:
+    headers = {"Content-Disposition": f'attachment; filename="lrrt-{job.id}.csv"'}
+    if job.status in UNFINISHED:
         headers["Cache-Control"] = "no-store"
     return Response(curves_csv(require_result_so_far(store, job)), media_type="text/csv", headers=headers)
 
@@ -318,7 +319,7 @@ def _plot_endpoint(fmt: Literal["png", "svg"]) -> Callable[..., Response]:
         from lrrt import charts  # matplotlib: imported on first plot, not at API start-up
 
         image = charts.render(require_result_so_far(store, job), kind, fmt)
-        headers = {"Cache-Control": "no-store"} if job["status"] in UNFINISHED else {}
+        headers = {"Cache-Control": "no-store"} if job.status in UNFINISHED else {}
         return Response(image, media_type=PLOT_MEDIA[fmt], headers=headers)
 
     return plot
@@ -354,7 +355,7 @@ def job_events(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^\d+-\d+$")] = None,
 ) -> EventSourceResponse:
     limiter: anyio.CapacityLimiter = request.app.state.events_limiter
-    stream = event_stream(store, job["id"], last_event_id or "0-0", limiter, finished=job["status"] in TERMINAL)
+    stream = event_stream(store, job.id, last_event_id or "0-0", limiter, finished=job.status in TERMINAL)
     return EventSourceResponse(stream, ping=15)
 
 
@@ -379,10 +380,10 @@ async def event_stream(store: JobStore, job_id: str, after: str, limiter: anyio.
         job = await anyio.to_thread.run_sync(store.get, job_id, limiter=limiter)
         if job is None:
             return
-        if job["status"] not in TERMINAL:
+        if job.status not in TERMINAL:
             continue
         if block_ms is None:
-            yield ServerSentEvent(json.dumps({"status": job["status"], "error": job["error"]}), event="status")
+            yield ServerSentEvent(json.dumps({"status": job.status, "error": job.error}), event="status")
             return
         block_ms = None  # it ended while we waited: drain what is left without blocking
 
@@ -398,12 +399,12 @@ async def event_stream(store: JobStore, job_id: str, after: str, limiter: anyio.
     responses={**NOT_FOUND, **problem_responses({409: "The job already finished."})},
 )
 def cancel_job(job: OwnedJob, request: Request, store: StoreDep) -> Job:
-    if job["status"] in TERMINAL:
+    if job.status in TERMINAL:
         raise ProblemError(409, "job-finished",
-                           f"Job {job['id']} already {job['status']}; there is nothing to cancel. "
+                           f"Job {job.id} already {job.status}; there is nothing to cancel. "
                            "DELETE it to remove it.")
-    store.request_cancel(job["id"])
-    return job_resource(store.get(job["id"]) or job, request)
+    store.request_cancel(job.id)
+    return job_resource(store.get(job.id) or job, request)
 
 
 @router.delete(
@@ -414,9 +415,9 @@ def cancel_job(job: OwnedJob, request: Request, store: StoreDep) -> Job:
     responses={**NOT_FOUND, **problem_responses({409: "The job is queued or running: cancel it first."})},
 )
 def delete_job(job: OwnedJob, tenant: TenantDep, store: StoreDep) -> Response:
-    if job["status"] in UNFINISHED:
+    if job.status in UNFINISHED:
         raise ProblemError(409, "job-not-finished",
-                           f"Job {job['id']} is {job['status']}; cancel it first (POST /v1/jobs/{job['id']}/cancel), "
+                           f"Job {job.id} is {job.status}; cancel it first (POST /v1/jobs/{job.id}/cancel), "
                            "then delete it once it is cancelled.")
-    store.delete(job["id"], tenant)
+    store.delete(job.id, tenant)
     return Response(status_code=204)

@@ -11,8 +11,8 @@ import redis
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.deps import StoreDep
-from service.metrics import Metrics, live_workers, stuck_workers
+from lrrt.store.fleet import Fleet
+from service.metrics import Metrics
 from service.problems import ProblemError, problem_responses
 
 router = APIRouter(tags=["operations"])
@@ -22,8 +22,8 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-async def get_text_redis(request: Request) -> redis.Redis:
-    return request.app.state.text_redis
+async def get_fleet(request: Request) -> Fleet:
+    return request.app.state.fleet
 
 
 @router.get("/healthz", summary="Liveness", description="200 while the process serves requests; checks nothing else.")
@@ -38,11 +38,11 @@ async def healthz() -> dict[str, str]:
     "missing otherwise. `stuck` lists the workers whose watchdog replaced a pool child stuck on a run recently.",
     responses=problem_responses({503: "Redis unreachable, or no live worker."}),
 )
-def readyz(store: StoreDep, text_redis: Annotated[redis.Redis, Depends(get_text_redis)]) -> dict[str, Any]:
+def readyz(fleet: Annotated[Fleet, Depends(get_fleet)]) -> dict[str, Any]:
     try:
-        text_redis.ping()
-        workers = live_workers(text_redis, store.k)
-        stuck = stuck_workers(text_redis, store.k)
+        fleet.ping()
+        workers = fleet.live_workers()
+        stuck = fleet.stuck()
     except redis.RedisError as exc:
         raise ProblemError(503, "not-ready", f"Redis is not reachable ({exc}); check LRRT_REDIS_URL and the Redis "
                            "server.", title="Not ready", headers={"Retry-After": "5"}) from None

@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 from lrrt.progress import Chunk, JobProgress
 from lrrt.results import chunk_record
 from lrrt.settings import Settings
-from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 from service.app import create_app
 
@@ -101,8 +100,7 @@ class FakeWorker:
 
     def start(self, job_id: str) -> None:
         token = self.store.new_token()
-        outcome, _ = self.store.claim(job_id, token)
-        assert outcome == "claimed"
+        assert self.store.claim(job_id, token).outcome == "claimed"
         self.tokens[job_id] = token
 
     def chunk(self, job_id: str, arm_index: int, label: str, step_start: int, n: int, total: int = 50) -> None:
@@ -111,7 +109,7 @@ class FakeWorker:
         losses = [2.3 - 0.01 * (step_start + i) for i in range(n)]
         job = self.store.get(job_id)
         assert job is not None
-        progress = self.progress.setdefault(job_id, JobProgress(JobSpec.model_validate(job["spec"])))
+        progress = self.progress.setdefault(job_id, JobProgress(job.spec))
         chunk = Chunk(arm_index=arm_index, arm_label=label, repeat=0, step_start=step_start, lrs=lrs, losses=losses,
                       val_losses=None, steps_done=step_start + n, steps_total=total, job_steps_done=step_start + n,
                       job_steps_total=total)

@@ -18,6 +18,7 @@ import lrrt.vetting.summary as summary_walk
 from lrrt.reaper import STRANDED_AFTER_S, reap_once
 from lrrt.routing import queue_for
 from lrrt.settings import Settings
+from lrrt.store.fleet import Fleet
 from lrrt.store.jobs import ISO_FORMAT, JobStore
 from lrrt.store.keys import Keys
 from service.routing import LiveBackends
@@ -29,7 +30,7 @@ def fresh_routing(app: FastAPI, settings: Settings) -> Iterator[None]:
     """Each test starts, and leaves the session's app, with no cached read of the heartbeats, as a freshly
     started API process would: the heartbeats a test writes before its first submission are the ones seen."""
     def fresh() -> None:
-        app.state.live_backends = LiveBackends(app.state.text_redis, Keys(settings.key_prefix))
+        app.state.live_backends = LiveBackends(app.state.fleet)
 
     fresh()
     yield
@@ -141,7 +142,7 @@ def test_an_unknown_backend_is_a_validation_error(client: TestClient) -> None:
 def test_the_heartbeats_are_scanned_once_per_cache_age(redis_client: redis.Redis, settings: Settings,
                                                        heartbeats: Callable[..., None]) -> None:
     keys = Keys(settings.key_prefix)
-    live = LiveBackends(redis.Redis.from_url(settings.redis_url, decode_responses=True), keys, max_age_s=0.5)
+    live = LiveBackends(Fleet(redis.Redis.from_url(settings.redis_url, decode_responses=True), keys), max_age_s=0.5)
     heartbeats(tf1="tensorflow")
     assert live.get() == {"tensorflow": "cpu"}
     heartbeats(jax1="jax")
@@ -210,7 +211,7 @@ def test_an_auto_job_stranded_on_a_backend_whose_workers_left_moves_to_a_live_on
     assert job["id"] in queued_job_ids(redis_client, settings.queue)
     assert job["id"] not in queued_job_ids(redis_client, jax_queue)
     record = store.get(job["id"])
-    assert record is not None and record["queue"] == settings.queue and record["status"] == "queued"
+    assert record is not None and record.queue == settings.queue and record.status == "queued"
     assert (job["id"], "rerouted") not in reap()  # moved once: the next pass finds it where it belongs
 
 
@@ -239,4 +240,4 @@ def test_a_stranded_job_stays_when_it_named_its_backend_was_claimed_or_no_worker
         assert kept["id"] in queued_job_ids(redis_client, jax_queue)
         assert kept["id"] not in queued_job_ids(redis_client, settings.queue)  # not even a spare copy
         record = store.get(kept["id"])
-        assert record is not None and record["queue"] == jax_queue
+        assert record is not None and record.queue == jax_queue

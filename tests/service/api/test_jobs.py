@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from lrrt.settings import Settings
 from lrrt.store.jobs import JobStore
+from lrrt.store.outcomes import Claim, ClaimOutcome
 from service.app import create_app
 from tests.service.api.conftest import ALICE, BOB, FakeWorker, make_spec, queued_job_ids, result_for, submit
 
@@ -37,7 +38,7 @@ def test_model_as_json_string_is_accepted(client: TestClient, store: JobStore) -
     response = client.post("/v1/jobs", json=spec, headers=ALICE)
     assert response.status_code == 202, response.text
     stored = store.get(response.json()["id"])
-    assert stored is not None and stored["spec"]["model"]["class_name"] == "Sequential"
+    assert stored is not None and stored.spec.model["class_name"] == "Sequential"
 
 
 def test_poll_has_etag_retry_after_and_304(client: TestClient) -> None:
@@ -110,7 +111,7 @@ def test_cancel_queued_job_never_starts(client: TestClient, store: JobStore) -> 
     assert response.status_code == 202
     assert response.json()["status"] == "cancelled"
     # The message is still in the queue; when a worker picks it up, the claim is refused.
-    assert store.claim(job["id"], store.new_token()) == ("skip", "cancelled")
+    assert store.claim(job["id"], store.new_token()) == Claim(ClaimOutcome.SKIP, status="cancelled")
     again = client.post(f"/v1/jobs/{job['id']}/cancel", headers=ALICE)
     assert again.status_code == 409
     assert "already cancelled" in again.json()["detail"]
@@ -223,7 +224,7 @@ def test_enqueue_failure_fails_job_and_answers_503(client: TestClient, store: Jo
     problem = response.json()
     assert problem["type"].endswith("queue-unavailable")
     job = store.get(problem["job_id"])
-    assert job is not None and job["status"] == "failed" and "could not be reached" in job["error"]["detail"]
+    assert job is not None and job.status == "failed" and job.error is not None and "could not be reached" in job.error["detail"]
 
 
 def test_lifespan_reaper_requeues_orphaned_job(settings: Settings, redis_client: redis.Redis,

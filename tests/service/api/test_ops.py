@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from lrrt.routing import BACKENDS, queue_for
 from lrrt.settings import Settings
-from lrrt.store import stats
+from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
 from service.app import create_app
 from service.auth import UnsafeBind, ensure_safe_bind
@@ -51,14 +51,14 @@ def test_readyz_names_redis_when_unreachable(settings: Settings) -> None:
 
 
 def test_metrics_exports_requests_jobs_queue_and_worker_stats(
-    client: TestClient, redis_client: redis.Redis, settings: Settings
+    client: TestClient, redis_client: redis.Redis, settings: Settings, store: JobStore
 ) -> None:
     job = submit(client)
     submit(client, backend="jax")  # no live worker: queued for JAX all the same
     client.get(f"/v1/jobs/{job['id']}", headers=ALICE)
     keys = Keys(settings.key_prefix)
-    stats.add_steps(redis_client, keys, 400, 2.0)
-    stats.add_finished(redis_client, keys, "succeeded", 12.0)
+    store.stats.add_steps(400, 2.0)
+    store.stats.add_finished("succeeded", 12.0)
     text = client.get("/metrics").text
     assert 'lrrt_http_requests_total{method="GET",route="/v1/jobs/{job_id}",status="200"}' in text
     assert 'lrrt_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/jobs"}' in text

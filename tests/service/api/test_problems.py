@@ -190,4 +190,4 @@ def test_auth_off_means_tenant_local(settings: Settings) -> None:
     with TestClient(create_app(open_settings, reaper_interval_s=None)) as client:
         job = submit(client, headers={})
         assert client.get(f"/v1/jobs/{job['id']}").status_code == 200
-        assert client.app.state.store.get(job["id"])["tenant"] == "local"
+        assert client.app.state.store.get(job["id"]).tenant == "local"

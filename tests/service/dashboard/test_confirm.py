@@ -4,7 +4,8 @@ recommendation that says whether it was verified; a job cancelled while confirmi
 that ran, with how each stopped.
 
 The job pages are fed by `FakeWorker`, which plays `worker.tasks` on the store with made-up curves
-(claims, chunks with their progress, run outcomes, the result assembled by `lrrt.results`), so
+(claims, chunks with their progress, run outcomes), step by step so the page can watch each one; the
+candidates' LRs and the result are the coordinator's own (`lrrt.coordinator`), so
 the page reads what a real worker leaves, in seconds and without Keras. The form's submissions go to the
 real API, which must accept what the form sends.
 """
@@ -14,19 +15,21 @@ from __future__ import annotations
 import copy
 import math
 import re
+import time
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
-from lrrt.confirm import slot_lr
+from lrrt.coordinator import assembled, candidate_lr
 from lrrt.progress import Chunk, JobProgress
 from lrrt.reaper import partial_or_none
-from lrrt.results import chunk_record, partial_result, stitched_result
-from lrrt.runs import run_of, split_outcomes
+from lrrt.results import chunk_record
+from lrrt.runs import run_of
 from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
+from tests.fake_engine import FIGURES
 from tests.service.dashboard.conftest import API_KEY, screenshot
 
 pytestmark = pytest.mark.e2e
@@ -43,13 +46,12 @@ class FakeWorker:
                 "optimizers": [{"name": name} for name in arms], "sweep": {**SWEEP, "confirm": confirm}}
         self.store = store
         self.job = JobSpec.model_validate(body)
-        self.spec = self.job.model_dump(mode="json")  # what the API stores
-        self.id = store.create(tenant="alice", spec=self.spec, max_unfinished=50).job["id"]
+        self.id = store.create(tenant="alice", spec=self.job, max_unfinished=50).job.id
         self.tokens: dict[int, str] = {}
 
     def claim(self) -> int:
         token = self.store.new_token()
-        assert self.store.claim(self.id, token, "fake")[0] == "claimed"
+        assert self.store.claim(self.id, token, "fake").outcome == "claimed"
         held = self.store.run_held_by(self.id, token)
         assert held is not None
         self.tokens[held[0]] = token
@@ -71,7 +73,7 @@ class FakeWorker:
             n = len(lrs)
             self.record(Chunk(run, self.job.optimizers[run].display_label, 0, 0, lrs.tolist(), losses.tolist(), None,
                               n, n, n * (run + 1), n * len(centers), state="done"))
-            ended = self.store.end_run(self.id, run, self.tokens[run], {"stop_reason": "completed"})
+            ended = self.store.end_run(self.id, run, self.tokens[run], {"stop_reason": "completed", **FIGURES, "steps": n})
         assert ended == "confirm"  # the last range test released the confirm runs
 
     def candidate(self, stop_reason: str | None, steps: int, val_loss: float | None = None) -> tuple[int, float]:
@@ -80,14 +82,15 @@ class FakeWorker:
         run = self.claim()
         ref = run_of(self.job, run)
         assert ref.slot is not None
-        lr = slot_lr(partial_result(self.spec, self.store.chunks(self.id))["arms"][ref.arm_index], self.job, ref.slot)
+        lr = candidate_lr(self.store, self.id, self.job, ref)
         assert lr is not None
         losses = np.linspace(2.0, 0.4 if stop_reason == "completed" else 9.0, steps).tolist()
         state = {"completed": "done", None: "running"}.get(stop_reason, stop_reason)
         self.record(Chunk(ref.arm_index, self.job.optimizers[ref.arm_index].display_label, 0, 0, [lr] * steps, losses,
                           None, steps, self.budget, 0, 0, state=state, candidate=ref.slot))  # type: ignore[arg-type]
         if stop_reason is not None:
-            self.end(run, {"lr": lr, "val_loss": val_loss, "steps": steps, "losses": losses, "stop_reason": stop_reason})
+            self.end(run, {"lr": lr, "val_loss": val_loss, "steps": steps, "losses": losses, "stop_reason": stop_reason,
+                           **FIGURES})
         return run, lr
 
     @property
@@ -99,11 +102,9 @@ class FakeWorker:
         return self.store.end_run(self.id, run, self.tokens[run], outcome, abandon)
 
     def finish(self, status: str) -> dict[str, Any]:
-        """The last run's part: assemble the result from every run's chunks and outcome, end the job."""
-        sweep, confirmed = split_outcomes(self.job, self.store.run_outcomes(self.id))
-        stopped = "cancelled" if status == "cancelled" else None
-        result = stitched_result(self.spec, self.store.chunks(self.id), sweep, confirmed=confirmed, stopped=stopped,
-                                 engine=None)
+        """The last run's part, as the coordinator does it: the result from every run's chunks and outcome."""
+        stopped, result = assembled(self.store, self.id, self.job, time.time())
+        assert stopped == ("cancelled" if status == "cancelled" else None)
         assert self.store.finish(self.id, status, result=result)
         return result
 
@@ -197,10 +198,10 @@ def test_the_confirm_phase_shows_its_progress_and_a_cancel_keeps_what_ran(
     assert cancelled.value.status == 202 and store.cancel_requested(fake.id)
     # The training candidate stops at its next chunk; the slot that never started ends with it.
     assert fake.end(training, {"lr": training_lr, "val_loss": None, "steps": 340, "losses": [1.0] * 340,
-                               "stop_reason": "cancelled"}, abandon="cancelled") == "last"
+                               "stop_reason": "cancelled", **FIGURES}, abandon="cancelled") == "last"
     result = fake.finish("cancelled")
     assert result["recommendation"]["verified"] is False
-    assert partial_or_none(store, fake.id, fake.spec, "cancelled") is not None
+    assert partial_or_none(store, fake.id, fake.job, "cancelled") is not None
 
     page.wait_for_function(
         "() => document.querySelector('[data-testid=job-status]').classList.contains('cancelled')")

@@ -43,14 +43,14 @@ def test_candidates_run_one_by_one_in_any_order_give_run_sweeps_result(engine_ro
     for pair in [(1, 0), (0, 0)]:
         curves = sweep_runs(spec, runs=[pair], data_root=engine_root, caps=caps, on_chunk=record).curves[pair]
         outcomes[pair] = {"stop_reason": curves.stop_reason, "fingerprint": curves.fingerprint}
-    ranged = stitched_result(spec.model_dump(mode="json"), chunks, outcomes, stopped=None, engine=None)
+    ranged = stitched_result(spec, chunks, outcomes, stopped=None, engine=None)
     confirmed = {}
     for arm_index, slot in [(1, 2), (0, 1), (1, 0), (0, 2), (1, 1), (0, 0)]:
         lr = confirm.slot_lr(ranged["arms"][arm_index], spec, slot)
         assert lr is not None
         done = confirm_runs(spec, [(arm_index, slot, lr)], data_root=engine_root, caps=caps, on_chunk=record)
         confirmed[(arm_index, slot)] = done.curves[(arm_index, slot)].outcome()
-    stitched = stitched_result(spec.model_dump(mode="json"), chunks, outcomes, confirmed=confirmed, stopped=None,
+    stitched = stitched_result(spec, chunks, outcomes, confirmed=confirmed, stopped=None,
                                engine=None)
     assert _without_engine(stitched) == _without_engine(whole)
     for arm in stitched["arms"]:

@@ -37,7 +37,7 @@ def test_runs_one_by_one_in_reverse_order_stitch_back_to_the_whole_sweep(engine_
         done = sweep_runs(spec, runs=[pair], data_root=engine_root, caps=caps, on_chunk=record)
         curves = done.curves[pair]
         outcomes[pair] = {"stop_reason": curves.stop_reason, "fingerprint": curves.fingerprint}
-    stitched = stitched_result(spec.model_dump(mode="json"), chunks, outcomes, stopped=None, engine=None)
+    stitched = stitched_result(spec, chunks, outcomes, stopped=None, engine=None)
 
     assert _without_engine(stitched) == _without_engine(whole)
     assert stitched["arms"][0]["repeats"]["fingerprints"] == whole["arms"][0]["repeats"]["fingerprints"]

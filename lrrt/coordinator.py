@@ -1,0 +1,231 @@
+"""One claimed run of a job, from the record to the job's end, against the store and an engine given to it.
+
+The Celery task (`worker.tasks`) claims a run and keeps its lease alive; everything else a run does
+happens here, once for every kind of run (a range test's (arm, repeat), a confirm candidate):
+
+- read the record (its spec is validated there, `lrrt.records`) and stop before starting when a cancel
+  was asked for, the job passed its time limit, or the run is no longer ours;
+- a confirm run works out its LR from the range test's recorded curves (every range-test run has
+  ended before a confirm run is released, so each worker finds the same candidates);
+- run the engine with a chunk hook that stores progress and curve points and says when to stop;
+- record how the run ended (`JobStore.end_run`): when that released the confirm runs, send their
+  messages; when it was the job's last run, assemble the result from every run's chunks and outcomes
+  (`lrrt.results.stitched_result`) and finish the job. A run the engine cannot run fails the job now.
+
+The engine is a protocol (`Engine`): the worker gives the Keras one, tests a fake that makes up curves,
+so the whole sequence is tested against the real store in milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lrrt import confirm
+from lrrt.problems import EngineError, InternalError, TimeLimit
+from lrrt.progress import Chunk, ChunkHook, JobProgress
+from lrrt.reaper import partial_or_none
+from lrrt.results import chunk_record, stitched_result
+from lrrt.runs import RunRef, run_counts, run_of, split_outcomes
+from lrrt.spec import JobSpec
+from lrrt.store.jobs import JobStore
+from lrrt.store.outcomes import RunEnd
+
+log = logging.getLogger(__name__)
+
+#: What each run reports of the engine's figures when it ends (`job_engine` sums them up).
+ENGINE_FIELDS = ("keras", "backend", "backend_reason", "device", "steps_per_execution", "steps", "fit_seconds", "seconds")
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What the engine reports of one run: its outcome (a range test's `stop_reason` and `fingerprint`,
+    a candidate's `lrrt.confirm` entry), its figures (`ENGINE_FIELDS` at least), and the stop reason
+    the chunk hook gave, when the hook stopped it."""
+
+    outcome: dict[str, Any]
+    engine: dict[str, Any]
+    stopped: str | None
+
+
+class Engine(Protocol):
+    def prepare(self) -> None:
+        """Load what the engine needs before its first step (the watchdog does not time this)."""
+
+    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook) -> Ran:
+        """The range test of one arm and seed; raises `EngineError` for what the user must change."""
+
+    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook) -> Ran:
+        """Train confirm candidate `slot` of an arm at the constant `lr` and score it."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The run a claim gave this runner: which one, its attempt, the token that holds it, and by whom."""
+
+    job_id: str
+    run: int
+    attempts: int
+    token: str
+    worker: str
+
+
+class Coordinator:
+    """Runs one claimed run to its end. `send(queue)` sends one more message for the job to `queue`;
+    `after_chunk(chunk, seconds)` sees every chunk recorded and the seconds since the previous one."""
+
+    def __init__(self, store: JobStore, engine: Engine, claimed: Claimed, *, time_limit_s: int, default_queue: str,
+                 send: Callable[[str], None], after_chunk: Callable[[Chunk, float], None] | None = None) -> None:
+        self.store = store
+        self.engine = engine
+        self.claimed = claimed
+        self.time_limit_s = time_limit_s
+        self.send = send
+        self.after_chunk = after_chunk
+        self.queue = default_queue  # the job's own, once its record is read
+        self.spec: JobSpec | None = None
+        self.started_ts = time.time()
+        #: when the run last proved progress (a chunk, or the engine starting): the watchdog reads it
+        self.last_chunk_at = time.monotonic()
+        #: set when the run is no longer ours (taken over, expired, or the job ended elsewhere)
+        self.lost = threading.Event()
+
+    def run(self) -> str:
+        """Run it; returns what happened, for the log."""
+        c = self.claimed
+        job = self.store.get(c.job_id)
+        if job is None:  # deleted between claim and here
+            return "skip"
+        spec = self.spec = job.spec
+        self.queue = job.queue or self.queue
+        self.started_ts = job.started_ts or self.started_ts
+        try:
+            ref = run_of(spec, c.run)
+            before = self.store.run_check(c.job_id, c.run, c.token) or self._over_time()
+            if before == "lost":  # the job ended meanwhile (another run failed it) or the run was taken over
+                return "lease-lost"
+            if before:  # cancelled (or out of time) before this run started: it never runs
+                return self._end_run(spec, {"stop_reason": before}, stopped=before)
+            lr = None if ref.slot is None else candidate_lr(self.store, c.job_id, spec, ref)
+            if ref.slot is not None and lr is None:  # the arm has fewer candidates than slots (or none)
+                return self._end_run(spec, {"stop_reason": "skipped"}, stopped=None)
+            self.store.start_progress(c.job_id, JobProgress(spec).initial())
+            self.engine.prepare()
+            self.last_chunk_at = time.monotonic()  # the watchdog times the run, not the engine's loading
+            if ref.slot is None:
+                ran = self.engine.sweep(spec, ref.arm_index, ref.repeat, self.on_chunk)
+            else:
+                assert lr is not None
+                ran = self.engine.confirm(spec, ref.arm_index, ref.slot, lr, self.on_chunk)
+        except EngineError as exc:
+            return self._fail(spec, exc.problem())
+        except Exception:
+            log.exception("job %s: unexpected error in the sweep", c.job_id)
+            return self._fail(spec, InternalError(c.job_id).problem())
+        if self.lost.is_set():
+            # Our lease is gone (another worker took the run over, it expired, or the job ended
+            # elsewhere): whatever we report could overwrite a live run. Its owner or the reaper ends it.
+            return "lease-lost"
+        return self._end_run(spec, ran.outcome | {k: ran.engine[k] for k in ENGINE_FIELDS}, stopped=ran.stopped)
+
+    # ------------------------------------------------------------------ between chunks
+    def on_chunk(self, chunk: Chunk) -> str | None:
+        """The engine's hook: store progress and the new points; say when to stop."""
+        if self.lost.is_set():  # the run may run elsewhere now: stop writing into the job
+            return "cancelled"
+        c, spec = self.claimed, self.spec
+        assert spec is not None
+        now = time.monotonic()
+        seconds, self.last_chunk_at = now - self.last_chunk_at, now
+        self.store.record_chunk(c.job_id, lambda stored: JobProgress(spec, stored).update(chunk), chunk_record(chunk))
+        self.store.stats.add_steps(len(chunk.losses), seconds)
+        if self.after_chunk is not None:
+            self.after_chunk(chunk, seconds)
+        check = self.store.run_check(c.job_id, c.run, c.token)
+        if check == "lost":
+            self.lost.set()
+            return "cancelled"
+        return check or self._over_time()
+
+    def _over_time(self) -> str | None:
+        return "time_limit" if time.time() - self.started_ts > self.time_limit_s else None
+
+    # ------------------------------------------------------------------ ending
+    def _end_run(self, spec: JobSpec, outcome: dict[str, Any], *, stopped: str | None) -> str:
+        """Record the run's ending; the last run of the job to end finishes the job."""
+        c = self.claimed
+        ended = self.store.end_run(c.job_id, c.run, c.token, outcome, stopped or "")
+        if ended is RunEnd.CONFIRM:  # the range test is over: one message per confirm run, to the job's queue
+            sweep_runs, runs = run_counts(spec)
+            for _ in range(runs - sweep_runs):
+                self.send(self.queue)
+        if ended is not RunEnd.LAST:  # others still run, or the confirm runs start, or the run is not ours any more
+            return ended.value
+        stop, result = assembled(self.store, c.job_id, spec, self.started_ts)
+        if stop == "cancelled":
+            return self._finish("cancelled", result=result)
+        if stop == "time_limit":
+            return self._finish("failed", result=result, error=TimeLimit(self.time_limit_s).problem())
+        return self._finish("succeeded", result=result)
+
+    def _fail(self, spec: JobSpec, problem: dict[str, Any]) -> str:
+        """A run that cannot go on fails its job now; the job's other runs stop at their next chunk."""
+        try:
+            result = partial_or_none(self.store, self.claimed.job_id, spec, None)
+        except Exception:  # a failed job keeps its error even when its curves cannot be assembled
+            log.exception("job %s: could not assemble the partial result", self.claimed.job_id)
+            result = None
+        return self._finish("failed", error=problem, result=result)
+
+    def _finish(self, status: str, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> str:
+        c = self.claimed
+        if not self.store.finish(c.job_id, status, result=result, error=error, token=c.token, expected="running"):
+            log.info("job %s: outcome %s dropped (job already ended or taken over)", c.job_id, status)
+            return "dropped"
+        self.store.stats.add_finished(status, time.time() - self.started_ts)
+        return status
+
+
+def candidate_lr(store: JobStore, job_id: str, spec: JobSpec, ref: RunRef) -> float | None:
+    """The LR of confirm run `ref`, from the range test's recorded curves and outcomes, as `run_sweep`
+    works it out in one process (None: the arm has fewer candidates than slots)."""
+    assert ref.slot is not None
+    sweep, _ = split_outcomes(spec, store.run_outcomes(job_id))
+    ranged = stitched_result(spec, store.chunks(job_id), sweep, stopped=None, engine=None)
+    return confirm.slot_lr(ranged["arms"][ref.arm_index], spec, ref.slot)
+
+
+def assembled(store: JobStore, job_id: str, spec: JobSpec, started_ts: float) -> tuple[str | None, dict[str, Any]]:
+    """Why the job stopped early ('time_limit', 'cancelled', or None) and its result, from every ended
+    run's chunks and outcome: what the run that ends last finishes the job with."""
+    outcomes = store.run_outcomes(job_id)
+    reasons = {o.get("stop_reason") for o in outcomes.values()}
+    stop = "time_limit" if "time_limit" in reasons else "cancelled" if "cancelled" in reasons else None
+    sweep, confirmed = split_outcomes(spec, outcomes)
+    return stop, stitched_result(spec, store.chunks(job_id), sweep, confirmed=confirmed, stopped=stop,
+                                 engine=job_engine(outcomes, spec, started_ts))
+
+
+def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: float) -> dict[str, Any] | None:
+    """The result's `engine` of a job whose runs may have run on several workers: the first run's
+    versions and device, the job's wall time, steps/s over every run's stepping, and each run's figures
+    (a confirm run's with its `slot`)."""
+    ran = {i: o for i, o in sorted(outcomes.items()) if "steps" in o}
+    if not ran:  # no run started (cancelled while its runs waited)
+        return None
+    first = next(iter(ran.values()))
+    steps = sum(o["steps"] for o in ran.values())
+    fit = sum(o["fit_seconds"] for o in ran.values())
+    return {
+        "keras": first["keras"], "backend": first["backend"], "backend_reason": first["backend_reason"],
+        "device": first["device"],
+        "seconds": round(time.time() - started_ts, 3), "steps_per_execution": first["steps_per_execution"],
+        "steps_per_second": round(steps / fit, 1) if fit else None,
+        "runs": [{"arm_index": ref.arm_index, "repeat": ref.repeat, **({} if ref.slot is None else {"slot": ref.slot}),
+                  "worker": o["worker"], "attempts": o["attempts"], "device": o["device"], "steps": o["steps"],
+                  "seconds": o["seconds"]} for i, o in ran.items() for ref in [run_of(spec, i)]],
+    }

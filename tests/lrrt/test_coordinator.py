@@ -1,0 +1,136 @@
+"""The coordinator runs a job's runs against the real store with a fake engine (`tests/fake_engine.py`):
+fan-out, seeds, confirm candidates, cancel, failure, the time limit and a lost lease, each in
+milliseconds. `play` delivers the job's messages as Celery would to workers that each claim one run
+(`worker.tasks.run_job`, without the Keras engine and the lease thread)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import pytest
+
+from lrrt import confirm
+from lrrt.coordinator import Claimed, Coordinator
+from lrrt.problems import ModelInvalid
+from lrrt.progress import Chunk
+from lrrt.spec import JobSpec
+from lrrt.store.jobs import JobStore
+from lrrt.store.keys import Keys
+from lrrt.store.outcomes import ClaimOutcome
+from tests.fake_engine import FakeEngine
+
+SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 100}
+
+
+@pytest.fixture()
+def jobs(store: JobStore) -> JobStore:
+    return JobStore(store.r, Keys(f"{store.k.prefix}:co-{uuid.uuid4().hex[:8]}"), result_ttl_s=60, max_redeliveries=1)
+
+
+def submit(jobs: JobStore, arms: int = 1, **sweep: Any) -> str:
+    spec = JobSpec.model_validate({"model": {"class_name": "Sequential", "config": {"layers": []}},
+                                   "dataset": {"uri": "builtin:digits", "validation_split": 0.2},
+                                   "optimizers": [{"name": n} for n in ("adam", "sgd", "rmsprop")[:arms]],
+                                   "sweep": {**SWEEP, **sweep}})
+    return jobs.create(tenant="t", spec=spec, max_unfinished=100, queue="q").job.id
+
+
+def play(jobs: JobStore, engine: FakeEngine, job_id: str, *, time_limit_s: int = 3600) -> list[str]:
+    """Deliver the job's messages (the API's, the fan-out's, the confirm runs') one at a time, each to a
+    worker that claims and runs one run; returns what each message did."""
+    messages, did = ["q"], []
+    while messages:
+        messages.pop()
+        messages += ["q"] * jobs.needs_fanout(job_id)
+        token = jobs.new_token()
+        claim = jobs.claim(job_id, token, f"w{len(did)}")
+        if claim.outcome is not ClaimOutcome.CLAIMED:
+            did.append(claim.outcome.value)
+            continue
+        assert claim.run is not None
+        claimed = Claimed(job_id, claim.run, claim.attempts, token, f"w{len(did)}")
+        did.append(Coordinator(jobs, engine, claimed, time_limit_s=time_limit_s, default_queue="default",
+                               send=messages.append).run())
+    return did
+
+
+def test_a_fanned_out_job_is_assembled_from_every_run(jobs: JobStore) -> None:
+    engine = FakeEngine()
+    job_id = submit(jobs, arms=2, repeats=2)
+    assert play(jobs, engine, job_id) == ["more", "more", "more", "succeeded"]
+    job, result = jobs.get(job_id), jobs.result(job_id)
+    assert job is not None and job.status == "succeeded" and result is not None
+    assert job.progress is not None and job.progress["steps_done"] == job.progress["steps_total"]
+    spec = job.spec
+    for i, arm in enumerate(result["arms"]):
+        assert (arm["lrs"], arm["losses"]) == engine.curve(spec, i)
+        assert arm["repeats"]["fingerprints"] == [{"initial_weights": "seed0"}, {"initial_weights": "seed1"}]
+    runs = result["engine"]["runs"]
+    assert [(r["arm_index"], r["repeat"]) for r in runs] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert {r["worker"] for r in runs} == {"w0", "w1", "w2", "w3"} and result["stopped"] is None
+
+
+def test_confirm_candidates_come_from_the_recorded_range_test_and_verify_the_recommendation(jobs: JobStore) -> None:
+    engine = FakeEngine()
+    job_id = submit(jobs, arms=2, confirm={"candidates": 3, "steps": 40})
+    did = play(jobs, engine, job_id)
+    assert did[:2] == ["more", "confirm"] and did[-1] == "succeeded" and len(did) == 8  # 2 range tests, 6 candidates
+    result = jobs.result(job_id)
+    assert result is not None
+    spec = jobs.get(job_id).spec  # type: ignore[union-attr]
+    for i, arm in enumerate(result["arms"]):  # each worker found the candidates one process would
+        assert [engine.trained[(i, s)] for s in range(3)] == confirm.job_candidates(arm, spec)
+    reco = result["recommendation"]
+    best = min(engine.trained.items(), key=lambda kv: abs(math.log10(kv[1]) - engine.best[kv[0][0]]))
+    assert reco["verified"] is True and reco["learning_rate"] == best[1]
+    assert reco["optimizer"] == result["arms"][best[0][0]]["label"]
+
+
+def test_a_cancel_stops_the_running_run_and_ends_the_others_unstarted(jobs: JobStore) -> None:
+    job_id = submit(jobs, arms=2)
+
+    def cancel_at_the_second_chunk(chunk: Chunk) -> None:
+        if chunk.step_start == 25:
+            jobs.request_cancel(job_id)
+
+    engine = FakeEngine(on_step=cancel_at_the_second_chunk)
+    assert play(jobs, engine, job_id) == ["cancelled", "skip"]  # the fan-out's message finds the job ended
+    job, result = jobs.get(job_id), jobs.result(job_id)
+    assert job is not None and job.status == "cancelled" and result is not None and result["stopped"] == "cancelled"
+    assert len(result["arms"][0]["losses"]) == 50  # the two chunks recorded, the cancel seen after the second
+    assert result["arms"][1]["lrs"] == [] and {o["stop_reason"] for o in jobs.run_outcomes(job_id).values()} == {"cancelled"}
+
+
+def test_a_run_the_engine_cannot_run_fails_the_job_with_its_problem(jobs: JobStore) -> None:
+    job_id = submit(jobs, arms=2)
+    engine = FakeEngine(fail=ModelInvalid("Dense: unknown argument 'unitz'"))
+    assert play(jobs, engine, job_id) == ["failed", "skip"]
+    job = jobs.get(job_id)
+    assert job is not None and job.status == "failed" and job.error is not None
+    assert job.error["type"].endswith("model-invalid") and "unitz" in job.error["detail"]
+    assert jobs.result(job_id) is None  # no step ran
+
+
+def test_a_run_that_starts_past_the_time_limit_fails_the_job(jobs: JobStore) -> None:
+    job_id = submit(jobs)
+    assert play(jobs, FakeEngine(), job_id, time_limit_s=-1) == ["failed"]
+    job = jobs.get(job_id)
+    assert job is not None and job.status == "failed" and job.error is not None
+    assert job.error["type"].endswith("time-limit") and jobs.chunks(job_id) == []  # it never ran
+
+
+def test_a_run_whose_lease_was_lost_reports_nothing(jobs: JobStore) -> None:
+    job_id = submit(jobs)
+    token = jobs.new_token()
+    claim = jobs.claim(job_id, token, "w")
+    assert claim.run is not None
+    engine = FakeEngine()
+    coordinator = Coordinator(jobs, engine, Claimed(job_id, claim.run, claim.attempts, token, "w"), time_limit_s=3600,
+                              default_queue="q", send=lambda queue: None)
+    engine.on_step = lambda chunk: coordinator.lost.set()  # the lease thread found the lease gone
+    assert coordinator.run() == "lease-lost"
+    job = jobs.get(job_id)
+    assert job is not None and job.status == "running" and jobs.run_outcomes(job_id) == {}
+    assert jobs.chunks(job_id) == []  # not even the chunk in flight: the run may run elsewhere now
