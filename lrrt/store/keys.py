@@ -36,7 +36,7 @@ class Keys:
 
     def lease(self, job_id: str, run: int) -> str:
         """String with TTL: refreshed by the worker running one (arm, repeat) run of the job; its expiry
-        means that worker died (or its run stopped reporting, see `worker.watchdog`)."""
+        means that worker died (or its run stopped reporting, see the watchdog, `worker.tasks._Lease`)."""
         return f"{self.lease_prefix(job_id)}:{run}"
 
     def lease_prefix(self, job_id: str) -> str:

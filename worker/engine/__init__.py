@@ -1,7 +1,7 @@
 """The sweep engine: spec + arrays in, curves and suggestions out. Pure Keras and NumPy.
 
 No Celery, Redis or HTTP here, so a notebook, the benchmarks and the worker tasks all call the same
-code. It imports `worker.core` (spec, settings, vetting, problems, suggestions) and nothing above it.
+code. It imports `lrrt` (spec, settings, vetting, problems, suggestions) and nothing above it.
 
 Entry point (import it explicitly, it imports Keras)::
 
