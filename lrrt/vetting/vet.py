@@ -4,7 +4,8 @@ never refused by the worker for a reason the API could have known.
 
 In order: the allow-list walk of the JSON as sent, the Keras 2 rewrite and the walk again on its
 output, the parameter estimate against the cap, and the dataset reference's form (loss and optimizer
-names are part of `JobSpec` validation itself) (`lrrt.vetting.datasets`). What only the worker can know (the exact parameter count
+names are part of `JobSpec` validation itself) (`lrrt.vetting.datasets`), and the weights reference's
+form (`lrrt.vetting.weights`). What only the worker can know (the exact parameter count
 once built, whether the arrays fit the model) is checked there.
 """
 
@@ -13,12 +14,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lrrt.problems import ConfigInvalid, DatasetError, DatasetInvalid
+from lrrt.problems import ConfigInvalid, DatasetError, DatasetInvalid, WeightsError
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec
 from lrrt.vetting.allowlist import check_model_json, check_params
 from lrrt.vetting.datasets import array_groups, at_uri, check_uri
 from lrrt.vetting.keras2 import to_keras3
+from lrrt.vetting.weights import at_weights, check_reference
 
 
 def vet_model_json(model_json: dict[str, Any], caps: Settings) -> dict[str, Any]:
@@ -43,6 +45,11 @@ def vet_spec(spec: JobSpec, caps: Settings, *, dataset: bool = True) -> dict[str
             check_uri(spec.dataset.uri)
     except DatasetError as exc:
         raise at_uri(exc) from None
+    try:
+        if spec.weights is not None:
+            check_reference(spec.weights)
+    except WeightsError as exc:
+        raise at_weights(exc) from None
     config = vet_model_json(spec.model, caps)
     check_loss_outputs(spec, config)
     return config
