@@ -14,9 +14,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-#: The layout Keras 3 writes for `tests.service.api.conftest.MLP` (Dense 64->32 "hidden", 32->10 "out").
-MLP_SHAPES = {"layers/hidden/vars/0": (64, 32), "layers/hidden/vars/1": (32,),
-              "layers/out/vars/0": (32, 10), "layers/out/vars/1": (10,)}
+#: The layout Keras 3 writes for `tests.service.api.conftest.MLP` (Dense 64->32, Dense 32->10: Keras names the
+#: groups after each layer's class and position, not its name).
+MLP_SHAPES = {"layers/dense/vars/0": (64, 32), "layers/dense/vars/1": (32,),
+              "layers/dense_1/vars/0": (32, 10), "layers/dense_1/vars/1": (10,)}
 
 
 def keras3_file(path: Path, shapes: dict[str, tuple[int, ...]] = MLP_SHAPES, seed: int = 0) -> Path:
@@ -35,16 +36,16 @@ def external_link(path: Path) -> Path:
     """A variable that is an HDF5 external link to a file elsewhere (HDF5 would open it)."""
     target = path.with_name("elsewhere.h5")
     keras3_file(target)
-    keras3_file(path, {"layers/out/vars/0": (32, 10)})
+    keras3_file(path, {"layers/dense_1/vars/0": (32, 10)})
     with h5py.File(path, "a") as f:
-        f["layers/hidden/vars/0"] = h5py.ExternalLink(str(target), "layers/hidden/vars/0")
+        f["layers/dense/vars/0"] = h5py.ExternalLink(str(target), "layers/dense/vars/0")
     return path
 
 
 def soft_link(path: Path) -> Path:
     keras3_file(path)
     with h5py.File(path, "a") as f:
-        f["layers/extra/vars/0"] = h5py.SoftLink("/layers/hidden/vars/0")
+        f["layers/extra/vars/0"] = h5py.SoftLink("/layers/dense/vars/0")
     return path
 
 
@@ -55,9 +56,9 @@ def virtual_dataset(path: Path) -> Path:
         f["data"] = np.ones((64, 32), np.float32)
     layout = h5py.VirtualLayout(shape=(64, 32), dtype="f4")
     layout[:] = h5py.VirtualSource(str(source), "data", shape=(64, 32))
-    keras3_file(path, {"layers/out/vars/0": (32, 10)})
+    keras3_file(path, {"layers/dense_1/vars/0": (32, 10)})
     with h5py.File(path, "a") as f:
-        f.create_virtual_dataset("layers/hidden/vars/0", layout)
+        f.create_virtual_dataset("layers/dense/vars/0", layout)
     return path
 
 
@@ -66,14 +67,14 @@ def external_storage(path: Path) -> Path:
     raw = path.with_name("raw.bin")
     raw.write_bytes(b"\0" * 64 * 32 * 4)
     with h5py.File(path, "w") as f:
-        f.create_dataset("layers/hidden/vars/0", shape=(64, 32), dtype="f4", external=[(str(raw), 0, h5py.h5f.UNLIMITED)])
+        f.create_dataset("layers/dense/vars/0", shape=(64, 32), dtype="f4", external=[(str(raw), 0, h5py.h5f.UNLIMITED)])
     return path
 
 
 def shape_bomb(path: Path) -> Path:
     """A chunked dataset declaring 4 TB of float32 that no chunk was ever written for: a few KB on disk."""
     with h5py.File(path, "w") as f:
-        f.create_dataset("layers/hidden/vars/0", shape=(1_000_000, 1_000_000), dtype="f4", chunks=(1, 1024))
+        f.create_dataset("layers/dense/vars/0", shape=(1_000_000, 1_000_000), dtype="f4", chunks=(1, 1024))
     return path
 
 
@@ -86,7 +87,7 @@ def string_dataset(path: Path) -> Path:
 
 def compound_dataset(path: Path) -> Path:
     with h5py.File(path, "w") as f:
-        f.create_dataset("layers/hidden/vars/0", data=np.zeros(4, dtype=[("a", "f4"), ("b", "i4")]))
+        f.create_dataset("layers/dense/vars/0", data=np.zeros(4, dtype=[("a", "f4"), ("b", "i4")]))
     return path
 
 
@@ -127,7 +128,7 @@ def truncated(path: Path) -> Path:
 
 def no_variables(path: Path) -> Path:
     with h5py.File(path, "w") as f:
-        f.create_group("layers/hidden/vars")
+        f.create_group("layers/dense/vars")
     return path
 
 

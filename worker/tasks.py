@@ -164,6 +164,7 @@ class JobRun:
             # elsewhere): whatever we report could overwrite a live run. Its owner or the reaper ends it.
             return "lease-lost"
         outcome |= {k: engine[k] for k in ENGINE_FIELDS}
+        outcome["weights"] = engine.get("weights")  # what every run started from (lrrt.vetting.weights), or None
         return self._end_run(spec_dict, outcome, stopped=stopped)
 
     def _candidate(self, spec_dict: dict[str, Any], spec: JobSpec, ref: RunRef) -> float | None:
@@ -261,6 +262,7 @@ def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: f
     return {
         "keras": first["keras"], "backend": first["backend"], "backend_reason": first["backend_reason"],
         "device": first["device"],
+        "weights": first.get("weights"),  # {"uri", "sha256"} of the user's weights the runs started from, or None
         "seconds": round(time.time() - started_ts, 3), "steps_per_execution": first["steps_per_execution"],
         "steps_per_second": round(steps / fit, 1) if fit else None,
         "runs": [{"arm_index": ref.arm_index, "repeat": ref.repeat, **({} if ref.slot is None else {"slot": ref.slot}),

@@ -16,12 +16,14 @@ actually hold: no soft or external links (HDF5 would open another file), no exte
 virtual datasets (same), no strings, objects or compound types, and no shape that promises more bytes
 than the file has (the reader would allocate the declared shape before noticing).
 
-tf.keras 2's `.h5` weights (`save_weights("x.h5")`) are refused, with the conversion: Keras 3 reads
-them with its legacy loader (`keras/src/legacy/saving/legacy_h5_format.py`,
-`load_weights_from_hdf5_group`), which matches layers by *position* among the layers that have
-weights and names them through string attributes (`layer_names`, `weight_names`), so a file made for
-a different architecture with the same weight counts loads silently into the wrong layers, and the
-variable-by-variable check below cannot name what differs.
+Keras 3 names each variable after its layer's class and position (`layers/dense_1/vars/0`), so
+`check_fit` can compare every path and shape with what Keras writes for the built model. tf.keras 2's
+`.h5` weights (`save_weights("x.h5")`) are refused, with the conversion: Keras 3 reads them with its
+legacy loader (`keras/src/legacy/saving/legacy_h5_format.py`, `load_weights_from_hdf5_group`), which
+pairs the file's layers with the model's by *position* among the layers that have weights, checking
+only counts and shapes, and finds them through string attributes (`layer_names`, `weight_names`) that
+the numeric-only inspection would have to admit; a layer-by-layer comparison against the built
+model, as for Keras 3 files, would have to re-implement that loader.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ MAX_LISTED = 50
 
 @dataclass(frozen=True)
 class WeightsSummary:
-    """What a vetted weights file holds: each variable's path (`layers/<name>/vars/<i>`) and shape."""
+    """What a vetted weights file holds: each variable's path (`layers/<class>_<n>/vars/<i>`) and shape."""
 
     variables: dict[str, list[int]]
     bytes: int
@@ -131,7 +133,7 @@ def inspect_weights(path: Path, max_bytes: int) -> WeightsSummary:
         raise WeightsError(f"the HDF5 file is corrupt or unreadable ({' '.join(str(exc).split())[:200]}). "
                            + SAVE_ADVICE) from None
     if not walk.variables:
-        raise WeightsError("the file holds no Keras variables (no layers/<name>/vars/<i> datasets). " + SAVE_ADVICE)
+        raise WeightsError("the file holds no Keras variables (no layers/<layer>/vars/<i> datasets). " + SAVE_ADVICE)
     if walk.declared > size:
         raise WeightsError(f"the file declares {walk.declared:,} bytes of variables but has only {size:,} bytes: it is "
                            "truncated, compressed or crafted. " + SAVE_ADVICE, declared=walk.declared, bytes=size)

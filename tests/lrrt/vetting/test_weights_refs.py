@@ -42,7 +42,7 @@ def test_hostile_files_are_refused_saying_why(case: str, tmp_path: Path) -> None
 def test_an_object_linked_twice_is_refused(tmp_path: Path) -> None:
     path = keras3_file(tmp_path / "m.weights.h5")
     with h5py.File(path, "a") as f:
-        f["layers/again"] = f["layers/hidden"]  # a second hard link to the same group
+        f["layers/again"] = f["layers/dense"]  # a second hard link to the same group
     with pytest.raises(WeightsError, match="appears elsewhere"):
         inspect_weights(path, max_bytes=10**9)
 
@@ -86,16 +86,16 @@ def test_references_resolve_under_the_data_root(tmp_path: Path) -> None:
 
 def test_a_mismatch_lists_every_variable_expected_vs_found() -> None:
     expected = {name: list(shape) for name, shape in MLP_SHAPES.items()}
-    found = {**expected, "layers/out/vars/0": [32, 5], "layers/extra/vars/0": [3]}
-    del found["layers/hidden/vars/1"]
+    found = {**expected, "layers/dense_1/vars/0": [32, 5], "layers/extra/vars/0": [3]}
+    del found["layers/dense/vars/1"]
     with pytest.raises(WeightsMismatch) as caught:
         check_fit(expected, found)
     problem = caught.value.problem()
     assert problem["type"].endswith("weights-mismatch") and problem["count"] == 3
     assert problem["variables"] == [
+        {"path": "layers/dense/vars/1", "expected": [32], "found": None},
+        {"path": "layers/dense_1/vars/0", "expected": [32, 10], "found": [32, 5]},
         {"path": "layers/extra/vars/0", "expected": None, "found": [3]},
-        {"path": "layers/hidden/vars/1", "expected": [32], "found": None},
-        {"path": "layers/out/vars/0", "expected": [32, 10], "found": [32, 5]},
     ]
     assert "expected (32, 10), found (32, 5)" in problem["detail"]
     check_fit(expected, dict(expected))  # equal layouts pass

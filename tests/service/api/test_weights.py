@@ -33,7 +33,7 @@ def test_upload_show_list_use_delete(client: TestClient, settings: Settings, wei
     meta = response.json()
     assert meta["uri"] == f"weights:{meta['id']}" and meta["bytes"] == len(weights_bytes)
     assert meta["sha256"] == hashlib.sha256(weights_bytes).hexdigest() and meta["created_at"]
-    assert meta["variables"]["layers/hidden/vars/0"] == [64, 32] and meta["filename"] == "m.weights.h5"
+    assert meta["variables"]["layers/dense/vars/0"] == [64, 32] and meta["filename"] == "m.weights.h5"
     assert response.headers["location"] == f"/v1/weights/{meta['id']}"
     stored = settings.data_root / "weights" / f"{meta['id']}.weights.h5"
     assert stored.read_bytes() == weights_bytes
