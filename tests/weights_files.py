@@ -113,6 +113,14 @@ def legacy_tf_keras(path: Path) -> Path:
     return path
 
 
+def attribute_on_a_variable(path: Path) -> Path:
+    """A variable carrying an attribute Keras would read (`dtype`), here a large one."""
+    keras3_file(path)
+    with h5py.File(path, "a") as f:
+        f["layers/dense/vars/0"].attrs["dtype"] = "x" * 100_000
+    return path
+
+
 def not_hdf5(path: Path) -> Path:
     buffer = io.BytesIO()
     np.savez(buffer, x=np.zeros(3))
@@ -142,6 +150,7 @@ HOSTILE: dict[str, tuple[Callable[[Path], Path], str]] = {
     "compound dataset": (compound_dataset, "numeric"),
     "dataset outside vars": (stray_dataset, "not a Keras variable"),
     "tf.keras 2 legacy h5": (legacy_tf_keras, "save_weights('model.weights.h5')"),
+    "attribute on a variable": (attribute_on_a_variable, "attributes"),
     "not HDF5": (not_hdf5, "not HDF5"),
     "truncated HDF5": (truncated, ""),
     "no variables": (no_variables, "no Keras variables"),

@@ -129,7 +129,7 @@ def inspect_weights(path: Path, max_bytes: int) -> WeightsSummary:
             walk.group(f, "", 0)
     except WeightsError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # HDF5 errors surface as these
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:  # HDF5 errors surface as these
         raise WeightsError(f"the HDF5 file is corrupt or unreadable ({' '.join(str(exc).split())[:200]}). "
                            + SAVE_ADVICE) from None
     if not walk.variables:
@@ -192,6 +192,9 @@ class _Walk:
                                "uint, float). " + SAVE_ADVICE, path=path, dtype=str(dtype))
         if ds.shape is None:
             raise WeightsError(f"{path!r} has no dataspace (an empty placeholder). " + SAVE_ADVICE, path=path)
+        if len(ds.attrs):  # Keras reads a variable's `dtype` attribute (bfloat16 only): never let it read one
+            raise WeightsError(f"{path!r} carries HDF5 attributes; Keras writes float32 variables without any (save "
+                               "bfloat16 models after casting them to float32). " + SAVE_ADVICE, path=path)
         parts = path.split("/")
         if len(parts) < 2 or parts[-2] != "vars":
             raise WeightsError(f"{path!r} is not a Keras variable (<layer path>/vars/<i>). " + SAVE_ADVICE, path=path)
