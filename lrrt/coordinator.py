@@ -130,7 +130,9 @@ class Coordinator:
             # Our lease is gone (another worker took the run over, it expired, or the job ended
             # elsewhere): whatever we report could overwrite a live run. Its owner or the reaper ends it.
             return "lease-lost"
-        return self._end_run(spec, ran.outcome | {k: ran.engine[k] for k in ENGINE_FIELDS}, stopped=ran.stopped)
+        # `weights`: the {uri, sha256} every run started from (lrrt.vetting.weights), or None for a fresh start.
+        figures = {k: ran.engine[k] for k in ENGINE_FIELDS} | {"weights": ran.engine.get("weights")}
+        return self._end_run(spec, ran.outcome | figures, stopped=ran.stopped)
 
     # ------------------------------------------------------------------ between chunks
     def on_chunk(self, chunk: Chunk) -> str | None:
@@ -223,6 +225,7 @@ def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: f
     return {
         "keras": first["keras"], "backend": first["backend"], "backend_reason": first["backend_reason"],
         "device": first["device"],
+        "weights": first.get("weights"),
         "seconds": round(time.time() - started_ts, 3), "steps_per_execution": first["steps_per_execution"],
         "steps_per_second": round(steps / fit, 1) if fit else None,
         "runs": [{"arm_index": ref.arm_index, "repeat": ref.repeat, **({} if ref.slot is None else {"slot": ref.slot}),

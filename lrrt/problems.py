@@ -99,6 +99,26 @@ class DatasetNotFound(DatasetError):
     title = "The dataset reference cannot be used"
 
 
+class WeightsError(EngineError):
+    """The job's `weights` reference or file cannot be used (malformed, missing, unsafe, another format)."""
+
+    slug = "weights-invalid"
+    title = "The weights cannot be used"
+
+
+class WeightsNotFound(WeightsError):
+    """The reference is well formed but names no weights this tenant can read."""
+
+    slug = "weights-not-found"
+
+
+class WeightsMismatch(WeightsError):
+    """The weights file does not fit the model; extension `variables` lists path, expected and found."""
+
+    slug = "weights-mismatch"
+    title = "The weights do not fit the model"
+
+
 class TimeLimit(ProblemException):
     """The job ran past the deployment's wall-time limit; its curves so far are kept."""
 

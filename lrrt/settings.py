@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(4096)
     max_repeats: int = Field(10)
     max_dataset_bytes: int = Field(512 * 1024 * 1024, description="Largest uploaded or file: dataset.")
+    max_weights_bytes: int = Field(512 * 1024 * 1024, description="Largest uploaded or file: weights file "
+                                   "(.weights.h5).")
     max_unfinished_jobs: int = Field(20, description="Queued + running jobs per tenant before 429.")
     job_time_limit_s: int = Field(3600, description="Wall time a job may run before it fails.")
     max_redeliveries: int = Field(2, description="Times a run of a job is retried after its worker died or stuck.")

@@ -219,6 +219,12 @@ class JobSpec(_Strict):
         examples=[{"class_name": "Sequential", "config": {"layers": []}}],
     )
     dataset: DatasetRef
+    weights: str | None = Field(
+        None, max_length=4096, description=(
+            "Where every arm starts: null (default) for a fresh initialisation, 'weights:<id>' for weights uploaded "
+            "with POST /v1/weights, or 'file:<path>.weights.h5' under the server's data root (Keras 3 "
+            "model.save_weights output)."),
+        examples=[None, "weights:3f2a9c0e5b7d4f18a6c2e0b9d8f7a6c5"])
     loss: str | dict[Annotated[str, Field(max_length=128)], str] = Field(
         "sparse_categorical_crossentropy",
         description="A Keras loss identifier, or an object giving one per model output (keyed by output name).",
@@ -245,6 +251,15 @@ class JobSpec(_Strict):
         if not isinstance(value, dict):
             raise ValueError("model must be the object (or JSON string) that Keras's model.to_json() returns")
         return value
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_scheme(cls, weights: str | None) -> str | None:
+        """The form only; `lrrt.vetting.weights.check_reference` applies the id and path rules."""
+        if weights is not None and not weights.startswith(("weights:", "file:")):
+            raise ValueError("weights must be null (a fresh initialisation), 'weights:<id>' (upload the file with "
+                             "POST /v1/weights) or 'file:<path>.weights.h5' under the server's data root")
+        return weights
 
     @field_validator("loss")
     @classmethod

@@ -25,13 +25,12 @@ from lrrt import __version__
 from lrrt.queue import make_celery
 from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec
-from lrrt.store.datasets import DatasetRecords
 from lrrt.store.fleet import Fleet
 from lrrt.store.jobs import store_from_settings
 from lrrt.store.keys import Keys
 from service import dashboard
-from service.api.routes import datasets, jobs, ops
-from service.datasets import DatasetStore
+from service.api.routes import datasets, jobs, ops, weights
+from service.datasets import DatasetStore, WeightsStore
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
 from service.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
@@ -86,6 +85,8 @@ def create_app(settings: Settings | None = None, *, reaper_interval_s: float | N
         openapi_tags=[
             {"name": "jobs", "description": "Range-test jobs: submit, poll, results, charts, events."},
             {"name": "datasets", "description": "Upload .npz datasets to use as `dataset:<id>`."},
+            {"name": "weights", "description": "Upload Keras 3 .weights.h5 files to start range tests from, as "
+             "`weights:<id>`."},
             {"name": "operations", "description": "Health, readiness and metrics (no API key needed)."},
         ],
     )
@@ -93,13 +94,14 @@ def create_app(settings: Settings | None = None, *, reaper_interval_s: float | N
     app.state.tenants_by_key = settings.tenants_by_key()  # malformed LRRT_API_KEYS fails here, at start-up
     app.state.store = store
     app.state.fleet = Fleet(text_redis, Keys(settings.key_prefix))
-    app.state.datasets = DatasetStore(DatasetRecords(text_redis, Keys(settings.key_prefix)), settings.data_root)
+    app.state.datasets = DatasetStore(text_redis, Keys(settings.key_prefix), settings.data_root)
+    app.state.weights = WeightsStore(text_redis, Keys(settings.key_prefix), settings.data_root)
     app.state.live_backends = LiveBackends(app.state.fleet)
     app.state.celery = celery
     app.state.metrics = Metrics(store, app.state.fleet, settings.queue)
 
     install_problem_handlers(app)
-    for router in (jobs.router, datasets.router, ops.router, dashboard.router):
+    for router in (jobs.router, datasets.router, weights.router, ops.router, dashboard.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limit(settings))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
@@ -124,11 +126,13 @@ def _install_docs(app: FastAPI) -> None:
 
 
 def _body_limit(settings: Settings) -> Callable[[Scope], tuple[int, str]]:
-    """Per-request cap for BodyLimitMiddleware: uploads get the dataset cap, everything else the body cap."""
+    """Per-request cap for BodyLimitMiddleware: uploads get their kind's cap, everything else the body cap."""
 
     def limit_for(scope: Scope) -> tuple[int, str]:
         if scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/v1/datasets"):
             return settings.max_dataset_bytes + UPLOAD_OVERHEAD_BYTES, "upload a smaller .npz (subsample it)."
+        if scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/v1/weights"):
+            return settings.max_weights_bytes + UPLOAD_OVERHEAD_BYTES, "upload a smaller .weights.h5."
         return settings.max_body_bytes, "send a smaller model JSON."
 
     return limit_for

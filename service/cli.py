@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -136,6 +137,9 @@ LABELS_HELP = "A job label KEY=VALUE (e.g. team=vision); repeat for several."
 datasets_app = typer.Typer(help="Upload, list, show and delete .npz datasets (use their dataset:<id> URI).",
                            no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+weights_app = typer.Typer(help="Upload, list, show and delete Keras 3 .weights.h5 files (use their weights:<id> URI "
+                          "with `lrrt submit --weights`).", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
 
 
 def _client() -> Client:
@@ -203,6 +207,9 @@ def submit(
     as_json: bool = AS_JSON,
     backend: str = typer.Option(None, help="auto (the server's default: the faster backend for this model among "
                                 "those with live workers), tensorflow or jax."),
+    weights: str = typer.Option(None, "--weights", help="Start every arm from these weights (fine-tuning): a Keras 3 "
+                                ".weights.h5 file (uploaded first), or a weights:<id> / file:<path>.weights.h5 URI. "
+                                "A MODEL.keras archive brings its own, unless this is given."),
     *,
     spec: SpecArgs,
 ) -> None:
@@ -210,17 +217,41 @@ def submit(
 
     Every sweep and dataset field of the JobSpec is an option below; the ones you leave out take the
     server's defaults. With --json: the job resource, or with --wait {"job": ..., "result": ...}.
+    MODEL may be a .keras archive: its config.json is sent as the model and its weights are uploaded.
     """
     client = _client()
-    job = _call(client.submit, _read_model(spec.model), spec.dataset, loss=spec.loss, sweep=spec.sweep,
+    with tempfile.TemporaryDirectory(prefix="lrrt-submit-") as scratch:
+        model, start = _model_and_weights(client, spec.model, weights, Path(scratch))
+    job = _call(client.submit, model, spec.dataset, loss=spec.loss, sweep=spec.sweep,
                 optimizers=[_optimizer(o) for o in spec.optimizers] or None, labels=_labels(labels),
-                idempotency_key=idempotency_key, backend=backend)
+                idempotency_key=idempotency_key, backend=backend, weights=start)
     if not wait:
         _print_json(job) if as_json else print(job["id"])
         return
     if not as_json:
         print(job["id"])
     _follow(client, job["id"], as_json=as_json)
+
+
+def _model_and_weights(client: Client, path: Path, weights: str | None, scratch: Path) -> tuple[dict[str, Any], str | None]:
+    """The model to send and the job's `weights`: a .keras archive is split here (its weights uploaded
+    unless --weights names others); a local --weights file is uploaded; a URI is passed on."""
+    from lrrt.client.archive import split_keras_archive
+
+    if path.suffix == ".keras":
+        try:
+            model, archived = split_keras_archive(path, scratch)
+        except (ValueError, OSError) as exc:
+            _fail(str(exc))
+        weights = weights or str(archived)
+    else:
+        model = _read_model(path)
+    if weights is None or weights.startswith(("weights:", "file:")):
+        return model, weights
+    if not Path(weights).is_file():
+        _fail(f"--weights {weights}: no such file; give a .weights.h5 file (model.save_weights('model.weights.h5')) "
+              "or a weights:<id> URI from `lrrt weights upload`")
+    return model, _call(client.upload_weights, Path(weights))["uri"]
 
 
 @app.command(epilog="Exit status: 0 done, 1 the spec or the engine refused it (the message says what to change).")
@@ -417,6 +448,56 @@ def datasets_delete(dataset_id: str = typer.Argument(..., help="The id, or its d
     """Delete an uploaded dataset."""
     _call(_client().delete_dataset, dataset_id)
     _print_json({"id": dataset_id, "deleted": True}) if as_json else out.print(f"{dataset_id}: deleted", highlight=False)
+
+
+# ---------------------------------------------------------------------------------------- weights
+@weights_app.command("upload")
+def weights_upload(
+    path: Path = typer.Argument(..., help="A Keras 3 .weights.h5 (model.save_weights('model.weights.h5'))."),
+    as_json: bool = AS_JSON,
+) -> None:
+    """Upload a .weights.h5; prints the weights:<id> URI to pass as --weights."""
+    if not path.is_file():
+        _fail(f"{path} is not a file: save one with model.save_weights('model.weights.h5')")
+    meta = _call(_client().upload_weights, path)
+    _print_json(meta) if as_json else print(meta["uri"])
+
+
+@weights_app.command("list")
+def weights_list(as_json: bool = AS_JSON,
+                 limit: int = typer.Option(50, min=1, max=100, help="How many, newest first.")) -> None:
+    """Your uploaded weights, newest first."""
+    items = _call(_client().list_weights, page_size=limit)["items"]
+    if as_json:
+        _print_json(items)
+        return
+    table = Table(Column("uri", no_wrap=True), "variables", "bytes", "sha256", Column("created", no_wrap=True), "file")
+    for meta in items:
+        table.add_row(meta["uri"], str(len(meta["variables"])), str(meta["bytes"]), meta["sha256"][:12],
+                      meta["created_at"][:16].replace("T", " "), _escape(meta.get("filename") or ""))
+    out.print(table)
+
+
+@weights_app.command("show")
+def weights_show(weights_id: str = typer.Argument(..., help="The id, or its weights:<id> URI."),
+                 as_json: bool = AS_JSON) -> None:
+    """One upload's variables, size and SHA-256."""
+    meta = _call(_client().get_weights, weights_id)
+    if as_json:
+        _print_json(meta)
+        return
+    out.print(f"[bold]{meta['uri']}[/bold]  {meta['bytes']} bytes  sha256 {meta['sha256']}  {meta['created_at']}",
+              highlight=False)
+    for name, shape in meta["variables"].items():
+        out.print(f"  {_escape(name)}: {tuple(shape)}", highlight=False)
+
+
+@weights_app.command("delete")
+def weights_delete(weights_id: str = typer.Argument(..., help="The id, or its weights:<id> URI."),
+                   as_json: bool = AS_JSON) -> None:
+    """Delete uploaded weights."""
+    _call(_client().delete_weights, weights_id)
+    _print_json({"id": weights_id, "deleted": True}) if as_json else out.print(f"{weights_id}: deleted", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------- output

@@ -18,14 +18,15 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from lrrt.problems import CapExceeded, DatasetError, DatasetInvalid, DatasetNotFound
+from lrrt.problems import CapExceeded, DatasetError, DatasetInvalid, DatasetNotFound, WeightsError, WeightsNotFound
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec, cap_violations
 from lrrt.store.jobs import Created, IdempotencyConflict, JobStore
 from lrrt.vetting.datasets import array_groups, at_uri, check_uri, resolve_file
 from lrrt.vetting.summary import ModelSummary, summarize
 from lrrt.vetting.vet import check_arrays_fit, vet_spec
-from service.datasets import DatasetStore
+from lrrt.vetting.weights import WEIGHTS_FILES, at_weights, check_reference, inspect_weights
+from service.datasets import DatasetStore, UploadStore
 from service.problems import ProblemError
 
 
@@ -148,6 +149,23 @@ def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root:
             resolve_file(data_root, name)
     except DatasetError as exc:
         raise at_uri(exc) from None
+
+
+def check_weights(spec: JobSpec, tenant: str, weights: UploadStore, settings: Settings) -> None:
+    """The `weights` reference must name weights this tenant may read: its own upload (another tenant's
+    id reads as unknown), or a `file:` under the data root that passes the same inspection as an upload.
+    Whether they fit the model is the worker's to tell: only a built model knows its variables' paths."""
+    if spec.weights is None:
+        return
+    try:
+        scheme, name = check_reference(spec.weights)
+        if scheme == "weights" and weights.get(name, tenant) is None:
+            raise WeightsNotFound(f"weights {name!r} not found: upload the .weights.h5 with POST /v1/weights and use "
+                                  "the uri it returns, or list yours with GET /v1/weights")
+        if scheme == "file":
+            inspect_weights(resolve_file(settings.data_root, name, WEIGHTS_FILES), settings.max_weights_bytes)
+    except WeightsError as exc:
+        raise at_weights(exc) from None
 
 
 def check_held_out(spec: JobSpec, name: str, shapes: dict[str, list[int]]) -> None:

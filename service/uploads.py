@@ -44,19 +44,21 @@ def reject(detail: str, *, status: int = 422, slug: str = "dataset-invalid") -> 
     return ProblemError(status, slug, detail, title="The dataset file cannot be used")
 
 
-def stage_upload(source: BinaryIO, dest: Path, max_bytes: int) -> int:
-    """Copy the upload to `dest` (which must not exist), stopping with 413 past `max_bytes`."""
+def stage_upload(source: BinaryIO, dest: Path, max_bytes: int, *, over: str | None = None,
+                 advice: str = SAVE_ADVICE) -> int:
+    """Copy the upload to `dest` (which must not exist), stopping with 413 past `max_bytes` (`over` says
+    what to do then; `advice` how to save a usable file, when the upload is empty)."""
     written = 0
     with dest.open("xb") as out:
         while chunk := source.read(_READ_CHUNK):
             written += len(chunk)
             if written > max_bytes:
-                raise reject(f"The file is over this server's dataset limit of {max_bytes:,} bytes. Upload a "
+                raise reject(over or f"The file is over this server's dataset limit of {max_bytes:,} bytes. Upload a "
                              "subsample, or ask the operator to raise LRRT_MAX_DATASET_BYTES.",
                              status=413, slug="content-too-large")
             out.write(chunk)
     if written == 0:
-        raise reject("The uploaded file is empty. " + SAVE_ADVICE)
+        raise reject("The uploaded file is empty. " + advice)
     return written
 
 

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -34,6 +35,8 @@ from lrrt.client.result import RangeTestResult
 from lrrt.status import TERMINAL
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+#: `lr_find`'s default `weights`: a built model's own current weights (None: a fresh initialisation).
+FROM_MODEL: Any = type("FromModel", (), {"__repr__": lambda self: "FROM_MODEL"})()
 #: Answers `wait` treats as the server being away for a moment (a restart, a proxy without a backend);
 #: None stands for no answer at all.
 TRANSIENT = frozenset({None, 502, 503, 504})
@@ -102,10 +105,14 @@ class Client:
         labels: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         backend: str | None = None,
+        weights: str | None = None,
     ) -> dict[str, Any]:
         """Submit a range test; returns the queued job. Omitted fields take the server's defaults
-        (`backend`: `auto`, `tensorflow` or `jax`; the server's default is `auto`)."""
-        body = job_body(model, dataset, optimizers=optimizers, loss=loss, sweep=sweep, labels=labels, backend=backend)
+        (`backend`: `auto`, `tensorflow` or `jax`; the server's default is `auto`). `weights`: the
+        `weights:<id>` uri `upload_weights` returned (or `file:<path>.weights.h5` on the server) to start
+        every arm from; None starts from a fresh initialisation."""
+        body = job_body(model, dataset, optimizers=optimizers, loss=loss, sweep=sweep, labels=labels, backend=backend,
+                        weights=weights)
         headers = {"Content-Type": "application/json"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -212,6 +219,31 @@ class Client:
     def delete_dataset(self, dataset_id: str) -> None:
         self._request("DELETE", f"/v1/datasets/{dataset_id.removeprefix('dataset:')}")
 
+    # ------------------------------------------------------------------ weights
+    def upload_weights(self, model_or_path: Any) -> dict[str, Any]:
+        """Upload weights to start range tests from: a built Keras model (its current weights, saved with
+        `save_weights` into a temporary `.weights.h5`) or the path of a Keras 3 `.weights.h5`. Returns the
+        weights resource; pass its `uri` as `submit(..., weights=...)`."""
+        if hasattr(model_or_path, "save_weights"):
+            with tempfile.TemporaryDirectory(prefix="lrrt-weights-") as scratch:
+                path = Path(scratch) / "model.weights.h5"
+                model_or_path.save_weights(str(path))
+                return self.upload_weights(path)
+        path = Path(model_or_path)
+        with path.open("rb") as fh:
+            return self._json("POST", "/v1/weights", files={"file": (path.name, fh, "application/octet-stream")})
+
+    def list_weights(self, page_size: int = 50, page_token: str | None = None) -> dict[str, Any]:
+        """One page of your weights, newest first: `{"items": [...], "next_page_token": ...}`."""
+        params = {k: v for k, v in {"page_size": page_size, "page_token": page_token}.items() if v}
+        return self._json("GET", "/v1/weights", params=params)
+
+    def get_weights(self, weights_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/weights/{weights_id.removeprefix('weights:')}")
+
+    def delete_weights(self, weights_id: str) -> None:
+        self._request("DELETE", f"/v1/weights/{weights_id.removeprefix('weights:')}")
+
     # ------------------------------------------------------------------ the one-liner
     def lr_find(
         self,
@@ -228,6 +260,7 @@ class Client:
         progress: bool = True,
         timeout: float | None = None,
         keep_dataset: bool = False,
+        weights: Any = FROM_MODEL,
         **sweep: Any,
     ) -> RangeTestResult:
         """Upload `x, y` (and `x_val, y_val`), run the range test of `model` for each optimizer, follow
@@ -238,11 +271,16 @@ class Client:
         A failed or cancelled job with recorded steps comes back with `.partial` true; one that ran no
         step raises `LrrtError` with the job's error. The uploaded arrays are deleted afterwards unless
         `keep_dataset`.
+
+        `weights`: by default a built Keras model's current weights are uploaded and every arm starts
+        from them (fine-tuning; `.weights` of the result names them); `None` asks for a fresh
+        initialisation; a `weights:<id>` or `file:` reference is passed on as it is.
         """
+        start, uploaded_weights = self._start_weights(model, weights)
         uploaded = self.upload_arrays(x, y, x_val, y_val)
         try:
             job = self.submit(model, {**(dataset or {}), "uri": uploaded["uri"]}, optimizers=optimizers,
-                              loss=loss, sweep=sweep, labels=labels)
+                              loss=loss, sweep=sweep, labels=labels, weights=start)
             if progress:
                 from rich.console import Console
 
@@ -259,7 +297,24 @@ class Client:
         finally:
             if not keep_dataset:
                 self._forget_dataset(uploaded["id"])
+            if uploaded_weights is not None:
+                self._forget_weights(uploaded_weights)
         return RangeTestResult(data, status=job["status"], job_id=job["id"], error=job.get("error"))
+
+    def _start_weights(self, model: Any, weights: Any) -> tuple[str | None, str | None]:
+        """(the job's `weights`, the id of weights uploaded for it) for `lr_find`'s `weights` argument."""
+        if weights is FROM_MODEL:
+            if not is_built_model(model):
+                return None, None
+            meta = self.upload_weights(model)
+            return meta["uri"], meta["id"]
+        return weights, None
+
+    def _forget_weights(self, weights_id: str) -> None:
+        try:
+            self.delete_weights(weights_id)
+        except LrrtError as exc:
+            print(f"lrrt: could not delete uploaded weights {weights_id}: {exc}", file=sys.stderr)
 
     def _forget_dataset(self, dataset_id: str) -> None:
         """Delete an upload lr_find made; a failure to do so must not hide the job's own outcome."""
@@ -290,9 +345,9 @@ class Client:
 def job_body(model: Any, dataset: str | dict[str, Any], **fields: Any) -> dict[str, Any]:
     """A `POST /v1/jobs` body (a JobSpec) from `Client.submit`'s arguments (`optimizers`, `loss`,
     `sweep`, `labels`, `backend`); those left None or empty are left to the server's defaults."""
-    unknown = fields.keys() - {"optimizers", "loss", "sweep", "labels", "backend"}
+    unknown = fields.keys() - {"optimizers", "loss", "sweep", "labels", "backend", "weights"}
     if unknown:
-        raise TypeError(f"unknown job fields {sorted(unknown)}: use optimizers, loss, sweep, labels or backend")
+        raise TypeError(f"unknown job fields {sorted(unknown)}: use optimizers, loss, sweep, labels, backend or weights")
     body: dict[str, Any] = {
         "model": model_json(model),
         "dataset": {"uri": dataset} if isinstance(dataset, str) else dataset,
@@ -301,8 +356,13 @@ def job_body(model: Any, dataset: str | dict[str, Any], **fields: Any) -> dict[s
         body["optimizers"] = [{"name": o} if isinstance(o, str) else o for o in fields["optimizers"]]
     if fields.get("loss") is not None:
         body["loss"] = fields["loss"]
-    body.update({key: fields[key] for key in ("sweep", "labels", "backend") if fields.get(key)})
+    body.update({key: fields[key] for key in ("sweep", "labels", "backend", "weights") if fields.get(key)})
     return body
+
+
+def is_built_model(model: Any) -> bool:
+    """A Keras model whose variables exist (what `lr_find` starts from by default); duck-typed, no Keras."""
+    return bool(getattr(model, "built", False)) and hasattr(model, "save_weights")
 
 
 def model_json(model: Any) -> Any:

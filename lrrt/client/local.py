@@ -13,13 +13,16 @@ on the command line.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from lrrt.client.api import job_body
+from lrrt.client.api import FROM_MODEL, is_built_model, job_body
 from lrrt.client.progress_bar import ProgressBar
 from lrrt.client.result import RangeTestResult
 
@@ -40,6 +43,7 @@ def lr_find(
     labels: dict[str, str] | None = None,
     data_root: str | Path | None = None,
     progress: bool = True,
+    weights: Any = FROM_MODEL,
     **sweep: Any,
 ) -> RangeTestResult:
     """Run the range test of `model` (a Keras model, its `to_json()`, or the parsed dict) here.
@@ -48,6 +52,10 @@ def lr_find(
     options with `uri` (`{"uri": "builtin:digits", "normalize": True}`); with arrays, `dataset` may
     hold the options alone. `**sweep` are the sweep fields. Engine errors (a rejected layer, an
     unknown loss, a cap) raise `lrrt.problems.EngineError` with `.problem()`.
+
+    `weights`, as for `Client.lr_find`: by default a built Keras model's current weights (saved into a
+    temporary `.weights.h5` that the engine loads like any other), `None` for a fresh initialisation,
+    or a `file:` reference under `data_root`.
     """
     import numpy as np
 
@@ -66,14 +74,34 @@ def lr_find(
         options.setdefault("uri", IN_MEMORY_URI)
     elif "uri" not in options:
         raise ValueError("pass x and y, or dataset='builtin:digits' (or another dataset URI)")
-    spec = JobSpec.model_validate(job_body(model, options, optimizers=optimizers, loss=loss, sweep=sweep,
-                                           labels=labels))
     settings = get_settings()
-    with ProgressBar(Console(stderr=True), plain=None if progress else True) as show:
-        hook = (lambda chunk: show(_as_job(chunk))) if progress else None
-        data = run_sweep(spec, data_root=Path(data_root) if data_root else settings.data_root, caps=settings,
-                         data=arrays, on_chunk=hook)
+    root = Path(data_root) if data_root else settings.data_root
+    with tempfile.TemporaryDirectory(prefix="lrrt-local-") as scratch, ExitStack() as cleanup:
+        if weights is FROM_MODEL:
+            on_disk = str(options["uri"]).startswith(("file:", "dataset:")) and arrays is None
+            weights = _save_model_weights(model, root, Path(scratch), cleanup, in_memory=not on_disk)
+            if weights is not None and not on_disk:
+                root = Path(scratch)  # the data needs no data root: the weights' scratch folder is it
+        spec = JobSpec.model_validate(job_body(model, options, optimizers=optimizers, loss=loss, sweep=sweep,
+                                               labels=labels, weights=weights))
+        with ProgressBar(Console(stderr=True), plain=None if progress else True) as show:
+            hook = (lambda chunk: show(_as_job(chunk))) if progress else None
+            data = run_sweep(spec, data_root=root, caps=settings, data=arrays, on_chunk=hook)
     return RangeTestResult(data, status="succeeded")
+
+
+def _save_model_weights(model: Any, root: Path, scratch: Path, cleanup: ExitStack, *, in_memory: bool) -> str | None:
+    """A built model's current weights as a `file:` reference the engine can resolve, or None (not built).
+
+    With arrays or a built-in dataset the scratch folder becomes the data root; with a dataset read under
+    the real data root (`file:`) the weights go into a hidden folder there, removed afterwards."""
+    if not is_built_model(model):
+        return None
+    folder = scratch if in_memory else Path(tempfile.mkdtemp(prefix=".lrrt-local-", dir=root))
+    if not in_memory:
+        cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
+    model.save_weights(str(folder / "model.weights.h5"))
+    return f"file:{(folder / 'model.weights.h5').relative_to(scratch if in_memory else root)}"
 
 
 def _as_job(chunk: Any) -> dict[str, Any]:

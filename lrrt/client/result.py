@@ -33,6 +33,11 @@ class RangeTestResult:
         return self.status != "succeeded" or bool(self.data.get("stopped"))
 
     @property
+    def weights(self) -> dict[str, Any] | None:
+        """`{"uri", "sha256"}` of the weights every arm started from, or None for a fresh initialisation."""
+        return (self.data.get("engine") or {}).get("weights")
+
+    @property
     def recommendation(self) -> dict[str, Any] | None:
         """`{"optimizer", "learning_rate", "rule", "verified", "criterion", "one_cycle": {"base_lr", "max_lr", ...}}`,
         or None."""
@@ -95,7 +100,8 @@ class RangeTestResult:
     def __str__(self) -> str:
         reco = self.recommendation
         head = "" if not self.partial else f"PARTIAL ({self.status}): "
+        start = f", starting from weights {self.weights['uri']}" if self.weights else ""
         if not reco or reco.get("learning_rate") is None:
-            return f"{head}no recommendation (see the arms' diagnostics)"
+            return f"{head}no recommendation (see the arms' diagnostics){start}"
         tail = f" (verified: {reco['criterion']})" if reco.get("verified") else ""
-        return f"{head}{reco['optimizer']} at learning rate {reco['learning_rate']:.3g}{tail}"
+        return f"{head}{reco['optimizer']} at learning rate {reco['learning_rate']:.3g}{tail}{start}"

@@ -68,6 +68,15 @@ class Keys:
         """Sorted set dataset-id -> created timestamp."""
         return f"{self.prefix}:tenant:{tenant}:datasets"
 
+    # --- weights ----------------------------------------------------------------------------
+    def weights(self, weights_id: str) -> str:
+        """Hash: uploaded weights metadata (tenant, variables, bytes, sha256, created_at)."""
+        return f"{self.prefix}:weights:{weights_id}"
+
+    def tenant_weights(self, tenant: str) -> str:
+        """Sorted set weights-id -> created timestamp."""
+        return f"{self.prefix}:tenant:{tenant}:weights"
+
     # --- operations -------------------------------------------------------------------------
     def worker_heartbeat(self, hostname: str) -> str:
         """String with TTL: a live worker process (for /readyz)."""

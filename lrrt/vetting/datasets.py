@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from lrrt.problems import DatasetError, DatasetInvalid, DatasetNotFound
+from lrrt.problems import DatasetError, DatasetInvalid, DatasetNotFound, EngineError
 
 SCHEMES = ("builtin", "keras", "dataset", "file")
 BUILTIN_DATASETS = frozenset({"digits"})
@@ -27,8 +28,10 @@ KERAS_DATASETS = frozenset({"mnist", "fashion_mnist", "cifar10", "cifar100"})
 #: Job and dataset ids (`lrrt.store.jobs.new_id`): 32 lower-case hex digits, so an id taken from a
 #: URL or a `dataset:` uri can never address another Redis key or file.
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-#: Folder under the data root that holds uploads (`dataset:<id>`), never reachable as `file:`.
+#: Folder under the data root that holds uploaded datasets (`dataset:<id>`), never reachable as `file:`.
 UPLOADS_DIR = "datasets"
+#: Every uploads folder (datasets, weights): no `file:` reference of any kind may reach into one.
+UPLOAD_DIRS = (UPLOADS_DIR, "weights")
 #: Array groups of an `.npz`: inputs, targets and their held-out twins (longest prefix first).
 GROUPS = ("x_val", "y_val", "x", "y")
 USAGE = ("np.savez(path, x=x, y=y) for one input and output (optionally x_val=..., y_val=...), or "
@@ -72,44 +75,65 @@ def check_uri(uri: str) -> tuple[str, str]:
     return scheme, name
 
 
-def check_relative_path(relative: str) -> PurePosixPath:
-    """The textual rules for a `file:` path: relative, no `..`, no NUL, an `.npz`, not into the uploads."""
+@dataclass(frozen=True)
+class FileRules:
+    """What a `file:` reference of one kind (a dataset, a weights file) must look like, and how its errors
+    read: the same path rules for both, with their own suffix, upload scheme and problem classes."""
+
+    suffix: str
+    what: str
+    scheme: str
+    route: str
+    invalid: type[EngineError]
+    not_found: type[EngineError]
+
+
+DATASET_FILES = FileRules(".npz", f"an .npz file (saved with {USAGE})", "dataset", "/v1/datasets",
+                          DatasetInvalid, DatasetNotFound)
+
+
+def check_relative_path(relative: str, rules: FileRules = DATASET_FILES) -> PurePosixPath:
+    """The textual rules for a `file:` path: relative, no `..`, no NUL, no `scheme://`, the kind's suffix,
+    not into an uploads folder (`UPLOAD_DIRS`: each upload is its tenant's, reachable by its id alone)."""
     if "\x00" in relative:
-        raise DatasetInvalid("file: paths may not contain a NUL byte")
+        raise rules.invalid("file: paths may not contain a NUL byte")
+    if "://" in relative:
+        raise rules.invalid("file: paths name a file under the server's data root, never a remote location; drop the "
+                            "'scheme://' part")
     path = PurePosixPath(relative)
     if path.is_absolute() or relative.startswith("\\") or re.match(r"^[A-Za-z]:", relative) or os.path.isabs(relative):
-        raise DatasetInvalid("file: paths are relative to the server's data root; drop the leading '/' or drive")
+        raise rules.invalid("file: paths are relative to the server's data root; drop the leading '/' or drive")
     if ".." in path.parts or ".." in PurePosixPath(relative.replace("\\", "/")).parts:
-        raise DatasetInvalid("file: paths may not contain '..'; give the path below the server's data root")
-    if path.parts and path.parts[0] == UPLOADS_DIR:
-        raise DatasetInvalid(f"file: paths may not point into the uploads folder {UPLOADS_DIR}/: use the dataset:<id> "
-                             "uri that POST /v1/datasets returned")
-    if not relative.endswith(".npz"):
-        raise DatasetInvalid(f"file:{relative[:80]} must name an .npz file (saved with {USAGE})")
+        raise rules.invalid("file: paths may not contain '..'; give the path below the server's data root")
+    if path.parts and path.parts[0] in UPLOAD_DIRS:
+        raise rules.invalid(f"file: paths may not point into the uploads folder {path.parts[0]}/: use the "
+                            f"{rules.scheme}:<id> uri that POST {rules.route} returned")
+    if not relative.endswith(rules.suffix):
+        raise rules.invalid(f"file:{relative[:80]} must name {rules.what}")
     return path
 
 
-def resolve_file(data_root: Path, relative: str) -> Path:
+def resolve_file(data_root: Path, relative: str, rules: FileRules = DATASET_FILES) -> Path:
     """The file behind `file:<relative>`, after the textual rules and with every symlink resolved:
-    it must exist, stay under the data root and not land in the uploads folder."""
-    path = check_relative_path(relative)
+    it must exist, stay under the data root and not land in an uploads folder."""
+    path = check_relative_path(relative, rules)
     root = Path(data_root).resolve()
     try:
         resolved = (root / path).resolve(strict=True)
     except (FileNotFoundError, RuntimeError):
-        raise DatasetNotFound(f"file:{relative[:120]} does not exist under the server's data root; check the path, or "
-                              "upload the .npz with POST /v1/datasets") from None
+        raise rules.not_found(f"file:{relative[:120]} does not exist under the server's data root; check the path, or "
+                              f"upload the file with POST {rules.route}") from None
     except (OSError, ValueError) as exc:  # names or paths longer than the filesystem allows, and the like
-        raise DatasetInvalid(f"file:{relative[:80]!r} is not a usable path ({exc}); give a plain relative path to an "
-                             ".npz under the server's data root") from None
+        raise rules.invalid(f"file:{relative[:80]!r} is not a usable path ({exc}); give a plain relative path to "
+                            f"{rules.what} under the server's data root") from None
     if not resolved.is_relative_to(root):
-        raise DatasetInvalid("file: path leads outside the data root (through a symlink); copy the file under the "
-                             "server's data root")
-    if resolved.is_relative_to(root / UPLOADS_DIR):
-        raise DatasetInvalid(f"file: path leads into the uploads folder {UPLOADS_DIR}/ (through a symlink): use the "
-                             "dataset:<id> uri that POST /v1/datasets returned")
+        raise rules.invalid("file: path leads outside the data root (through a symlink); copy the file under the "
+                            "server's data root")
+    if any(resolved.is_relative_to(root / folder) for folder in UPLOAD_DIRS):
+        raise rules.invalid(f"file: path leads into an uploads folder ({', '.join(UPLOAD_DIRS)}) through a symlink: "
+                            f"use the {rules.scheme}:<id> uri that POST {rules.route} returned")
     if not resolved.is_file():
-        raise DatasetNotFound(f"file:{relative[:120]} is not a file under the server's data root")
+        raise rules.not_found(f"file:{relative[:120]} is not a file under the server's data root")
     return resolved
 
 

@@ -4,9 +4,10 @@ never refused by the worker for a reason the API could have known.
 
 In order: the verdict on the JSON as sent (read from its one walk, `lrrt.vetting.summary`: depth and
 layer caps, the allow-list), the Keras 2 rewrite and the same verdict on its output, the parameter
-estimate against the cap, and the dataset reference's form (`lrrt.vetting.datasets`; loss and
-optimizer names are part of `JobSpec` validation itself). What only the worker can know (the exact
-parameter count once built, whether the arrays fit the model) is checked there.
+estimate against the cap, the dataset reference's form (`lrrt.vetting.datasets`) and the weights
+reference's form (`lrrt.vetting.weights`); loss and optimizer names are part of `JobSpec` validation
+itself. What only the worker can know (the exact parameter count once built, whether the arrays and
+the weights fit the model) is checked there.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lrrt.problems import CapExceeded, ConfigInvalid, DatasetError, DatasetInvalid, ModelRejected
+from lrrt.problems import CapExceeded, ConfigInvalid, DatasetError, DatasetInvalid, ModelRejected, WeightsError
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec
 from lrrt.vetting.allowlist import MODEL_CLASSES
 from lrrt.vetting.datasets import array_groups, at_uri, check_uri
 from lrrt.vetting.keras2 import is_legacy, to_keras3
 from lrrt.vetting.summary import ModelSummary, summarize
+from lrrt.vetting.weights import at_weights, check_reference
 
 
 def check_allowed(summary: ModelSummary, *, max_depth: int = 64, max_layers: int = 1200) -> None:
@@ -90,6 +92,11 @@ def vet_spec(spec: JobSpec, caps: Settings, *, dataset: bool = True) -> dict[str
             check_uri(spec.dataset.uri)
     except DatasetError as exc:
         raise at_uri(exc) from None
+    try:
+        if spec.weights is not None:
+            check_reference(spec.weights)
+    except WeightsError as exc:
+        raise at_weights(exc) from None
     config = vet_model_json(spec.model, caps, spec.model_summary)
     check_loss_outputs(spec, config)
     return config

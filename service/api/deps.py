@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from lrrt.settings import Settings
 from lrrt.store.jobs import JobStore
 from service.auth import LOCAL_TENANT, tenant_for_key
-from service.datasets import DatasetStore
+from service.datasets import DatasetStore, WeightsStore
 from service.problems import ProblemError
 
 _bearer = HTTPBearer(
@@ -36,6 +36,10 @@ async def get_store(request: Request) -> JobStore:
 
 async def get_datasets(request: Request) -> DatasetStore:
     return request.app.state.datasets
+
+
+async def get_weights(request: Request) -> WeightsStore:
+    return request.app.state.weights
 
 
 async def get_celery(request: Request) -> Celery:
@@ -67,5 +71,6 @@ async def get_tenant(
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 DatasetsDep = Annotated[DatasetStore, Depends(get_datasets)]
+WeightsDep = Annotated[WeightsStore, Depends(get_weights)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 TenantDep = Annotated[str, Depends(get_tenant)]

@@ -93,5 +93,21 @@ class Dataset(BaseModel):
     created_at: str
 
 
+class Weights(BaseModel):
+    id: str
+    uri: str = Field(description="Use as `weights` in POST /v1/jobs.", examples=["weights:3f2a..."])
+    filename: str | None
+    bytes: int = Field(description="Size of the stored .weights.h5 file.")
+    sha256: str = Field(description="SHA-256 of the file; the job result's engine.weights names it.")
+    variables: dict[str, list[int]] = Field(description="Each variable's path in the file and its shape.",
+                                            examples=[{"layers/dense/vars/0": [64, 32], "layers/dense/vars/1": [32]}])
+    created_at: str
+
+
+class WeightsPage(BaseModel):
+    items: list[Weights] = Field(description="Newest first.")
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last.")
+
+
 class DatasetList(BaseModel):
     items: list[Dataset] = Field(description="Newest first.")

@@ -37,6 +37,7 @@ HOSTILE_SETTINGS = Settings(
     max_unfinished_jobs=100_000,
     max_body_bytes=BODY_CAP,
     max_dataset_bytes=DATASET_CAP,
+    max_weights_bytes=DATASET_CAP,
 )
 (HOSTILE_SETTINGS.data_root / "datasets").mkdir()
 HOSTILE_APP = create_app(HOSTILE_SETTINGS, reaper_interval_s=None)
@@ -95,6 +96,17 @@ def bomb(declared_honestly: bool) -> bytes:
 
 
 VALID_NPZ = npz_bytes(x=np.arange(64, dtype=np.float32).reshape(16, 4), y=np.arange(16, dtype=np.int64))
+
+
+def _valid_weights() -> bytes:
+    from tests.weights_files import keras3_file
+
+    with tempfile.TemporaryDirectory() as scratch:
+        return keras3_file(Path(scratch) / "m.weights.h5").read_bytes()
+
+
+#: Weights in Keras 3's layout for `tests.service.api.conftest.MLP`.
+VALID_WEIGHTS = _valid_weights()
 
 
 def upload(api: Any, data: bytes, headers: dict[str, str]) -> Any:

@@ -32,6 +32,7 @@ from .hostile import (
     BODY_CAP,
     DATASET_CAP,
     VALID_NPZ,
+    VALID_WEIGHTS,
     assert_problem,
     bomb,
     nested,
@@ -204,7 +205,10 @@ def alice_objects(api: TestClient) -> dict[str, str]:
     assert job.status_code == 202, job.text
     dataset = upload(api, VALID_NPZ, ALICE)
     assert dataset.status_code == 201, dataset.text
-    return {"job_id": job.json()["id"], "dataset_id": dataset.json()["id"]}
+    weights = api.post("/v1/weights", files={"file": ("m.weights.h5", VALID_WEIGHTS, "application/octet-stream")},
+                       headers=ALICE)
+    assert weights.status_code == 201, weights.text
+    return {"job_id": job.json()["id"], "dataset_id": dataset.json()["id"], "weights_id": weights.json()["id"]}
 
 
 def tenant_routes(app: FastAPI, ids: dict[str, str]) -> list[tuple[str, str]]:
@@ -242,7 +246,7 @@ def test_another_tenants_key_sees_nothing_and_changes_nothing(api: TestClient, h
                                                               alice_objects: dict[str, str]) -> None:
     job_id, dataset_id = alice_objects["job_id"], alice_objects["dataset_id"]
     for method, path in tenant_routes(hostile_app, alice_objects):
-        if path.rstrip("/") in ("/v1/jobs", "/v1/datasets"):
+        if path.rstrip("/") in ("/v1/jobs", "/v1/datasets", "/v1/weights"):
             continue  # collection routes answer the caller's own (below)
         assert_problem(api.request(method, path, headers=BOB), 404)
     assert job_id not in {j["id"] for j in api.get("/v1/jobs", headers=BOB).json()["items"]}

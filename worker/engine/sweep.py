@@ -43,6 +43,7 @@ from worker.engine.models import build_model, input_specs, output_specs
 from worker.engine.recorder import StepLossRecorder, install, read_steps
 from worker.engine.schedule import RangeTestSchedule, lr_values
 from worker.engine.targets import check_targets
+from worker.engine.weights import load_into
 
 #: Steps per compiled call: docs/design.md ("Speed") has 50 reaching ~the floor on an H200. Smaller sweeps use
 #: n//10 so progress still arrives about ten times per arm.
@@ -234,6 +235,7 @@ class _Setup:
         self.config = vet_spec(spec, caps, dataset=self.arrays is None)
         keras.utils.set_random_seed(sweep.seed)
         self.first = build_model(self.config, caps, mixed_precision=sweep.mixed_precision)
+        self.weights = load_into(self.first, spec.weights, self.data_root, caps) if spec.weights else None
         outputs = output_specs(self.first)
         self.losses = _losses(spec, [o.name for o in outputs])  # fail fast, before any data is loaded
         arrays = self.arrays if self.arrays is not None else load_arrays(
@@ -253,8 +255,9 @@ class _Setup:
             raise DatasetError(missing)
 
     def start(self, seed: int) -> list[np.ndarray]:
-        """The initial weights of the runs of `seed` (the first build's for the job's own seed)."""
-        if seed == self.spec.sweep.seed:
+        """The initial weights of the runs of `seed` (the first build's for the job's own seed, and for every
+        seed when the job starts from the user's weights)."""
+        if seed == self.spec.sweep.seed or self.weights is not None:
             return _variables(self.first)
         return _variables(_seeded_model(self.config, self.caps, seed, self.spec.sweep.mixed_precision))
 
@@ -267,7 +270,7 @@ class _Setup:
                                              batch_size=self.spec.sweep.batch_size),
             "seconds": round(time.perf_counter() - self.began, 3), "steps_per_execution": chunk,
             "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
-            "steps": job.steps_run, "fit_seconds": round(job.fit_seconds, 3),
+            "steps": job.steps_run, "fit_seconds": round(job.fit_seconds, 3), "weights": self.weights,
         }
 
 

@@ -27,11 +27,11 @@ from lrrt.routing import queue_for
 from lrrt.status import TERMINAL, UNFINISHED
 from lrrt.store.jobs import IdempotencyConflict, JobStore, TenantAtCapacity
 from lrrt.vetting.datasets import is_id
-from service.api.deps import CeleryDep, DatasetsDep, SettingsDep, StoreDep, TenantDep
+from service.api.deps import CeleryDep, DatasetsDep, SettingsDep, StoreDep, TenantDep, WeightsDep
 from service.api.schemas import Job, JobLinks, JobPage, JobStatus, Result
 from service.problems import ProblemError, problem_responses
 from service.routing import choose_backend
-from service.submission import body_sha256, check_caps, check_dataset, check_model, parse_spec, replay
+from service.submission import body_sha256, check_caps, check_dataset, check_model, check_weights, parse_spec, replay
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ _JOBSPEC_BODY = {
     status_code=202,
     response_description="Accepted: the job is queued; `Location` names it.",
     summary="Submit a range test",
-    description="Validates the spec (schema, model allow-list, caps, dataset), writes a queued job and sends it "
+    description="Validates the spec (schema, model allow-list, caps, dataset, weights), writes a queued job and sends it "
     "to the workers. The body is a JobSpec. With `Idempotency-Key`, resending the same body returns the "
     "original job with 200; a different body under the same key is 422.",
     openapi_extra=_JOBSPEC_BODY,
@@ -112,7 +112,8 @@ _JOBSPEC_BODY = {
         **problem_responses({
             413: "Body over the size cap.",
             422: "Invalid spec, a rejected model (see `disallowed`), over a cap, unknown dataset, a backend no "
-                 "live worker runs (`served` lists those that do), or an Idempotency-Key reused with another body.",
+                 "live worker runs (`served` lists those that do), unknown or unusable weights, or an Idempotency-Key "
+                 "reused with another body.",
             429: "Too many unfinished jobs for this tenant; see Retry-After.",
             503: "The queue is unreachable; the job was recorded as failed.",
         }),
@@ -125,6 +126,7 @@ def submit_job(
     tenant: TenantDep,
     store: StoreDep,
     datasets: DatasetsDep,
+    weights: WeightsDep,
     settings: SettingsDep,
     celery: CeleryDep,
     idempotency_key: Annotated[
@@ -136,6 +138,7 @@ def submit_job(
     config = check_model(spec, settings)
     check_caps(spec, settings)
     check_dataset(spec, tenant, datasets, settings.data_root, config)
+    check_weights(spec, tenant, weights, settings)
     sha256 = body_sha256(spec)
     try:
         created = replay(store, tenant, idempotency_key, sha256) or store.create(
