@@ -134,7 +134,7 @@ def submit_job(
     spec = parse_spec(raw, settings)
     config = check_model(spec, settings)
     check_caps(spec, settings)
-    check_dataset(spec, tenant, datasets, settings.data_root, config)
+    check_dataset(spec, tenant, datasets, settings.data_root, config, settings)
     sha256 = body_sha256(spec)
     try:
         created = replay(store, tenant, idempotency_key, sha256) or store.create(
