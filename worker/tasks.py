@@ -164,6 +164,8 @@ class JobRun:
             # elsewhere): whatever we report could overwrite a live run. Its owner or the reaper ends it.
             return "lease-lost"
         outcome |= {k: engine[k] for k in ENGINE_FIELDS}
+        if "classes" in engine:  # an image folder's class names, in label order (worker/engine/sources.py)
+            outcome["classes"] = engine["classes"]
         return self._end_run(spec_dict, outcome, stopped=stopped)
 
     def _candidate(self, spec_dict: dict[str, Any], spec: JobSpec, ref: RunRef) -> float | None:
@@ -260,7 +262,7 @@ def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: f
     fit = sum(o["fit_seconds"] for o in ran.values())
     return {
         "keras": first["keras"], "backend": first["backend"], "backend_reason": first["backend_reason"],
-        "device": first["device"],
+        "device": first["device"], **({"classes": first["classes"]} if "classes" in first else {}),
         "seconds": round(time.time() - started_ts, 3), "steps_per_execution": first["steps_per_execution"],
         "steps_per_second": round(steps / fit, 1) if fit else None,
         "runs": [{"arm_index": ref.arm_index, "repeat": ref.repeat, **({} if ref.slot is None else {"slot": ref.slot}),
