@@ -65,6 +65,14 @@ class Settings(BaseSettings):
                                 "hold or claim.")
     max_csv_line_bytes: int = Field(1024 * 1024, ge=1024, description="Longest CSV line (and header).")
 
+    @field_validator("data_prefixes")
+    @classmethod
+    def _prefixes_parse(cls, prefixes: str) -> str:
+        from lrrt.vetting.objects import parse_prefixes
+
+        parse_prefixes(prefixes)  # a malformed grant stops the process at startup, with the entry named
+        return prefixes
+
     @field_validator("key_prefix")
     @classmethod
     def _no_colon(cls, prefix: str) -> str:

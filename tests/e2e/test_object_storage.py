@@ -135,3 +135,49 @@ def test_refusals_create_no_job(alice: Client, api: Api, data: dict[str, str], s
         assert problem["type"] == f"urn:lrrt:problem:{slug}" and says in problem["detail"], (uri, problem)
     after = len(alice.jobs()["items"])
     assert after == before
+
+
+def test_a_credential_the_store_refuses_is_a_clear_problem(s3_env: tuple[dict[str, str], Settings], settings: Settings,
+                                                           redis_client: redis.Redis,
+                                                           tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A store that checks credentials (moto's IAM): the API holds the valid key and accepts the job; the
+    worker's key is wrong, so the job fails with a problem naming the uri and the credentials, no trace.
+    An API with the wrong key refuses the job at submit the same way."""
+    logs = tmp_path_factory.mktemp("auth")
+    server, creds = S3Server.authenticated(logs)
+    try:
+        server.client(aws_access_key_id=creds["AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"]
+                      ).put_object(Bucket=BUCKET, Key="alice/d.npz",
+                                   Body=npz_bytes(x=np.zeros((40, 8), np.float32), y=np.zeros(40, np.int64)))
+        mine = settings.model_copy(update={"queue": f"{settings.queue}-s3auth"})
+        good = {**server_env_for(mine), "LRRT_S3_ENDPOINT_URL": server.url, "LRRT_DATA_PREFIXES": PREFIXES, **creds}
+        wrong = {**good, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+        body = spec(mlp_json((8,), hidden=8, outputs=3), {"uri": f"s3://{BUCKET}/alice/d.npz"})
+        api = Api(good, logs)
+        api.start()
+        try:
+            with running_worker(wrong, logs, f"e2e-s3auth-{mine.key_prefix}", mine, redis_client), \
+                    Client(api.url, api_key="key-alice", timeout=60) as c:
+                response = c.http.post("/v1/jobs", json=body)
+                assert response.status_code == 202, response.text
+                job_id = response.json()["id"]
+                job = wait_until(lambda: (j := c.status(job_id))["status"] in ("succeeded", "failed") and j, 300,
+                                 "the job to end")
+                assert job["status"] == "failed", job
+                error = job["error"]
+                assert error["type"] == "urn:lrrt:problem:dataset-error", error
+                assert "refused this deployment's credentials" in error["detail"] and "s3://ml-data/alice/d.npz" in error["detail"]
+                assert "Traceback" not in str(job) and "botocore" not in str(job)
+        finally:
+            api.stop()
+        refusing = Api(wrong, logs)
+        refusing.start()
+        try:
+            with Client(refusing.url, api_key="key-alice", timeout=60) as c:
+                response = c.http.post("/v1/jobs", json=body)
+            assert response.status_code == 422, response.text
+            assert response.json()["reason"] == "access-denied"
+        finally:
+            refusing.stop()
+    finally:
+        server.stop()
