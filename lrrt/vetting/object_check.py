@@ -107,7 +107,31 @@ def check_object_dataset(ref: DatasetRef, tenant: str, settings: Settings, confi
                               cap="max_table_rows", limit=settings.max_table_rows, value=rows)
         if config is not None:
             check_columns_fit(ref.columns, config)
+    if layout.format == "image_folder" and config is not None:
+        check_classes_fit(ref.uri, layout.classes, config)
     return layout
+
+
+def check_classes_fit(uri: str, classes: list[str], config: dict[str, Any]) -> None:
+    """An image folder feeds a model with one (height, width, channels) input of fixed sizes, and its
+    classes must match the output's units (or two classes a one-unit sigmoid output)."""
+    from lrrt.vetting.vet import model_io
+
+    inputs, outputs = model_io(config)
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise DatasetInvalid(f"an image folder feeds a model with one input and one output; this one has {len(inputs)} "
+                             f"and {len(outputs)}")
+    shape = inputs[0][1]
+    if isinstance(shape, list) and (len(shape) != 4 or any(not isinstance(d, int) for d in shape[1:])
+                                    or shape[3] not in (1, 3, 4)):
+        raise DatasetInvalid(f"an image folder needs the model's input to be (height, width, channels) with fixed sizes "
+                             f"and 1, 3 or 4 channels; it is {shape[1:]}: set the Input's shape")
+    layers = {layer.get("config", {}).get("name"): layer for layer in (config.get("config") or {}).get("layers", [])
+              if isinstance(layer, dict)}
+    units = layers.get(outputs[0], {}).get("config", {}).get("units")
+    if isinstance(units, int) and units != len(classes) and not (units == 1 and len(classes) == 2):
+        raise DatasetInvalid(f"{uri[:200]} has {len(classes)} classes {classes[:20]} but the model's output "
+                             f"{outputs[0]!r} has {units} units: give it one unit per class", classes=classes[:200])
 
 
 def check_columns_for(ref: DatasetRef, fmt: str | None) -> None:

@@ -202,3 +202,31 @@ def test_wrong_credential_is_a_clear_problem(settings: Settings, tmp_path: Path,
 
 def test_model_json_stays_the_mlp() -> None:  # the specs above train the digits MLP on 64 features
     assert MLP["config"]["layers"][0]["config"]["batch_shape"] == [None, 64]
+
+
+def png(value: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (value, value, value)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_image_folder_classes_must_fit_the_model(s3_client: TestClient, objects: S3Server) -> None:
+    for cls in ("b", "a", "c"):
+        objects.put(f"alice/imgs/{cls}/1.png", png(10))
+    image_mlp = {**MLP, "config": {**MLP["config"], "layers": [
+        {**MLP["config"]["layers"][0], "config": {**MLP["config"]["layers"][0]["config"], "batch_shape": [None, 4, 4, 3]}},
+        {"module": "keras.layers", "class_name": "Flatten", "registered_name": None, "config": {"name": "flat"}},
+        *MLP["config"]["layers"][1:]]}}
+    body = make_spec(model=image_mlp, dataset={"uri": f"s3://{BUCKET}/alice/imgs/"})
+    response = s3_client.post("/v1/jobs", json=body, headers=ALICE)
+    assert response.status_code == 422, response.text
+    assert "has 3 classes ['a', 'b', 'c'] but the model's output 'out' has 10 units" in response.json()["detail"]
+    response = s3_client.post("/v1/jobs", json=make_spec(dataset={"uri": f"s3://{BUCKET}/alice/imgs/"}), headers=ALICE)
+    assert response.status_code == 422 and "(height, width, channels)" in response.json()["detail"], response.text
+
+
+def test_keys_that_are_not_printable_are_refused(s3_client: TestClient, objects: S3Server) -> None:
+    objects.put("alice/odd/cls/\u0007bell.png", png(1))
+    refused(s3_client, f"s3://{BUCKET}/alice/odd/", "dataset-error", "not printable UTF-8")
