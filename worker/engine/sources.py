@@ -27,20 +27,21 @@ import json
 import math
 import os
 import tempfile
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
+from lrrt.images import decode_image
 from lrrt.objectstore import filesystem, store_errors
 from lrrt.problems import CapExceeded, DatasetError
 from lrrt.settings import Settings
 from lrrt.spec import DatasetRef
+from lrrt.tables import columns_to_arrays
 from lrrt.vetting.datasets import array_groups
 from lrrt.vetting.object_check import Layout, check_columns_for, resolve_layout
-from lrrt.vetting.objects import ObjectUri, column_groups, column_names, parse_object_uri
+from lrrt.vetting.objects import ObjectUri, column_names, parse_object_uri
 
 CACHE_VERSION = 1
 
@@ -143,43 +144,7 @@ def _columns_to_arrays(table: Any, ref: DatasetRef, uri: str) -> Any:
     from worker.engine.data import Arrays
 
     assert ref.columns is not None
-    out: dict[str, Any] = {}
-    for group, members in column_groups(ref.columns).items():
-        arrays: dict[str | None, np.ndarray] = {}
-        for key, names in members.items():
-            arrays[key] = _column_block(table, [names] if isinstance(names, str) else names, uri, single=isinstance(names, str))
-        out[group] = arrays[None] if None in arrays else arrays
-    return Arrays(**out)
-
-
-def _column_block(table: Any, names: list[str], uri: str, *, single: bool) -> np.ndarray:
-    import pyarrow as pa
-
-    parts = []
-    for name in names:
-        if name not in table.column_names:
-            raise DatasetError(f"{uri[:200]} has no column {name!r}; its columns are {table.column_names[:50]}")
-        column = table.column(name)
-        kind = column.type
-        if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
-            values = column.to_pylist()
-            lengths = {len(v) if v is not None else -1 for v in values}
-            if len(lengths) != 1 or -1 in lengths:
-                raise DatasetError(f"{uri[:200]}: column {name!r} holds lists of different lengths {sorted(lengths)[:5]} "
-                                   "(or nulls); one input needs lists of one fixed length")
-            array = np.asarray(values)
-        else:
-            if column.null_count:
-                raise DatasetError(f"{uri[:200]}: column {name!r} has {column.null_count} empty values; fill or drop them")
-            array = column.to_numpy()
-        if array.dtype.kind not in "biuf":
-            raise DatasetError(f"{uri[:200]}: column {name!r} is {kind}, not numbers; encode it as numbers first")
-        parts.append(array)
-    if single:
-        return parts[0]
-    if any(p.ndim != 1 for p in parts):
-        raise DatasetError(f"{uri[:200]}: list columns feed an input alone; name the list column as a string, not in a list")
-    return np.column_stack(parts).astype(np.float32 if any(p.dtype.kind == "f" for p in parts) else np.result_type(*parts))
+    return Arrays(**columns_to_arrays(table, ref.columns, uri))
 
 
 def _parquet(fs: Any, layout: Layout, ref: DatasetRef, settings: Settings, *, n: int | None, seed: int, **_: Any) -> Any:
@@ -305,39 +270,6 @@ def image_target(inputs: Sequence[Any]) -> tuple[int, int, int]:
         raise DatasetError(f"an image folder needs the model's input to be (height, width, channels) with fixed sizes "
                            f"and 1, 3 or 4 channels; it is {list(shape)}: set the Input's shape")
     return int(shape[0]), int(shape[1]), int(shape[2])
-
-
-def decode_image(body: bytes, name: str, target: tuple[int, int, int], max_pixels: int) -> np.ndarray:
-    """One image as uint8 (height, width, channels), resized to `target`; the pixel cap is checked from the
-    header before anything is decoded."""
-    from PIL import Image, UnidentifiedImageError
-
-    height, width, channels = target
-    Image.MAX_IMAGE_PIXELS = max_pixels
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(body), formats=("JPEG", "PNG", "WEBP")) as image:
-                w, h = image.size
-                if w * h > max_pixels:
-                    raise CapExceeded(f"{name} is {w}x{h} pixels; the limit is {max_pixels} (max_image_pixels)",
-                                      cap="max_image_pixels", limit=max_pixels, value=w * h)
-                image.draft("RGB" if channels == 3 else "L" if channels == 1 else None, (width, height))
-                image.load()
-                mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
-                converted = image.convert(mode)
-                if converted.size != (width, height):
-                    converted = converted.resize((width, height), Image.Resampling.BILINEAR)
-                array = np.asarray(converted, dtype=np.uint8)
-    except CapExceeded:
-        raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise CapExceeded(f"{name}: {exc} (max_image_pixels)", cap="max_image_pixels", limit=max_pixels) from None
-    except UnidentifiedImageError:
-        raise DatasetError(f"{name} is not a JPEG, PNG or WebP image") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-        raise DatasetError(f"{name} could not be decoded (truncated or corrupt?): {str(exc)[:200]}") from None
-    return array.reshape(height, width, channels)
 
 
 def _images(fs: Any, layout: Layout, ref: DatasetRef, settings: Settings, *, n: int | None, seed: int,
