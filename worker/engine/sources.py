@@ -3,8 +3,9 @@ only as far as the sweep needs, into the `Arrays` the engine trains on.
 
 What is read: with `dataset.max_samples`, the rows (or image files) the job uses are drawn from the
 job's seed, the same for every arm, seed and worker of the job: `needed_rows` of them, enough that the
-validation split and `max_samples` in `prepare` keep every row they want. Parquet reads only the row
-groups that hold a drawn row, and only the named columns; CSV is read in order until enough rows are in
+validation split and `max_samples` in `prepare` keep every row they want. Parquet draws whole row groups
+(at least MIN_ROW_GROUPS, until they hold the rows) and the rows within them, reading only those row
+groups and only the named columns; CSV is read in order until enough rows are in
 (a prefix of the table, never the rest); an image folder reads only the drawn files. Without
 `max_samples` the whole table is read, within `max_dataset_bytes`.
 
@@ -148,7 +149,7 @@ def _columns_to_arrays(table: Any, ref: DatasetRef, uri: str) -> Any:
 
 
 def _parquet(fs: Any, layout: Layout, ref: DatasetRef, settings: Settings, *, n: int | None, seed: int, **_: Any) -> Any:
-    """Only the row groups that hold a drawn row, and only the named columns."""
+    """Only the row groups drawn for the job (`pick_row_groups`), and only the named columns."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -169,33 +170,51 @@ def _parquet(fs: Any, layout: Layout, ref: DatasetRef, settings: Settings, *, n:
         if total > settings.max_table_rows:
             raise CapExceeded(f"{ref.uri[:200]} claims {total} rows; the limit is {settings.max_table_rows}",
                               cap="max_table_rows", limit=settings.max_table_rows, value=total)
-        rows = draw(total, n, seed)
-        tables, offset = [], 0
-        for uri, pf, groups in files:
-            for index, count in enumerate(groups):
-                lo, hi = offset, offset + count
-                offset = hi
-                take = None if rows is None else rows[(rows >= lo) & (rows < hi)] - lo
-                if take is not None and not len(take):
-                    continue
-                try:
-                    part = pf.read_row_group(index, columns=wanted)
-                except KeyError as exc:
-                    raise DatasetError(f"{uri[:200]} has no column {exc}; its columns are {pf.schema_arrow.names[:50]}") from None
-                except (OSError, pa.ArrowException) as exc:
-                    raise DatasetError(f"{uri[:200]}: row group {index} could not be read (truncated or corrupt): "
-                                       f"{str(exc)[:200]}") from None
-                if part.num_rows != count:
-                    raise DatasetError(f"{uri[:200]}: row group {index} holds {part.num_rows} rows, not the {count} its "
-                                       "metadata claims")
-                tables.append(part if take is None else part.take(pa.array(take)))
+        groups = [(f, index, count) for f, (_, _, counts) in enumerate(files) for index, count in enumerate(counts)]
+        picked = pick_row_groups([count for _, _, count in groups], n, seed)
+        tables = []
+        for g in picked:
+            f, index, count = groups[g]
+            uri, pf, _counts = files[f]
+            try:
+                part = pf.read_row_group(index, columns=wanted)
+            except (OSError, pa.ArrowException) as exc:
+                raise DatasetError(f"{uri[:200]}: row group {index} could not be read (truncated or corrupt): "
+                                   f"{str(exc)[:200]}") from None
+            if part.num_rows != count:
+                raise DatasetError(f"{uri[:200]}: row group {index} holds {part.num_rows} rows, not the {count} its "
+                                   "metadata claims")
+            tables.append(part)
         if not tables:
             raise DatasetError(f"{ref.uri[:200]} holds no rows")
         try:
             table = pa.concat_tables(tables)
         except pa.ArrowException as exc:
             raise DatasetError(f"{ref.uri[:200]}: the shards' columns differ ({str(exc)[:200]}); give every shard one schema") from None
-    return _columns_to_arrays(table, ref, ref.uri)
+    rows = draw(table.num_rows, n, seed)  # rows drawn within the drawn row groups
+    return _columns_to_arrays(table if rows is None else table.take(pa.array(rows)), ref, ref.uri)
+
+
+#: Fewest row groups a sampled Parquet read draws (when the table has them): rows from several parts of
+#: the table, not one run of neighbours, at a fraction of the whole table's bytes.
+MIN_ROW_GROUPS = 4
+
+
+def pick_row_groups(counts: list[int], n: int | None, seed: int) -> list[int]:
+    """Indices (in table order) of the row groups a job reads: all of them without a sample size, else row
+    groups drawn from the job's seed until they hold `n` rows and number at least MIN_ROW_GROUPS. Reading
+    whole row groups is what Parquet allows; drawing rows uniformly over a large table would touch every
+    row group and read it all."""
+    if n is None or n >= sum(counts):
+        return list(range(len(counts)))
+    order = np.random.default_rng([seed, 0x6209]).permutation(len(counts))
+    chosen, held = [], 0
+    for g in order:
+        chosen.append(int(g))
+        held += counts[g]
+        if held >= n and len(chosen) >= min(MIN_ROW_GROUPS, len(counts)):
+            break
+    return sorted(chosen)
 
 
 def _csv(fs: Any, layout: Layout, ref: DatasetRef, settings: Settings, *, n: int | None, seed: int, **_: Any) -> Any:
