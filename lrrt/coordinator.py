@@ -132,6 +132,8 @@ class Coordinator:
             return "lease-lost"
         # `weights`: the {uri, sha256} every run started from (lrrt.vetting.weights), or None for a fresh start.
         figures = {k: ran.engine[k] for k in ENGINE_FIELDS} | {"weights": ran.engine.get("weights")}
+        if "classes" in ran.engine:  # an image folder's class names, in label order (worker/engine/sources.py)
+            figures["classes"] = ran.engine["classes"]
         return self._end_run(spec, ran.outcome | figures, stopped=ran.stopped)
 
     # ------------------------------------------------------------------ between chunks
@@ -226,6 +228,7 @@ def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: f
         "keras": first["keras"], "backend": first["backend"], "backend_reason": first["backend_reason"],
         "device": first["device"],
         "weights": first.get("weights"),
+        **({"classes": first["classes"]} if "classes" in first else {}),
         "seconds": round(time.time() - started_ts, 3), "steps_per_execution": first["steps_per_execution"],
         "steps_per_second": round(steps / fit, 1) if fit else None,
         "runs": [{"arm_index": ref.arm_index, "repeat": ref.repeat, **({} if ref.slot is None else {"slot": ref.slot}),

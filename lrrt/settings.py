@@ -48,6 +48,33 @@ class Settings(BaseSettings):
     stuck_chunk_factor: float = Field(20, ge=1, description="Multiple of a run's expected chunk time (the mean so "
                                       "far in its process) after which it is stuck, above the floor.")
 
+    # Object storage (`s3://`, `gs://` datasets; lrrt/vetting/objects.py). Endpoint and credentials come from the
+    # deployment only: s3fs/gcsfs read AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION and
+    # GOOGLE_APPLICATION_CREDENTIALS themselves; nothing in a request can name an endpoint or a credential.
+    data_prefixes: str = Field("", description="Object-storage prefixes each tenant may read: "
+                               "'team-a=s3://ml-data/team-a/;*=s3://public-sets/' ('*' = every tenant). Empty: none.")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, a local server); "
+                                        "unset: AWS's own.")
+    object_cache_dir: Path | None = Field(None, description="Worker-local cache of what a job read from object "
+                                          "storage (keyed by the objects' ETags); unset: <tmp>/lrrt-object-cache.")
+    object_cache_bytes: int = Field(2 * 1024 ** 3, ge=0, description="Bytes the worker-local object cache may "
+                                    "hold before the least recently used entries go; 0 turns it off.")
+    max_object_keys: int = Field(100_000, ge=1, description="Most keys listed under a dataset prefix (shards, "
+                                 "images); a larger prefix is refused, not truncated.")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Most pixels in one image (Pillow's "
+                                  "decompression-bomb guard).")
+    max_table_rows: int = Field(100_000_000, ge=1, description="Most rows a table (Parquet metadata, CSV) may "
+                                "hold or claim.")
+    max_csv_line_bytes: int = Field(1024 * 1024, ge=1024, description="Longest CSV line (and header).")
+
+    @field_validator("data_prefixes")
+    @classmethod
+    def _prefixes_parse(cls, prefixes: str) -> str:
+        from lrrt.vetting.objects import parse_prefixes
+
+        parse_prefixes(prefixes)  # a malformed grant stops the process at startup, with the entry named
+        return prefixes
+
     @field_validator("key_prefix")
     @classmethod
     def _no_colon(cls, prefix: str) -> str:

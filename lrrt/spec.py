@@ -70,7 +70,8 @@ class DatasetRef(_Strict):
     uri: str = Field(
         description=(
             "builtin:digits | keras:mnist | keras:fashion_mnist | keras:cifar10 | keras:cifar100 | "
-            "dataset:<id> | file:<relative path to .npz under the data root>"
+            "dataset:<id> | file:<relative path to .npz under the data root> | s3://bucket/key | gs://bucket/key "
+            "(a file, or a prefix ending in '/' of shards or an image folder, under a prefix granted to the tenant)"
         ),
         examples=["builtin:digits"],
     )
@@ -79,6 +80,11 @@ class DatasetRef(_Strict):
     )
     max_samples: int | None = Field(None, ge=1, description="Subsample the training set to at most this many rows.")
     normalize: bool = Field(False, description="Scale inputs to [0, 1] by the dataset's max absolute value.")
+    format: Literal["npz", "npy", "parquet", "csv", "image_folder"] | None = Field(
+        None, description="How to read the data; default: from the extension, or from what a prefix holds.")
+    columns: dict[str, str | list[str]] | None = Field(
+        None, description='Tables only: {"x": ["f1", "f2"] | "col", "y": "label"}, or x_<input>/y_<output> keys.',
+        examples=[{"x": ["f1", "f2"], "y": "label"}])
 
     @field_validator("uri")
     @classmethod

@@ -23,6 +23,7 @@ from lrrt.client.api import Client, LrrtError
 from lrrt.client.keras_code import NoRecommendation, keras_code
 from lrrt.client.progress_bar import ProgressBar
 from lrrt.client.progress_bar import short_number as _num
+from lrrt.problems import ProblemException
 from lrrt.status import TERMINAL
 from service.spec_options import SpecArgs, spec_options
 
@@ -152,6 +153,8 @@ def _call(fn, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN001
         return fn(*args, **kwargs)
     except LrrtError as exc:
         _fail(str(exc))
+    except ProblemException as exc:  # a local file the client could not read (a table or image folder to upload)
+        _fail(exc.detail)
 
 
 def _print_json(value: Any) -> None:
@@ -405,14 +408,32 @@ def jobs(
 # ---------------------------------------------------------------------------------------- datasets
 @datasets_app.command("upload")
 def datasets_upload(
-    path: Path = typer.Argument(..., help="An .npz with arrays x and y (optionally x_val, y_val)."),
+    path: Path = typer.Argument(..., help="An .npz with arrays x and y (optionally x_val, y_val); a .parquet or "
+                                "a .csv table (with --columns); an image folder or a .zip of one (with --image-size)."),
+    columns: str = typer.Option(None, help='Tables: JSON as dataset.columns, e.g. \'{"x": ["f1", "f2"], "y": "label"}\'.'),
+    image_size: str = typer.Option(None, help="Image folders: HEIGHTxWIDTH the images are resized to, e.g. 32x32."),
+    channels: int = typer.Option(3, help="Image folders: 1 (grey), 3 (RGB) or 4 (RGBA)."),
     as_json: bool = AS_JSON,
 ) -> None:
-    """Upload an .npz; prints the dataset:<id> URI to pass as --dataset."""
-    if not path.is_file():
-        _fail(f"{path} is not a file: save one with np.savez(path, x=x, y=y)")
-    meta = _call(_client().upload_dataset, path)
-    _print_json(meta) if as_json else print(meta["uri"])
+    """Upload a dataset; prints the dataset:<id> URI to pass as --dataset."""
+    if path.suffix.lower() in (".parquet", ".pq", ".csv"):
+        if not columns:
+            _fail('a table needs --columns, e.g. --columns \'{"x": ["f1", "f2"], "y": "label"}\'')
+        try:
+            mapping = json.loads(columns)
+        except json.JSONDecodeError as exc:
+            _fail(f"--columns is not JSON: {exc.msg}")
+        meta = _call(_client().upload_table, path, mapping)
+    elif path.is_dir() or path.suffix.lower() == ".zip":
+        height, sep, width = (image_size or "").lower().partition("x")
+        if not sep or not height.isdigit() or not width.isdigit():
+            _fail("an image folder needs --image-size HEIGHTxWIDTH, e.g. --image-size 32x32 (the model's input size)")
+        meta = _call(_client().upload_image_folder, path, (int(height), int(width)), channels)
+    else:
+        if not path.is_file():
+            _fail(f"{path} is not a file: save one with np.savez(path, x=x, y=y)")
+        meta = _call(_client().upload_dataset, path)
+    _print_json(meta) if as_json else print(meta["uri"] + (f"  classes: {', '.join(meta['classes'])}" if meta.get("classes") else ""))
 
 
 @datasets_app.command("list")

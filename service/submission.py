@@ -19,10 +19,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from lrrt.problems import CapExceeded, DatasetError, DatasetInvalid, DatasetNotFound, WeightsError, WeightsNotFound
-from lrrt.settings import Settings
+from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec, cap_violations
 from lrrt.store.jobs import Created, IdempotencyConflict, JobStore
 from lrrt.vetting.datasets import array_groups, at_uri, check_uri, resolve_file
+from lrrt.vetting.object_check import check_object_dataset
+from lrrt.vetting.objects import OBJECT_SCHEMES
 from lrrt.vetting.summary import ModelSummary, summarize
 from lrrt.vetting.vet import check_arrays_fit, vet_spec
 from lrrt.vetting.weights import WEIGHTS_FILES, at_weights, check_reference, inspect_weights
@@ -128,7 +130,8 @@ def check_caps(spec: JobSpec, settings: Settings) -> None:
         )
 
 
-def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root: Path, config: dict[str, Any]) -> None:
+def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root: Path, config: dict[str, Any],
+                  settings: Settings | None = None) -> None:
     """The dataset reference must name something that exists and that this tenant may read; an upload's
     arrays (known from its metadata) must fit the model's inputs and outputs.
 
@@ -138,6 +141,12 @@ def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root:
     """
     try:
         scheme, name = check_uri(spec.dataset.uri)
+        if scheme in OBJECT_SCHEMES:  # granted prefix, then exists and fits (lrrt.vetting.object_check)
+            check_object_dataset(spec.dataset, tenant, settings or get_settings(), config)
+            return
+        if spec.dataset.format not in (None, "npz") or spec.dataset.columns:
+            raise DatasetInvalid("dataset.format and dataset.columns apply to s3:// and gs:// datasets; "
+                                 f"{scheme}: datasets are .npz arrays")
         meta = datasets.get(name, tenant) if scheme == "dataset" else None
         if scheme == "dataset" and meta is None:
             raise DatasetNotFound(f"dataset {name!r} not found: upload the .npz with POST /v1/datasets and use the uri "

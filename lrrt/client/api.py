@@ -209,6 +209,23 @@ class Client:
         files = {"file": ("arrays.npz", buffer.getvalue(), "application/octet-stream")}
         return self._json("POST", "/v1/datasets", files=files)
 
+    def upload_table(self, path: str | os.PathLike[str], columns: dict[str, Any]) -> dict[str, Any]:
+        """Upload a local `.parquet` or `.csv` table as arrays, its columns chosen as `dataset.columns` chooses
+        them (`{"x": ["f1", "f2"], "y": "label"}`, or `x_<input>`/`y_<output>` keys)."""
+        from lrrt.client.files import table_arrays
+
+        arrays = table_arrays(path, columns)
+        return self.upload_arrays(arrays["x"], arrays["y"])
+
+    def upload_image_folder(self, path: str | os.PathLike[str], size: tuple[int, int], channels: int = 3) -> dict[str, Any]:
+        """Upload a local image folder (or a `.zip` of one), one subfolder per class, resized to `size`
+        (height, width) and kept uint8 (submit with `normalize: true` to scale it). The returned dataset
+        gains `classes`: the class names in label order."""
+        from lrrt.client.files import image_folder_arrays
+
+        x, y, classes = image_folder_arrays(path, size, channels)
+        return {**self.upload_arrays(x, y), "classes": classes}
+
     def datasets(self) -> list[dict[str, Any]]:
         """Your datasets, newest first."""
         return self._json("GET", "/v1/datasets")["items"]

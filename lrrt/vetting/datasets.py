@@ -1,7 +1,8 @@
 """What a dataset reference may name, and how an `.npz` names its arrays: one definition for the API
 (which checks a submission and an upload) and the worker (which resolves and reads them).
 
-URIs: `builtin:<name>`, `keras:<name>`, `dataset:<id>` (an upload, stored as
+URIs: `s3://bucket/key` and `gs://bucket/key` (object storage, spelled and granted per tenant as
+`lrrt.vetting.objects` says), `builtin:<name>`, `keras:<name>`, `dataset:<id>` (an upload, stored as
 `<data_root>/datasets/<id>.npz` and readable only by its tenant) and `file:<relative path>` (an
 operator-provided `.npz` under the data root). Uploads are reached through `dataset:` alone: a `file:`
 path into the uploads folder would let one tenant train on another's data, so it is refused however
@@ -21,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from lrrt.problems import DatasetError, DatasetInvalid, DatasetNotFound, EngineError
+from lrrt.vetting.objects import OBJECT_SCHEMES, parse_object_uri
 
-SCHEMES = ("builtin", "keras", "dataset", "file")
+SCHEMES = ("builtin", "keras", "dataset", "file", *OBJECT_SCHEMES)
 BUILTIN_DATASETS = frozenset({"digits"})
 KERAS_DATASETS = frozenset({"mnist", "fashion_mnist", "cifar10", "cifar100"})
 #: Job and dataset ids (`lrrt.store.jobs.new_id`): 32 lower-case hex digits, so an id taken from a
@@ -72,6 +74,8 @@ def check_uri(uri: str) -> tuple[str, str]:
                               "returns, or list yours with GET /v1/datasets")
     if scheme == "file":
         check_relative_path(name)
+    if scheme in OBJECT_SCHEMES:  # s3://bucket/key, gs://bucket/key (lrrt.vetting.objects)
+        parse_object_uri(uri)
     return scheme, name
 
 

@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from lrrt.problems import CapExceeded, DatasetError
+from lrrt.settings import Settings
 from lrrt.spec import DatasetRef
 from lrrt.vetting.allowlist import known_dims
 from lrrt.vetting.datasets import array_groups, check_uri, resolve_file, upload_path
+from lrrt.vetting.objects import is_object_uri
 
 KERAS_CACHE_PATHS = {
     # name: path of its files under the Keras cache (`$KERAS_HOME` or ~/.keras), as Keras's loaders write them
@@ -47,6 +49,8 @@ class Arrays:
     y: Tensors
     x_val: Tensors | None = None
     y_val: Tensors | None = None
+    #: An image folder's class names in label order (label i is classes[i]); None for other sources.
+    classes: tuple[str, ...] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -87,6 +91,19 @@ def load_arrays(uri: str, *, data_root: Path, max_bytes: int, allow_download: bo
     return arrays
 
 
+def load_dataset(ref: DatasetRef, *, data_root: Path, caps: Settings, allow_download: bool = True,
+                 inputs: Sequence[TensorSpec] = (), seed: int = 0) -> Arrays:
+    """The raw arrays behind a job's `dataset`: object storage (`s3://`, `gs://`, in any format) through
+    `worker.engine.sources`, everything else through `load_arrays`."""
+    if is_object_uri(ref.uri):
+        check_uri(ref.uri)
+        from worker.engine.sources import load_object
+
+        arrays: Arrays = load_object(ref, caps, inputs=inputs, seed=seed)
+        return arrays
+    return load_arrays(ref.uri, data_root=data_root, max_bytes=caps.max_dataset_bytes, allow_download=allow_download)
+
+
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
@@ -123,7 +140,7 @@ def read_npz(path: Path, *, max_bytes: int) -> Arrays:
         raise DatasetError(f"{path.name} holds arrays that would need unpickling, which is refused: {exc}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DatasetError(f"{path.name} could not be read: {exc}") from None
-    result = Arrays(**loaded)
+    result = Arrays(loaded["x"], loaded["y"], loaded.get("x_val"), loaded.get("y_val"))
     for x, y, what in ((result.x, result.y, "x/y"), (result.x_val, result.y_val, "x_val/y_val")):
         if x is None or y is None:
             continue

@@ -38,7 +38,7 @@ from lrrt.routing import backend_reason
 from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec, OptimizerArm, cap_violations
 from lrrt.vetting.vet import vet_spec
-from worker.engine.data import Arrays, Prepared, load_arrays, prepare
+from worker.engine.data import Arrays, Prepared, load_dataset, prepare
 from worker.engine.models import build_model, input_specs, output_specs
 from worker.engine.recorder import StepLossRecorder, install, read_steps
 from worker.engine.schedule import RangeTestSchedule, lr_values
@@ -238,9 +238,11 @@ class _Setup:
         self.weights = load_into(self.first, spec.weights, self.data_root, caps) if spec.weights else None
         outputs = output_specs(self.first)
         self.losses = _losses(spec, [o.name for o in outputs])  # fail fast, before any data is loaded
-        arrays = self.arrays if self.arrays is not None else load_arrays(
-            spec.dataset.uri, data_root=self.data_root, max_bytes=caps.max_dataset_bytes, allow_download=self.allow_download
+        arrays = self.arrays if self.arrays is not None else load_dataset(
+            spec.dataset, data_root=self.data_root, caps=caps, allow_download=self.allow_download,
+            inputs=input_specs(self.first), seed=sweep.seed,
         )
+        self.classes = arrays.classes
         self.data = prepare(arrays, spec.dataset, inputs=input_specs(self.first), outputs=[o.name for o in outputs],
                             seed=sweep.seed)
         check_targets(self.data, outputs, spec.loss_names() if isinstance(spec.loss, str) else
@@ -271,6 +273,7 @@ class _Setup:
             "seconds": round(time.perf_counter() - self.began, 3), "steps_per_execution": chunk,
             "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
             "steps": job.steps_run, "fit_seconds": round(job.fit_seconds, 3), "weights": self.weights,
+            **({"classes": list(self.classes)} if self.classes is not None else {}),  # an image folder's, in label order
         }
 
 

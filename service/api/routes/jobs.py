@@ -137,7 +137,7 @@ def submit_job(
     spec = parse_spec(raw, settings)
     config = check_model(spec, settings)
     check_caps(spec, settings)
-    check_dataset(spec, tenant, datasets, settings.data_root, config)
+    check_dataset(spec, tenant, datasets, settings.data_root, config, settings)
     check_weights(spec, tenant, weights, settings)
     sha256 = body_sha256(spec)
     try:
