@@ -11,9 +11,9 @@ import io
 from typing import Any, Literal
 
 from matplotlib.axes import Axes
-from matplotlib.typing import ColorType
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.typing import ColorType
 
 Kind = Literal["loss", "delta", "both"]
 Format = Literal["png", "svg"]
