@@ -42,6 +42,7 @@ from worker.engine.data import Arrays, Prepared, load_arrays, prepare
 from worker.engine.models import build_model, input_specs, output_specs
 from worker.engine.recorder import StepLossRecorder, install, read_steps
 from worker.engine.schedule import RangeTestSchedule, lr_values
+from worker.engine.scoring import held_out_loss
 from worker.engine.targets import check_targets
 
 #: Steps per compiled call: docs/design.md ("Speed") has 50 reaching ~the floor on an H200. Smaller sweeps use
@@ -197,7 +198,7 @@ def confirm_runs(
         for arm_index, slot, lr in slots:
             run = job.run(arm_index, spec.optimizers[arm_index], 0, spec.sweep.seed, start, [lr] * budget,
                           candidate=slot)
-            score = _held_out_loss(job.last_model, setup.data, setup.losses) if run.stop_reason == "completed" else None
+            score = held_out_loss(job.last_model, setup.data) if run.stop_reason == "completed" else None
             curves[(arm_index, slot)] = ConfirmCurve(lr, run, score)
     return ConfirmRuns(curves, setup.engine(job, chunk), job.stopped)
 
@@ -406,17 +407,7 @@ class _Monitor(keras.callbacks.Callback):
 
     def _validation_loss(self) -> float:
         """Loss on the fixed held-out subset with the weights after the chunk's last step (data loss only)."""
-        return _held_out_loss(self.model, self.job.data, self.job.losses)
-
-
-def _held_out_loss(model: keras.Model | None, data: Prepared, losses: list[Any]) -> float:
-    """The data loss (no regularization terms) of `model`'s current weights on the fixed held-out subset."""
-    assert model is not None
-    if hasattr(model, "jax_state_sync"):
-        model.jax_state_sync()  # JAX keeps the training state outside the variables during fit
-    y_pred = model.predict_on_batch(_unwrap(data.x_val))
-    y_pred = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
-    return float(sum(np.mean(keras.ops.convert_to_numpy(loss(y, p))) for loss, y, p in zip(losses, data.y_val, y_pred)))
+        return held_out_loss(self.model, self.job.data)
 
 
 # --------------------------------------------------------------------------- compiled models
