@@ -39,6 +39,7 @@ from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec, OptimizerArm, cap_violations
 from lrrt.vetting.vet import vet_spec
 from worker.engine.data import Arrays, Prepared, load_arrays, prepare
+from worker.engine.faults import explained_by_request
 from worker.engine.models import build_model, input_specs, output_specs
 from worker.engine.recorder import StepLossRecorder, install, read_steps
 from worker.engine.schedule import RangeTestSchedule, lr_values
@@ -319,12 +320,12 @@ class _Job:
         except Exception as exc:
             if self.hook_error is not None:  # the task layer's own failure (Redis...), not the user's configuration
                 raise self.hook_error from None
-            if _is_oom(exc):
+            if _is_oom(exc) or not explained_by_request(exc):  # ours (an import, XLA...): `internal` with the job id
                 raise
-            raise ConfigInvalid(
-                f"training failed with loss {self.spec.loss!r} and optimizer {arm.name!r}: "
-                f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
-            ) from None
+            detail = (f"training failed with loss {self.spec.loss!r} and optimizer {arm.name!r}: "
+                      f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}")
+            raise ConfigInvalid(detail, errors=[{"in": "body", "pointer": pointer, "type": "training", "message": detail}
+                                                for pointer in ("/loss", f"/optimizers/{arm_index}")]) from None
         if self.hook_error is not None:
             raise self.hook_error
         self.fit_seconds += time.perf_counter() - began
