@@ -68,3 +68,25 @@ def test_a_binary_classifier_with_1d_labels_is_scored_on_jax() -> None:
     """)
     _check_confirmed(arms[0])
     _check_validated(arms[1])
+
+
+def test_scoring_leaves_the_step_loss_recorder_as_it_was() -> None:
+    """The score is read between chunks, mid-`fit`: it must not add a held-out value to the per-step losses
+    the recorder holds (the range test's curve) or move its step counter."""
+    import keras
+
+    from worker.engine.data import Prepared
+    from worker.engine.recorder import install
+    from worker.engine.scoring import held_out_loss
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(24, 5)).astype("float32"), rng.integers(0, 2, 24).astype("float32")
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss=keras.losses.get("binary_crossentropy"), steps_per_execution=2)
+    recorder = install(model, 2)
+    model.fit(x[:16], y[:16], batch_size=8, epochs=1, verbose=0)
+    before = [np.array(v.numpy()) for v in recorder.variables]
+    score = held_out_loss(model, Prepared(x=[x[:16]], y=[y[:16]], x_val=[x[16:]], y_val=[y[16:]]))
+    assert np.isfinite(score)
+    for old, new in zip(before, recorder.variables):
+        np.testing.assert_array_equal(old, new.numpy())
