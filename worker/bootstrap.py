@@ -6,17 +6,46 @@ task module (and, in the pool children it forks, Keras) is imported, because Ker
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from types import ModuleType
 
 from lrrt.routing import queue_for
 from lrrt.settings import Settings
 
 #: Pause before Celery is started again after it stopped on an unrecoverable error.
 WORKER_RESTART_S = 2.0
+
+
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+    """Refuses to import `tensorflow` (and its submodules) as if it were not installed."""
+
+    def find_spec(self, name: str, path: Sequence[str] | None, target: ModuleType | None = None,
+                  ) -> importlib.machinery.ModuleSpec | None:
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r} (a JAX worker does not load TensorFlow)", name=name)
+        return None
+
+
+def block_tensorflow() -> None:
+    """Make this process (a JAX worker) run as if TensorFlow were not installed.
+
+    Why: Keras's `set_random_seed` imports TensorFlow whenever it is installed, only to seed it, which
+    costs each JAX pool child hundreds of MB for nothing (docs/design.md, "The TensorFlow block in JAX
+    workers", has the measurement). Why a finder and not `sys.modules["tensorflow"] = None`: that
+    sentinel makes `"tensorflow" in sys.modules` true, and Keras reads exactly that as "TensorFlow is
+    loaded" (`keras.src.utils.backend_utils.in_tf_graph`, asked by every preprocessing layer's
+    `__call__`), then fails to import it, so no model with `Rescaling`, `Normalization` or a `Random*`
+    layer (MobileNetV3, EfficientNet, ConvNeXt, augmentation) could build. A finder leaves
+    `sys.modules` as on a machine without TensorFlow, which Keras supports. Idempotent.
+    """
+    if not any(isinstance(finder, _NoTensorFlow) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _NoTensorFlow())
 
 
 def serve(settings: Settings, backend: str, *, queues: list[str] | None, concurrency: int, hostname: str | None,
@@ -27,9 +56,7 @@ def serve(settings: Settings, backend: str, *, queues: list[str] | None, concurr
     # worker processes can share a GPU.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if backend == "jax":
-        # Keras's set_random_seed imports TensorFlow whenever it is installed, only to seed it: ~560 MB more in
-        # each JAX pool child for nothing (docs/operations.md, "Backends"). The children fork from here.
-        sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]
+        block_tensorflow()  # before Keras is imported; the pool children fork from here and inherit it
     from celery.worker import state as worker_state
 
     from worker.tasks import app as celery_app

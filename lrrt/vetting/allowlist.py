@@ -18,10 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-# worker/engine/data.py and targets.py import known_dims from here; once the engine branch imports it
-# from lrrt.vetting.shapes (where it lives), delete this line.
-from lrrt.vetting.shapes import known_dims as known_dims
-
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
 
 LAYER_CLASSES = frozenset(

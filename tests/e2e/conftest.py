@@ -180,6 +180,24 @@ def worker_proc(server_env: dict[str, str], settings: Settings, redis_client: re
         yield w
 
 
+@pytest.fixture(scope="module")
+def jax_worker(server_env: dict[str, str], settings: Settings, redis_client: redis.Redis, worker_proc: Worker,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A JAX worker beside the session's TensorFlow one, for the requesting module only (other modules expect
+    `auto` jobs on TensorFlow, the only backend live there). It is up once the API can route to it: the
+    API reads live backends through a cache of `LIVE_BACKENDS_MAX_AGE_S`, so it waits that long after the
+    first heartbeat, or an `auto` job submitted at once could still go to TensorFlow."""
+    from service.routing import LIVE_BACKENDS_MAX_AGE_S
+
+    w = Worker(server_env, tmp_path_factory.mktemp("logs"), f"e2e-jax-{settings.key_prefix}@{socket.gethostname()}",
+               Keys(settings.key_prefix), redis_client, backend="jax")
+    w.start()
+    time.sleep(LIVE_BACKENDS_MAX_AGE_S + 1)
+    yield w
+    w.stop(signal.SIGQUIT)
+    redis_client.delete(w.heartbeat_key)  # a cold shutdown may leave it to expire: later modules must not see JAX
+
+
 class Api(Proc):
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         self.port = free_port()

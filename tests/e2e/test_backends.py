@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,19 +30,6 @@ DECADES = 0.5
 #: Largest relative difference of the first step's loss (an untrained softmax over 10 classes: ~ln 10); measured
 #: at most 0.044.
 FIRST_LOSS_REL = 0.15
-
-
-@pytest.fixture(scope="module")
-def jax_worker(server_env: dict[str, str], settings: Settings, redis_client: redis.Redis, worker_proc: Worker,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """A JAX worker beside the session's TensorFlow one, for this module only (other modules expect `auto`
-    jobs on TensorFlow, the only backend live there)."""
-    w = Worker(server_env, tmp_path_factory.mktemp("logs"), f"e2e-jax-{settings.key_prefix}@{socket.gethostname()}",
-               Keys(settings.key_prefix), redis_client, backend="jax")
-    w.start()
-    yield w
-    w.stop(signal.SIGQUIT)
-    redis_client.delete(w.heartbeat_key)  # a cold shutdown may leave it to expire: later modules must not see JAX
 
 
 def digits_job() -> dict[str, Any]:

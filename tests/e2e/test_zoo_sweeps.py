@@ -1,4 +1,6 @@
-"""Short range tests of the models users bring, end to end: real API, real Celery worker, real Keras.
+"""Short range tests of the models users bring, end to end: real API, real Celery worker, real Keras,
+on TensorFlow (asked for by name); `test_zoo_jax.py` runs the same cases where `auto` sends them (JAX on
+the CPU) and on JAX, so no case passes only on a route users never take.
 
 Each job is two optimizer arms times two seeds of a few steps on arrays made here, so it proves that
 the model is accepted, built, compiled, fed and swept by the service, and that its result has every
@@ -49,6 +51,7 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[np.random.Generator], tuple[
     "transformer_block": (models.transformer_block, lambda rng: _tokens(rng, 2), "sparse_categorical_crossentropy"),
     "two_inputs": (models.two_inputs, _two_inputs, "sparse_categorical_crossentropy"),
     "two_outputs": (models.two_outputs, _two_outputs, {"kind": "sparse_categorical_crossentropy", "size": "mse"}),
+    "augmented": (models.augmented, _images, "sparse_categorical_crossentropy"),
 }
 
 
@@ -58,7 +61,7 @@ def test_model_sweeps_two_arms_two_seeds(client: Client, case: str) -> None:
     x, y = make_data(np.random.default_rng(0))
     dataset = client.upload_arrays(x, y)
     job = client.submit(models.as_json(make_model()), {"uri": dataset["uri"], "validation_split": 0.0},
-                        optimizers=["sgd", "adam"], loss=loss, sweep=SWEEP)
+                        optimizers=["sgd", "adam"], loss=loss, sweep=SWEEP, backend="tensorflow")
     done = client.wait(job["id"], timeout=600)
     assert done["status"] == "succeeded", done.get("error")
     result = client.result(job["id"])

@@ -72,5 +72,17 @@ def two_outputs() -> Any:
                            keras.layers.Dense(1, name="size")(h)])
 
 
+def augmented() -> Any:
+    """Issue 20's plain Sequential: augmentation and preprocessing layers in the model (which reach for
+    TensorFlow inside Keras, even on JAX), a separable convolution, group normalization."""
+    import keras
+
+    layers = keras.layers
+    return keras.Sequential([keras.Input((32, 32, 3)), layers.Rescaling(1 / 255.0), layers.RandomFlip("horizontal"),
+                             layers.RandomRotation(0.1), layers.SeparableConv2D(8, 3, activation="relu"),
+                             layers.GroupNormalization(groups=4), layers.GlobalAveragePooling2D(),
+                             layers.Dense(4, activation="softmax")])
+
+
 def as_json(model: Any) -> dict[str, Any]:
     return json.loads(model.to_json())

@@ -22,9 +22,9 @@ import numpy as np
 from lrrt.problems import CapExceeded, DatasetError
 from lrrt.settings import Settings
 from lrrt.spec import DatasetRef
-from lrrt.vetting.allowlist import known_dims
 from lrrt.vetting.datasets import array_groups, check_uri, resolve_file, upload_path
 from lrrt.vetting.objects import is_object_uri
+from lrrt.vetting.shapes import known_dims
 
 KERAS_CACHE_PATHS = {
     # name: path of its files under the Keras cache (`$KERAS_HOME` or ~/.keras), as Keras's loaders write them

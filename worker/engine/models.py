@@ -16,6 +16,7 @@ import keras
 from lrrt.problems import CapExceeded, EngineError, ModelInvalid
 from lrrt.settings import Settings
 from worker.engine.data import TensorSpec
+from worker.engine.faults import explained_by_request
 
 MIXED_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "mixed_float16"}, "registered_name": None}
 
@@ -31,8 +32,11 @@ def build_model(config: dict[str, Any], caps: Settings, *, mixed_precision: bool
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     except EngineError:
         raise
-    except Exception as exc:  # Keras raises ValueError, TypeError, KeyError... for bad configs
-        raise ModelInvalid(f"Keras could not build the model: {type(exc).__name__}: {_short(exc)}") from None
+    except Exception as exc:
+        if not explained_by_request(exc):  # our stack failing (an import, XLA): `internal`, never the user's JSON
+            raise
+        detail = f"Keras could not build the model: {type(exc).__name__}: {_short(exc)}"
+        raise ModelInvalid(detail, errors=[{"in": "body", "pointer": "/model", "type": "model", "message": detail}]) from None
     if not isinstance(model, keras.Model):
         raise ModelInvalid("the JSON did not describe a Keras model")
     if not model.built or not model.inputs:

@@ -39,9 +39,11 @@ from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec, OptimizerArm, cap_violations
 from lrrt.vetting.vet import vet_spec
 from worker.engine.data import Arrays, Prepared, load_dataset, prepare
+from worker.engine.faults import explained_by_request
 from worker.engine.models import build_model, input_specs, output_specs
 from worker.engine.recorder import StepLossRecorder, install, read_steps
 from worker.engine.schedule import RangeTestSchedule, lr_values
+from worker.engine.scoring import held_out_loss
 from worker.engine.targets import check_targets
 from worker.engine.weights import load_into
 
@@ -198,7 +200,7 @@ def confirm_runs(
         for arm_index, slot, lr in slots:
             run = job.run(arm_index, spec.optimizers[arm_index], 0, spec.sweep.seed, start, [lr] * budget,
                           candidate=slot)
-            score = _held_out_loss(job.last_model, setup.data, setup.losses) if run.stop_reason == "completed" else None
+            score = held_out_loss(job.last_model, setup.data) if run.stop_reason == "completed" else None
             curves[(arm_index, slot)] = ConfirmCurve(lr, run, score)
     return ConfirmRuns(curves, setup.engine(job, chunk), job.stopped)
 
@@ -323,12 +325,12 @@ class _Job:
         except Exception as exc:
             if self.hook_error is not None:  # the task layer's own failure (Redis...), not the user's configuration
                 raise self.hook_error from None
-            if _is_oom(exc):
+            if _is_oom(exc) or not explained_by_request(exc):  # ours (an import, XLA...): `internal` with the job id
                 raise
-            raise ConfigInvalid(
-                f"training failed with loss {self.spec.loss!r} and optimizer {arm.name!r}: "
-                f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
-            ) from None
+            detail = (f"training failed with loss {self.spec.loss!r} and optimizer {arm.name!r}: "
+                      f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}")
+            raise ConfigInvalid(detail, errors=[{"in": "body", "pointer": pointer, "type": "training", "message": detail}
+                                                for pointer in ("/loss", f"/optimizers/{arm_index}")]) from None
         if self.hook_error is not None:
             raise self.hook_error
         self.fit_seconds += time.perf_counter() - began
@@ -411,17 +413,7 @@ class _Monitor(keras.callbacks.Callback):
 
     def _validation_loss(self) -> float:
         """Loss on the fixed held-out subset with the weights after the chunk's last step (data loss only)."""
-        return _held_out_loss(self.model, self.job.data, self.job.losses)
-
-
-def _held_out_loss(model: keras.Model | None, data: Prepared, losses: list[Any]) -> float:
-    """The data loss (no regularization terms) of `model`'s current weights on the fixed held-out subset."""
-    assert model is not None
-    if hasattr(model, "jax_state_sync"):
-        model.jax_state_sync()  # JAX keeps the training state outside the variables during fit
-    y_pred = model.predict_on_batch(_unwrap(data.x_val))
-    y_pred = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
-    return float(sum(np.mean(keras.ops.convert_to_numpy(loss(y, p))) for loss, y, p in zip(losses, data.y_val, y_pred)))
+        return held_out_loss(self.model, self.job.data)
 
 
 # --------------------------------------------------------------------------- compiled models

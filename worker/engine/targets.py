@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lrrt.problems import DatasetError
-from lrrt.vetting.allowlist import known_dims
+from lrrt.vetting.shapes import known_dims
 from worker.engine.data import Prepared, TensorSpec
 
 SPARSE = frozenset({"sparse_categorical_crossentropy"})
