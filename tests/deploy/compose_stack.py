@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"  # git-ignored
 BASE_IMAGE = os.environ.get("LRRT_E2E_BASE_IMAGE", "lrrt-local/bookworm-python:3.11")
 IMAGE_TAG = "e2e"
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.cpu.yml", "deploy/docker-compose.local.yml")
@@ -73,6 +75,7 @@ class Engine:
         self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"lrrt-e2e-dockerd-{os.getpid()}.log"
         self.forwarding_before: str | None = None
         self.iptables_before: dict[str, set[str]] = {}
+        self.saved_before: list[str] = []
 
     def answers(self) -> bool:
         return bool(self.docker) and run([self.docker, "info", "--format", "{{.ServerVersion}}"],
@@ -90,7 +93,9 @@ class Engine:
         if os.geteuid() != 0:
             raise RuntimeError("no Docker engine answers, and starting dockerd needs root")
         self.forwarding_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
-        self.iptables_before = {table: set(self._rules(table)) for table in ("filter", "nat")}
+        self.saved_before = self._saved()
+        self.iptables_before = {table: set(self._rules(table)) if f"*{table}" in self.saved_before else set()
+                                for table in ("filter", "nat")}
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for("dockerd answers", lambda: True if self.answers() else None, timeout=60,
@@ -110,11 +115,19 @@ class Engine:
         run(["ip", "link", "delete", "docker0"], timeout=30, check=False)
         for table, before in self.iptables_before.items():
             self._remove_docker_rules(table, before)
+            if f"*{table}" not in self.saved_before and shutil.which("nft"):  # docker made the table: drop it
+                run(["nft", "delete", "table", "ip", table], timeout=30, check=False)
         if self.forwarding_before is not None:
             Path("/proc/sys/net/ipv4/ip_forward").write_text(self.forwarding_before + "\n")
-        left = [table for table, before in self.iptables_before.items() if set(self._rules(table)) != before]
-        print(f"compose-e2e: stopped dockerd; docker0 removed, iptables {'differs in ' + str(left) if left else 'as found'}")
+        same = self._saved() == self.saved_before
+        print(f"compose-e2e: stopped dockerd; docker0 removed, iptables {'as found' if same else 'DIFFERS from before'}")
         self.process = None
+
+    @staticmethod
+    def _saved() -> list[str]:
+        """`iptables-save` without comments and counters (it creates no table, unlike `iptables -S`)."""
+        done = run(["iptables-save"], timeout=30, check=False)
+        return [re.sub(r" \[\d+:\d+\]$", "", ln) for ln in done.stdout.splitlines() if not ln.startswith("#")]
 
     @staticmethod
     def _rules(table: str) -> list[str]:
@@ -314,5 +327,8 @@ def running_stack(workdir: Path, workers: int) -> Iterator[Stack]:
     finally:
         if stack is not None:
             print("compose-e2e timings: " + json.dumps({k: round(v, 1) for k, v in stack.timings.items()}))
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / "compose-e2e.log").write_text(stack.logs(tail=5000))
+            print(f"compose-e2e: the services' logs are in {ARTIFACTS / 'compose-e2e.log'}")
             stack.down()
         engine.stop()

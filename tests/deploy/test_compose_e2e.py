@@ -142,12 +142,9 @@ def test_redis_restart_under_queued_and_running_jobs_loses_nothing(stack: Stack)
     states = {j["id"]: stack.job(j["id"])["status"] for j in jobs}
     assert "queued" in states.values() and "running" in states.values(), states
     run_id = redis_run_id(stack)
-    started = time.monotonic()
-    stack.compose("restart", "redis", timeout=120)
-    stack.timings["redis restart"] = time.monotonic() - started
-    outage: list[str] = []
-    finished = [stack.poll(j["id"], JOB_TIMEOUT_S, outage=outage) for j in jobs]
-    print(f"compose-e2e: before the Redis restart {states}; errors seen while polling: {len(outage)}")
+    first, errors, span = poll_through(stack, jobs[0]["id"], "redis")
+    finished = [first] + [stack.poll(j["id"], JOB_TIMEOUT_S) for j in jobs[1:]]
+    print(f"compose-e2e: before the Redis restart {states}; a client polling saw {dict(errors)} over {span:.1f} s")
     for job in finished:
         result = succeeded(stack, job)
         print(f"compose-e2e: {job['id']} succeeded, runs " + json.dumps(runs(result)))
@@ -159,6 +156,27 @@ def test_redis_restart_under_queued_and_running_jobs_loses_nothing(stack: Stack)
     stack.wait_ready(2)
 
 
+def poll_through(stack: Stack, job_id: str, service: str) -> tuple[dict[str, Any], Counter[str], float]:
+    """`docker-compose restart SERVICE` while a client polls the job (as a platform would) until it is
+    terminal: the finished job, the errors the client saw, and the seconds from its first to its last."""
+    outage: list[str] = []
+    done: dict[str, Any] = {}
+
+    def client() -> None:
+        done["job"] = stack.poll(job_id, JOB_TIMEOUT_S, outage=outage)
+
+    poller = threading.Thread(target=client)
+    poller.start()
+    started = time.monotonic()
+    stack.compose("restart", service, timeout=120)
+    stack.timings[f"{service} restart (docker-compose restart)"] = time.monotonic() - started
+    poller.join(JOB_TIMEOUT_S + 60)
+    assert "job" in done, f"the polling client did not finish (errors: {outage[-5:]})"
+    span = float(outage[-1].split()[0]) - float(outage[0].split()[0]) if outage else 0.0
+    stack.timings[f"{service} outage seen by a client"] = span
+    return done["job"], Counter(entry.split(" ", 1)[1] for entry in outage), span
+
+
 def redis_run_id(stack: Stack) -> str:
     """Redis's run_id: a new one for each server process."""
     (line,) = [ln for ln in stack.redis_cli("INFO", "server").splitlines() if ln.startswith("run_id:")]
@@ -168,25 +186,9 @@ def redis_run_id(stack: Stack) -> str:
 def test_an_api_restart_is_a_short_outage_and_nothing_else(stack: Stack) -> None:
     job = stack.submit(body(["sgd", "adam"], steps=4000))
     wait_running(stack, job["id"], arms=1)
-    outage: list[str] = []
-    done: dict[str, Any] = {}
-
-    def client() -> None:  # a platform polling the job through the restart
-        done["job"] = stack.poll(job["id"], JOB_TIMEOUT_S, outage=outage)
-
-    poller = threading.Thread(target=client)
-    poller.start()
-    started = time.monotonic()
-    stack.compose("restart", "api", timeout=120)
-    restart_s = time.monotonic() - started
-    poller.join(JOB_TIMEOUT_S + 60)
-    assert "job" in done, "the polling client did not finish"
-    succeeded(stack, done["job"])
-    errors = Counter(entry.split(" ", 1)[1] for entry in outage)
-    span = (float(outage[-1].split()[0]) - float(outage[0].split()[0])) if outage else 0.0
-    stack.timings["api restart (docker-compose restart)"] = restart_s
-    stack.timings["api outage seen by the client"] = span
-    print(f"compose-e2e: API restart took {restart_s:.1f} s; the client saw {dict(errors)} over {span:.1f} s")
+    finished, errors, span = poll_through(stack, job["id"], "api")
+    succeeded(stack, finished)
+    print(f"compose-e2e: the client polling through the API restart saw {dict(errors)} over {span:.1f} s")
     assert set(errors) <= {"ConnectError", "RemoteProtocolError", "ReadError", "HTTP 502", "HTTP 503"}, errors
     assert stack.job(job["id"])["status"] == "succeeded"
 
