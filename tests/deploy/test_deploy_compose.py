@@ -281,7 +281,7 @@ def compose_variables(*paths: Path) -> set[str]:
 
 def test_every_compose_variable_is_documented_in_env_example() -> None:
     documented = set(re.findall(r"^#?([A-Z_][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), flags=re.M))
-    missing = compose_variables(MAIN, WORKERS, REDIS_TLS) - documented
+    missing = compose_variables(MAIN, WORKERS, REDIS_TLS, CPU, LOCAL) - documented
     assert not missing, f".env.example does not mention {sorted(missing)}"
 
 
