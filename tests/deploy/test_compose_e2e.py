@@ -9,7 +9,7 @@ client, and a scale-out to four workers that the fan-out spreads a job over.
 Marked `compose` and run only when asked: `LRRT_COMPOSE_E2E=1` (tests/deploy/conftest.py deselects it
 otherwise, saying so), which `.ci/run` sets whenever the deployment's files changed since the last
 passing run. Needs root (or a running Docker engine), docker.io, docker-compose and debootstrap; takes
-about 9 minutes on 2 cores with the images cached, 17 cold. Timings are printed (`-s`), never asserted.
+about 6 minutes on 2 cores with the images cached, 17 cold. Timings are printed (`-s`), never asserted.
 """
 
 from __future__ import annotations
