@@ -1,7 +1,10 @@
 # The API image: FastAPI + Celery client, no TensorFlow/Keras (the API never imports them).
 #   docker build -t lrrt-api:0.1.0 .        (docker compose build does this)
 # Dependencies are the pinned closure in deploy/requirements-api.txt (deploy/lock.sh makes it).
-FROM python:3.11.14-slim-bookworm
+# BASE_IMAGE: where no image registry is reachable, a local Debian base with Python 3.11 made by
+# deploy/base-image.sh (deploy/docker-compose.local.yml passes it); the public image otherwise.
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -20,10 +23,9 @@ COPY deploy/requirements-api.txt /tmp/requirements-api.txt
 RUN pip install --no-deps -r /tmp/requirements-api.txt \
  && pip check
 
-COPY pyproject.toml ./
-COPY lrrt ./lrrt
-COPY service ./service
-COPY worker ./worker
+# The project: the build context is .dockerignore's allow-list (pyproject.toml and the Python packages),
+# so a new top-level package is one line there, for both images.
+COPY . ./
 RUN pip install --no-deps . \
  && rm -rf build *.egg-info \
  && python -c "import service.app, sys; bad = {'tensorflow', 'keras'} & set(sys.modules); sys.exit(f'API imports {bad}' if bad else 0)"

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "docker-compose.yml"
 WORKERS = ROOT / "docker-compose.workers.yml"
 REDIS_TLS = ROOT / "deploy" / "docker-compose.redis-tls.yml"
+CPU = ROOT / "docker-compose.cpu.yml"
+LOCAL = ROOT / "deploy" / "docker-compose.local.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 
 #: Values the compose files need from .env that .env.example deliberately leaves empty.
@@ -46,12 +48,17 @@ def services(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return doc["services"]
 
 
-def gpu_workers(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def workers(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every worker service: those built from Dockerfile.gpu (GPU and CPU variants)."""
     return {
         name: svc
         for name, svc in services(doc).items()
         if isinstance(svc.get("build"), dict) and svc["build"].get("dockerfile") == "Dockerfile.gpu"
     }
+
+
+def gpu_workers(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: svc for name, svc in workers(doc).items() if "deploy" in svc}
 
 
 def env_of(svc: dict[str, Any]) -> dict[str, str]:
@@ -143,7 +150,8 @@ def test_uploads_volume_is_shared_by_api_and_every_worker(main: dict[str, Any]) 
 
     api_volume = data_volume(services(main)["api"])
     assert api_volume in main["volumes"]
-    for name, svc in gpu_workers(main).items():
+    assert "worker-cpu" in workers(main)
+    for name, svc in workers(main).items():
         assert data_volume(svc) == api_volume, name
 
 
@@ -175,6 +183,22 @@ def test_gpu_workers(path: Path) -> None:
     assert len(gpu_ids) == len(set(gpu_ids)), f"two workers reserve the same GPU: {gpu_ids}"
     nodes = [svc["command"][svc["command"].index("--hostname") + 1] for svc in workers.values()]
     assert len(nodes) == len(set(nodes)), "Celery node names must differ per GPU"
+
+
+def test_cpu_worker_is_the_gpu_worker_without_the_gpu(main: dict[str, Any]) -> None:
+    """Hosts without GPUs: worker-cpu (profile `cpu`) has the GPU worker's settings, the CPU image and no
+    reservation; docker-compose.cpu.yml only parks the GPU worker behind a profile."""
+    gpu, cpu = services(main)["worker"], services(main)["worker-cpu"]
+    assert cpu["profiles"] == ["cpu"] and "deploy" not in cpu
+    assert cpu["build"]["args"] == {"BASE_IMAGE": "python:3.11.14-slim-bookworm", "ACCELERATOR": "cpu"}
+    assert cpu["image"] != gpu["image"], "the CPU image must not take the GPU image's tag"
+    for key in ("environment", "volumes", "healthcheck", "depends_on", "restart", "stop_grace_period", "env_file"):
+        assert cpu[key] == gpu[key], key
+    cmd = cpu["command"]
+    assert cmd[:2] == ["lrrt", "worker"] and cmd[cmd.index("--hostname") + 1].endswith("@%h")
+    assert load(CPU) == {"services": {"worker": {"profiles": ["gpu"]}}}
+    local = services(load(LOCAL))
+    assert set(local) == {"redis", "api", "worker-cpu"} and "ports" not in local["redis"], "no Redis port on the host"
 
 
 def test_worker_only_file_runs_nothing_but_workers() -> None:
@@ -257,7 +281,7 @@ def compose_variables(*paths: Path) -> set[str]:
 
 def test_every_compose_variable_is_documented_in_env_example() -> None:
     documented = set(re.findall(r"^#?([A-Z_][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), flags=re.M))
-    missing = compose_variables(MAIN, WORKERS, REDIS_TLS) - documented
+    missing = compose_variables(MAIN, WORKERS, REDIS_TLS, CPU, LOCAL) - documented
     assert not missing, f".env.example does not mention {sorted(missing)}"
 
 
@@ -266,7 +290,9 @@ def test_no_secret_is_committed() -> None:
     assert ".env" not in tracked, ".env holds real keys and must never be committed"
     assert not [f for f in tracked if f.startswith("deploy/redis/tls/") and not f.endswith(".gitignore")]
     assert re.search(r"^\.env$", (ROOT / ".gitignore").read_text(), flags=re.M)
-    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+    dockerignore = (ROOT / ".dockerignore").read_text().split()
+    assert "*" in dockerignore, ".dockerignore is an allow-list (tests/deploy/test_deploy_images.py)"
+    assert not [p for p in dockerignore if p.startswith("!") and ".env" in p], ".env must never enter a build context"
     secrets = {"LRRT_API_KEYS", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH"}
     values = dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), flags=re.M))
     assert secrets <= values.keys(), "the secrets must be listed, uncommented, so .env gets them"
@@ -297,7 +323,7 @@ def test_compose_cli_accepts_the_files(tmp_path: Path) -> None:
     if cli is None:
         warnings.warn("no `docker compose` or `docker-compose` binary: compose files checked with PyYAML only", stacklevel=1)
         return
-    for item in ("docker-compose.yml", "docker-compose.workers.yml", "Dockerfile", "Dockerfile.gpu", "deploy"):
+    for item in ("docker-compose.yml", "docker-compose.workers.yml", "docker-compose.cpu.yml", "Dockerfile", "Dockerfile.gpu", "deploy"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
     shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
@@ -308,7 +334,8 @@ def test_compose_cli_accepts_the_files(tmp_path: Path) -> None:
         return subprocess.run(args, cwd=tmp_path, env=environ, capture_output=True, text=True)
 
     for files in (["docker-compose.yml"], ["docker-compose.yml", "deploy/docker-compose.redis-tls.yml"],
-                  ["docker-compose.workers.yml"]):
+                  ["docker-compose.workers.yml"], ["docker-compose.yml", "docker-compose.cpu.yml"],
+                  ["docker-compose.yml", "docker-compose.cpu.yml", "deploy/docker-compose.local.yml"]):
         done = config(*files)
         assert done.returncode == 0, f"{' '.join(cli)} config rejects {files}:\n{done.stderr}"
     # The required-value guards really stop a misconfigured deployment.
