@@ -19,7 +19,6 @@ import pytest
 from lrrt.client.api import Client
 
 from .conftest import Api, Worker
-from .test_backends import jax_worker  # noqa: F401  (the module-scoped JAX worker fixture)
 from .test_cli import lrrt
 from .test_cli_full import run_with_keras
 
