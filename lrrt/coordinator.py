@@ -8,12 +8,14 @@ happens here, once for every kind of run (a range test's (arm, repeat), a confir
 - a confirm run works out its LR from the range test's recorded curves (every range-test run has
   ended before a confirm run is released, so each worker finds the same candidates);
 - run the engine with a chunk hook that stores progress and curve points and says when to stop;
-- record how the run ended (`JobStore.end_run`): when that released the confirm runs, send their
+- record how the run ended (`JobRepository.end_run`): when that released the confirm runs, send their
   messages; when it was the job's last run, assemble the result from every run's chunks and outcomes
   (`lrrt.results.stitched_result`) and finish the job. A run the engine cannot run fails the job now.
 
 The engine is a protocol (`Engine`): the worker gives the Keras one, tests a fake that makes up curves,
-so the whole sequence is tested against the real store in milliseconds.
+so the whole sequence is tested against the real store in milliseconds. The store is one too
+(`lrrt.repository.JobRepository`): Redis for the service, memory for the in-process `lr_find`
+(`lrrt.inprocess`), so both paths live one job's life and assemble one result.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from lrrt import confirm
 from lrrt.problems import EngineError, InternalError, TimeLimit
 from lrrt.progress import Chunk, ChunkHook, JobProgress
 from lrrt.reaper import partial_or_none
+from lrrt.repository import JobRepository
 from lrrt.results import chunk_record, stitched_result
 from lrrt.runs import RunRef, run_counts, run_of, split_outcomes
 from lrrt.spec import JobSpec
-from lrrt.store.jobs import JobStore
 from lrrt.store.outcomes import RunEnd
 
 log = logging.getLogger(__name__)
@@ -76,9 +78,11 @@ class Claimed:
 
 class Coordinator:
     """Runs one claimed run to its end. `send(queue)` sends one more message for the job to `queue`;
-    `after_chunk(chunk, seconds)` sees every chunk recorded and the seconds since the previous one."""
+    `after_chunk(chunk, seconds)` sees every chunk recorded and the seconds since the previous one.
+    `time_limit_s` None: no time limit (a job run in the caller's own process, `lrrt.inprocess`)."""
 
-    def __init__(self, store: JobStore, engine: Engine, claimed: Claimed, *, time_limit_s: int, default_queue: str,
+    def __init__(self, store: JobRepository, engine: Engine, claimed: Claimed, *, time_limit_s: int | None,
+                 default_queue: str,
                  send: Callable[[str], None], after_chunk: Callable[[Chunk, float], None] | None = None) -> None:
         self.store = store
         self.engine = engine
@@ -93,6 +97,8 @@ class Coordinator:
         self.last_chunk_at = time.monotonic()
         #: set when the run is no longer ours (taken over, expired, or the job ended elsewhere)
         self.lost = threading.Event()
+        #: the error that failed the job (the job records its problem; an in-process caller re-raises it)
+        self.failure: Exception | None = None
 
     def run(self) -> str:
         """Run it; returns what happened, for the log."""
@@ -122,9 +128,11 @@ class Coordinator:
                 assert lr is not None
                 ran = self.engine.confirm(spec, ref.arm_index, ref.slot, lr, self.on_chunk)
         except EngineError as exc:
+            self.failure = exc
             return self._fail(spec, exc.problem())
-        except Exception:
+        except Exception as exc:
             log.exception("job %s: unexpected error in the sweep", c.job_id)
+            self.failure = exc
             return self._fail(spec, InternalError(c.job_id).problem())
         if self.lost.is_set():
             # Our lease is gone (another worker took the run over, it expired, or the job ended
@@ -152,7 +160,8 @@ class Coordinator:
         return check or self._over_time()
 
     def _over_time(self) -> str | None:
-        return "time_limit" if time.time() - self.started_ts > self.time_limit_s else None
+        over = self.time_limit_s is not None and time.time() - self.started_ts > self.time_limit_s
+        return "time_limit" if over else None
 
     # ------------------------------------------------------------------ ending
     def _end_run(self, spec: JobSpec, outcome: dict[str, Any], *, stopped: str | None) -> str:
@@ -169,6 +178,7 @@ class Coordinator:
         if stop == "cancelled":
             return self._finish("cancelled", result=result)
         if stop == "time_limit":
+            assert self.time_limit_s is not None  # only `_over_time` stops a run for time
             return self._finish("failed", result=result, error=TimeLimit(self.time_limit_s).problem())
         return self._finish("succeeded", result=result)
 
@@ -190,16 +200,16 @@ class Coordinator:
         return status
 
 
-def candidate_lr(store: JobStore, job_id: str, spec: JobSpec, ref: RunRef) -> float | None:
-    """The LR of confirm run `ref`, from the range test's recorded curves and outcomes, as `run_sweep`
-    works it out in one process (None: the arm has fewer candidates than slots)."""
+def candidate_lr(store: JobRepository, job_id: str, spec: JobSpec, ref: RunRef) -> float | None:
+    """The LR of confirm run `ref`, from the range test's recorded curves and outcomes (None: the arm has
+    fewer candidates than slots)."""
     assert ref.slot is not None
     sweep, _ = split_outcomes(spec, store.run_outcomes(job_id))
     ranged = stitched_result(spec, store.chunks(job_id), sweep, stopped=None, engine=None)
     return confirm.slot_lr(ranged["arms"][ref.arm_index], spec, ref.slot)
 
 
-def assembled(store: JobStore, job_id: str, spec: JobSpec, started_ts: float) -> tuple[str | None, dict[str, Any]]:
+def assembled(store: JobRepository, job_id: str, spec: JobSpec, started_ts: float) -> tuple[str | None, dict[str, Any]]:
     """Why the job stopped early ('time_limit', 'cancelled', or None) and its result, from every ended
     run's chunks and outcome: what the run that ends last finishes the job with."""
     outcomes = store.run_outcomes(job_id)

@@ -38,6 +38,7 @@ from lrrt.liveness import HEARTBEAT_TTL_S, live_backends
 from lrrt.problems import PROBLEM_BASE
 from lrrt.queue import RUN_JOB_TASK, enqueue
 from lrrt.records import JobRecord
+from lrrt.repository import JobRepository
 from lrrt.results import partial_result
 from lrrt.routing import BACKENDS, auto_backend, queue_for
 from lrrt.runs import split_outcomes
@@ -72,7 +73,7 @@ def worker_lost_problem(attempts: int | str) -> dict[str, Any]:
     }
 
 
-def partial_or_none(store: JobStore, job_id: str, spec: JobSpec, stopped: str | None) -> dict[str, Any] | None:
+def partial_or_none(store: JobRepository, job_id: str, spec: JobSpec, stopped: str | None) -> dict[str, Any] | None:
     """The partial result of the curves recorded so far (and of the confirm candidates that ended), or
     None when no step ran."""
     chunks = store.chunks(job_id)
