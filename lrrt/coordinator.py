@@ -40,7 +40,7 @@ from lrrt.store.outcomes import RunEnd
 log = logging.getLogger(__name__)
 
 #: What each run reports of the engine's figures when it ends (`job_engine` sums them up).
-ENGINE_FIELDS = ("keras", "backend", "backend_reason", "device", "steps_per_execution", "steps", "fit_seconds", "seconds")
+ENGINE_FIELDS = ("keras", "backend", "device", "steps_per_execution", "steps", "fit_seconds", "seconds")
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ class Coordinator:
         if job is None:  # deleted between claim and here
             return "skip"
         spec = self.spec = job.spec
+        self.backend_reason = job.backend_reason
         self.queue = job.queue or self.queue
         self.started_ts = job.started_ts or self.started_ts
         try:
@@ -174,7 +175,7 @@ class Coordinator:
                 self.send(self.queue)
         if ended is not RunEnd.LAST:  # others still run, or the confirm runs start, or the run is not ours any more
             return ended.value
-        stop, result = assembled(self.store, c.job_id, spec, self.started_ts)
+        stop, result = assembled(self.store, c.job_id, spec, self.started_ts, self.backend_reason)
         if stop == "cancelled":
             return self._finish("cancelled", result=result)
         if stop == "time_limit":
@@ -209,21 +210,24 @@ def candidate_lr(store: JobRepository, job_id: str, spec: JobSpec, ref: RunRef) 
     return confirm.slot_lr(ranged["arms"][ref.arm_index], spec, ref.slot)
 
 
-def assembled(store: JobRepository, job_id: str, spec: JobSpec, started_ts: float) -> tuple[str | None, dict[str, Any]]:
+def assembled(store: JobRepository, job_id: str, spec: JobSpec, started_ts: float,
+              backend_reason: str | None) -> tuple[str | None, dict[str, Any]]:
     """Why the job stopped early ('time_limit', 'cancelled', or None) and its result, from every ended
-    run's chunks and outcome: what the run that ends last finishes the job with."""
+    run's chunks and outcome: what the run that ends last finishes the job with. `backend_reason` is
+    the routing choice's, from the job's record."""
     outcomes = store.run_outcomes(job_id)
     reasons = {o.get("stop_reason") for o in outcomes.values()}
     stop = "time_limit" if "time_limit" in reasons else "cancelled" if "cancelled" in reasons else None
     sweep, confirmed = split_outcomes(spec, outcomes)
     return stop, stitched_result(spec, store.chunks(job_id), sweep, confirmed=confirmed, stopped=stop,
-                                 engine=job_engine(outcomes, spec, started_ts))
+                                 engine=job_engine(outcomes, spec, started_ts, backend_reason))
 
 
-def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: float) -> dict[str, Any] | None:
+def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: float,
+               backend_reason: str | None) -> dict[str, Any] | None:
     """The result's `engine` of a job whose runs may have run on several workers: the first run's
-    versions and device, the job's wall time, steps/s over every run's stepping, and each run's figures
-    (a confirm run's with its `slot`)."""
+    versions and device, why its backend (the record's routing choice), the job's wall time, steps/s
+    over every run's stepping, and each run's figures (a confirm run's with its `slot`)."""
     ran = {i: o for i, o in sorted(outcomes.items()) if "steps" in o}
     if not ran:  # no run started (cancelled while its runs waited)
         return None
@@ -231,7 +235,7 @@ def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: f
     steps = sum(o["steps"] for o in ran.values())
     fit = sum(o["fit_seconds"] for o in ran.values())
     return {
-        "keras": first["keras"], "backend": first["backend"], "backend_reason": first["backend_reason"],
+        "keras": first["keras"], "backend": first["backend"], "backend_reason": backend_reason,
         "device": first["device"],
         "seconds": round(time.time() - started_ts, 3), "steps_per_execution": first["steps_per_execution"],
         "steps_per_second": round(steps / fit, 1) if fit else None,

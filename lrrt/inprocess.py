@@ -57,6 +57,8 @@ class _Job:
     spec: JobSpec
     runs: list[_Run]
     sweep_runs: int
+    backend: str
+    backend_reason: str
     created_at: str = field(default_factory=now_iso)
     status: JobStatus = "queued"
     started_at: str | None = None
@@ -79,12 +81,13 @@ class MemoryJobs:
     def __init__(self) -> None:
         self.jobs: dict[str, _Job] = {}
 
-    def create(self, spec: JobSpec) -> str:
-        """A queued job: its range-test runs queued, its confirm runs waiting for the range test."""
+    def create(self, spec: JobSpec, backend: str, backend_reason: str) -> str:
+        """A queued job on `backend` (this process's) and why: its range-test runs queued, its confirm
+        runs waiting for the range test."""
         sweep_runs, runs = run_counts(spec)
         job_id = new_id()
         self.jobs[job_id] = _Job(spec, [_Run("queued" if i < sweep_runs else "waiting") for i in range(runs)],
-                                 sweep_runs)
+                                 sweep_runs, backend, backend_reason)
         return job_id
 
     def claim_next(self, job_id: str, token: str, worker: str) -> int | None:
@@ -112,7 +115,8 @@ class MemoryJobs:
         job = self.jobs.get(job_id)
         if job is None:
             return None
-        return JobRecord(id=job_id, tenant="local", status=job.status, queue=None, spec=job.spec,
+        return JobRecord(id=job_id, tenant="local", status=job.status, queue=None, backend=job.backend,
+                         backend_reason=job.backend_reason, spec=job.spec,
                          labels=job.spec.labels or {}, created_at=job.created_at, started_at=job.started_at,
                          finished_at=job.finished_at, error=job.error, attempts=max(r.attempts for r in job.runs),
                          started_ts=job.started_ts, runs=len(job.runs), version=job.version, progress=job.progress,
@@ -187,8 +191,11 @@ class Finished:
     result: dict[str, Any] | None
 
 
-def run_here(spec: JobSpec, engine: Engine, *, on_chunk: ChunkHook | None = None) -> Finished:
+def run_here(spec: JobSpec, engine: Engine, *, backend: str, backend_reason: str,
+             on_chunk: ChunkHook | None = None) -> Finished:
     """Run every run of `spec` here, one at a time, through the coordinator, and return how the job ended.
+    `backend` is the engine's (this process's) and `backend_reason` why it runs the job: the record's
+    routing choice, which the result's `engine.backend_reason` shows.
 
     `on_chunk` sees each chunk with the job's own step counts (`job_steps_done` over every run so far,
     as the job's `progress` has them) and may return a stop reason: the job is then cancelled, as a
@@ -198,7 +205,7 @@ def run_here(spec: JobSpec, engine: Engine, *, on_chunk: ChunkHook | None = None
     caller's process is the caller's.
     """
     jobs = MemoryJobs()
-    job_id = jobs.create(spec)
+    job_id = jobs.create(spec, backend, backend_reason)
     worker = f"{socket.gethostname()}-{os.getpid()}"
 
     def after_chunk(chunk: Chunk, seconds: float) -> None:

@@ -17,6 +17,7 @@ from lrrt.coordinator import Claimed, Coordinator
 from lrrt.inprocess import run_here
 from lrrt.problems import ModelInvalid
 from lrrt.progress import Chunk
+from lrrt.routing import Choice
 from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
@@ -24,6 +25,9 @@ from lrrt.store.outcomes import ClaimOutcome
 from tests.fake_engine import FakeEngine
 
 SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 100}
+#: The routing choice the API would store at submission: the result's `engine.backend_reason`
+ROUTED = Choice("tensorflow", "auto: only tensorflow workers were live at submission")
+HERE = {"backend": "fake", "backend_reason": "in-process: the fake engine"}
 
 
 @pytest.fixture()
@@ -39,7 +43,7 @@ def _spec_body(arms: int) -> dict[str, Any]:
 
 def submit(jobs: JobStore, arms: int = 1, **sweep: Any) -> str:
     spec = JobSpec.model_validate({**_spec_body(arms), "sweep": {**SWEEP, **sweep}})
-    return jobs.create(tenant="t", spec=spec, max_unfinished=100, queue="q").job.id
+    return jobs.create(tenant="t", spec=spec, max_unfinished=100, queue="q", routing=ROUTED).job.id
 
 
 def play(jobs: JobStore, engine: FakeEngine, job_id: str, *, time_limit_s: int = 3600) -> list[str]:
@@ -75,6 +79,7 @@ def test_a_fanned_out_job_is_assembled_from_every_run(jobs: JobStore) -> None:
     runs = result["engine"]["runs"]
     assert [(r["arm_index"], r["repeat"]) for r in runs] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert {r["worker"] for r in runs} == {"w0", "w1", "w2", "w3"} and result["stopped"] is None
+    assert result["engine"]["backend_reason"] == ROUTED.reason  # the record's choice, not worked out again
 
 
 def test_confirm_candidates_come_from_the_recorded_range_test_and_verify_the_recommendation(jobs: JobStore) -> None:
@@ -152,9 +157,10 @@ def test_a_job_run_here_in_memory_gives_the_fanned_out_result(jobs: JobStore) ->
     assert play(jobs, FakeEngine(), job_id)[-1] == "succeeded"
     fanned = jobs.result(job_id)
     spec = jobs.get(job_id).spec  # type: ignore[union-attr]
-    here = run_here(spec, FakeEngine())
+    here = run_here(spec, FakeEngine(), **HERE)
     assert here.record.status == "succeeded" and here.result is not None and fanned is not None
     assert _without_engine(here.result) == _without_engine(fanned) and here.result["recommendation"]["verified"]
+    assert here.record.backend == "fake" and here.result["engine"]["backend_reason"] == HERE["backend_reason"]
     runs = here.result["engine"]["runs"]
     assert [(r["arm_index"], r.get("slot")) for r in runs] == [(0, None), (0, None), (1, None), (1, None),
                                                                (0, 0), (0, 1), (1, 0), (1, 1)]
@@ -168,7 +174,7 @@ def test_a_hook_that_stops_a_job_run_here_cancels_it_with_its_partial_curves(job
         return "cancelled" if chunk.job_steps_done >= 50 else None
 
     spec = JobSpec.model_validate({**_spec_body(arms=2), "sweep": SWEEP})
-    here = run_here(spec, FakeEngine(), on_chunk=stop_at_50)
+    here = run_here(spec, FakeEngine(), on_chunk=stop_at_50, **HERE)
     assert here.record.status == "cancelled" and here.result is not None and here.result["stopped"] == "cancelled"
     first, second = here.result["arms"]
     assert len(first["losses"]) == 50 and first["stop_reason"] == "cancelled"
@@ -180,5 +186,5 @@ def test_an_engine_error_in_a_job_run_here_is_raised_as_it_was() -> None:
     failure = ModelInvalid("Dense: unknown argument 'unitz'")
     spec = JobSpec.model_validate({**_spec_body(arms=2), "sweep": SWEEP})
     with pytest.raises(ModelInvalid) as raised:
-        run_here(spec, FakeEngine(fail=failure))
+        run_here(spec, FakeEngine(fail=failure), **HERE)
     assert raised.value is failure

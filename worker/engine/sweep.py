@@ -36,7 +36,7 @@ from lrrt.inprocess import run_here
 from lrrt.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
 from lrrt.progress import Chunk, ChunkHook, finite
 from lrrt.results import RunCurves
-from lrrt.routing import backend_reason
+from lrrt.routing import in_process
 from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec, OptimizerArm, cap_violations
 from lrrt.vetting.vet import vet_spec
@@ -73,7 +73,9 @@ def run_sweep(
     with `stopped` set. Raises `EngineError` subclasses, each with a problem object for the user.
     """
     engine = KerasEngine(data_root, caps, data, steps_per_execution, allow_download)
-    finished = run_here(spec, engine, on_chunk=on_chunk)
+    ran = keras.backend.backend()
+    finished = run_here(spec, engine, backend=ran, backend_reason=in_process(spec.backend, spec.model, ran,
+                                                                             spec.sweep.batch_size), on_chunk=on_chunk)
     assert finished.result is not None, "a job that ended without failing ran at least one chunk"
     return finished.result
 
@@ -271,8 +273,6 @@ class _Setup:
         backend, device = keras.backend.backend(), _device()
         return {
             "keras": keras.__version__, "backend": backend, "device": device,
-            "backend_reason": backend_reason(self.spec.backend, self.spec.model, backend, device,
-                                             batch_size=self.spec.sweep.batch_size),
             "seconds": round(time.perf_counter() - self.began, 3), "steps_per_execution": chunk,
             "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
             "steps": job.steps_run, "fit_seconds": round(job.fit_seconds, 3),
