@@ -9,7 +9,7 @@ candidates wins, so the recommendation names both the optimizer and the LR that 
 
 Candidates are a pure function of the arm's range-test result, so a job whose confirm runs are spread
 over workers (`worker.tasks`, each run works out its own candidate from the stored curves) trains the
-same LRs as `worker.engine.sweep.run_sweep` in one process. Pure Python: the API assembles partial
+same LRs as a job run in one process (`lrrt.inprocess`). Pure Python: the API assembles partial
 results with it too.
 """
 

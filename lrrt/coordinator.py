@@ -8,12 +8,14 @@ happens here, once for every kind of run (a range test's (arm, repeat), a confir
 - a confirm run works out its LR from the range test's recorded curves (every range-test run has
   ended before a confirm run is released, so each worker finds the same candidates);
 - run the engine with a chunk hook that stores progress and curve points and says when to stop;
-- record how the run ended (`JobStore.end_run`): when that released the confirm runs, send their
+- record how the run ended (`JobRepository.end_run`): when that released the confirm runs, send their
   messages; when it was the job's last run, assemble the result from every run's chunks and outcomes
   (`lrrt.results.stitched_result`) and finish the job. A run the engine cannot run fails the job now.
 
 The engine is a protocol (`Engine`): the worker gives the Keras one, tests a fake that makes up curves,
-so the whole sequence is tested against the real store in milliseconds.
+so the whole sequence is tested against the real store in milliseconds. The store is one too
+(`lrrt.repository.JobRepository`): Redis for the service, memory for the in-process `lr_find`
+(`lrrt.inprocess`), so both paths live one job's life and assemble one result.
 """
 
 from __future__ import annotations
@@ -29,16 +31,16 @@ from lrrt import confirm
 from lrrt.problems import EngineError, InternalError, TimeLimit
 from lrrt.progress import Chunk, ChunkHook, JobProgress
 from lrrt.reaper import partial_or_none
+from lrrt.repository import JobRepository
 from lrrt.results import chunk_record, stitched_result
 from lrrt.runs import RunRef, run_counts, run_of, split_outcomes
 from lrrt.spec import JobSpec
-from lrrt.store.jobs import JobStore
 from lrrt.store.outcomes import RunEnd
 
 log = logging.getLogger(__name__)
 
 #: What each run reports of the engine's figures when it ends (`job_engine` sums them up).
-ENGINE_FIELDS = ("keras", "backend", "backend_reason", "device", "steps_per_execution", "steps", "fit_seconds", "seconds")
+ENGINE_FIELDS = ("keras", "backend", "device", "steps_per_execution", "steps", "fit_seconds", "seconds")
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,11 @@ class Claimed:
 
 class Coordinator:
     """Runs one claimed run to its end. `send(queue)` sends one more message for the job to `queue`;
-    `after_chunk(chunk, seconds)` sees every chunk recorded and the seconds since the previous one."""
+    `after_chunk(chunk, seconds)` sees every chunk recorded and the seconds since the previous one.
+    `time_limit_s` None: no time limit (a job run in the caller's own process, `lrrt.inprocess`)."""
 
-    def __init__(self, store: JobStore, engine: Engine, claimed: Claimed, *, time_limit_s: int, default_queue: str,
+    def __init__(self, store: JobRepository, engine: Engine, claimed: Claimed, *, time_limit_s: int | None,
+                 default_queue: str,
                  send: Callable[[str], None], after_chunk: Callable[[Chunk, float], None] | None = None) -> None:
         self.store = store
         self.engine = engine
@@ -93,6 +97,8 @@ class Coordinator:
         self.last_chunk_at = time.monotonic()
         #: set when the run is no longer ours (taken over, expired, or the job ended elsewhere)
         self.lost = threading.Event()
+        #: the error that failed the job (the job records its problem; an in-process caller re-raises it)
+        self.failure: Exception | None = None
 
     def run(self) -> str:
         """Run it; returns what happened, for the log."""
@@ -101,6 +107,7 @@ class Coordinator:
         if job is None:  # deleted between claim and here
             return "skip"
         spec = self.spec = job.spec
+        self.backend_reason = job.backend_reason
         self.queue = job.queue or self.queue
         self.started_ts = job.started_ts or self.started_ts
         try:
@@ -122,9 +129,11 @@ class Coordinator:
                 assert lr is not None
                 ran = self.engine.confirm(spec, ref.arm_index, ref.slot, lr, self.on_chunk)
         except EngineError as exc:
+            self.failure = exc
             return self._fail(spec, exc.problem())
-        except Exception:
+        except Exception as exc:
             log.exception("job %s: unexpected error in the sweep", c.job_id)
+            self.failure = exc
             return self._fail(spec, InternalError(c.job_id).problem())
         if self.lost.is_set():
             # Our lease is gone (another worker took the run over, it expired, or the job ended
@@ -156,7 +165,8 @@ class Coordinator:
         return check or self._over_time()
 
     def _over_time(self) -> str | None:
-        return "time_limit" if time.time() - self.started_ts > self.time_limit_s else None
+        over = self.time_limit_s is not None and time.time() - self.started_ts > self.time_limit_s
+        return "time_limit" if over else None
 
     # ------------------------------------------------------------------ ending
     def _end_run(self, spec: JobSpec, outcome: dict[str, Any], *, stopped: str | None) -> str:
@@ -169,10 +179,11 @@ class Coordinator:
                 self.send(self.queue)
         if ended is not RunEnd.LAST:  # others still run, or the confirm runs start, or the run is not ours any more
             return ended.value
-        stop, result = assembled(self.store, c.job_id, spec, self.started_ts)
+        stop, result = assembled(self.store, c.job_id, spec, self.started_ts, self.backend_reason)
         if stop == "cancelled":
             return self._finish("cancelled", result=result)
         if stop == "time_limit":
+            assert self.time_limit_s is not None  # only `_over_time` stops a run for time
             return self._finish("failed", result=result, error=TimeLimit(self.time_limit_s).problem())
         return self._finish("succeeded", result=result)
 
@@ -194,30 +205,33 @@ class Coordinator:
         return status
 
 
-def candidate_lr(store: JobStore, job_id: str, spec: JobSpec, ref: RunRef) -> float | None:
-    """The LR of confirm run `ref`, from the range test's recorded curves and outcomes, as `run_sweep`
-    works it out in one process (None: the arm has fewer candidates than slots)."""
+def candidate_lr(store: JobRepository, job_id: str, spec: JobSpec, ref: RunRef) -> float | None:
+    """The LR of confirm run `ref`, from the range test's recorded curves and outcomes (None: the arm has
+    fewer candidates than slots)."""
     assert ref.slot is not None
     sweep, _ = split_outcomes(spec, store.run_outcomes(job_id))
     ranged = stitched_result(spec, store.chunks(job_id), sweep, stopped=None, engine=None)
     return confirm.slot_lr(ranged["arms"][ref.arm_index], spec, ref.slot)
 
 
-def assembled(store: JobStore, job_id: str, spec: JobSpec, started_ts: float) -> tuple[str | None, dict[str, Any]]:
+def assembled(store: JobRepository, job_id: str, spec: JobSpec, started_ts: float,
+              backend_reason: str | None) -> tuple[str | None, dict[str, Any]]:
     """Why the job stopped early ('time_limit', 'cancelled', or None) and its result, from every ended
-    run's chunks and outcome: what the run that ends last finishes the job with."""
+    run's chunks and outcome: what the run that ends last finishes the job with. `backend_reason` is
+    the routing choice's, from the job's record."""
     outcomes = store.run_outcomes(job_id)
     reasons = {o.get("stop_reason") for o in outcomes.values()}
     stop = "time_limit" if "time_limit" in reasons else "cancelled" if "cancelled" in reasons else None
     sweep, confirmed = split_outcomes(spec, outcomes)
     return stop, stitched_result(spec, store.chunks(job_id), sweep, confirmed=confirmed, stopped=stop,
-                                 engine=job_engine(outcomes, spec, started_ts))
+                                 engine=job_engine(outcomes, spec, started_ts, backend_reason))
 
 
-def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: float) -> dict[str, Any] | None:
+def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: float,
+               backend_reason: str | None) -> dict[str, Any] | None:
     """The result's `engine` of a job whose runs may have run on several workers: the first run's
-    versions and device, the job's wall time, steps/s over every run's stepping, and each run's figures
-    (a confirm run's with its `slot`)."""
+    versions and device, why its backend (the record's routing choice), the job's wall time, steps/s
+    over every run's stepping, and each run's figures (a confirm run's with its `slot`)."""
     ran = {i: o for i, o in sorted(outcomes.items()) if "steps" in o}
     if not ran:  # no run started (cancelled while its runs waited)
         return None
@@ -225,7 +239,7 @@ def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: f
     steps = sum(o["steps"] for o in ran.values())
     fit = sum(o["fit_seconds"] for o in ran.values())
     return {
-        "keras": first["keras"], "backend": first["backend"], "backend_reason": first["backend_reason"],
+        "keras": first["keras"], "backend": first["backend"], "backend_reason": backend_reason,
         "device": first["device"],
         "weights": first.get("weights"),
         **({"classes": first["classes"]} if "classes" in first else {}),

@@ -38,8 +38,9 @@ from lrrt.liveness import HEARTBEAT_TTL_S, live_backends
 from lrrt.problems import PROBLEM_BASE
 from lrrt.queue import RUN_JOB_TASK, enqueue
 from lrrt.records import JobRecord
+from lrrt.repository import JobRepository
 from lrrt.results import partial_result
-from lrrt.routing import BACKENDS, auto_backend, queue_for
+from lrrt.routing import BACKENDS, Choice, auto_backend, queue_for
 from lrrt.runs import split_outcomes
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec
@@ -72,7 +73,7 @@ def worker_lost_problem(attempts: int | str) -> dict[str, Any]:
     }
 
 
-def partial_or_none(store: JobStore, job_id: str, spec: JobSpec, stopped: str | None) -> dict[str, Any] | None:
+def partial_or_none(store: JobRepository, job_id: str, spec: JobSpec, stopped: str | None) -> dict[str, Any] | None:
     """The partial result of the curves recorded so far (and of the confirm candidates that ended), or
     None when no step ran."""
     chunks = store.chunks(job_id)
@@ -167,10 +168,12 @@ def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings,
                 if (job is None or job.status != "queued" or job.attempts or (job.queue or settings.queue) != queue
                         or job.spec.backend != "auto" or _created(job) > cutoff):
                     continue
-                target = queue_for(settings.queue, auto_backend(job.spec.model, live=live,
-                                                                batch_size=job.spec.sweep.batch_size).backend)
+                choice = auto_backend(job.spec.model, live=live, batch_size=job.spec.sweep.batch_size)
+                choice = Choice(choice.backend, f"auto: rerouted, no {backend} worker was live to start it; "
+                                f"{choice.reason.removeprefix('auto: ')}")
+                target = queue_for(settings.queue, choice.backend)
                 enqueue(celery_app, job.id, target)
-                if store.reroute(job.id, job.queue or "", target):  # else claimed meanwhile: the copy is spare
+                if store.reroute(job.id, job.queue or "", target, choice):  # else claimed meanwhile: the copy is spare
                     client.lrem(queue, 1, raw)
                     log.warning("job %s: no live %s worker; moved to queue %s", job.id, backend, target)
                     moved.append(job.id)

@@ -26,6 +26,10 @@ class JobRecord(BaseModel):
     status: JobStatus
     #: the Celery queue its messages go to (None: the deployment's default queue, records from before routing)
     queue: str | None
+    #: the backend it was routed to and why, chosen once at submission (or when the reaper moved it):
+    #: the result's `engine.backend_reason` (None: created without routing, as tests and scripts do)
+    backend: str | None
+    backend_reason: str | None
     spec: JobSpec
     labels: dict[str, str]
     created_at: str

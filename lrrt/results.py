@@ -161,9 +161,9 @@ def stitched_result(job: JobSpec, chunks: list[dict[str, Any]], outcomes: dict[t
     still running, or never started), and the ended confirm runs (`confirmed`: each one's outcome by
     (arm index, slot)).
 
-    A job whose runs were spread over workers is assembled here once, by whichever run ended last;
-    its curves are the recorded ones, so it equals what `run_sweep` gives for the same spec in one
-    process (same points, same rules). `repeats` limits the seeds read (partial results show the first).
+    Every job is assembled here once, by whichever run ended last, whether its runs were spread over
+    workers or run one by one in this process (`lrrt.inprocess`): one assembly, one result. `repeats`
+    limits the seeds read (partial results show the first).
     """
     seeds = [job.sweep.seed + r for r in range(repeats or job.sweep.repeats)]
     arms = []

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lrrt.spec import Sweep
 from lrrt.vetting.summary import ModelSummary, summarize
 
 Backend = Literal["tensorflow", "jax"]
@@ -33,8 +32,6 @@ DEFAULT_BACKEND: Backend = "tensorflow"
 #: A model as routing reads it: its summary (the API has it from vetting, `JobSpec.model_summary`), or the
 #: model JSON itself (the reaper and the engine hold only the record's JSON, summarized here once).
 Model = ModelSummary | dict[str, Any]
-#: The spec's default batch size, for a `backend_reason` caller that does not pass the job's.
-DEFAULT_BATCH_SIZE: int = Sweep.model_fields["batch_size"].default
 
 CONV_CLASSES = frozenset({"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
                           "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D"})
@@ -61,7 +58,8 @@ def device_kind() -> str:
 
 @dataclass(frozen=True)
 class Choice:
-    """The backend a job runs on and why, in words the result's `engine.backend_reason` shows."""
+    """The backend a job runs on and why, in words the result's `engine.backend_reason` shows (kept on
+    the job's record when it is routed)."""
 
     backend: Backend
     reason: str
@@ -136,20 +134,16 @@ def route(requested: str, model: Model, live: Mapping[str, str], batch_size: int
     return Choice(backend, f"requested: the job asked for {requested}")
 
 
-def backend_reason(spec_backend: str, model: Model, ran: str, device: str,
-                   batch_size: int = DEFAULT_BATCH_SIZE) -> str:
-    """Why the backend that ran a job (`ran`, on `device`) ran it: asked for, the rule, or the only one at hand.
-
-    Derived again by the engine from the spec, so the record needs no extra field; the engine cannot tell
-    whether a service routed the job or `lrrt run` / `lrrt.client.local.lr_find` ran it in-process (on that
-    process's backend), so the words for a backend other than the rule's pick hold for both. The engine
-    must pass the job's `batch_size` (the default is the spec's, for a caller that does not know it).
-    """
-    if spec_backend != "auto":
+def in_process(spec_backend: str, model: Model, ran: str, batch_size: int) -> str:
+    """Why a job run in this process (`lrrt run`, `lr_find`) runs on `ran`, this process's Keras backend:
+    the routing choice of such a job, kept on its record as a service job's is at submission."""
+    if spec_backend == ran:
         return f"requested: the job asked for {spec_backend}"
-    rule = rule_backend(model, "gpu" if device.upper().startswith("GPU") else "cpu", batch_size)
+    if spec_backend != "auto":
+        return (f"in-process: the job asked for {spec_backend}, but `lrrt run` and `lr_find` run on this "
+                f"process's Keras backend, {ran} (set KERAS_BACKEND={spec_backend})")
+    rule = rule_backend(model, device_kind(), batch_size)
     if rule.backend == ran:
         return rule.reason
-    return (f"auto: the rule prefers {rule.backend}, but {rule.backend} was not at hand: the service had no live "
-            f"{rule.backend} worker for it (at submission, or they left before it started), or the job ran "
-            f"in-process (`lrrt run`, `lr_find`) on {ran}")
+    return (f"auto: the rule prefers {rule.backend}, but the job ran in-process (`lrrt run`, `lr_find`) on {ran}, "
+            "this process's Keras backend")

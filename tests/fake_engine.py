@@ -19,7 +19,7 @@ from lrrt.problems import EngineError
 from lrrt.progress import Chunk, ChunkHook
 from lrrt.spec import JobSpec
 
-FIGURES = {"keras": "fake", "backend": "fake", "backend_reason": "test", "device": "cpu", "steps_per_execution": 1,
+FIGURES = {"keras": "fake", "backend": "fake", "device": "cpu", "steps_per_execution": 1,
            "fit_seconds": 0.01, "seconds": 0.01}
 
 

@@ -115,7 +115,8 @@ class JobRun:
 
 
 class _KerasEngine:
-    """`lrrt.coordinator.Engine` on Keras (`worker.engine.sweep`), imported in the pool child on first use."""
+    """`lrrt.coordinator.Engine` on Keras (`worker.engine.sweep.KerasEngine`), imported in the pool child
+    when the first run prepares it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -123,22 +124,15 @@ class _KerasEngine:
     def prepare(self) -> None:
         heartbeat.import_keras()  # after (or instead of) the child's warm-up import, never beside it
         _prepare_backend()
-        import worker.engine.sweep  # noqa: F401  (here, not in the first run's time the watchdog counts)
+        from worker.engine.sweep import KerasEngine  # here, not in the first run's time the watchdog counts
+
+        self.keras = KerasEngine(self.settings.data_root, caps=self.settings)
 
     def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook) -> Ran:
-        from worker.engine.sweep import sweep_runs
-
-        done = sweep_runs(spec, runs=[(arm_index, repeat)], data_root=self.settings.data_root, on_chunk=on_chunk,
-                          caps=self.settings)
-        curves = done.curves[(arm_index, repeat)]
-        return Ran({"stop_reason": curves.stop_reason, "fingerprint": curves.fingerprint}, done.engine, done.stopped)
+        return self.keras.sweep(spec, arm_index, repeat, on_chunk)
 
     def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook) -> Ran:
-        from worker.engine.sweep import confirm_runs
-
-        done = confirm_runs(spec, [(arm_index, slot, lr)], data_root=self.settings.data_root, on_chunk=on_chunk,
-                            caps=self.settings)
-        return Ran(done.curves[(arm_index, slot)].outcome(), done.engine, done.stopped)
+        return self.keras.confirm(spec, arm_index, slot, lr, on_chunk)
 
 
 #: Seconds between this process's chunks, for the watchdog's expected chunk time (last 100).

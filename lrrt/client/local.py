@@ -5,7 +5,8 @@
     print(found.learning_rate); found.plot("lr.png")
 
 It builds the same JobSpec the API would validate (so a typo in a sweep field is the same error) and
-calls the engine (`worker.engine.sweep.run_sweep`) directly, on arrays you pass or on a dataset URI
+runs the job here (`worker.engine.sweep.run_sweep`: the coordinator a worker runs, against a store in
+memory, `lrrt.inprocess`, so the result is assembled as a service job's is), on arrays you pass or on a dataset URI
 (`builtin:digits`, `keras:mnist`, `file:<path under data_root>`). Needs the worker extra (Keras);
 Keras is imported on the first call, not when this module is imported. `lrrt run` is this function
 on the command line.

@@ -33,6 +33,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 
 from lrrt.records import JobRecord
+from lrrt.routing import Choice
 from lrrt.runs import run_counts
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec
@@ -126,12 +127,14 @@ class JobStore:
         spec: JobSpec,
         max_unfinished: int,
         queue: str = "",
+        routing: Choice | None = None,
         idempotency_key: str | None = None,
         body_sha256: str = "",
     ) -> Created:
         """Write a queued job record; raises TenantAtCapacity or IdempotencyConflict.
 
         `queue` is the Celery queue the job is sent to; a requeue after a lost worker uses the same one.
+        `routing` is the backend that queue serves and why (`lrrt.routing`), kept for the result.
         """
         job_id = new_id()
         created = now_iso()
@@ -140,6 +143,8 @@ class JobStore:
             "tenant": tenant,
             "status": "queued",
             "queue": queue,
+            "backend": routing.backend if routing else "",
+            "backend_reason": routing.reason if routing else "",
             "spec": json.dumps(spec.model_dump(mode="json"), separators=(",", ":")),
             "labels": json.dumps(spec.labels or {}),
             "created_at": created,
@@ -169,7 +174,7 @@ class JobStore:
             if job is None:  # the original expired or was deleted: the key no longer protects anything
                 self.r.delete(idem_key)
                 return self.create(tenant=tenant, spec=spec, max_unfinished=max_unfinished, queue=queue,
-                                   idempotency_key=idempotency_key, body_sha256=body_sha256)
+                                   routing=routing, idempotency_key=idempotency_key, body_sha256=body_sha256)
             return Created(job=job, replayed=True)
         if outcome == "cap":
             raise TenantAtCapacity(int(value))
@@ -192,6 +197,8 @@ class JobStore:
             tenant=rec["tenant"],
             status=rec["status"],
             queue=rec.get("queue") or None,
+            backend=rec.get("backend") or None,
+            backend_reason=rec.get("backend_reason") or None,
             spec=JobSpec.model_validate_json(rec["spec"]),
             labels=json.loads(rec.get("labels") or "{}"),
             created_at=rec["created_at"],
@@ -284,10 +291,10 @@ class JobStore:
         states = self.r.hmget(self.k.job(job_id), [f"run:{i}:state" for i in range(runs)])
         return any(_text(s) in (None, "queued") for s in states)
 
-    def reroute(self, job_id: str, from_queue: str, to_queue: str) -> bool:
-        """Point a never-claimed queued job at `to_queue` (the caller sends its message there); False when
-        it was claimed, ended or moved meanwhile."""
-        return bool(self._reroute(keys=[self.k.job(job_id)], args=[from_queue, to_queue]))
+    def reroute(self, job_id: str, from_queue: str, to_queue: str, routing: Choice) -> bool:
+        """Point a never-claimed queued job at `to_queue`, the queue of `routing`'s backend (the caller
+        sends its message there); False when it was claimed, ended or moved meanwhile."""
+        return bool(self._reroute(keys=[self.k.job(job_id)], args=[from_queue, to_queue, routing.backend, routing.reason]))
 
     def refresh_lease(self, job_id: str, run: int, token: str) -> bool:
         """Extend the run's lease if we still hold it; False means someone else took the run over."""

@@ -1,7 +1,8 @@
 """The coordinator runs a job's runs against the real store with a fake engine (`tests/fake_engine.py`):
 fan-out, seeds, confirm candidates, cancel, failure, the time limit and a lost lease, each in
-milliseconds. `play` delivers the job's messages as Celery would to workers that each claim one run
-(`worker.tasks.run_job`, without the Keras engine and the lease thread)."""
+milliseconds; and against memory (`lrrt.inprocess`), where a job gives the fanned-out result. `play`
+delivers the job's messages as Celery would to workers that each claim one run (`worker.tasks.run_job`,
+without the Keras engine and the lease thread)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 
 from lrrt import confirm
 from lrrt.coordinator import Claimed, Coordinator
+from lrrt.inprocess import run_here
 from lrrt.problems import ModelInvalid
 from lrrt.progress import Chunk
+from lrrt.routing import Choice
 from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
@@ -22,6 +25,9 @@ from lrrt.store.outcomes import ClaimOutcome
 from tests.fake_engine import FakeEngine
 
 SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 100}
+#: The routing choice the API would store at submission: the result's `engine.backend_reason`
+ROUTED = Choice("tensorflow", "auto: only tensorflow workers were live at submission")
+HERE = {"backend": "fake", "backend_reason": "in-process: the fake engine"}
 
 
 @pytest.fixture()
@@ -29,12 +35,15 @@ def jobs(store: JobStore) -> JobStore:
     return JobStore(store.r, Keys(f"{store.k.prefix}:co-{uuid.uuid4().hex[:8]}"), result_ttl_s=60, max_redeliveries=1)
 
 
+def _spec_body(arms: int) -> dict[str, Any]:
+    return {"model": {"class_name": "Sequential", "config": {"layers": []}},
+            "dataset": {"uri": "builtin:digits", "validation_split": 0.2},
+            "optimizers": [{"name": n} for n in ("adam", "sgd", "rmsprop")[:arms]]}
+
+
 def submit(jobs: JobStore, arms: int = 1, **sweep: Any) -> str:
-    spec = JobSpec.model_validate({"model": {"class_name": "Sequential", "config": {"layers": []}},
-                                   "dataset": {"uri": "builtin:digits", "validation_split": 0.2},
-                                   "optimizers": [{"name": n} for n in ("adam", "sgd", "rmsprop")[:arms]],
-                                   "sweep": {**SWEEP, **sweep}})
-    return jobs.create(tenant="t", spec=spec, max_unfinished=100, queue="q").job.id
+    spec = JobSpec.model_validate({**_spec_body(arms), "sweep": {**SWEEP, **sweep}})
+    return jobs.create(tenant="t", spec=spec, max_unfinished=100, queue="q", routing=ROUTED).job.id
 
 
 def play(jobs: JobStore, engine: FakeEngine, job_id: str, *, time_limit_s: int = 3600) -> list[str]:
@@ -70,6 +79,7 @@ def test_a_fanned_out_job_is_assembled_from_every_run(jobs: JobStore) -> None:
     runs = result["engine"]["runs"]
     assert [(r["arm_index"], r["repeat"]) for r in runs] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert {r["worker"] for r in runs} == {"w0", "w1", "w2", "w3"} and result["stopped"] is None
+    assert result["engine"]["backend_reason"] == ROUTED.reason  # the record's choice, not worked out again
 
 
 def test_confirm_candidates_come_from_the_recorded_range_test_and_verify_the_recommendation(jobs: JobStore) -> None:
@@ -134,3 +144,47 @@ def test_a_run_whose_lease_was_lost_reports_nothing(jobs: JobStore) -> None:
     job = jobs.get(job_id)
     assert job is not None and job.status == "running" and jobs.run_outcomes(job_id) == {}
     assert jobs.chunks(job_id) == []  # not even the chunk in flight: the run may run elsewhere now
+
+
+def _without_engine(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "engine"}
+
+
+def test_a_job_run_here_in_memory_gives_the_fanned_out_result(jobs: JobStore) -> None:
+    """`lrrt.inprocess` (the in-process `lr_find`) runs the same coordinator against memory: seeds and
+    confirm candidates give the result the Redis store's fanned-out job assembles."""
+    job_id = submit(jobs, arms=2, repeats=2, confirm={"candidates": 2, "steps": 40})
+    assert play(jobs, FakeEngine(), job_id)[-1] == "succeeded"
+    fanned = jobs.result(job_id)
+    spec = jobs.get(job_id).spec  # type: ignore[union-attr]
+    here = run_here(spec, FakeEngine(), **HERE)
+    assert here.record.status == "succeeded" and here.result is not None and fanned is not None
+    assert _without_engine(here.result) == _without_engine(fanned) and here.result["recommendation"]["verified"]
+    assert here.record.backend == "fake" and here.result["engine"]["backend_reason"] == HERE["backend_reason"]
+    runs = here.result["engine"]["runs"]
+    assert [(r["arm_index"], r.get("slot")) for r in runs] == [(0, None), (0, None), (1, None), (1, None),
+                                                               (0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_a_hook_that_stops_a_job_run_here_cancels_it_with_its_partial_curves(jobs: JobStore) -> None:
+    seen: list[Chunk] = []
+
+    def stop_at_50(chunk: Chunk) -> str | None:
+        seen.append(chunk)
+        return "cancelled" if chunk.job_steps_done >= 50 else None
+
+    spec = JobSpec.model_validate({**_spec_body(arms=2), "sweep": SWEEP})
+    here = run_here(spec, FakeEngine(), on_chunk=stop_at_50, **HERE)
+    assert here.record.status == "cancelled" and here.result is not None and here.result["stopped"] == "cancelled"
+    first, second = here.result["arms"]
+    assert len(first["losses"]) == 50 and first["stop_reason"] == "cancelled"
+    assert second["lrs"] == [] and second["stop_reason"] == "cancelled"  # never started
+    assert [c.job_steps_done for c in seen] == [25, 50] and {c.job_steps_total for c in seen} == {200}
+
+
+def test_an_engine_error_in_a_job_run_here_is_raised_as_it_was() -> None:
+    failure = ModelInvalid("Dense: unknown argument 'unitz'")
+    spec = JobSpec.model_validate({**_spec_body(arms=2), "sweep": SWEEP})
+    with pytest.raises(ModelInvalid) as raised:
+        run_here(spec, FakeEngine(fail=failure), **HERE)
+    assert raised.value is failure

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lrrt.routing import auto_backend, backend_reason, device_kind, model_kind, queue_for, route, rule_backend
+from lrrt.routing import auto_backend, device_kind, in_process, model_kind, queue_for, route, rule_backend
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BOTH_CPU = {"tensorflow": "cpu", "jax": "cpu"}
@@ -86,15 +86,15 @@ def test_a_named_backend_must_be_live_unless_none_is() -> None:
     assert route("tensorflow", example("digits_mlp.json"), BOTH_CPU, 32).reason.startswith("requested")  # type: ignore[union-attr]
 
 
-def test_the_reason_a_result_gives_matches_the_choice() -> None:
+def test_a_job_run_in_process_says_why_it_runs_on_this_process_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the CPU rule, wherever the test runs
     mlp = example("digits_mlp.json")
-    assert backend_reason("jax", mlp, "jax", "CPU:0") == "requested: the job asked for jax"
-    assert backend_reason("auto", mlp, "jax", "CPU:0") == rule_backend(mlp, "cpu", 32).reason
-    small_batch = backend_reason("auto", convnet(16), "jax", "CPU:0", batch_size=32)
-    assert small_batch == rule_backend(convnet(16), "cpu", 32).reason and "8,192 a step" in small_batch
-    assert "prefers tensorflow" in backend_reason("auto", convnet(16), "jax", "CPU:0", batch_size=250)
-    fallback = backend_reason("auto", mlp, "tensorflow", "CPU:0")
-    assert "prefers jax" in fallback and "no live jax worker" in fallback and "in-process (`lrrt run`" in fallback
+    assert in_process("jax", mlp, "jax", 32) == "requested: the job asked for jax"
+    assert in_process("auto", mlp, "jax", 32) == rule_backend(mlp, "cpu", 32).reason
+    other = in_process("auto", mlp, "tensorflow", 32)
+    assert "prefers jax" in other and "ran in-process (`lrrt run`, `lr_find`) on tensorflow" in other
+    asked = in_process("jax", mlp, "tensorflow", 32)  # no longer claims the request was met
+    assert asked.startswith("in-process: the job asked for jax") and "KERAS_BACKEND=jax" in asked
 
 
 def test_a_worker_hidden_from_its_gpus_reports_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

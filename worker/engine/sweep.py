@@ -1,4 +1,5 @@
-"""`run_sweep`: the LR range test of every optimizer arm of a job, with Python out of the hot loop.
+"""The LR range test of a job's runs (`sweep_runs`) and its confirm candidates (`confirm_runs`), with
+Python out of the hot loop; `KerasEngine` runs them for the coordinator, `run_sweep` a whole job here.
 
 How a sweep runs, and why:
 - The model is built once per seed under `keras.utils.set_random_seed`, and its weights are the
@@ -29,12 +30,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from lrrt import confirm
 from lrrt import suggestions as rules
+from lrrt.coordinator import Ran
+from lrrt.inprocess import run_here
 from lrrt.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
 from lrrt.progress import Chunk, ChunkHook, finite
-from lrrt.results import RunCurves, arm_result, confirm_steps, finished_result
-from lrrt.routing import backend_reason
+from lrrt.results import RunCurves
+from lrrt.routing import in_process
 from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec, OptimizerArm, cap_violations
 from lrrt.vetting.vet import vet_spec
@@ -65,40 +67,48 @@ def run_sweep(
     steps_per_execution: int | None = None,
     allow_download: bool = True,
 ) -> dict[str, Any]:
-    """Run the range test of every arm (and repeat) of `spec` and, with `sweep.confirm`, train each arm's
-    candidates (`confirm_runs`) for a verified recommendation; return the API result minus "id".
+    """The whole job in this process (`lrrt.inprocess.run_here`: the coordinator a worker runs, its runs
+    one by one, confirm candidates included); return the API result minus "id".
 
     `data` skips dataset resolution (benchmarks, notebooks, tests); otherwise `spec.dataset.uri` is
-    resolved under `data_root`. `on_chunk` receives each chunk's new points and may return a stop
-    reason ("cancelled", "time_limit"): the sweep then ends and the partial result is returned with
-    `stopped` set. Raises `EngineError` subclasses, each with a problem object for the user.
+    resolved under `data_root`. `on_chunk` receives each chunk's new points (with the job's step
+    counts) and may return a stop reason: the job is then cancelled and its partial result returned
+    with `stopped` set. Raises `EngineError` subclasses, each with a problem object for the user.
     """
-    done = sweep_runs(spec, data_root=data_root, on_chunk=on_chunk, caps=caps, data=data,
-                      steps_per_execution=steps_per_execution, allow_download=allow_download)
-    arms = [arm_result(arm, [done.curves[(i, r)] for r in range(spec.sweep.repeats)], spec,
-                       planned_steps=done.num_steps, seeds=done.seeds)
-            for i, arm in enumerate(spec.optimizers)]
-    budget = confirm_steps(spec, done.num_steps)
-    if budget is None:
-        return finished_result(arms, stopped=done.stopped, engine=done.engine)
-    slots = [] if done.stopped else [(i, slot, lr) for i, arm in enumerate(arms)
-                                     for slot, lr in enumerate(confirm.job_candidates(arm, spec))]
-    confirmed = confirm_runs(spec, slots, data_root=data_root, on_chunk=on_chunk, caps=caps, data=data,
-                             steps_per_execution=steps_per_execution, allow_download=allow_download) if slots else None
-    outcomes = {key: c.outcome() for key, c in (confirmed.curves if confirmed else {}).items()}
-    for i, arm in enumerate(arms):
-        arm["confirm"] = confirm.arm_entries(outcomes, i)
-    engine = done.engine if confirmed is None else _merged(done.engine, confirmed.engine)
-    return finished_result(arms, stopped=done.stopped or (confirmed.stopped if confirmed else None), engine=engine,
-                           confirm_steps=budget)
+    engine = KerasEngine(data_root, caps, data, steps_per_execution, allow_download)
+    ran = keras.backend.backend()
+    finished = run_here(spec, engine, backend=ran, backend_reason=in_process(spec.backend, spec.model, ran,
+                                                                             spec.sweep.batch_size), on_chunk=on_chunk)
+    assert finished.result is not None, "a job that ended without failing ran at least one chunk"
+    return finished.result
 
 
-def _merged(sweep: dict[str, Any], confirming: dict[str, Any]) -> dict[str, Any]:
-    """The engine figures of a range test and its confirm phase run in one process, as one."""
-    steps, fit = sweep["steps"] + confirming["steps"], sweep["fit_seconds"] + confirming["fit_seconds"]
-    return {**sweep, "seconds": round(sweep["seconds"] + confirming["seconds"], 3), "steps": steps,
-            "fit_seconds": round(fit, 3), "steps_per_second": round(steps / fit, 1) if fit else None,
-            "confirm_steps": confirming["steps"]}
+@dataclass
+class KerasEngine:
+    """`lrrt.coordinator.Engine` on this module: one range-test run (`sweep_runs`) or one confirm
+    candidate (`confirm_runs`) per call. The worker's tasks and `run_sweep` both run it."""
+
+    data_root: Path
+    caps: Settings | None = None
+    data: Arrays | None = None
+    steps_per_execution: int | None = None
+    allow_download: bool = True
+
+    def prepare(self) -> None:
+        """Nothing to load: this module imported Keras."""
+
+    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook) -> Ran:
+        done = sweep_runs(spec, runs=[(arm_index, repeat)], on_chunk=on_chunk, **self._options())
+        curves = done.curves[(arm_index, repeat)]
+        return Ran({"stop_reason": curves.stop_reason, "fingerprint": curves.fingerprint}, done.engine, done.stopped)
+
+    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook) -> Ran:
+        done = confirm_runs(spec, [(arm_index, slot, lr)], on_chunk=on_chunk, **self._options())
+        return Ran(done.curves[(arm_index, slot)].outcome(), done.engine, done.stopped)
+
+    def _options(self) -> dict[str, Any]:
+        return {"data_root": self.data_root, "caps": self.caps, "data": self.data,
+                "steps_per_execution": self.steps_per_execution, "allow_download": self.allow_download}
 
 
 @dataclass
@@ -270,8 +280,6 @@ class _Setup:
         backend, device = keras.backend.backend(), _device()
         return {
             "keras": keras.__version__, "backend": backend, "device": device,
-            "backend_reason": backend_reason(self.spec.backend, self.spec.model, backend, device,
-                                             batch_size=self.spec.sweep.batch_size),
             "seconds": round(time.perf_counter() - self.began, 3), "steps_per_execution": chunk,
             "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
             "steps": job.steps_run, "fit_seconds": round(job.fit_seconds, 3), "weights": self.weights,

@@ -141,11 +141,14 @@ def submit_job(
     check_weights(spec, tenant, weights, settings)
     sha256 = body_sha256(spec)
     try:
-        created = replay(store, tenant, idempotency_key, sha256) or store.create(
-            tenant=tenant, spec=spec, max_unfinished=settings.max_unfinished_jobs,
-            queue=queue_for(settings.queue, choose_backend(spec, request.app.state.live_backends).backend),
-            idempotency_key=idempotency_key, body_sha256=sha256,
-        )
+        created = replay(store, tenant, idempotency_key, sha256)
+        if created is None:  # routed once, here; the choice and its reason are kept on the record
+            choice = choose_backend(spec, request.app.state.live_backends)
+            created = store.create(
+                tenant=tenant, spec=spec, max_unfinished=settings.max_unfinished_jobs,
+                queue=queue_for(settings.queue, choice.backend), routing=choice,
+                idempotency_key=idempotency_key, body_sha256=sha256,
+            )
     except TenantAtCapacity as exc:
         raise ProblemError(
             429, "too-many-unfinished-jobs",

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import time
 
+from lrrt.routing import Choice
 from lrrt.store.jobs import JobStore
 from lrrt.store.outcomes import Reaped, Release, RunEnd
 from tests.lrrt.store.conftest import create, lose_worker, run_state
 
 NOTE = {"worker": "w", "seconds_without_chunk": 120.0}
 
+
+TO_JAX = Choice("jax", "auto: rerouted, no tensorflow worker was live to start it")
+TO_TF = Choice("tensorflow", "auto: rerouted, no jax worker was live to start it")
 
 def test_a_run_whose_worker_died_is_requeued_then_exhausted(jobs: JobStore) -> None:
     job_id = create(jobs)
@@ -66,16 +70,17 @@ def test_the_watchdog_releases_a_stuck_run_for_another_worker(jobs: JobStore) ->
     assert jobs.release_stuck(job_id, 0, "a", NOTE) is Release.LOST  # a stale runner's watchdog
 
 
-def test_only_a_never_claimed_job_is_rerouted(jobs: JobStore) -> None:
+def test_only_a_never_claimed_job_is_rerouted_with_its_new_routing_choice(jobs: JobStore) -> None:
     job_id = create(jobs)
-    assert not jobs.reroute(job_id, "q-jax", "q-tf")  # not on that queue
-    assert jobs.reroute(job_id, "q-tf", "q-jax")
-    assert jobs.get(job_id).queue == "q-jax"
+    assert not jobs.reroute(job_id, "q-jax", "q-tf", TO_TF)  # not on that queue
+    assert jobs.reroute(job_id, "q-tf", "q-jax", TO_JAX)
+    moved = jobs.get(job_id)
+    assert (moved.queue, moved.backend, moved.backend_reason) == ("q-jax", "jax", TO_JAX.reason)
     jobs.claim(job_id, "a", "w")
-    assert not jobs.reroute(job_id, "q-jax", "q-tf")  # its run started on the first backend
+    assert not jobs.reroute(job_id, "q-jax", "q-tf", TO_TF)  # its run started on the first backend
     requeued = create(jobs)
     jobs.claim(requeued, "b", "w")
     lose_worker(jobs, requeued, 0)
     jobs.reap_orphans(grace_s=0)
     assert jobs.get(requeued).status == "queued"
-    assert not jobs.reroute(requeued, "q-tf", "q-jax")  # queued again, but it ran once: it keeps its backend
+    assert not jobs.reroute(requeued, "q-tf", "q-jax", TO_JAX)  # queued again, but it ran once: it keeps its backend

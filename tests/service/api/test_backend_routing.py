@@ -202,6 +202,9 @@ def test_an_auto_job_stranded_on_a_backend_whose_workers_left_moves_to_a_live_on
     job = submit(client)
     jax_queue = queue_for(settings.queue, "jax")
     assert job["id"] in queued_job_ids(redis_client, jax_queue)
+    routed = store.get(job["id"])  # the choice made at submission, kept for the result's engine.backend_reason
+    assert routed is not None and routed.backend == "jax" and routed.backend_reason is not None
+    assert routed.backend_reason.startswith("auto: ")
     redis_client.delete(Keys(settings.key_prefix).worker_heartbeat("jax1"))  # the JAX worker stopped
     assert (job["id"], "rerouted") not in reap()  # not yet: a worker restarting in place keeps its jobs
     assert job["id"] in queued_job_ids(redis_client, jax_queue)
@@ -212,6 +215,8 @@ def test_an_auto_job_stranded_on_a_backend_whose_workers_left_moves_to_a_live_on
     assert job["id"] not in queued_job_ids(redis_client, jax_queue)
     record = store.get(job["id"])
     assert record is not None and record.queue == settings.queue and record.status == "queued"
+    assert record.backend == "tensorflow" and record.backend_reason is not None
+    assert record.backend_reason.startswith("auto: rerouted, no jax worker was live to start it")
     assert (job["id"], "rerouted") not in reap()  # moved once: the next pass finds it where it belongs
 
 

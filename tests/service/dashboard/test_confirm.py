@@ -103,7 +103,7 @@ class FakeWorker:
 
     def finish(self, status: str) -> dict[str, Any]:
         """The last run's part, as the coordinator does it: the result from every run's chunks and outcome."""
-        stopped, result = assembled(self.store, self.id, self.job, time.time())
+        stopped, result = assembled(self.store, self.id, self.job, time.time(), None)
         assert stopped == ("cancelled" if status == "cancelled" else None)
         assert self.store.finish(self.id, status, result=result)
         return result
