@@ -36,8 +36,11 @@ BASE_IMAGE = os.environ.get("LRRT_E2E_BASE_IMAGE", "lrrt-local/bookworm-python:3
 IMAGE_TAG = "e2e"
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.cpu.yml", "deploy/docker-compose.local.yml")
 #: What the stack's copy holds: the build context (see .dockerignore) and the deployment files.
-COPIED = ("pyproject.toml", "service", "worker", "deploy", "Dockerfile", "Dockerfile.gpu", ".dockerignore",
-          "docker-compose.yml", "docker-compose.cpu.yml")
+#: What the stack's copy holds: the build context's allow-list (the top-level names of .dockerignore's `!`
+#: lines: pyproject.toml, the packages, deploy/) and the files compose itself reads.
+COPIED = tuple(sorted({line[1:].split("/")[0] for line in (ROOT / ".dockerignore").read_text().splitlines()
+                       if line.startswith("!")})) + (
+    "Dockerfile", "Dockerfile.gpu", ".dockerignore", "docker-compose.yml", "docker-compose.cpu.yml")
 SERVICES = ("redis", "api", "worker-cpu")
 API_KEY = "e2e-" + uuid.uuid4().hex
 T = TypeVar("T")

@@ -128,5 +128,6 @@ def test_the_example_script_prints_the_lr_and_saves_the_plot(api_server: Any, cl
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(line for line in done.stdout.splitlines() if line.startswith("recommended:"))
-    assert re.search(r"(sgd|adam) at learning rate [0-9.e+-]+$", line), line
+    # The model is built, so the sweep starts from its current weights (uploaded by lr_find) and says so.
+    assert re.search(r"(sgd|adam) at learning rate [0-9.e+-]+, starting from weights weights:[0-9a-f]{32}$", line), line
     assert (tmp_path / "lr_find.png").read_bytes().startswith(b"\x89PNG")
