@@ -77,7 +77,7 @@ def run_sweep(
     finished = run_here(spec, engine, backend=ran, backend_reason=in_process(spec.backend, spec.model, ran,
                                                                              spec.sweep.batch_size), on_chunk=on_chunk)
     assert finished.result is not None, "a job that ended without failing ran at least one chunk"
-    return finished.result
+    return finished.result.api()  # JSON for notebooks, benchmarks and `RangeTestResult`
 
 
 @dataclass
