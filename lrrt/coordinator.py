@@ -32,7 +32,7 @@ from lrrt.problems import EngineError, InternalError, TimeLimit
 from lrrt.progress import Chunk, ChunkHook, JobProgress
 from lrrt.reaper import partial_or_none
 from lrrt.repository import JobRepository
-from lrrt.result_model import JobResult
+from lrrt.result_model import JobResult, RunOutcome
 from lrrt.results import chunk_record, stitched_result
 from lrrt.runs import RunRef, run_counts, run_of, split_outcomes
 from lrrt.spec import JobSpec
@@ -50,7 +50,7 @@ class Ran:
     a candidate's `lrrt.confirm` entry), its figures (`ENGINE_FIELDS` at least), and the stop reason
     the chunk hook gave, when the hook stopped it."""
 
-    outcome: dict[str, Any]
+    outcome: RunOutcome
     engine: dict[str, Any]
     stopped: str | None
 
@@ -140,7 +140,7 @@ class Coordinator:
             # Our lease is gone (another worker took the run over, it expired, or the job ended
             # elsewhere): whatever we report could overwrite a live run. Its owner or the reaper ends it.
             return "lease-lost"
-        return self._end_run(spec, ran.outcome | {k: ran.engine[k] for k in ENGINE_FIELDS}, stopped=ran.stopped)
+        return self._end_run(spec, ran.outcome.api() | {k: ran.engine[k] for k in ENGINE_FIELDS}, stopped=ran.stopped)
 
     # ------------------------------------------------------------------ between chunks
     def on_chunk(self, chunk: Chunk) -> str | None:

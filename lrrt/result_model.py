@@ -26,6 +26,18 @@ class _Record(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
+class RunOutcome(_Record):
+    """How one run ended, as its engine reports it: a range-test run's stop reason and fingerprint, a
+    confirm candidate's also its LR, held-out loss and curve (`lrrt.confirm.entries` reads them)."""
+
+    stop_reason: str
+    fingerprint: dict[str, str] | None = None
+    lr: float | None = None
+    val_loss: float | None = None
+    steps: int | None = None
+    losses: list[float | None] | None = None
+
+
 class OptimizerRef(_Record):
     name: str
     params: dict[str, Any]
