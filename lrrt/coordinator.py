@@ -32,6 +32,7 @@ from lrrt.problems import EngineError, InternalError, TimeLimit
 from lrrt.progress import Chunk, ChunkHook, JobProgress
 from lrrt.reaper import partial_or_none
 from lrrt.repository import JobRepository
+from lrrt.result_model import JobResult, RunOutcome
 from lrrt.results import chunk_record, stitched_result
 from lrrt.runs import RunRef, run_counts, run_of, split_outcomes
 from lrrt.spec import JobSpec
@@ -49,7 +50,7 @@ class Ran:
     a candidate's `lrrt.confirm` entry), its figures (`ENGINE_FIELDS` at least), and the stop reason
     the chunk hook gave, when the hook stopped it."""
 
-    outcome: dict[str, Any]
+    outcome: RunOutcome
     engine: dict[str, Any]
     stopped: str | None
 
@@ -143,7 +144,7 @@ class Coordinator:
         figures = {k: ran.engine[k] for k in ENGINE_FIELDS} | {"weights": ran.engine.get("weights")}
         if "classes" in ran.engine:  # an image folder's class names, in label order (worker/engine/sources.py)
             figures["classes"] = ran.engine["classes"]
-        return self._end_run(spec, ran.outcome | figures, stopped=ran.stopped)
+        return self._end_run(spec, ran.outcome.api() | figures, stopped=ran.stopped)
 
     # ------------------------------------------------------------------ between chunks
     def on_chunk(self, chunk: Chunk) -> str | None:
@@ -190,15 +191,17 @@ class Coordinator:
     def _fail(self, spec: JobSpec, problem: dict[str, Any]) -> str:
         """A run that cannot go on fails its job now; the job's other runs stop at their next chunk."""
         try:
-            result = partial_or_none(self.store, self.claimed.job_id, spec, None)
+            partial = partial_or_none(self.store, self.claimed.job_id, spec, None)
+            result = None if partial is None else JobResult.model_validate(partial)
         except Exception:  # a failed job keeps its error even when its curves cannot be assembled
             log.exception("job %s: could not assemble the partial result", self.claimed.job_id)
             result = None
         return self._finish("failed", error=problem, result=result)
 
-    def _finish(self, status: str, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> str:
+    def _finish(self, status: str, *, result: JobResult | None = None, error: dict[str, Any] | None = None) -> str:
         c = self.claimed
-        if not self.store.finish(c.job_id, status, result=result, error=error, token=c.token, expected="running"):
+        stored = None if result is None else result.api()  # the store keeps JSON
+        if not self.store.finish(c.job_id, status, result=stored, error=error, token=c.token, expected="running"):
             log.info("job %s: outcome %s dropped (job already ended or taken over)", c.job_id, status)
             return "dropped"
         self.store.stats.add_finished(status, time.time() - self.started_ts)
@@ -215,7 +218,7 @@ def candidate_lr(store: JobRepository, job_id: str, spec: JobSpec, ref: RunRef) 
 
 
 def assembled(store: JobRepository, job_id: str, spec: JobSpec, started_ts: float,
-              backend_reason: str | None) -> tuple[str | None, dict[str, Any]]:
+              backend_reason: str | None) -> tuple[str | None, JobResult]:
     """Why the job stopped early ('time_limit', 'cancelled', or None) and its result, from every ended
     run's chunks and outcome: what the run that ends last finishes the job with. `backend_reason` is
     the routing choice's, from the job's record."""
@@ -223,8 +226,9 @@ def assembled(store: JobRepository, job_id: str, spec: JobSpec, started_ts: floa
     reasons = {o.get("stop_reason") for o in outcomes.values()}
     stop = "time_limit" if "time_limit" in reasons else "cancelled" if "cancelled" in reasons else None
     sweep, confirmed = split_outcomes(spec, outcomes)
-    return stop, stitched_result(spec, store.chunks(job_id), sweep, confirmed=confirmed, stopped=stop,
-                                 engine=job_engine(outcomes, spec, started_ts, backend_reason))
+    return stop, JobResult.model_validate(stitched_result(
+        spec, store.chunks(job_id), sweep, confirmed=confirmed, stopped=stop,
+        engine=job_engine(outcomes, spec, started_ts, backend_reason)))
 
 
 def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: float,

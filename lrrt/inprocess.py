@@ -21,6 +21,7 @@ from typing import Any
 from lrrt.coordinator import Claimed, Coordinator, Engine
 from lrrt.progress import Chunk, ChunkHook
 from lrrt.records import JobRecord
+from lrrt.result_model import JobResult
 from lrrt.runs import run_counts
 from lrrt.spec import JobSpec
 from lrrt.status import TERMINAL, JobStatus
@@ -188,7 +189,7 @@ class Finished:
     """How a job run here ended: its record (status, error) and its result (partial for a stopped job)."""
 
     record: JobRecord
-    result: dict[str, Any] | None
+    result: JobResult | None
 
 
 def run_here(spec: JobSpec, engine: Engine, *, backend: str, backend_reason: str,
@@ -226,4 +227,5 @@ def run_here(spec: JobSpec, engine: Engine, *, backend: str, backend_reason: str
             raise coordinator.failure
     record = jobs.get(job_id)
     assert record is not None and record.status in TERMINAL, "every run ended, so the last one finished the job"
-    return Finished(record, jobs.result(job_id))
+    result = jobs.result(job_id)
+    return Finished(record, None if result is None else JobResult.model_validate(result))

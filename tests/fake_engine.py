@@ -17,6 +17,7 @@ import numpy as np
 from lrrt.coordinator import Ran
 from lrrt.problems import EngineError
 from lrrt.progress import Chunk, ChunkHook
+from lrrt.result_model import RunOutcome
 from lrrt.spec import JobSpec
 
 FIGURES = {"keras": "fake", "backend": "fake", "device": "cpu", "steps_per_execution": 1,
@@ -51,7 +52,7 @@ class FakeEngine:
             raise self.fail
         lrs, losses = self.curve(spec, arm_index)
         stopped = self._report(spec, arm_index, repeat, lrs, losses, on_chunk, candidate=None)
-        outcome = {"stop_reason": stopped or "completed", "fingerprint": {"initial_weights": f"seed{repeat}"}}
+        outcome = RunOutcome(stop_reason=stopped or "completed", fingerprint={"initial_weights": f"seed{repeat}"})
         return Ran(outcome, {**FIGURES, "steps": len(lrs)}, stopped)
 
     def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook) -> Ran:
@@ -61,8 +62,8 @@ class FakeEngine:
         val_loss = 0.1 + abs(math.log10(lr) - self.best[arm_index])
         losses = np.linspace(2.0, val_loss, steps).tolist()
         stopped = self._report(spec, arm_index, 0, [lr] * steps, losses, on_chunk, candidate=slot)
-        outcome = {"lr": lr, "val_loss": None if stopped else val_loss, "steps": steps, "losses": losses,
-                   "stop_reason": stopped or "completed", "fingerprint": None}
+        outcome = RunOutcome(lr=lr, val_loss=None if stopped else val_loss, steps=steps, losses=losses,
+                             stop_reason=stopped or "completed", fingerprint=None)
         return Ran(outcome, {**FIGURES, "steps": steps}, stopped)
 
     def _report(self, spec: JobSpec, arm_index: int, repeat: int, lrs: list[float], losses: list[float],

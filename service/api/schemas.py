@@ -1,15 +1,16 @@
 """Response bodies as the OpenAPI document shows them. Requests are `lrrt.spec.JobSpec`.
 
-Engine-owned shapes (progress, result arms) are documented here but passed through as the worker
-stored them, so a new engine field reaches clients without an API release.
+The result is the product's typed result (`lrrt.result_model.JobResult`) with the job's id and status;
+progress is passed through as the worker stored it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from lrrt.result_model import JobResult
 from lrrt.status import JobStatus
 
 
@@ -50,37 +51,11 @@ class JobPage(BaseModel):
     next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last.")
 
 
-class ResultArm(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    label: str
-    optimizer: dict[str, Any]
-    lrs: list[float] = Field(description="lrs[i] is the learning rate of step i.")
-    losses: list[float | None] = Field(description="losses[i] is step i's own batch loss (not a running mean).")
-    smoothed_losses: list[float | None]
-    loss_deltas: list[float | None]
-    val_losses: list[float | None] | None
-    stop_reason: str | None
-    suggestions: dict[str, float | None] | None
-    lr_bounds: dict[str, float | None] | None
-    recommended_lr: float | None
-    min_loss: float | None
-    min_loss_lr: float | None
-    repeats: dict[str, Any] | None
-    diagnostics: list[Any]
-
-
-class Result(BaseModel):
+class Result(JobResult):
     """The curves and recommendation; for a cancelled or failed job, the partial curves recorded."""
-
-    model_config = ConfigDict(extra="allow")
 
     id: str
     status: JobStatus = Field(description="The job's status: anything but succeeded means partial curves.")
-    arms: list[ResultArm]
-    best_arm: str | None
-    recommendation: dict[str, Any] | None
-    engine: dict[str, Any] | None
 
 
 class Dataset(BaseModel):

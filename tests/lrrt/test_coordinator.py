@@ -159,11 +159,12 @@ def test_a_job_run_here_in_memory_gives_the_fanned_out_result(jobs: JobStore) ->
     spec = jobs.get(job_id).spec  # type: ignore[union-attr]
     here = run_here(spec, FakeEngine(), **HERE)
     assert here.record.status == "succeeded" and here.result is not None and fanned is not None
-    assert _without_engine(here.result) == _without_engine(fanned) and here.result["recommendation"]["verified"]
-    assert here.record.backend == "fake" and here.result["engine"]["backend_reason"] == HERE["backend_reason"]
-    runs = here.result["engine"]["runs"]
-    assert [(r["arm_index"], r.get("slot")) for r in runs] == [(0, None), (0, None), (1, None), (1, None),
-                                                               (0, 0), (0, 1), (1, 0), (1, 1)]
+    assert _without_engine(here.result.api()) == _without_engine(fanned)  # the same JSON, the typed result's
+    assert here.result.recommendation is not None and here.result.recommendation["verified"]
+    engine = here.result.engine
+    assert here.record.backend == "fake" and engine is not None and engine.backend_reason == HERE["backend_reason"]
+    assert [(r.arm_index, r.slot) for r in engine.runs] == [(0, None), (0, None), (1, None), (1, None),
+                                                            (0, 0), (0, 1), (1, 0), (1, 1)]
 
 
 def test_a_hook_that_stops_a_job_run_here_cancels_it_with_its_partial_curves(jobs: JobStore) -> None:
@@ -175,10 +176,10 @@ def test_a_hook_that_stops_a_job_run_here_cancels_it_with_its_partial_curves(job
 
     spec = JobSpec.model_validate({**_spec_body(arms=2), "sweep": SWEEP})
     here = run_here(spec, FakeEngine(), on_chunk=stop_at_50, **HERE)
-    assert here.record.status == "cancelled" and here.result is not None and here.result["stopped"] == "cancelled"
-    first, second = here.result["arms"]
-    assert len(first["losses"]) == 50 and first["stop_reason"] == "cancelled"
-    assert second["lrs"] == [] and second["stop_reason"] == "cancelled"  # never started
+    assert here.record.status == "cancelled" and here.result is not None and here.result.stopped == "cancelled"
+    first, second = here.result.arms
+    assert len(first.losses) == 50 and first.stop_reason == "cancelled"
+    assert second.lrs == [] and second.stop_reason == "cancelled"  # never started
     assert [c.job_steps_done for c in seen] == [25, 50] and {c.job_steps_total for c in seen} == {200}
 
 

@@ -35,6 +35,7 @@ from lrrt.coordinator import Ran
 from lrrt.inprocess import run_here
 from lrrt.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
 from lrrt.progress import Chunk, ChunkHook, finite
+from lrrt.result_model import RunOutcome
 from lrrt.results import RunCurves
 from lrrt.routing import in_process
 from lrrt.settings import Settings, get_settings
@@ -80,7 +81,7 @@ def run_sweep(
     finished = run_here(spec, engine, backend=ran, backend_reason=in_process(spec.backend, spec.model, ran,
                                                                              spec.sweep.batch_size), on_chunk=on_chunk)
     assert finished.result is not None, "a job that ended without failing ran at least one chunk"
-    return finished.result
+    return finished.result.api()  # JSON for notebooks, benchmarks and `RangeTestResult`
 
 
 @dataclass
@@ -100,11 +101,11 @@ class KerasEngine:
     def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook) -> Ran:
         done = sweep_runs(spec, runs=[(arm_index, repeat)], on_chunk=on_chunk, **self._options())
         curves = done.curves[(arm_index, repeat)]
-        return Ran({"stop_reason": curves.stop_reason, "fingerprint": curves.fingerprint}, done.engine, done.stopped)
+        return Ran(RunOutcome(stop_reason=curves.stop_reason, fingerprint=curves.fingerprint), done.engine, done.stopped)
 
     def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook) -> Ran:
         done = confirm_runs(spec, [(arm_index, slot, lr)], on_chunk=on_chunk, **self._options())
-        return Ran(done.curves[(arm_index, slot)].outcome(), done.engine, done.stopped)
+        return Ran(RunOutcome.model_validate(done.curves[(arm_index, slot)].outcome()), done.engine, done.stopped)
 
     def _options(self) -> dict[str, Any]:
         return {"data_root": self.data_root, "caps": self.caps, "data": self.data,

@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from lrrt.problems import QueueUnavailable
@@ -254,21 +253,22 @@ def require_result_so_far(store: JobStore, job: JobRecord) -> dict[str, Any]:
     description="200 once the job succeeded. A cancelled or failed job answers with the partial curves it "
     "recorded (`status` tells which), or 409 when no step ran; a queued or running job is 409 unless "
     "`partial=true` asks for the curves recorded so far (with suggestions computed on them).",
-    response_class=JSONResponse,
-    responses={200: {"model": Result}, **NOT_FOUND,
+    response_model=Result,
+    response_model_exclude_unset=True,  # a field the result lacks (`confirm` without sweep.confirm) stays out
+    responses={**NOT_FOUND,
                **problem_responses({409: "Not finished yet, or it ended before any step ran."})},
 )
 def get_result(
     job: OwnedJob,
     store: StoreDep,
     partial: Annotated[bool, Query(description="Also answer for a running job, with its curves so far.")] = False,
-) -> JSONResponse:
+) -> Result:
     if job.status in UNFINISHED and not partial:
         raise ProblemError(409, "job-not-finished",
                            f"Job {job.id} is {job.status}; the result exists once it has succeeded. Poll "
                            f"/v1/jobs/{job.id} (or watch /events), or ask for the curves so far with "
                            "?partial=true.")
-    return JSONResponse({"id": job.id, "status": job.status, **require_result_so_far(store, job)})
+    return Result.model_validate({"id": job.id, "status": job.status, **require_result_so_far(store, job)})
 
 
 #: Columns of `result.csv`, fixed by the API contract (docs/api.md).

@@ -145,11 +145,12 @@ def test_result_states(client: TestClient, worker: FakeWorker) -> None:
     assert queued.status_code == 409 and "queued" in queued.json()["detail"]
     worker.start(job["id"])
     assert client.get(f"/v1/jobs/{job['id']}/result", headers=ALICE).status_code == 409
-    worker.finish(job["id"], "succeeded", result=result_for(["SGD", "adam"]))
+    stored = result_for(["SGD", "adam"])
+    worker.finish(job["id"], "succeeded", result=stored)
     done = client.get(f"/v1/jobs/{job['id']}/result", headers=ALICE)
     assert done.status_code == 200
     body = done.json()
-    assert body["id"] == job["id"] and body["status"] == "succeeded"
+    assert body == {"id": job["id"], "status": "succeeded", **stored}  # the typed model adds and drops nothing
     assert [arm["label"] for arm in body["arms"]] == ["SGD", "adam"]
     assert body["recommendation"]["learning_rate"] == 1e-3
 

@@ -113,6 +113,11 @@ def test_openapi_documents_contract(client: TestClient) -> None:
     assert submit_op["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/JobSpec"
     assert {"JobSpec", "Sweep", "OptimizerArm", "DatasetRef", "Problem", "Job"} <= doc["components"]["schemas"].keys()
     assert "HTTPValidationError" not in doc["components"]["schemas"]
+    result_op = doc["paths"]["/v1/jobs/{job_id}/result"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert result_op["schema"]["$ref"] == "#/components/schemas/Result"  # the real result, documented
+    schemas = doc["components"]["schemas"]
+    assert {"fingerprint", "confirm", "suggestions", "repeats"} <= schemas["ArmResult"]["properties"].keys()
+    assert "runs" in schemas["EngineFigures"]["properties"] and "winner" in schemas["ConfirmCandidate"]["properties"]
     assert client.get("/docs").status_code == 200
 
 

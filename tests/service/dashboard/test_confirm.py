@@ -103,8 +103,9 @@ class FakeWorker:
 
     def finish(self, status: str) -> dict[str, Any]:
         """The last run's part, as the coordinator does it: the result from every run's chunks and outcome."""
-        stopped, result = assembled(self.store, self.id, self.job, time.time(), None)
+        stopped, assembled_result = assembled(self.store, self.id, self.job, time.time(), None)
         assert stopped == ("cancelled" if status == "cancelled" else None)
+        result = assembled_result.api()  # the store keeps JSON, as the coordinator's `_finish` does
         assert self.store.finish(self.id, status, result=result)
         return result
 

@@ -1,0 +1,121 @@
+"""The result of a job as typed records: what `lrrt.results` assembles, what the API's result route
+declares (`service/api/schemas.py`, so `/openapi.json` documents the real fields), and what the
+coordinator finishes a job with (`lrrt.coordinator`).
+
+Dicts stay at the JSON edges: the store keeps the result as JSON, `JobResult.api()` gives the API's
+object. Rule-owned nested shapes (`repeats`, `rules`, `diagnostics`, the recommendation's
+`one_cycle`) are the suggestion rules' (`lrrt.suggestions`), typed as JSON values here. A field an
+arm or a result does not have is left out of the JSON, not sent as null (`arms[].confirm` exists only
+when the job confirms), so the JSON is the one `docs/api.md` shows. The fields its example names are
+required; the rest (the rules' detail, fingerprints, confirm, the engine's runs) are optional, as a
+result stored before they existed lacks them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def api(self) -> dict[str, Any]:
+        """The JSON object, without the fields this record was not given."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class RunOutcome(_Record):
+    """How one run ended, as its engine reports it: a range-test run's stop reason and fingerprint, a
+    confirm candidate's also its LR, held-out loss and curve (`lrrt.confirm.entries` reads them)."""
+
+    stop_reason: str
+    fingerprint: dict[str, str] | None = None
+    lr: float | None = None
+    val_loss: float | None = None
+    steps: int | None = None
+    losses: list[float | None] | None = None
+
+
+class OptimizerRef(_Record):
+    name: str
+    params: dict[str, Any]
+
+
+class ConfirmCandidate(_Record):
+    """One confirm candidate of an arm (`sweep.confirm`): its constant LR, held-out loss and curve."""
+
+    lr: float
+    val_loss: float | None
+    steps: int
+    losses: list[float | None]
+    stop_reason: str | None
+    winner: bool
+
+
+class ArmResult(_Record):
+    """One arm's entry: its first seed's curves, the rules' suggestions, and the spread over seeds."""
+
+    label: str
+    optimizer: OptimizerRef
+    lrs: list[float | None] = Field(description="lrs[i] is the learning rate of step i.")
+    losses: list[float | None] = Field(description="losses[i] is step i's own batch loss (not a running mean).")
+    val_losses: list[float | None] | None
+    stop_reason: str | None
+    smoothed_losses: list[float | None]
+    loss_deltas: list[float | None]
+    suggestions: dict[str, float | None] | None
+    rules: dict[str, str] | None = None
+    lr_bounds: dict[str, float | None] | None
+    recommended_lr: float | None
+    recommended_rule: str | None = None
+    rule_spread_log10: float | None = None
+    min_loss: float | None
+    min_loss_lr: float | None
+    diagnostics: list[Any]
+    fingerprint: dict[str, str] | None = Field(
+        None, description="Short sha256 of the run's initial weights and first batch; equal across arms.")
+    repeats: dict[str, Any] | None = Field(description="With repeats > 1: each seed's suggestions and their spread.")
+    confirm: list[ConfirmCandidate] | None = Field(None, description="With sweep.confirm: the candidates trained.")
+
+
+class EngineRun(_Record):
+    """One run of the job as it ran: which (arm, seed) or confirm slot, where, and how long."""
+
+    arm_index: int
+    repeat: int
+    slot: int | None = None
+    worker: str | None
+    attempts: int
+    device: str
+    steps: int
+    seconds: float
+
+
+class EngineFigures(_Record):
+    """Which Keras and backend ran the job, why that backend (the routing choice its record keeps), and
+    the job's figures."""
+
+    keras: str
+    backend: str
+    backend_reason: str | None = None
+    device: str
+    seconds: float
+    steps_per_execution: int | None = None
+    steps_per_second: float | None = None
+    weights: dict[str, str] | None = Field(None, description="The user's weights every run started from: uri and sha256.")
+    classes: list[str] | None = Field(None, description="An image folder's class names, in label order.")
+    runs: list[EngineRun] | None = None
+
+
+class JobResult(_Record):
+    """The whole result: every arm, the best one, the recommendation, the engine's figures; `stopped`
+    says why the curves end early (a cancel, the time limit), None for a job that ran to its end."""
+
+    arms: list[ArmResult]
+    best_arm: str | None
+    recommendation: dict[str, Any] | None
+    recommendation_reason: str | None = None
+    engine: EngineFigures | None
+    stopped: str | None = None
