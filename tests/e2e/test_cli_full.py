@@ -47,7 +47,8 @@ def test_every_spec_flag_reaches_the_job_then_json_csv_code_jobs_delete(api_serv
     assert run.returncode == 0, run.stderr
     job = json.loads(run.stdout)
     spec = job["spec"]
-    assert spec["dataset"] == {"uri": "builtin:digits", "normalize": True, "validation_split": 0.2, "max_samples": 600}
+    assert spec["dataset"] == {"uri": "builtin:digits", "normalize": True, "validation_split": 0.2, "max_samples": 600,
+                               "format": None, "columns": None}  # the object-storage fields, left to their defaults
     assert spec["sweep"]["divergence_threshold"] is None and spec["sweep"]["evaluate_on"] == "validation"
     assert (spec["sweep"]["seed"], spec["sweep"]["moving_average"], spec["sweep"]["num_steps"]) == (3, 5, 30)
     assert job["labels"] == {"team": "vision", "run": "cli"}

@@ -63,6 +63,16 @@ def make_spec(**overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def settings(settings: Settings) -> Settings:
+    """The session's settings under a key prefix and queue of the API tests' own. The cross-process
+    tests (tests/e2e, tests/reliability) keep a worker live on the session's prefix, and these tests
+    assert what the API answers with no worker (routing, `/readyz`, queued jobs), whatever order the
+    directories run in. The session's cleanup deletes `<session prefix>*`, which covers this one."""
+    prefix = f"{settings.key_prefix}-api"
+    return settings.model_copy(update={"key_prefix": prefix, "queue": prefix})
+
+
+@pytest.fixture(scope="session")
 def app(settings: Settings) -> FastAPI:
     return create_app(settings, reaper_interval_s=None)
 
