@@ -185,14 +185,21 @@ def _parquet(fs: Any, layout: Layout, ref: DatasetRef, settings: Settings, *, n:
                 raise DatasetError(f"{uri[:200]}: row group {index} holds {part.num_rows} rows, not the {count} its "
                                    "metadata claims")
             tables.append(part)
-        if not tables:
-            raise DatasetError(f"{ref.uri[:200]} holds no rows")
-        try:
-            table = pa.concat_tables(tables)
-        except pa.ArrowException as exc:
-            raise DatasetError(f"{ref.uri[:200]}: the shards' columns differ ({str(exc)[:200]}); give every shard one schema") from None
+        table = _one_table(tables, ref.uri)
     rows = draw(table.num_rows, n, seed)  # rows drawn within the drawn row groups
     return _columns_to_arrays(table if rows is None else table.take(pa.array(rows)), ref, ref.uri)
+
+
+def _one_table(tables: list[Any], uri: str) -> Any:
+    """The shards' tables as one, for Parquet and CSV alike: shards whose columns differ cannot be stacked."""
+    import pyarrow as pa
+
+    if not tables:
+        raise DatasetError(f"{uri[:200]} holds no rows")
+    try:
+        return pa.concat_tables(tables)
+    except pa.ArrowException as exc:
+        raise DatasetError(f"{uri[:200]}: the shards' columns differ ({str(exc)[:200]}); give every shard one schema") from None
 
 
 def _exact_reads(fs: Any) -> dict[str, Any]:
@@ -271,11 +278,7 @@ def _csv(fs: Any, layout: Layout, ref: DatasetRef, settings: Settings, *, n: int
             break
     if not rows:
         raise DatasetError(f"{ref.uri[:200]} holds no rows")
-    try:
-        table = pa.concat_tables(tables)
-    except pa.ArrowException as exc:
-        raise DatasetError(f"{ref.uri[:200]}: the shards' columns differ ({str(exc)[:200]})") from None
-    return _columns_to_arrays(table, ref, ref.uri)
+    return _columns_to_arrays(_one_table(tables, ref.uri), ref, ref.uri)
 
 
 def _newlines(chunk: bytes) -> list[int]:
