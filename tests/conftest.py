@@ -18,8 +18,8 @@ from lrrt.settings import Settings
 from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
 
-# The `s3` fixture: moto's S3 server on 127.0.0.1 (tests/fixtures/s3.py).
-pytest_plugins = ["tests.fixtures.s3"]
+# The `s3` and `gcs` fixtures: moto's S3 server and fake-gcs-server on 127.0.0.1 (tests/fixtures/).
+pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.gcs"]
 
 REDIS_URL = os.environ.get("LRRT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
