@@ -80,7 +80,7 @@ class CapExceeded(EngineError):
 class ResourceExhausted(EngineError):
     """Out of memory on the device."""
 
-    slug = "out-of-memory"
+    slug = "resource-exhausted"
     title = "The model and batch do not fit in memory"
     status = 507
 
