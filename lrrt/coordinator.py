@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lrrt import confirm
-from lrrt.problems import EngineError, InternalError, TimeLimit
+from lrrt.problems import EngineError, InternalError, ProblemException, TimeLimit
 from lrrt.progress import Chunk, ChunkHook, JobProgress
 from lrrt.reaper import partial_or_none
 from lrrt.repository import JobRepository
@@ -130,8 +130,7 @@ class Coordinator:
                 assert lr is not None
                 ran = self.engine.confirm(spec, ref.arm_index, ref.slot, lr, self.on_chunk)
         except EngineError as exc:
-            self.failure = exc
-            return self._fail(spec, exc.problem())
+            return self.fail(exc)
         except Exception as exc:
             log.exception("job %s: unexpected error in the sweep", c.job_id)
             self.failure = exc
@@ -187,6 +186,14 @@ class Coordinator:
             assert self.time_limit_s is not None  # only `_over_time` stops a run for time
             return self._finish("failed", result=result, error=TimeLimit(self.time_limit_s).problem())
         return self._finish("succeeded", result=result)
+
+    def fail(self, error: ProblemException) -> str:
+        """Fail the job with `error`, a problem of the request, from this run. The worker's memory guard
+        calls it from its own thread while the run still allocates (worker/tasks.py): the job is failed
+        under this run's token, so a redelivered message finds it ended and claims nothing."""
+        assert self.spec is not None, "a run fails its job once it has read the job's spec"
+        self.failure = error
+        return self._fail(self.spec, error.problem())
 
     def _fail(self, spec: JobSpec, problem: dict[str, Any]) -> str:
         """A run that cannot go on fails its job now; the job's other runs stop at their next chunk."""

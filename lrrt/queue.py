@@ -29,6 +29,12 @@ def make_celery(settings: Settings | None = None) -> Celery:
         # A crashed child or lost worker puts the message back; the record caps redeliveries.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # On a lost broker connection, True would SIGTERM every child running a late-acked task (its
+        # message can no longer be acked and comes back anyway; Celery 6 makes True the default). Here
+        # the job record's lease, not the message, decides who runs a run: the store rides out a Redis
+        # restart (worker/tasks.py), the sweep goes on, and the message that comes back finds the run
+        # held (`busy`). Cancelling would throw away the run's progress and spend one of its attempts.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         # One sweep at a time per process: a long job must not hold others hostage in a prefetch buffer.
         worker_prefetch_multiplier=1,
         # Above the hard limit, or the Redis broker redelivers long jobs while they still run (celery#5935).

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
                                    "(.weights.h5).")
     max_unfinished_jobs: int = Field(20, description="Queued + running jobs per tenant before 429.")
     job_time_limit_s: int = Field(3600, description="Wall time a job may run before it fails.")
+    memory_limit_bytes: int = Field(8 * 1024 ** 3, ge=0, description="Memory one run of a job may use: what a "
+                                    "worker child may add to its resident memory (RSS) while it runs a job, above "
+                                    "what the child held when the run began (its imports and caches); over it the "
+                                    "run fails with resource-exhausted after one attempt (worker/memory.py). 0 "
+                                    "turns the worker's guard off.")
     max_redeliveries: int = Field(2, description="Times a run of a job is retried after its worker died or stuck.")
     stuck_after_s: float = Field(600, gt=0, description="Floor of the stuck-run watchdog: a run that reports no "
                                  "chunk for max(stuck_chunk_factor x its expected chunk time, this) is stuck.")

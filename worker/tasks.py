@@ -14,6 +14,9 @@ Keras engine. This module adds what only a Celery pool child has:
   silent for longer than `stuck_after` is declared stuck, given up (requeued, or the job failed once
   out of attempts) and its pool child exits, so Celery replaces it (`_Lease`). If the lease is lost
   (expired, or another worker took the run over), the coordinator stops the run and reports nothing.
+- The same thread is the run's memory guard (`worker.memory`): a run whose pool child grows past
+  LRRT_MEMORY_LIMIT_BYTES fails its job with `resource-exhausted` and the child exits, the same way
+  out as a stuck run's, but without a retry: the same run would only grow again.
 - The worker's store and Celery app ride out a Redis restart for as long as a lease lives
   (`store_from_settings(ride_out_s=)`, `task_publish_retry_policy`).
 
@@ -31,12 +34,13 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import redis
 
 from lrrt.coordinator import Claimed, Coordinator, Ran
-from lrrt.problems import WorkerStuck
+from lrrt.problems import MemoryLimitExceeded, WorkerStuck
 from lrrt.progress import Chunk, ChunkHook
 from lrrt.queue import RUN_JOB_TASK, enqueue, make_celery
 from lrrt.reaper import fail_worker_lost, partial_or_none
@@ -45,6 +49,7 @@ from lrrt.spec import JobSpec
 from lrrt.store.jobs import LEASE_TTL_S, JobStore, now_iso, store_from_settings
 from lrrt.store.outcomes import ClaimOutcome, Release
 from worker import heartbeat
+from worker.memory import TICK_S, MemoryGuard
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +103,8 @@ class JobRun:
         if held is None:  # taken over between claim and here
             return "lease-lost"
         claimed = Claimed(self.job_id, run=held[0], attempts=held[1], token=self.token, worker=self.worker)
-        self.coordinator = Coordinator(self.store, _KerasEngine(self.settings), claimed,
+        self.engine = _KerasEngine(self.settings)
+        self.coordinator = Coordinator(self.store, self.engine, claimed,
                                        time_limit_s=self.settings.job_time_limit_s, default_queue=self.settings.queue,
                                        send=lambda queue: enqueue(app, self.job_id, queue), after_chunk=self._after_chunk)
         keeper = threading.Thread(target=_Lease(self).keep, name=f"lease-{self.job_id[:8]}-{claimed.run}", daemon=True)
@@ -120,6 +126,8 @@ class _KerasEngine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        #: the run's memory budget, from the child's resident size once Keras is in; None until then (or off)
+        self.guard: MemoryGuard | None = None
 
     def prepare(self) -> None:
         heartbeat.import_keras()  # after (or instead of) the child's warm-up import, never beside it
@@ -127,6 +135,7 @@ class _KerasEngine:
         from worker.engine.sweep import KerasEngine  # here, not in the first run's time the watchdog counts
 
         self.keras = KerasEngine(self.settings.data_root, caps=self.settings)
+        self.guard = MemoryGuard.start(self.settings.memory_limit_bytes)
 
     def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook) -> Ran:
         return self.keras.sweep(spec, arm_index, repeat, on_chunk)
@@ -140,7 +149,8 @@ _chunk_times: deque[float] = deque(maxlen=100)
 
 
 class _Lease:
-    """Keeps a run's lease alive while the run proves progress, and replaces the pool child when it stops.
+    """Keeps a run's lease alive while the run proves progress and fits in memory, and replaces the pool
+    child when it does not.
 
     The lease alone proves only that this thread runs, not that the sweep does: a run blocked inside
     TensorFlow forever kept its lease and its job `running`. So every refresh also asks when the run
@@ -148,6 +158,8 @@ class _Lease:
     LRRT_STUCK_CHUNK_FACTOR times this process's mean chunk time, docs/operations.md), the run is stuck:
     the worker is marked stuck for `/readyz` and `/metrics`, the run is requeued (or its job failed
     with `worker-stuck` once out of attempts), and the process exits so that Celery starts a fresh child.
+    Between refreshes it reads the child's resident size every `worker.memory.TICK_S` once the engine is
+    prepared; over the run's memory limit, the job fails at once and the child exits (`out_of_memory`).
     """
 
     def __init__(self, run: JobRun) -> None:
@@ -160,7 +172,18 @@ class _Lease:
     def keep(self) -> None:
         run, coordinator = self.run, self.run.coordinator
         claimed = coordinator.claimed
-        while not run.done.wait(min(LEASE_TTL_S / 3, run.settings.stuck_after_s / 4)):
+        interval = min(LEASE_TTL_S / 3, run.settings.stuck_after_s / 4)
+        tick = TICK_S if run.settings.memory_limit_bytes > 0 else interval
+        next_refresh = time.monotonic() + interval
+        while not run.done.wait(tick):
+            guard = run.engine.guard
+            exceeded = guard.exceeded() if guard is not None else None
+            if exceeded is not None:
+                self.out_of_memory(exceeded)
+                return
+            if time.monotonic() < next_refresh:
+                continue
+            next_refresh = time.monotonic() + interval
             silent = time.monotonic() - coordinator.last_chunk_at
             if silent > self.stuck_after():
                 self.give_up(silent)
@@ -174,6 +197,7 @@ class _Lease:
                 log.warning("job %s: could not refresh the lease: %s", run.job_id, exc)
 
     def give_up(self, silent: float) -> None:
+        """The run is stuck: requeue it (or fail its job once out of attempts), then replace this child."""
         run, store, coordinator = self.run, self.run.store, self.run.coordinator
         claimed = coordinator.claimed
         limit = self.stuck_after()
@@ -181,7 +205,8 @@ class _Lease:
                   run.job_id, claimed.run, silent, limit)
         note = {"job_id": run.job_id, "run": claimed.run, "worker": run.worker, "pid": os.getpid(),
                 "seconds_without_chunk": round(silent, 1), "stuck_after_s": round(limit, 1), "at": now_iso()}
-        try:
+
+        def record() -> None:
             store.fleet.mark_stuck(run.worker, note, STUCK_MARK_TTL_S)
             store.stats.add_stuck()
             outcome = store.release_stuck(run.job_id, claimed.run, run.token, note)
@@ -192,17 +217,41 @@ class _Lease:
                 result = partial_or_none(store, run.job_id, spec, None) if spec else None
                 if store.finish(run.job_id, "failed", result=result, error=WorkerStuck(note, claimed.attempts).problem()):
                     store.stats.add_finished("failed", time.time() - coordinator.started_ts)
-        except Exception:  # whatever happens, the stuck child must go
-            log.exception("job %s: could not record the stuck run", run.job_id)
-        finally:
-            logging.shutdown()
-            os._exit(STUCK_EXIT_CODE)
+
+        _replace_child(record, run.job_id, STUCK_EXIT_CODE)
+
+    def out_of_memory(self, exceeded: MemoryLimitExceeded) -> None:
+        """The run grew past its memory limit: fail its job now, then replace this child.
+
+        No retry: the job ends before the child does, so the message Celery puts back when the child
+        exits (task_reject_on_worker_lost) finds it failed and claims nothing, and the reaper has no
+        lease to expire. The exit frees the memory at once; Celery forks a fresh child for the next job.
+        """
+        run = self.run
+        log.error("job %s run %s: grew this child's memory by %d MiB, over the limit of %d MiB; replacing this pool "
+                  "child", run.job_id, run.coordinator.claimed.run, exceeded.extensions["used_bytes"] >> 20,
+                  exceeded.extensions["limit_bytes"] >> 20)
+        _replace_child(lambda: run.coordinator.fail(exceeded), run.job_id, MEMORY_EXIT_CODE)
+
+
+def _replace_child(record: Callable[[], object], job_id: str, exit_code: int) -> NoReturn:
+    """Record why a run is given up (`record`), then end this pool child whatever happens, without
+    unwinding the run's thread (it may be blocked in TensorFlow or still allocating)."""
+    try:
+        record()
+    except Exception:
+        log.exception("job %s: could not record why its pool child is replaced", job_id)
+    finally:
+        logging.shutdown()
+        os._exit(exit_code)
 
 
 #: How long `/readyz` and `/metrics` show a worker whose watchdog replaced a stuck child.
 STUCK_MARK_TTL_S = 900
 #: The exit status of a pool child replaced by the watchdog (in the worker's log as the child's exit code).
 STUCK_EXIT_CODE = 70
+#: The exit status of a pool child whose run went over LRRT_MEMORY_LIMIT_BYTES.
+MEMORY_EXIT_CODE = 71
 
 
 @functools.cache

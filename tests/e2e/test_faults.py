@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +22,9 @@ from lrrt.settings import Settings
 from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
+from tests.keras_models import memory_bomb_json
 
-from .conftest import REPO, Api, Worker, long_sweep, wait_for_steps, wait_until
+from .conftest import REPO, Api, Worker, long_sweep, running_worker, wait_for_steps, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -158,3 +161,50 @@ def test_message_reserved_by_a_worker_that_died_before_claiming_is_put_back(redi
                 if _job_id_of(redis_client.hget(channel.unacked_key, tag)) == running:
                     redis_client.zrem(channel.unacked_index_key, tag)
                     redis_client.hdel(channel.unacked_key, tag)
+
+
+#: The memory guard's limit for `small_memory_worker`: a TensorFlow pool child holds ~0.85 GiB once Keras is
+#: in and a digits MLP fit adds ~30 MiB (docs/design.md); the bomb at 4096 px and batch 16 would add over
+#: 4 GiB (one conv output alone is 16 x 4094 x 4094 x 4 floats), so it is stopped near 2.4 GiB resident.
+MEMORY_LIMIT = 1536 * 1024 ** 2
+
+
+@pytest.fixture()
+def small_memory_worker(server_env: dict[str, str], e2e_settings: Settings, redis_client: redis.Redis,
+                        tmp_path: Path) -> Iterator[tuple[Worker, str]]:
+    """A one-child worker on a queue of its own whose runs may each add MEMORY_LIMIT to its resident size."""
+    queue = f"{e2e_settings.queue}-mem"
+    env = {**server_env, "LRRT_QUEUE": queue, "LRRT_MEMORY_LIMIT_BYTES": str(MEMORY_LIMIT)}
+    with running_worker(env, tmp_path, f"mem-{e2e_settings.key_prefix}", e2e_settings, redis_client) as w:
+        yield w, queue
+
+
+def test_run_over_the_memory_limit_fails_once_and_the_next_job_runs(small_memory_worker: tuple[Worker, str],
+                                                                    store: JobStore, e2e_settings: Settings,
+                                                                    digits_mlp: dict[str, Any]) -> None:
+    """Issue 20: a model every check at submission admits grows the worker's child past its memory limit.
+    Its job fails with `resource-exhausted` after one attempt (no redelivery: the job ended before the
+    child did), and the job queued behind it on the same one-child worker runs in the fresh child.
+
+    Sent straight to the store and queue, as a deployment whose submit-time estimate missed it would."""
+    worker, queue = small_memory_worker
+    app = make_celery(e2e_settings)
+
+    def submit(model: dict[str, Any], sweep: dict[str, Any]) -> str:
+        spec = JobSpec.model_validate({"model": model, "dataset": {"uri": "builtin:digits"}, "sweep": sweep})
+        job_id = store.create(tenant="alice", spec=spec, max_unfinished=50, queue=queue).job.id
+        enqueue(app, job_id, queue)
+        return job_id
+
+    bomb = submit(memory_bomb_json(4096), {"num_steps": 20, "batch_size": 16})
+    small = submit(digits_mlp, {"num_steps": 30, "batch_size": 16})
+    done = wait_until(lambda: (j := store.get(small)).status not in ("queued", "running") and j, RECOVERY_S,
+                      "the job behind the memory bomb to end")
+    assert done.status == "succeeded", done.error
+    failed = store.get(bomb)
+    assert failed is not None and failed.status == "failed" and failed.error is not None, failed
+    assert failed.attempts == 1 and store.r.hget(store.k.job(bomb), "run:0:attempts") == b"1"
+    assert failed.error["type"] == "urn:lrrt:problem:resource-exhausted"
+    assert failed.error["limit_bytes"] == MEMORY_LIMIT < failed.error["used_bytes"]
+    assert "LRRT_MEMORY_LIMIT_BYTES" in failed.error["detail"] and "batch_size" in failed.error["detail"]
+    assert worker.tail(400).count("exited with 'exitcode 71'") == 1  # the guard replaced the child once (tasks.MEMORY_EXIT_CODE)

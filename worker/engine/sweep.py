@@ -239,7 +239,8 @@ class _Setup:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if exc is not None and not isinstance(exc, EngineError) and isinstance(exc, Exception) and _is_oom(exc):
             raise ResourceExhausted(
-                "the device ran out of memory: lower batch_size or use a smaller model", error=type(exc).__name__
+                "The device ran out of memory running this model at this batch size. Use a smaller batch_size, "
+                "smaller inputs or fewer and narrower layers.", error=type(exc).__name__
             ) from None
 
     def _prepare(self) -> None:

@@ -177,7 +177,9 @@ def test_out_of_memory_becomes_resource_exhausted(engine_root: Path, caps, monke
     monkeypatch.setattr(keras.Model, "fit", fit)
     with pytest.raises(ResourceExhausted) as caught:
         run_sweep(make_spec(num_steps=10, seed=11), data_root=engine_root, caps=caps)
-    assert caught.value.problem()["status"] == 507
+    problem = caught.value.problem()
+    assert problem["status"] == 507 and problem["type"] == "urn:lrrt:problem:resource-exhausted"
+    assert "batch_size" in problem["detail"]
 
 
 def test_epochs_sized_sweep_over_the_step_cap_fails_before_training(engine_root: Path) -> None:
