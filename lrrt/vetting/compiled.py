@@ -106,6 +106,8 @@ MAX_STRING = 128
 MAX_MAGNITUDE = 2.0**53
 
 Scalar = float | int | bool | str | None
+#: What a problem with a setting that must be a scalar says is expected.
+SCALAR = f"(expected a finite number of at most 2**53, a bool, null or a string of at most {MAX_STRING} characters)"
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ def _optimizer_problems(optimizer: Any) -> Iterator[str]:
             yield from _object_problems(value, f"{where}.config.learning_rate", "keras.optimizers.schedules",
                                         SCHEDULE_CLASSES, nested_scalars=True)
         elif not _scalar(value):
-            yield f"{where}.config.{_short(key)}: {_describe(value)}"
+            yield f"{where}.config.{_short(key)}: {_describe(value)} {SCALAR}"
 
 
 def _loss_problems(loss: Any, where: str, *, per_output: bool) -> Iterator[str]:
@@ -193,7 +195,7 @@ def _loss_problems(loss: Any, where: str, *, per_output: bool) -> Iterator[str]:
         if isinstance(config, dict):
             for key, value in config.items():
                 if not _scalar(value):
-                    yield f"{where}.config.{_short(key)}: {_describe(value)}"
+                    yield f"{where}.config.{_short(key)}: {_describe(value)} {SCALAR}"
 
 
 def _weights_problems(weights: Any) -> Iterator[str]:
@@ -228,7 +230,7 @@ def _object_problems(obj: dict[str, Any], where: str, module: str, classes: Any,
     elif nested_scalars:
         for key, value in config.items():
             if not (_scalar(value) or (isinstance(value, list) and len(value) <= MAX_PARAMS and all(map(_scalar, value)))):
-                yield f"{where}.config.{_short(key)}: {_describe(value)}"
+                yield f"{where}.config.{_short(key)}: {_describe(value)} {SCALAR}"
 
 
 def read(compile_config: dict[str, Any]) -> CompiledSetup:
