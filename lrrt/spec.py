@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from lrrt.vetting import compiled
 from lrrt.vetting.datasets import SCHEMES
@@ -312,17 +313,20 @@ class JobSpec(_Strict):
         given = self.model_fields_set
         if "optimizers" not in given and setup.optimizer is not None:
             if "optimizers" in setup.unusable:
-                raise ValueError(setup.unusable["optimizers"])
+                raise _refused("optimizers", setup.unusable["optimizers"])
             name, params = setup.optimizer
             try:
                 self.optimizers = [OptimizerArm(name=name, params=params)]
             except ValidationError as exc:
-                raise ValueError(f"the model was compiled with {name!r} {params}, which this service cannot run "
-                                 f"({exc.errors()[0]['msg']}): name the optimizers in the job") from None
+                raise _refused("optimizers", f"the model was compiled with {name!r} {params}, which this service cannot "
+                               f"run ({exc.errors()[0]['msg']}): name the optimizers in the job") from None
         if "loss" not in given and setup.loss is not None:
             if "loss" in setup.unusable:
-                raise ValueError(setup.unusable["loss"])
-            self.loss = _compiled_loss(setup.loss, self.model)
+                raise _refused("loss", setup.unusable["loss"])
+            try:
+                self.loss = _compiled_loss(setup.loss, self.model)
+            except ValueError as exc:
+                raise _refused("loss", str(exc)) from None
             if "loss_weights" not in given:
                 self.loss_weights = setup.loss_weights
         return self
@@ -373,6 +377,13 @@ class JobSpec(_Strict):
             if missing is not None:
                 raise ValueError(missing)
         return self
+
+
+def _refused(field: str, message: str) -> ValidationError:
+    """A refusal located at the job field a compiled model would have filled (`/loss`, `/optimizers`): that
+    is the field to name in the job instead (a `ValueError` in a model validator has no location)."""
+    error = PydanticCustomError("value_error", "{message}", {"message": message})
+    return ValidationError.from_exception_data("JobSpec", [InitErrorDetails(type=error, loc=(field,), input=None)])
 
 
 def _compiled_loss(loss: str | dict[str, str] | list[str], model: dict[str, Any]) -> str | dict[str, str]:

@@ -277,7 +277,7 @@ def run(
 
     try:
         found = lr_find(_read_model(spec.model), dataset=spec.dataset, loss=spec.loss,
-                        optimizers=[_optimizer(o) for o in spec.optimizers] or ("adam",), **spec.sweep)
+                        optimizers=[_optimizer(o) for o in spec.optimizers] or None, **spec.sweep)
     except ValidationError as exc:
         _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     except EngineError as exc:

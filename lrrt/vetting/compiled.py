@@ -155,7 +155,7 @@ def _optimizer_problems(optimizer: Any) -> Iterator[str]:
     name = optimizer.get("class_name")
     yield from _object_problems(optimizer, where, "keras.optimizers", OPTIMIZER_CLASSES)
     config = optimizer.get("config")
-    if not isinstance(config, dict) or name not in OPTIMIZER_CLASSES:
+    if not isinstance(config, dict) or not isinstance(name, str) or name not in OPTIMIZER_CLASSES:
         return
     if len(config) > MAX_PARAMS + 2:
         yield f"{where}.config with {len(config)} entries"
@@ -296,6 +296,10 @@ def _loss_identifier(loss: Any, where: str, unusable: dict[str, str]) -> str:
     """A loss entry as the identifier a job names it by (`lrrt.spec` checks it against LOSS_NAMES)."""
     if isinstance(loss, str):
         return loss
+    if loss is None:  # Keras trains that output without a loss; a job names one for every output
+        unusable["loss"] = (f"the model's {where} is null (no loss for that output), which a job's loss cannot "
+                            "express: name the loss in the job, one for every output")
+        return ""
     if loss["class_name"] == "function":
         return str(loss["config"])
     identifier, defaults = LOSS_CLASSES[loss["class_name"]]

@@ -146,6 +146,13 @@ def test_a_setting_a_job_cannot_express_refuses_only_when_the_job_leaves_it_to_t
     assert named.optimizers[0].name == "adam" and "compiled_loss_replaced" in codes(named)
 
 
+def test_an_output_compiled_without_a_loss_needs_the_jobs_loss() -> None:
+    model = compiled_json(loss={"a": "sparse_categorical_crossentropy", "b": None}, outputs=2)
+    with pytest.raises(ValidationError, match=r"loss\[b\] is null"):
+        spec_of(model)
+    assert spec_of(model, loss={"a": "mse", "b": "mse"}).loss == {"a": "mse", "b": "mse"}
+
+
 def test_the_job_wins_and_the_notes_say_so() -> None:
     model = compiled_json(keras.optimizers.SGD(momentum=0.9), loss="mse")
     spec = spec_of(model, optimizers=[{"name": "adam"}], loss="sparse_categorical_crossentropy", loss_weights=[2.0])
