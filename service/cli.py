@@ -575,6 +575,8 @@ def _print_result(res: dict[str, Any], state: str, error: dict[str, Any] | None 
                   highlight=False, markup=False)
     if res.get("stopped") and state == "succeeded":
         out.print(f"(partial result: the sweep was {res['stopped']})", highlight=False)
+    for note in res.get("notes") or []:  # a compiled model's: whether its optimizer and loss ran, what was ignored
+        out.print(f"Note: {note.get('message')}", highlight=False, markup=False)
 
 
 def _print_confirm(arms: list[dict[str, Any]]) -> None:
