@@ -199,7 +199,7 @@ def node_problems(node: dict[str, Any], where: str) -> Iterator[str]:
         if isinstance(value, str):
             yield from _string_problems(key, value)
     if where and node.get("compile_config") not in (None, {}):  # the top level's is read by `lrrt.vetting.compiled`
-        yield "compile_config"
+        yield "compile_config of a nested model (Keras compiles from it: save the inner model uncompiled)"
     if where == "activation" and "class_name" in node:
         yield f"activation object {describe(node.get('class_name'))}"
     if "module" in node and "class_name" not in node:

@@ -246,8 +246,8 @@ def read(compile_config: dict[str, Any]) -> CompiledSetup:
         weights = None  # all 1: what no weights means
     ignored = sorted(k for k in IGNORED_KEYS if compile_config.get(k) not in (None, False, 1, []))
     if ignored:
-        notes.append(f"the model's {', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not used: the range "
-                     "test records its own loss per step and runs its own execution settings")
+        notes.append(f"not taken from the model: {', '.join(ignored)} (the range test records its own loss per step "
+                     "and runs its own execution settings)")
     return CompiledSetup(optimizer=optimizer, loss=loss, loss_weights=weights, learning_rate=learning_rate,
                          notes=tuple(notes), unusable=unusable)
 
