@@ -297,53 +297,56 @@ class JobSpec(_Strict):
         """Every loss identifier the job names (one, or one per output)."""
         return sorted(set(self.loss.values())) if isinstance(self.loss, dict) else [self.loss]
 
-    @model_validator(mode="after")
-    def _compiled_defaults(self) -> JobSpec:
-        """`optimizers` and `loss` (with `loss_weights`) the job leaves out, from a compiled model's
+    @model_validator(mode="before")
+    @classmethod
+    def _compiled_defaults(cls, data: Any) -> Any:
+        """`optimizers` and `loss` (with `loss_weights`) the body leaves out, from a compiled model's
         `compile_config` (read through `lrrt.vetting.compiled`'s allow-list), so that the range test
-        trains as the user's model.compile(...) does and the spec stored from here on is explicit.
+        trains as the user's model.compile(...) does and the spec stored from here on is explicit. Filled
+        before validation, so the filled fields pass every rule a job's own do.
 
         A `compile_config` outside the allow-list fills nothing: vetting refuses it (`model-rejected`).
         A setting a job cannot express refuses the job only when the job leaves that field to the model.
         """
-        compile_config = self.model.get("compile_config")
-        if not compile_config or next(compiled.problems(compile_config), None) is not None:
-            return self
-        setup = compiled.read(compile_config)
-        given = self.model_fields_set
-        if "optimizers" not in given and setup.optimizer is not None:
+        if not isinstance(data, dict):
+            return data
+        model = data.get("model")
+        if isinstance(model, str):
+            try:
+                model = json.loads(model)
+            except json.JSONDecodeError:
+                return data  # the model's own validator says so
+        setup = compiled.setup_of(model)
+        if setup is None:
+            return data
+        data = {**data, "model": model}
+        if "optimizers" not in data and setup.optimizer is not None:
             if "optimizers" in setup.unusable:
                 raise _refused("optimizers", setup.unusable["optimizers"])
             name, params = setup.optimizer
-            try:
-                self.optimizers = [OptimizerArm(name=name, params=params)]
-            except ValidationError as exc:
-                raise _refused("optimizers", f"the model was compiled with {name!r} {params}, which this service cannot "
-                               f"run ({exc.errors()[0]['msg']}): name the optimizers in the job") from None
-        if "loss" not in given and setup.loss is not None:
+            data["optimizers"] = [{"name": name, "params": params}]
+        if "loss" not in data and setup.loss is not None:
             if "loss" in setup.unusable:
                 raise _refused("loss", setup.unusable["loss"])
             try:
-                self.loss = _compiled_loss(setup.loss, self.model)
+                data["loss"] = _compiled_loss(setup.loss, model)
             except ValueError as exc:
                 raise _refused("loss", str(exc)) from None
-            if "loss_weights" not in given:
-                self.loss_weights = setup.loss_weights
-        return self
+            data.setdefault("loss_weights", setup.loss_weights)
+        return data
 
     def compiled_notes(self) -> list[dict[str, str]]:
         """How this job's setup relates to its model's `compile_config`, as the result's `notes` say it
         (`{"code", "message"}`; empty for an uncompiled model): whether the model's optimizer and loss
         are the ones used or the job's replaced them, its learning rate, and what was ignored."""
-        compile_config = self.model.get("compile_config")
-        if not compile_config or next(compiled.problems(compile_config), None) is not None:
+        setup = compiled.setup_of(self.model)
+        if setup is None:
             return []
-        setup = compiled.read(compile_config)
         notes = []
         if setup.optimizer is not None:
             name, params = setup.optimizer
             described = f"{name} {params}" if params else name
-            used = [arm.display_label for arm in self.optimizers if (arm.name, dict(arm.params)) == (name.lower(), params)]
+            used = [arm.display_label for arm in self.optimizers if (arm.name, arm.params) == (name, params)]
             notes.append({"code": "compiled_optimizer_used", "message": f"arm {used[0]!r} is the model's compiled optimizer "
                           f"({described})"} if used else
                          {"code": "compiled_optimizer_replaced", "message": f"the job's optimizers were used, not the "

@@ -233,6 +233,15 @@ def _object_problems(obj: dict[str, Any], where: str, module: str, classes: Any,
                 yield f"{where}.config.{_short(key)}: {_describe(value)} {SCALAR}"
 
 
+def setup_of(model: Any) -> CompiledSetup | None:
+    """The training setup a model JSON was compiled with; None when it was not compiled (no or an empty
+    `compile_config`) or its `compile_config` has `problems` (vetting refuses it)."""
+    compile_config = model.get("compile_config") if isinstance(model, dict) else None
+    if not compile_config or next(problems(compile_config), None) is not None:
+        return None
+    return read(compile_config)
+
+
 def read(compile_config: dict[str, Any]) -> CompiledSetup:
     """The training setup of a `compile_config` that `problems` found nothing in (an empty one: nothing)."""
     notes: list[str] = []

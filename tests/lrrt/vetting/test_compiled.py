@@ -135,6 +135,9 @@ def test_losses_per_output_as_a_dict_or_a_list_with_their_weights() -> None:
     assert as_list.loss == {"a": "sparse_categorical_crossentropy", "b": "mse"} and as_list.loss_weights == [2.0, 0.25]
     vet_spec(as_list, Settings())
     assert spec_of(compiled_json(loss_weights=[1.0])).loss_weights is None  # all 1: no weights
+    with pytest.raises(ValidationError) as caught:  # filled fields pass the rules a job's own do
+        spec_of(compiled_json(loss_weights=[1e7]))
+    assert caught.value.errors()[0]["loc"] == ("loss_weights", "list[constrained-float]", 0)
 
 
 def test_a_setting_a_job_cannot_express_refuses_only_when_the_job_leaves_it_to_the_model() -> None:
