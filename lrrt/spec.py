@@ -310,7 +310,7 @@ class JobSpec(_Strict):
         """
         if not isinstance(data, dict):
             return data
-        model = data.get("model")
+        model: Any = data.get("model")
         if isinstance(model, str):
             try:
                 model = json.loads(model)
