@@ -7,8 +7,10 @@ stored spec, which the worker runs, is explicit), the job's own win when it name
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from lrrt.store.jobs import JobStore
@@ -43,11 +45,23 @@ def submit_body(model: dict[str, Any], **fields: Any) -> dict[str, Any]:
     return body
 
 
+@pytest.fixture(autouse=True)
+def client(client: TestClient) -> Iterator[TestClient]:
+    """The session's client; the jobs a test here created are cancelled afterwards, so that they do not
+    count towards alice's unfinished-jobs cap in the tests that run after these."""
+    before = {job["id"] for job in client.get("/v1/jobs?limit=100", headers=ALICE).json()["items"]}
+    yield client
+    for job in client.get("/v1/jobs?limit=100", headers=ALICE).json()["items"]:
+        if job["id"] not in before and job["status"] in ("queued", "running"):
+            client.post(f"/v1/jobs/{job['id']}/cancel", headers=ALICE)
+
+
 def notes_of(client: TestClient, worker: FakeWorker, job_id: str, label: str) -> dict[str, str]:
     worker.start(job_id)
     worker.chunk(job_id, 0, label, 0, 5)
     partial = client.get(f"/v1/jobs/{job_id}/result?partial=true", headers=ALICE)
     assert partial.status_code == 200, partial.text
+    worker.finish(job_id, "cancelled")  # no longer unfinished: alice's cap is the session's
     notes: dict[str, str] = {}
     for note in partial.json()["notes"]:  # one code may have several notes (the settings ignored)
         notes[note["code"]] = " | ".join(filter(None, [notes.get(note["code"]), note["message"]]))
