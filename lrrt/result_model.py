@@ -119,3 +119,6 @@ class JobResult(_Record):
     recommendation_reason: str | None = None
     engine: EngineFigures | None
     stopped: str | None = None
+    notes: list[dict[str, str]] | None = Field(None, description=(
+        "A compiled model's: whether its compiled optimizer and loss were used or the job's replaced them, its "
+        "learning rate, and the settings not taken from it ({code, message}); absent for an uncompiled model."))

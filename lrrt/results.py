@@ -114,12 +114,13 @@ def arm_result(arm: OptimizerArm, runs: list[RunCurves], spec: JobSpec, *, plann
 
 
 def finished_result(arms: list[dict[str, Any]], *, engine: dict[str, Any] | None, stopped: str | None,
-                    confirm_steps: int | None = None) -> dict[str, Any]:
+                    confirm_steps: int | None = None, notes: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """The whole result from its arms: the best arm, the recommendation, strict JSON throughout.
 
     With `confirm_steps` (the job confirms; each arm's `confirm` list is filled), the best arm and the
     recommendation are the measured winner's: `verified: true`, with the criterion named. When no
     candidate could be scored, the range test's recommendation stays, unverified, and says why.
+    `notes` (a compiled model's, `JobSpec.compiled_notes`) are kept only when there are some.
     """
     best = suggestions.best_arm(arms)
     recommendation = suggestions.recommendation(arms, best)
@@ -138,7 +139,7 @@ def finished_result(arms: list[dict[str, Any]], *, engine: dict[str, Any] | None
             recommendation["criterion"] += "; confirm could not verify it: " + confirm.UNVERIFIED
     return suggestions.json_safe({"arms": arms, "best_arm": best, "recommendation": recommendation,
                                   "recommendation_reason": suggestions.recommendation_reason(arms),
-                                  "engine": engine, "stopped": stopped})
+                                  "engine": engine, "stopped": stopped, **({"notes": notes} if notes else {})})
 
 
 def partial_result(spec: JobSpec, chunks: list[dict[str, Any]], *, stopped: str | None = None,
@@ -183,7 +184,8 @@ def stitched_result(job: JobSpec, chunks: list[dict[str, Any]], outcomes: dict[t
         if job.sweep.confirm is not None:
             entry["confirm"] = confirm.arm_entries(confirmed or {}, index)
         arms.append(entry)
-    return finished_result(arms, engine=engine, stopped=stopped, confirm_steps=confirm_steps(job, planned))
+    return finished_result(arms, engine=engine, stopped=stopped, confirm_steps=confirm_steps(job, planned),
+                           notes=job.compiled_notes())
 
 
 def confirm_steps(spec: JobSpec, planned_steps: int) -> int | None:

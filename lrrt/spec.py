@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from lrrt.vetting import compiled
 from lrrt.vetting.datasets import SCHEMES
 from lrrt.vetting.summary import ModelSummary, summarize
 
@@ -58,6 +60,8 @@ FORBIDDEN_OPTIMIZER_PARAMS: frozenset[str] = frozenset(
 )
 
 ParamValue = float | int | bool | str | None
+#: One output's weight in the total loss.
+LossWeight = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -233,10 +237,15 @@ class JobSpec(_Strict):
         examples=[None, "weights:3f2a9c0e5b7d4f18a6c2e0b9d8f7a6c5"])
     loss: str | dict[Annotated[str, Field(max_length=128)], str] = Field(
         "sparse_categorical_crossentropy",
-        description="A Keras loss identifier, or an object giving one per model output (keyed by output name).",
+        description="A Keras loss identifier, or an object giving one per model output (keyed by output name). "
+        "Default: a compiled model's own loss, else sparse_categorical_crossentropy.",
     )
+    loss_weights: list[LossWeight] | dict[Annotated[str, Field(max_length=128)], LossWeight] | None = Field(
+        None, description="Each output's weight in the total loss (Keras's compile(loss_weights=...)): a list in output "
+        "order or {output name: weight}. Default: a compiled model's own when the job names no loss, else all 1.")
     optimizers: Annotated[list[OptimizerArm], Field(min_length=1, max_length=16)] = Field(
-        default_factory=lambda: [OptimizerArm(name="adam")]
+        default_factory=lambda: [OptimizerArm(name="adam")],
+        description="The arms. Default: a compiled model's own optimizer with its hyperparameters, else adam.",
     )
     sweep: Sweep = Field(default_factory=Sweep)
     labels: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]] = Field(
@@ -288,6 +297,77 @@ class JobSpec(_Strict):
         """Every loss identifier the job names (one, or one per output)."""
         return sorted(set(self.loss.values())) if isinstance(self.loss, dict) else [self.loss]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _compiled_defaults(cls, data: Any) -> Any:
+        """`optimizers` and `loss` (with `loss_weights`) the body leaves out, from a compiled model's
+        `compile_config` (read through `lrrt.vetting.compiled`'s allow-list), so that the range test
+        trains as the user's model.compile(...) does and the spec stored from here on is explicit. Filled
+        before validation, so the filled fields pass every rule a job's own do.
+
+        A `compile_config` outside the allow-list fills nothing: vetting refuses it (`model-rejected`).
+        A setting a job cannot express refuses the job only when the job leaves that field to the model.
+        """
+        if not isinstance(data, dict):
+            return data
+        model: Any = data.get("model")
+        if isinstance(model, str):
+            try:
+                model = json.loads(model)
+            except json.JSONDecodeError:
+                return data  # the model's own validator says so
+        setup = compiled.setup_of(model)
+        if setup is None:
+            return data
+        data = {**data, "model": model}
+        if "optimizers" not in data and setup.optimizer is not None:
+            if "optimizers" in setup.unusable:
+                raise _refused("optimizers", setup.unusable["optimizers"])
+            name, params = setup.optimizer
+            data["optimizers"] = [{"name": name, "params": params}]
+        if "loss" not in data and setup.loss is not None:
+            if "loss" in setup.unusable:
+                raise _refused("loss", setup.unusable["loss"])
+            try:
+                data["loss"] = _compiled_loss(setup.loss, model)
+            except ValueError as exc:
+                raise _refused("loss", str(exc)) from None
+            data.setdefault("loss_weights", setup.loss_weights)
+        return data
+
+    def compiled_notes(self) -> list[dict[str, str]]:
+        """How this job's setup relates to its model's `compile_config`, as the result's `notes` say it
+        (`{"code", "message"}`; empty for an uncompiled model): whether the model's optimizer and loss
+        are the ones used or the job's replaced them, its learning rate, and what was ignored."""
+        setup = compiled.setup_of(self.model)
+        if setup is None:
+            return []
+        notes = []
+        if setup.optimizer is not None:
+            name, params = setup.optimizer
+            described = f"{name} {params}" if params else name
+            used = [arm.display_label for arm in self.optimizers if (arm.name, arm.params) == (name, params)]
+            notes.append({"code": "compiled_optimizer_used", "message": f"arm {used[0]!r} is the model's compiled optimizer "
+                          f"({described})"} if used else
+                         {"code": "compiled_optimizer_replaced", "message": f"the job's optimizers were used, not the "
+                          f"model's compiled {described}"})
+        if isinstance(setup.learning_rate, float | int):
+            notes.append({"code": "compiled_learning_rate", "message": f"the model was compiled with learning_rate "
+                          f"{setup.learning_rate:.3g}; the range test sweeps its own from start_lr to end_lr"})
+        elif setup.learning_rate is not None:
+            notes.append({"code": "compiled_learning_rate", "message": f"the model was compiled with a "
+                          f"{setup.learning_rate} schedule; the range test sweeps its own learning rate"})
+        if setup.loss is not None:
+            try:
+                same = "loss" not in setup.unusable and _compiled_loss(setup.loss, self.model) == self.loss
+            except ValueError:
+                same = False
+            notes.append({"code": "compiled_loss_used", "message": f"the loss is the model's compiled loss ({self.loss})"}
+                         if same else {"code": "compiled_loss_replaced", "message": f"the job's loss ({self.loss}) was "
+                                       f"used, not the model's compiled loss ({setup.loss})"})
+        notes.extend({"code": "compiled_setting_ignored", "message": note} for note in setup.notes)
+        return notes
+
     @model_validator(mode="after")
     def _unique_labels(self) -> JobSpec:
         seen: set[str] = set()
@@ -300,6 +380,34 @@ class JobSpec(_Strict):
             if missing is not None:
                 raise ValueError(missing)
         return self
+
+
+def _refused(field: str, message: str) -> ValidationError:
+    """A refusal located at the job field a compiled model would have filled (`/loss`, `/optimizers`): that
+    is the field to name in the job instead (a `ValueError` in a model validator has no location)."""
+    error = PydanticCustomError("value_error", "{message}", {"message": message})
+    return ValidationError.from_exception_data("JobSpec", [InitErrorDetails(type=error, loc=(field,), input=None)])
+
+
+def _compiled_loss(loss: str | dict[str, str] | list[str], model: dict[str, Any]) -> str | dict[str, str]:
+    """A compiled model's loss (`compiled.CompiledSetup.loss`) in the spelling a job's `loss` stores: a list
+    (one per output, in output order) is keyed by `model`'s output names, as a job names them."""
+    if isinstance(loss, list):
+        from lrrt.vetting.vet import model_io  # vet imports this module; the reverse is needed only here
+
+        try:
+            _, outputs = model_io(model)
+        except (AttributeError, TypeError, IndexError):  # JSON that vetting refuses anyway
+            outputs = []
+        if len(outputs) != len(loss):
+            raise ValueError(f"the model was compiled with {len(loss)} losses in a list, but its JSON names outputs "
+                             f"{outputs}: name the loss in the job, one per output name")
+        loss = dict(zip(outputs, loss))
+    try:
+        return {output: _loss_name(name) for output, name in loss.items()} if isinstance(loss, dict) else _loss_name(loss)
+    except ValueError as exc:
+        raise ValueError(f"the model was compiled with a loss this service does not serve ({exc}): name the loss "
+                         "in the job") from None
 
 
 def _loss_name(name: str) -> str:

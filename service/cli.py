@@ -277,7 +277,7 @@ def run(
 
     try:
         found = lr_find(_read_model(spec.model), dataset=spec.dataset, loss=spec.loss,
-                        optimizers=[_optimizer(o) for o in spec.optimizers] or ("adam",), **spec.sweep)
+                        optimizers=[_optimizer(o) for o in spec.optimizers] or None, **spec.sweep)
     except ValidationError as exc:
         _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     except EngineError as exc:
@@ -575,6 +575,8 @@ def _print_result(res: dict[str, Any], state: str, error: dict[str, Any] | None 
                   highlight=False, markup=False)
     if res.get("stopped") and state == "succeeded":
         out.print(f"(partial result: the sweep was {res['stopped']})", highlight=False)
+    for note in res.get("notes") or []:  # a compiled model's: whether its optimizer and loss ran, what was ignored
+        out.print(f"Note: {note.get('message')}", highlight=False, markup=False)
 
 
 def _print_confirm(arms: list[dict[str, Any]]) -> None:

@@ -33,7 +33,8 @@ ALIASES = {("sweep", "num_steps"): ["--steps"]}
 #: Fields that are not generated options: `uri` is `--dataset` (in COMMON).
 NOT_OPTIONS = {("dataset", "uri")}
 OPTIMIZER_HELP = ("An arm: NAME[:key=value,...][@label], e.g. 'sgd:momentum=0.9,nesterov=true@SGD momentum' "
-                  "(the label after @ names the arm in tables and charts). Repeat for several arms (default adam).")
+                  "(the label after @ names the arm in tables and charts). Repeat for several arms (default: a compiled "
+                  "model's own optimizer, else adam).")
 
 
 #: What `none` on the command line parses to: distinct from an option left out (None), so it is sent.
@@ -98,14 +99,15 @@ class SpecArgs:
 #: The spec inputs every `@spec_options` command shares, ahead of the generated options.
 COMMON = [
     inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Path,
-                      default=typer.Argument(..., help="A JSON file with the model's model.to_json() output.")),
+                      default=typer.Argument(..., help="A JSON file with the model's model.to_json() output (compiled or not).")),
     inspect.Parameter("dataset", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
                       default=typer.Option(..., "--dataset",
                                            help="builtin:digits, keras:mnist, dataset:<id> or file:<path>.")),
     inspect.Parameter("optimizer", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=list[str] | None,
                       default=typer.Option(None, "--optimizer", "-o", help=OPTIMIZER_HELP)),
     inspect.Parameter("loss", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str | None,
-                      default=typer.Option(None, help="Keras loss identifier (default sparse_categorical_crossentropy).")),
+                      default=typer.Option(None, help="Keras loss identifier (default: a compiled model's own loss, else "
+                                                     "sparse_categorical_crossentropy).")),
 ]
 
 

@@ -268,7 +268,7 @@ class Client:
         x: Any,
         y: Any,
         *,
-        optimizers: Iterable[str | dict[str, Any]] = ("adam",),
+        optimizers: Iterable[str | dict[str, Any]] | None = None,
         loss: str | None = None,
         x_val: Any = None,
         y_val: Any = None,
@@ -283,7 +283,9 @@ class Client:
         """Upload `x, y` (and `x_val, y_val`), run the range test of `model` for each optimizer, follow
         it with a progress bar, and return its result (`.learning_rate`, `.suggestions`, `.plot()`,
         `.keras_optimizer()`). `**sweep` are the sweep fields (`num_steps=200, start_lr=1e-5, ...`);
-        `dataset` the dataset options (`{"validation_split": 0.1, "normalize": True, ...}`).
+        `dataset` the dataset options (`{"validation_split": 0.1, "normalize": True, ...}`). `optimizers`
+        and `loss` left out: a compiled model's own (docs/api.md, "Compiled models"), else adam and
+        sparse_categorical_crossentropy.
 
         A failed or cancelled job with recorded steps comes back with `.partial` true; one that ran no
         step raises `LrrtError` with the job's error. The uploaded arrays are deleted afterwards unless

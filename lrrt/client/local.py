@@ -37,7 +37,7 @@ def lr_find(
     y: Any = None,
     *,
     dataset: str | dict[str, Any] | None = None,
-    optimizers: Iterable[str | dict[str, Any]] = ("adam",),
+    optimizers: Iterable[str | dict[str, Any]] | None = None,
     loss: str | None = None,
     x_val: Any = None,
     y_val: Any = None,
@@ -52,7 +52,9 @@ def lr_find(
     Data is either `x, y` (and optionally `x_val, y_val`) or `dataset`: a URI, or a dict of dataset
     options with `uri` (`{"uri": "builtin:digits", "normalize": True}`); with arrays, `dataset` may
     hold the options alone. `**sweep` are the sweep fields. Engine errors (a rejected layer, an
-    unknown loss, a cap) raise `lrrt.problems.EngineError` with `.problem()`.
+    unknown loss, a cap) raise `lrrt.problems.EngineError` with `.problem()`. `optimizers` and `loss`
+    left out: a compiled model's own (its optimizer with its hyperparameters, as one arm), else adam
+    and sparse_categorical_crossentropy.
 
     `weights`, as for `Client.lr_find`: by default a built Keras model's current weights (saved into a
     temporary `.weights.h5` that the engine loads like any other), `None` for a fresh initialisation,

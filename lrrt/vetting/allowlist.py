@@ -187,7 +187,9 @@ def disallowed_top_class(obj: dict[str, Any]) -> str | None:
 
 
 def node_problems(node: dict[str, Any], where: str) -> Iterator[str]:
-    """Everything outside the allow-list in one dict of the JSON (`where`: the key it sits under).
+    """Everything outside the allow-list in one dict of the JSON (`where`: the key it sits under, "" at
+    the top, whose `compile_config` the walk hands to `lrrt.vetting.compiled.problems`; a nested model
+    carrying one is refused: Keras writes none there).
 
     Reads only this dict's own keys; the caller walks the JSON (`lrrt.vetting.summary`) and reports
     every problem of every dict at once.
@@ -196,9 +198,8 @@ def node_problems(node: dict[str, Any], where: str) -> Iterator[str]:
     for key, value in node.items():
         if isinstance(value, str):
             yield from _string_problems(key, value)
-    compile_config = node.get("compile_config")
-    if compile_config not in (None, {}):
-        yield "compile_config"
+    if where and node.get("compile_config") not in (None, {}):  # the top level's is read by `lrrt.vetting.compiled`
+        yield "compile_config of a nested model (Keras compiles from it: save the inner model uncompiled)"
     if where == "activation" and "class_name" in node:
         yield f"activation object {describe(node.get('class_name'))}"
     if "module" in node and "class_name" not in node:

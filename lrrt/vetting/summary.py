@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lrrt.vetting import compiled
 from lrrt.vetting.allowlist import disallowed_top_class, kind_of, node_problems
 from lrrt.vetting.estimate import certain_params, estimate_params
 from lrrt.vetting.shapes import Shape, declared_shape
@@ -52,17 +53,24 @@ def summarize(obj: Any) -> ModelSummary:
     classes: set[str] = set()
     shapes: list[Shape] = []
     problems: set[str] = set()
-    stack: list[tuple[Any, str, int]] = [(obj, "", 1)]
+    # (value, the key it sits under, its depth, whether it is inside the top level's `compile_config`,
+    # which only counts towards the depth: `compiled.problems` judges it, and it holds no layers)
+    stack: list[tuple[Any, str, int, bool]] = [(obj, "", 1, False)]
+    if isinstance(obj, dict):
+        problems.update(compiled.problems(obj.get("compile_config")))
     while stack:
-        item, where, level = stack.pop()
+        item, where, level, inert = stack.pop()
         if isinstance(item, list):
             depth = max(depth, level)
-            stack.extend((child, where, level + 1) for child in item)
+            stack.extend((child, where, level + 1, inert) for child in item)
             continue
         if not isinstance(item, dict):
             continue
         depth = max(depth, level)
-        stack.extend((child, key, level + 1) for key, child in item.items())
+        stack.extend((child, key, level + 1, inert or (level == 1 and key == "compile_config"))
+                     for key, child in item.items())
+        if inert:
+            continue
         name = item.get("class_name")
         if isinstance(name, str):
             classes.add(name)

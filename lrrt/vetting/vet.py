@@ -28,9 +28,9 @@ from lrrt.vetting.weights import at_weights, check_reference
 def check_allowed(summary: ModelSummary, *, max_depth: int = 64, max_layers: int = 1200) -> None:
     """Raise `CapExceeded` or `ModelRejected` unless the summarized JSON uses only allowed Keras built-ins.
 
-    Runs no code from the payload: the summary was read from dicts, lists and strings. `compile_config`
-    is refused unless empty (an uncompiled Functional model's `to_json()` carries `{}`), because Keras
-    compiles from it, which deserializes losses and metrics.
+    Runs no code from the payload: the summary was read from dicts, lists and strings. A top-level
+    `compile_config` is judged by its own allow-list (`lrrt.vetting.compiled.problems`): `JobSpec` reads
+    the optimizer and loss from it, and Keras never sees it (`vet_model_json` drops it).
     """
     if not summary.is_object:
         raise ModelRejected("the model must be a JSON object as returned by model.to_json()", disallowed=["<not an object>"])
@@ -75,7 +75,7 @@ def vet_model_json(model_json: dict[str, Any], caps: Settings, summary: ModelSum
     if is_legacy(model_json):
         summary = summarize(config)
         check_allowed(summary, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
-    config.pop("compile_config", None)  # empty (checked above); Keras would compile from it
+    config.pop("compile_config", None)  # read by `JobSpec` already; Keras would compile (deserialize) from it
     check_params(summary, max_params=caps.max_params)
     return config
 
@@ -122,11 +122,18 @@ def model_io(config: dict[str, Any]) -> tuple[list[tuple[str, list[Any] | None]]
 
 
 def check_loss_outputs(spec: JobSpec, config: dict[str, Any]) -> None:
-    """A loss object must name exactly the model's outputs (one loss for all needs no names)."""
-    if not isinstance(spec.loss, dict):
+    """A loss object must name exactly the model's outputs (one loss for all needs no names), and loss
+    weights give one weight per output (a list in output order, or an object keyed by output name)."""
+    if isinstance(spec.loss, str) and spec.loss_weights is None:
         return
     _, outputs = model_io(config)
-    if set(spec.loss) != set(outputs):
+    weights = spec.loss_weights
+    if weights is not None and (set(weights) != set(outputs) if isinstance(weights, dict) else len(weights) != len(outputs)):
+        raise ConfigInvalid(f"loss_weights {weights} do not give one weight per model output {outputs}: give a list of "
+                            f"{len(outputs)} or an object keyed by {outputs}", outputs=outputs,
+                            errors=[{"in": "body", "pointer": "/loss_weights", "type": "loss_weights",
+                                     "message": f"one weight per output {outputs}"}])
+    if isinstance(spec.loss, dict) and set(spec.loss) != set(outputs):
         raise ConfigInvalid(f"the loss object names outputs {sorted(spec.loss)} but the model's outputs are {outputs}: "
                             "give one loss per output name, or a single loss for all", outputs=outputs,
                             errors=[{"in": "body", "pointer": "/loss", "type": "loss", "message": "keys must be the "

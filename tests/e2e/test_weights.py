@@ -1,7 +1,7 @@
 """Fine-tuning through real processes: a model trained here for a few epochs on digits, sent with its
 weights, starts every arm from them on each backend (TensorFlow and JAX workers), the same JSON without
-weights behaves as before, weights of another model fail the job with `weights-mismatch`, and the
-clients (`Client.lr_find` and the in-process `lr_find`) start from a built model's weights by default.
+weights behaves as before, weights of another model fail the job with `weights-mismatch`, a compiled `.keras` archive runs with its own
+optimizer and loss, and the clients (`Client.lr_find` and the in-process `lr_find`) start from a built model's weights by default.
 
 Every step of these sweeps sees the whole training set (batch size = rows, no held-out split), so the
 first recorded loss is the pretrained model's own loss on all of it, whatever the shuffle order.
@@ -52,6 +52,9 @@ plain = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation=
                           keras.layers.Dense(10, activation="softmax")])
 plain.set_weights(model.get_weights())
 plain.save(out + "/pre.keras")  # uncompiled: the archive's config.json is the model JSON as sent
+plain.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True, clipnorm=1.0),
+              loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+plain.save(out + "/compiled.keras")  # compiled: its config.json carries the compile_config
 loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(y, model(x, training=False))))
 json.dump({{"loss": loss, "rows": len(x)}}, open(out + "/expected.json", "w"))
 """
@@ -183,4 +186,25 @@ def test_the_cli_uploads_weights_and_splits_a_keras_archive(api_server: Api, cli
     assert missing.returncode == 1 and "no such file" in missing.stderr
     deleted = lrrt(api_server, "weights", "delete", uri)
     assert deleted.returncode == 0 and lrrt(api_server, "weights", "show", uri).returncode == 1
+    client.delete_dataset(data["id"])
+
+
+def test_a_compiled_keras_archive_runs_with_its_own_optimizer_and_loss(api_server: Api, client: Client,
+                                                                       pretrained: dict[str, Any]) -> None:
+    """`lrrt submit model.keras` of a compiled model, naming no optimizer or loss: one arm, labelled after the
+    model's optimizer and built with its hyperparameters, on the model's loss, from the archive's weights."""
+    data = client.upload_arrays(pretrained["x"], pretrained["y"])
+    run = lrrt(api_server, "submit", str(pretrained["dir"] / "compiled.keras"), "--dataset", data["uri"],
+               "--validation-split", "0", "--batch-size", str(pretrained["rows"]), "--steps", "4", "--start-lr", "1e-4",
+               "--end-lr", "1e-2", "--backend", "tensorflow", "--wait", "--json", timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    job, result = json.loads(run.stdout)["job"], json.loads(run.stdout)["result"]
+    assert job["spec"]["loss"] == "sparse_categorical_crossentropy"
+    [arm] = result["arms"]
+    assert arm["label"] == "sgd" and arm["optimizer"] == {"name": "sgd", "params": {
+        "momentum": 0.9, "nesterov": True, "clipnorm": 1.0}}
+    assert arm["stop_reason"] == "completed" and len(arm["losses"]) == 4
+    assert arm["losses"][0] == pytest.approx(pretrained["loss"], rel=FIRST_LOSS_REL)  # the model's loss, its weights
+    codes = [note["code"] for note in result["notes"]]
+    assert codes[:3] == ["compiled_optimizer_used", "compiled_learning_rate", "compiled_loss_used"], result["notes"]
     client.delete_dataset(data["id"])

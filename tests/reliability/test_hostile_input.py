@@ -3,6 +3,8 @@ problem, never a 5xx, never a stored object, never an import. The property-based
 classes is `test_fuzz.py`.
 
 - Model JSON that crashed the allow-list walk or the parameter estimate (found by the fuzzer).
+- A compiled model's hostile `compile_config`: custom or foreign classes, functions and `__lambda__` objects
+  where a loss or a setting goes, dotted names, huge numbers, depth; refused at the API and by the worker.
 - Uploads: zip bombs (honest and lying sizes), pickled object arrays, huge or mismatched shapes, wrong
   dtypes, zip-slip names, corrupt archives.
 - `file:` references: `..`, absolute paths, symlinks and symlinked directories out of the root, NUL
@@ -13,6 +15,7 @@ classes is `test_fuzz.py`.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +27,17 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from lrrt.problems import DatasetError
+from lrrt.problems import DatasetError, ModelRejected
 from lrrt.settings import Settings
+from lrrt.spec import JobSpec
+from lrrt.vetting.vet import vet_spec
 from tests.service.api.conftest import ALICE, BOB, MLP, make_spec
 
 from .hostile import (
     BODY_CAP,
+    CANARY,
     DATASET_CAP,
+    HOSTILE_SETTINGS,
     VALID_NPZ,
     VALID_WEIGHTS,
     assert_problem,
@@ -65,6 +72,94 @@ def test_model_json_that_crashed_the_checks_is_422(case: str, no_canary: None, a
     parameter estimate (a 500 at submission). Each must be a 422 problem."""
     for model in (CRASHERS[case], json.dumps(CRASHERS[case])):
         assert_problem(api.post("/v1/jobs", json=make_spec(model=model), headers=ALICE), 422)
+
+
+# ------------------------------------------------------------------------------------------ compile_config
+def _function(module: str, name: str) -> dict[str, Any]:
+    """How Keras serializes a function: a loss or hyperparameter given as one names its module."""
+    return {"module": module, "class_name": "function", "config": name, "registered_name": "function"}
+
+
+def _adam(**config: Any) -> dict[str, Any]:
+    return {"module": "keras.optimizers", "class_name": "Adam", "config": {"name": "adam", "learning_rate": 0.001, **config},
+            "registered_name": None}
+
+
+_LAMBDA = {"class_name": "__lambda__", "config": {"code": "4wEAAAAAAAAA", "defaults": None, "closure": None}}
+#: Hostile `compile_config`s (the top level's, which `lrrt.vetting.compiled` reads): each is refused whether
+#: or not the job names its own optimizers and loss, and names what it refuses (the substring here).
+COMPILE_CONFIGS: dict[str, tuple[Any, str]] = {
+    "custom optimizer class": ({"optimizer": {"module": CANARY, "class_name": "Evil", "config": {},
+                                              "registered_name": "Custom>Evil"}}, "class 'Evil'"),
+    "built-in optimizer registered elsewhere": ({"optimizer": {**_adam(), "registered_name": f"{CANARY}>Adam"}},
+                                                f"registered as '{CANARY}>Adam'"),
+    "built-in optimizer from a foreign module": ({"optimizer": {**_adam(), "module": CANARY}}, f"Adam from module '{CANARY}'"),
+    "optimizer class we do not serve": ({"optimizer": {"module": "keras.optimizers", "class_name": "LossScaleOptimizer",
+                                                       "config": {"inner_optimizer": _adam()}, "registered_name": None}},
+                                        "class 'LossScaleOptimizer'"),
+    "optimizer by dotted name": ({"optimizer": f"{CANARY}.Evil"}, "compile_config.optimizer"),
+    "hyperparameter that is a function": ({"optimizer": _adam(beta_1=_function(CANARY, "touch"))},
+                                          "compile_config.optimizer.config.beta_1"),
+    "custom learning-rate schedule": ({"optimizer": _adam(learning_rate={"module": CANARY, "class_name": "Evil",
+                                                                         "config": {}, "registered_name": None})},
+                                      "compile_config.optimizer.config.learning_rate"),
+    "schedule whose setting is a function": ({"optimizer": _adam(learning_rate={
+        "module": "keras.optimizers.schedules", "class_name": "ExponentialDecay", "registered_name": None,
+        "config": {"initial_learning_rate": _function("keras.utils", "get_file")}})},
+        "learning_rate.config.initial_learning_rate"),
+    "loss function from a module path": ({"loss": _function(CANARY, "touch")}, f"from module '{CANARY}'"),
+    "builtins function that is not a loss name": ({"loss": _function("builtins", "os.system")}, "function 'os.system'"),
+    "Lambda-ish loss": ({"loss": _LAMBDA}, "class '__lambda__'"),
+    "loss object from a foreign module": ({"loss": {"module": "keras.saving", "class_name": "MeanSquaredError",
+                                                    "config": {}, "registered_name": None}},
+                                          "MeanSquaredError from module 'keras.saving'"),
+    "custom loss class in keras.losses": ({"loss": {"module": "keras.losses", "class_name": "Evil", "config": {},
+                                                    "registered_name": "Custom>Evil"}}, "class 'Evil'"),
+    "loss by dotted name": ({"loss": f"{CANARY}.touch"}, "compile_config.loss"),
+    "hostile loss of one output": ({"loss": {"a": "mse", "b": _function(CANARY, "touch")}}, "compile_config.loss[b]"),
+    "loss setting that is an object": ({"loss": {"module": "keras.losses", "class_name": "Huber", "registered_name": None,
+                                                 "config": {"delta": _LAMBDA}}}, "compile_config.loss.config.delta"),
+    "10 000 losses": ({"loss": {f"o{i}": "mse" for i in range(10_000)}}, "with 10000 entries"),
+    "unknown key": ({"optimizer": "adam", "custom_objects": {"Evil": CANARY}}, "compile_config.custom_objects"),
+    "not an object": ("adam", "compile_config that is not an object"),
+    "huge hyperparameter": ({"optimizer": _adam(epsilon=10**400)}, "compile_config.optimizer.config.epsilon"),
+    "huge loss weight": ({"loss": "mse", "loss_weights": [10**400]}, "compile_config.loss_weights"),
+    "loss weight that is an object": ({"loss": "mse", "loss_weights": {"out": _LAMBDA}}, "compile_config.loss_weights"),
+    "nested 200 deep": ({"optimizer": nested(200)}, "max_json_depth"),
+    "a nested model's compile_config": (None, "compile_config"),  # built below: Keras writes none there
+}
+
+
+def _model_with(compile_config: Any, case: str) -> dict[str, Any]:
+    model = copy.deepcopy(MLP)
+    if case == "a nested model's compile_config":
+        inner = {**copy.deepcopy(MLP), "compile_config": {"optimizer": "adam", "loss": "mse"}}
+        model["config"]["layers"] = [model["config"]["layers"][0], inner]
+    else:
+        model["compile_config"] = compile_config
+    return model
+
+
+@pytest.mark.parametrize("named_fields", [False, True], ids=["job names nothing", "job names its own"])
+@pytest.mark.parametrize("case", sorted(COMPILE_CONFIGS))
+def test_hostile_compile_config_is_422_at_the_api_and_in_the_worker(case: str, named_fields: bool, no_canary: None,
+                                                                      api: TestClient, redis_client: redis.Redis) -> None:
+    """Never deserialized: refused (`model-rejected`, or `cap-exceeded` for the depth), naming the field, at
+    the API and by the worker's own first check (`vet_spec`), and nothing is queued or imported."""
+    model = _model_with(COMPILE_CONFIGS[case][0], case)
+    named = COMPILE_CONFIGS[case][1]
+    body = make_spec(model=model)
+    if not named_fields:
+        del body["optimizers"], body["loss"]
+    queued = redis_client.llen(HOSTILE_SETTINGS.queue)
+    problem = assert_problem(api.post("/v1/jobs", json=body, headers=ALICE), 422)
+    found = problem.get("cap") if named == "max_json_depth" else " ".join(problem.get("disallowed", []))
+    assert named in (found or ""), problem
+    assert redis_client.llen(HOSTILE_SETTINGS.queue) == queued
+    if named != "max_json_depth":
+        with pytest.raises(ModelRejected) as caught:  # what the worker runs before it builds anything
+            vet_spec(JobSpec.model_validate(body), HOSTILE_SETTINGS)
+        assert any(named in entry for entry in caught.value.extensions["disallowed"])
 
 
 # ------------------------------------------------------------------------------------------ uploads
@@ -262,9 +357,10 @@ def test_reliability_doc_states_the_case_counts() -> None:
     or removed without updating the page fails here. (The 3 bodies beyond DEEP_OR_MALFORMED are
     `test_oversized_bodies_are_413`'s.)"""
     counts = {"uploads": len(BAD_UPLOADS), "file_refs": len(FILE_REFS), "bodies": len(DEEP_OR_MALFORMED) + 3,
-              "bad_auth": len(BAD_AUTH)}
+              "bad_auth": len(BAD_AUTH), "compile_configs": len(COMPILE_CONFIGS)}
     doc = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text(encoding="utf-8")
     for stated in (f"| {counts['uploads']} cases |", f"| {counts['file_refs']} cases, at the API",
-                   f"| {counts['bodies']} cases |", f"| {counts['bad_auth']} x 13 requests |"):
+                   f"| {counts['bodies']} cases |", f"| {counts['bad_auth']} x 13 requests |",
+                   f"| {counts['compile_configs']} cases x (the job names its own"):
         assert stated in doc, f"docs/reliability.md should say {stated!r} (the case tables hold {counts})"
     report({"input": "hostile input, case tables", "model_crashers": len(CRASHERS), **counts})

@@ -92,3 +92,12 @@ def test_public_bind_without_api_keys_is_refused(command: str) -> None:
     run = lrrt(command, "--host", "0.0.0.0", "--port", "8999")
     assert run.returncode == 1
     assert "LRRT_API_KEYS" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_results_notes_are_printed_after_the_recommendation(capsys: pytest.CaptureFixture[str]) -> None:
+    """A compiled model's notes (which optimizer and loss ran) are said in the table view, not only in --json."""
+    from service.cli import _print_result
+
+    note = {"code": "compiled_optimizer_used", "message": "arm 'adamw' is the model's compiled optimizer (adamw)"}
+    _print_result({"arms": [], "recommendation": None, "notes": [note]}, "succeeded")
+    assert "Note: arm 'adamw' is the model's compiled optimizer (adamw)" in capsys.readouterr().out

@@ -460,7 +460,7 @@ def _compiled(config: dict, spec: JobSpec, caps: Settings, arm: OptimizerArm, nu
     """
     sweep = spec.sweep
     schedule = "constant" if constant else [sweep.start_lr, sweep.end_lr, sweep.mode]
-    key = json.dumps([config, spec.loss, arm.name, arm.params, schedule, num_steps,
+    key = json.dumps([config, spec.loss, spec.loss_weights, arm.name, arm.params, schedule, num_steps,
                       chunk, sweep.jit_compile, sweep.mixed_precision, keras.backend.backend()], sort_keys=True)
     if key in _compiled_cache:
         _compiled_cache.move_to_end(key)
@@ -469,7 +469,8 @@ def _compiled(config: dict, spec: JobSpec, caps: Settings, arm: OptimizerArm, nu
     learning_rate = sweep.start_lr if constant else RangeTestSchedule(sweep.start_lr, sweep.end_lr, num_steps, sweep.mode)
     optimizer = _optimizer(arm, learning_rate)
     jit: bool | str = True if sweep.jit_compile else ("auto" if keras.backend.backend() == "jax" else False)
-    model.compile(optimizer=optimizer, loss=_unwrap(losses), steps_per_execution=chunk, jit_compile=jit)
+    model.compile(optimizer=optimizer, loss=_unwrap(losses), loss_weights=spec.loss_weights, steps_per_execution=chunk,
+                  jit_compile=jit)
     recorder = install(model, chunk)
     model.optimizer.build(model.trainable_variables)
     compiled = _Compiled(model, recorder, [keras.ops.convert_to_numpy(v.value) for v in model.optimizer.variables])
