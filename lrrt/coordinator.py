@@ -251,5 +251,6 @@ def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: f
         "steps_per_second": round(steps / fit, 1) if fit else None,
         "runs": [{"arm_index": ref.arm_index, "repeat": ref.repeat, **({} if ref.slot is None else {"slot": ref.slot}),
                   "worker": o["worker"], "attempts": o["attempts"], "device": o["device"], "steps": o["steps"],
-                  "seconds": o["seconds"]} for i, o in ran.items() for ref in [run_of(spec, i)]],
+                  "seconds": o["seconds"], **({"variables": o["variables"]} if o.get("variables") else {})}
+                 for i, o in ran.items() for ref in [run_of(spec, i)]],
     }
