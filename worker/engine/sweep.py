@@ -87,7 +87,10 @@ def run_sweep(
 @dataclass
 class KerasEngine:
     """`lrrt.coordinator.Engine` on this module: one range-test run (`sweep_runs`) or one confirm
-    candidate (`confirm_runs`) per call. The worker's tasks and `run_sweep` both run it."""
+    candidate (`confirm_runs`) per call. The worker's tasks and `run_sweep` both run it.
+
+    The tenant is not checked here: in-process (`run_sweep`, `lr_find`, `lrrt run`) the caller reads with
+    its own credentials; the service worker checks its tenant's grants first (`worker.tasks`)."""
 
     data_root: Path
     caps: Settings | None = None
@@ -98,13 +101,13 @@ class KerasEngine:
     def prepare(self) -> None:
         """Nothing to load: this module imported Keras."""
 
-    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook) -> Ran:
+    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook, *, tenant: str) -> Ran:
         done = sweep_runs(spec, runs=[(arm_index, repeat)], on_chunk=on_chunk, **self._options())
         curves = done.curves[(arm_index, repeat)]
         return Ran(RunOutcome(stop_reason=curves.stop_reason, fingerprint=curves.fingerprint,
                               variables=done.variables.get((arm_index, repeat))), done.engine, done.stopped)
 
-    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook) -> Ran:
+    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook, *, tenant: str) -> Ran:
         done = confirm_runs(spec, [(arm_index, slot, lr)], on_chunk=on_chunk, **self._options())
         return Ran(RunOutcome.model_validate(done.curves[(arm_index, slot)].outcome()), done.engine, done.stopped)
 
