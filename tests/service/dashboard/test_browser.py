@@ -295,3 +295,9 @@ def test_start_a_job_from_weights_uploaded_in_the_form(new_page: Any, dashboard_
     assert job["spec"]["weights"] == uri
     result = httpx.get(f"{dashboard_url}/v1/jobs/{job_id}/result", headers=AUTH).json()
     assert result["engine"]["weights"] == {"uri": uri, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    # The next form lists it among the weights uploaded before, to pick again without uploading.
+    again = new_page()
+    again.goto("/#/new")
+    again.wait_for_selector(f"[data-testid=weights-select] option[value='{uri}']", state="attached")
+    again.select_option("[data-testid=weights-select]", uri)
+    assert uri in again.locator(".summary-list").inner_text()
