@@ -207,7 +207,7 @@ function build(app, desc) {
     upload: h('div', {}, h('div', {class: 'row'}, uploadButton), uploadStatus,
       h('div', {class: 'field-hint'}, 'An .npz with arrays x and y (optionally x_val and y_val); no pickled objects.')),
     file: h('div', {}, h('div', {class: 'row', style: {flexWrap: 'nowrap'}}, h('span', {class: 'mono muted'}, 'file:'), filePath),
-      h('div', {class: 'field-hint'}, 'An .npz under the server\u2019s data root.')),
+      h('div', {class: 'field-hint'}, 'Under the server\u2019s data root: an .npz, or a folder ending in / of .npy arrays or of class subfolders of images. Parquet and CSV tables need dataset.columns: send them with the CLI or the API.')),
   };
   const sourceError = h('div', {class: 'field-error', 'data-testid': 'error-dataset.uri'});
   const uriField = h('div', {class: 'field', dataset: {field: 'dataset.uri'}},
