@@ -59,10 +59,11 @@ class Engine(Protocol):
     def prepare(self) -> None:
         """Load what the engine needs before its first step (the watchdog does not time this)."""
 
-    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook) -> Ran:
-        """The range test of one arm and seed; raises `EngineError` for what the user must change."""
+    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook, *, tenant: str) -> Ran:
+        """The range test of one arm and seed of `tenant`'s job (whose data grants a service worker
+        checks again); raises `EngineError` for what the user must change."""
 
-    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook) -> Ran:
+    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook, *, tenant: str) -> Ran:
         """Train confirm candidate `slot` of an arm at the constant `lr` and score it."""
 
 
@@ -125,10 +126,10 @@ class Coordinator:
             self.engine.prepare()
             self.last_chunk_at = time.monotonic()  # the watchdog times the run, not the engine's loading
             if ref.slot is None:
-                ran = self.engine.sweep(spec, ref.arm_index, ref.repeat, self.on_chunk)
+                ran = self.engine.sweep(spec, ref.arm_index, ref.repeat, self.on_chunk, tenant=job.tenant)
             else:
                 assert lr is not None
-                ran = self.engine.confirm(spec, ref.arm_index, ref.slot, lr, self.on_chunk)
+                ran = self.engine.confirm(spec, ref.arm_index, ref.slot, lr, self.on_chunk, tenant=job.tenant)
         except EngineError as exc:
             return self.fail(exc)
         except Exception as exc:
@@ -258,5 +259,6 @@ def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: f
         "steps_per_second": round(steps / fit, 1) if fit else None,
         "runs": [{"arm_index": ref.arm_index, "repeat": ref.repeat, **({} if ref.slot is None else {"slot": ref.slot}),
                   "worker": o["worker"], "attempts": o["attempts"], "device": o["device"], "steps": o["steps"],
-                  "seconds": o["seconds"]} for i, o in ran.items() for ref in [run_of(spec, i)]],
+                  "seconds": o["seconds"], **({"variables": o["variables"]} if o.get("variables") else {})}
+                 for i, o in ran.items() for ref in [run_of(spec, i)]],
     }

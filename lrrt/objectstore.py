@@ -114,8 +114,7 @@ def list_prefix(fs: Any, obj: ObjectUri, *, max_keys: int) -> list[dict[str, Any
         relative = name[len(base):] if name.startswith(base) else name.rsplit("/", 1)[-1]
         if not relative or relative.endswith("/"):
             continue
-        items.append({"name": relative, "size": int(item.get("size") or 0),
-                      "etag": str(item.get("ETag") or item.get("etag") or item.get("md5Hash") or item.get("generation") or "")})
+        items.append({"name": relative, "size": int(item.get("size") or 0), "etag": etag_of(item)})
     if not items:
         raise DatasetNotFound(f"{obj.uri[:200]} does not exist or holds no objects: check the prefix", uri=obj.uri[:200])
     return sorted(items, key=lambda i: i["name"])

@@ -36,6 +36,7 @@ class RunOutcome(_Record):
     val_loss: float | None = None
     steps: int | None = None
     losses: list[float | None] | None = None
+    variables: dict[str, str] | None = None
 
 
 class OptimizerRef(_Record):
@@ -91,6 +92,9 @@ class EngineRun(_Record):
     device: str
     steps: int
     seconds: float
+    variables: dict[str, str] | None = Field(None, description=(
+        "Fingerprints of the run's variables: initial and final, and with frozen layers frozen_initial and "
+        "frozen_final (equal when they stayed frozen)."))
 
 
 class EngineFigures(_Record):

@@ -210,9 +210,6 @@ def submit(
     as_json: bool = AS_JSON,
     backend: str = typer.Option(None, help="auto (the server's default: the faster backend for this model among "
                                 "those with live workers), tensorflow or jax."),
-    weights: str = typer.Option(None, "--weights", help="Start every arm from these weights (fine-tuning): a Keras 3 "
-                                ".weights.h5 file (uploaded first), or a weights:<id> / file:<path>.weights.h5 URI. "
-                                "A MODEL.keras archive brings its own, unless this is given."),
     *,
     spec: SpecArgs,
 ) -> None:
@@ -224,7 +221,9 @@ def submit(
     """
     client = _client()
     with tempfile.TemporaryDirectory(prefix="lrrt-submit-") as scratch:
-        model, start = _model_and_weights(client, spec.model, weights, Path(scratch))
+        model, start = _model_and_weights(spec.model, spec.weights, Path(scratch))
+        if start is not None and not start.startswith(("weights:", "file:")):
+            start = _call(client.upload_weights, Path(start))["uri"]
     job = _call(client.submit, model, spec.dataset, loss=spec.loss, sweep=spec.sweep,
                 optimizers=[_optimizer(o) for o in spec.optimizers] or None, labels=_labels(labels),
                 idempotency_key=idempotency_key, backend=backend, weights=start)
@@ -236,9 +235,10 @@ def submit(
     _follow(client, job["id"], as_json=as_json)
 
 
-def _model_and_weights(client: Client, path: Path, weights: str | None, scratch: Path) -> tuple[dict[str, Any], str | None]:
-    """The model to send and the job's `weights`: a .keras archive is split here (its weights uploaded
-    unless --weights names others); a local --weights file is uploaded; a URI is passed on."""
+def _model_and_weights(path: Path, weights: str | None, scratch: Path) -> tuple[dict[str, Any], str | None]:
+    """The model and where its arms start, for `submit` and `run`: a .keras archive is split into `scratch`
+    (its weights file used unless --weights names others); a local --weights file is checked to exist; a URI
+    is passed on. Returns a URI, a local file's path, or None."""
     from lrrt.client.archive import split_keras_archive
 
     if path.suffix == ".keras":
@@ -254,7 +254,7 @@ def _model_and_weights(client: Client, path: Path, weights: str | None, scratch:
     if not Path(weights).is_file():
         _fail(f"--weights {weights}: no such file; give a .weights.h5 file (model.save_weights('model.weights.h5')) "
               "or a weights:<id> URI from `lrrt weights upload`")
-    return model, _call(client.upload_weights, Path(weights))["uri"]
+    return model, weights
 
 
 @app.command(epilog="Exit status: 0 done, 1 the spec or the engine refused it (the message says what to change).")
@@ -268,16 +268,22 @@ def run(
     """Run the range test here, in this process, without the service (needs Keras: the worker extra).
 
     The same spec as `lrrt submit` (same options), run by the same engine; `file:` URIs are read
-    under LRRT_DATA_ROOT. From Python: `lrrt.client.local.lr_find(model, x, y, ...)`.
+    under LRRT_DATA_ROOT. MODEL may be a .keras archive, and --weights a .weights.h5 file anywhere.
+    From Python: `lrrt.client.local.lr_find(model, x, y, ...)`.
     """
     from pydantic import ValidationError
 
     from lrrt.client.local import lr_find
     from lrrt.problems import EngineError
 
+    if (spec.weights or "").startswith("weights:"):
+        _fail(f"--weights {spec.weights}: uploaded weights live on the service (use `lrrt submit`); `lrrt run` "
+              "takes the .weights.h5 file itself or a file: URI under LRRT_DATA_ROOT")
     try:
-        found = lr_find(_read_model(spec.model), dataset=spec.dataset, loss=spec.loss,
-                        optimizers=[_optimizer(o) for o in spec.optimizers] or None, **spec.sweep)
+        with tempfile.TemporaryDirectory(prefix="lrrt-run-") as scratch:
+            model, weights = _model_and_weights(spec.model, spec.weights, Path(scratch))
+            found = lr_find(model, dataset=spec.dataset, loss=spec.loss, weights=_file_or_uri(weights),
+                            optimizers=[_optimizer(o) for o in spec.optimizers] or None, **spec.sweep)
     except ValidationError as exc:
         _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     except EngineError as exc:
@@ -287,6 +293,11 @@ def run(
         found.plot(plot)
         err.print(f"charts written to {plot}", highlight=False)
     _print_json(found.data) if as_json else _print_result(found.data, "succeeded")
+
+
+def _file_or_uri(weights: str | None) -> Path | str | None:
+    """`lr_find`'s `weights`: a `file:` URI as it is, a local file as a Path (it may lie anywhere)."""
+    return weights if weights is None or weights.startswith("file:") else Path(weights)
 
 
 @app.command(epilog=EXIT_HELP)

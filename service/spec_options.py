@@ -1,7 +1,7 @@
 """Command-line options generated from the JobSpec schema: every sweep and dataset field is a flag.
 
 `lrrt submit` and `lrrt run` take `@spec_options`: the decorated command gains the model argument,
-`--dataset`, `-o/--optimizer` and `--loss`, and one option per field
+`--dataset`, `-o/--optimizer`, `--loss` and `--weights`, and one option per field
 of `lrrt.spec.Sweep` and `lrrt.spec.DatasetRef` (except `uri`, which is `--dataset`), named after
 the field (`num_steps` -> `--num-steps`), typed from its annotation and helped by its description
 and default. A field added to the schema is a flag the next time the CLI starts: nothing here names
@@ -94,6 +94,9 @@ class SpecArgs:
     optimizers: list[str]
     loss: str | None
     sweep: dict[str, Any]
+    #: `--weights` as typed: a local `.weights.h5` path or a `weights:` / `file:` URI (None: the model's own,
+    #: a `.keras` archive's, or a fresh initialisation).
+    weights: str | None
 
 
 #: The spec inputs every `@spec_options` command shares, ahead of the generated options.
@@ -108,6 +111,11 @@ COMMON = [
     inspect.Parameter("loss", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str | None,
                       default=typer.Option(None, help="Keras loss identifier (default: a compiled model's own loss, else "
                                                      "sparse_categorical_crossentropy).")),
+    inspect.Parameter("weights", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str | None,
+                      default=typer.Option(None, "--weights", help=(
+                          "Start every arm from these weights (fine-tuning): a Keras 3 .weights.h5 file (`submit` "
+                          "uploads it first), a file:<path>.weights.h5 URI under the data root, or (`submit` only) "
+                          "a weights:<id> URI. A MODEL.keras archive brings its own, unless this is given."))),
 ]
 
 
@@ -125,7 +133,8 @@ def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
             if value is not None:  # not typed: left to the server's default
                 parts[option.section][option.field] = None if value is EXPLICIT_NONE else value
         spec = SpecArgs(model=kwargs.pop("model"), dataset={"uri": kwargs.pop("dataset"), **parts["dataset"]},
-                        optimizers=kwargs.pop("optimizer") or [], loss=kwargs.pop("loss"), sweep=parts["sweep"])
+                        optimizers=kwargs.pop("optimizer") or [], loss=kwargs.pop("loss"), sweep=parts["sweep"],
+                        weights=kwargs.pop("weights"))
         return command(**kwargs, spec=spec)
 
     params = COMMON + own + [o.parameter for o in options]

@@ -23,7 +23,7 @@ from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec, cap_violations
 from lrrt.store.jobs import Created, IdempotencyConflict, JobStore
 from lrrt.vetting.datasets import array_groups, at_uri, check_uri, resolve_file
-from lrrt.vetting.object_check import check_object_dataset
+from lrrt.vetting.object_check import check_layout, check_object_dataset, local_layout
 from lrrt.vetting.objects import OBJECT_SCHEMES
 from lrrt.vetting.summary import ModelSummary, summarize
 from lrrt.vetting.vet import check_arrays_fit, vet_spec
@@ -139,13 +139,17 @@ def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root:
     ownership of an upload is the API's to check, since the worker resolves `dataset:<id>` without
     knowing tenants.
     """
+    settings = settings or get_settings()
     try:
         scheme, name = check_uri(spec.dataset.uri)
         if scheme in OBJECT_SCHEMES:  # granted prefix, then exists and fits (lrrt.vetting.object_check)
-            check_object_dataset(spec.dataset, tenant, settings or get_settings(), config)
+            check_object_dataset(spec.dataset, tenant, settings, config)
+            return
+        if scheme == "file":  # the same formats and checks as a store's, on the local filesystem
+            check_layout(*local_layout(data_root, name, spec.dataset, settings), spec.dataset, settings, config)
             return
         if spec.dataset.format not in (None, "npz") or spec.dataset.columns:
-            raise DatasetInvalid("dataset.format and dataset.columns apply to s3:// and gs:// datasets; "
+            raise DatasetInvalid("dataset.format and dataset.columns apply to s3://, gs:// and file: datasets; "
                                  f"{scheme}: datasets are .npz arrays")
         meta = datasets.get(name, tenant) if scheme == "dataset" else None
         if scheme == "dataset" and meta is None:
@@ -154,8 +158,6 @@ def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root:
         if meta is not None:
             check_arrays_fit(config, meta["shapes"])
             check_held_out(spec, name, meta["shapes"])
-        if scheme == "file":
-            resolve_file(data_root, name)
     except DatasetError as exc:
         raise at_uri(exc) from None
 

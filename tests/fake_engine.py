@@ -47,7 +47,7 @@ class FakeEngine:
         losses = 2.3 - 1.6 / (1 + np.exp(-(x - c) * 3)) + np.exp((x - c - 1.2) * 3)
         return lrs.tolist(), losses.tolist()
 
-    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook) -> Ran:
+    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook, *, tenant: str) -> Ran:
         if self.fail is not None:
             raise self.fail
         lrs, losses = self.curve(spec, arm_index)
@@ -55,7 +55,7 @@ class FakeEngine:
         outcome = RunOutcome(stop_reason=stopped or "completed", fingerprint={"initial_weights": f"seed{repeat}"})
         return Ran(outcome, {**FIGURES, "steps": len(lrs)}, stopped)
 
-    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook) -> Ran:
+    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook, *, tenant: str) -> Ran:
         assert spec.sweep.confirm is not None
         self.trained[(arm_index, slot)] = lr
         steps = spec.sweep.confirm.steps or spec.sweep.num_steps or 200

@@ -48,6 +48,7 @@ from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec
 from lrrt.store.jobs import LEASE_TTL_S, JobStore, now_iso, store_from_settings
 from lrrt.store.outcomes import ClaimOutcome, Release
+from lrrt.vetting.objects import recheck_grant
 from worker import heartbeat
 from worker.memory import TICK_S, MemoryGuard
 
@@ -137,11 +138,13 @@ class _KerasEngine:
         self.keras = KerasEngine(self.settings.data_root, caps=self.settings)
         self.guard = MemoryGuard.start(self.settings.memory_limit_bytes)
 
-    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook) -> Ran:
-        return self.keras.sweep(spec, arm_index, repeat, on_chunk)
+    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook, *, tenant: str) -> Ran:
+        recheck_grant(spec.dataset.uri, tenant, self.settings.data_prefixes)
+        return self.keras.sweep(spec, arm_index, repeat, on_chunk, tenant=tenant)
 
-    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook) -> Ran:
-        return self.keras.confirm(spec, arm_index, slot, lr, on_chunk)
+    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook, *, tenant: str) -> Ran:
+        recheck_grant(spec.dataset.uri, tenant, self.settings.data_prefixes)
+        return self.keras.confirm(spec, arm_index, slot, lr, on_chunk, tenant=tenant)
 
 
 #: Seconds between this process's chunks, for the watchdog's expected chunk time (last 100).

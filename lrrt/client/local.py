@@ -14,9 +14,10 @@ on the command line.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ def lr_find(
 
     `weights`, as for `Client.lr_find`: by default a built Keras model's current weights (saved into a
     temporary `.weights.h5` that the engine loads like any other), `None` for a fresh initialisation,
-    or a `file:` reference under `data_root`.
+    a `file:` reference under `data_root`, or a `.weights.h5` file anywhere as a `Path` (copied like the
+    model's own, then vetted and loaded as any other).
     """
     import numpy as np
 
@@ -80,9 +82,10 @@ def lr_find(
     settings = get_settings()
     root = Path(data_root) if data_root else settings.data_root
     with tempfile.TemporaryDirectory(prefix="lrrt-local-") as scratch, ExitStack() as cleanup:
-        if weights is FROM_MODEL:
+        if weights is FROM_MODEL or isinstance(weights, Path):
             on_disk = str(options["uri"]).startswith(("file:", "dataset:")) and arrays is None
-            weights = _save_model_weights(model, root, Path(scratch), cleanup, in_memory=not on_disk)
+            write = _model_writer(model) if weights is FROM_MODEL else functools.partial(shutil.copyfile, weights)
+            weights = _place_weights(write, root, Path(scratch), cleanup, in_memory=not on_disk)
             if weights is not None and not on_disk:
                 root = Path(scratch)  # the data needs no data root: the weights' scratch folder is it
         spec = JobSpec.model_validate(job_body(model, options, optimizers=optimizers, loss=loss, sweep=sweep,
@@ -93,17 +96,24 @@ def lr_find(
     return RangeTestResult(data, status="succeeded")
 
 
-def _save_model_weights(model: Any, root: Path, scratch: Path, cleanup: ExitStack, *, in_memory: bool) -> str | None:
-    """A built model's current weights as a `file:` reference the engine can resolve, or None (not built).
+def _model_writer(model: Any) -> Callable[[Path], Any] | None:
+    """What writes a built model's current weights to a path; None for a model that is not built."""
+    return (lambda path: model.save_weights(str(path))) if is_built_model(model) else None
+
+
+def _place_weights(write: Callable[[Path], Any] | None, root: Path, scratch: Path, cleanup: ExitStack, *,
+                   in_memory: bool) -> str | None:
+    """Weights written by `write` (the model's own, or a copy of the user's file) as a `file:` reference
+    the engine can resolve, or None when there is nothing to write.
 
     With arrays or a built-in dataset the scratch folder becomes the data root; with a dataset read under
     the real data root (`file:`) the weights go into a hidden folder there, removed afterwards."""
-    if not is_built_model(model):
+    if write is None:
         return None
     folder = scratch if in_memory else Path(tempfile.mkdtemp(prefix=".lrrt-local-", dir=root))
     if not in_memory:
         cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
-    model.save_weights(str(folder / "model.weights.h5"))
+    write(folder / "model.weights.h5")
     return f"file:{(folder / 'model.weights.h5').relative_to(scratch if in_memory else root)}"
 
 

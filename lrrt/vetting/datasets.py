@@ -4,7 +4,9 @@
 URIs: `s3://bucket/key` and `gs://bucket/key` (object storage, spelled and granted per tenant as
 `lrrt.vetting.objects` says), `builtin:<name>`, `keras:<name>`, `dataset:<id>` (an upload, stored as
 `<data_root>/datasets/<id>.npz` and readable only by its tenant) and `file:<relative path>` (an
-operator-provided `.npz` under the data root). Uploads are reached through `dataset:` alone: a `file:`
+operator-provided file or folder under the data root, in any format object storage takes: an `.npz`,
+a Parquet or CSV file, or a folder ending in `/` of shards, `.npy` arrays or class subfolders of
+images; `lrrt.vetting.object_check.local_layout`). Uploads are reached through `dataset:` alone: a `file:`
 path into the uploads folder would let one tenant train on another's data, so it is refused however
 it is spelled (`./datasets/...`, `a/../datasets/...` is refused for its `..`, a symlink into it).
 
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from lrrt.problems import DatasetError, DatasetInvalid, DatasetNotFound, EngineError
-from lrrt.vetting.objects import OBJECT_SCHEMES, parse_object_uri
+from lrrt.vetting.objects import EXTENSIONS, OBJECT_SCHEMES, parse_object_uri
 
 SCHEMES = ("builtin", "keras", "dataset", "file", *OBJECT_SCHEMES)
 BUILTIN_DATASETS = frozenset({"digits"})
@@ -84,7 +86,8 @@ class FileRules:
     """What a `file:` reference of one kind (a dataset, a weights file) must look like, and how its errors
     read: the same path rules for both, with their own suffix, upload scheme and problem classes."""
 
-    suffix: str
+    #: what the path must end with (a folder: "/")
+    suffixes: tuple[str, ...]
     what: str
     scheme: str
     route: str
@@ -92,8 +95,9 @@ class FileRules:
     not_found: type[EngineError]
 
 
-DATASET_FILES = FileRules(".npz", f"an .npz file (saved with {USAGE})", "dataset", "/v1/datasets",
-                          DatasetInvalid, DatasetNotFound)
+DATASET_FILES = FileRules((*EXTENSIONS, "/"), f"an .npz file (saved with {USAGE}), a Parquet or CSV file, or a "
+                          "folder ending in '/' (Parquet or CSV shards, .npy arrays, or an image folder)", "dataset",
+                          "/v1/datasets", DatasetInvalid, DatasetNotFound)
 
 
 def check_relative_path(relative: str, rules: FileRules = DATASET_FILES) -> PurePosixPath:
@@ -112,7 +116,7 @@ def check_relative_path(relative: str, rules: FileRules = DATASET_FILES) -> Pure
     if path.parts and path.parts[0] in UPLOAD_DIRS:
         raise rules.invalid(f"file: paths may not point into the uploads folder {path.parts[0]}/: use the "
                             f"{rules.scheme}:<id> uri that POST {rules.route} returned")
-    if not relative.endswith(rules.suffix):
+    if not relative.endswith(rules.suffixes):
         raise rules.invalid(f"file:{relative[:80]} must name {rules.what}")
     return path
 
@@ -136,8 +140,9 @@ def resolve_file(data_root: Path, relative: str, rules: FileRules = DATASET_FILE
     if any(resolved.is_relative_to(root / folder) for folder in UPLOAD_DIRS):
         raise rules.invalid(f"file: path leads into an uploads folder ({', '.join(UPLOAD_DIRS)}) through a symlink: "
                             f"use the {rules.scheme}:<id> uri that POST {rules.route} returned")
-    if not resolved.is_file():
-        raise rules.not_found(f"file:{relative[:120]} is not a file under the server's data root")
+    if not (resolved.is_dir() if relative.endswith("/") else resolved.is_file()):
+        raise rules.not_found(f"file:{relative[:120]} is not a {'folder' if relative.endswith('/') else 'file'} under "
+                              "the server's data root")
     return resolved
 
 

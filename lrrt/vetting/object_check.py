@@ -2,20 +2,25 @@
 images by class) with their ETags, a table's columns and row count from its metadata. The API runs
 `check_object_dataset` at submission (after the grant, which asks no store); the worker resolves the same
 `Layout` before it reads, so both agree on the files, their order and the class names.
+
+A `file:` dataset under the data root is the same thing on fsspec's local filesystem (`local_layout`):
+the same formats, layout rules, checks and readers, after the `file:` path rules.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lrrt.objectstore import etag_of, filesystem, info, list_prefix, store_errors
 from lrrt.problems import CapExceeded, DatasetError, DatasetInvalid
 from lrrt.settings import Settings
 from lrrt.spec import DatasetRef
-from lrrt.vetting.datasets import array_groups
+from lrrt.vetting.datasets import UPLOAD_DIRS, array_groups, resolve_file
 from lrrt.vetting.objects import (
     EXTENSIONS,
     IMAGE_EXTENSIONS,
@@ -47,6 +52,51 @@ class Layout:
     def version(self) -> str:
         """One marker of every file's version: a cache key that changes when any object changes."""
         return ";".join(f"{f['name']}={f['etag']}" for f in self.files)
+
+
+@dataclass(frozen=True)
+class FileUri(ObjectUri):
+    """A `file:` dataset as an `ObjectUri` of fsspec's local filesystem: `bucket` is the resolved data root,
+    `key` the path below it (ending in `/` for a folder). It is named `file:<key>` in every message, never
+    by the server's own path."""
+
+    @property
+    def uri(self) -> str:
+        return f"file:{self.key}"
+
+
+def local_layout(data_root: Path, relative: str, ref: DatasetRef, settings: Settings) -> tuple[Any, Layout]:
+    """fsspec's local filesystem and the `Layout` of `file:<relative>`: the `file:` path rules
+    (`lrrt.vetting.datasets.resolve_file`), then, for a folder, no symlinks anywhere inside it (a listing
+    follows them out of the data root or into an upload) and no uploads folder below it, then the same
+    layout rules as a store's prefix."""
+    import fsspec
+
+    resolved = resolve_file(data_root, relative)
+    root = Path(data_root).resolve()
+    key = str(resolved.relative_to(root))
+    if relative.endswith("/"):
+        if any((root / folder).is_relative_to(resolved) for folder in UPLOAD_DIRS):
+            raise DatasetInvalid(f"file:{relative[:120]} holds the uploads folders ({', '.join(UPLOAD_DIRS)}): name a "
+                                 "folder below the data root that holds only the dataset")
+        _no_links(resolved, relative, settings.max_object_keys)
+        key = "" if key == "." else key + "/"
+    obj = FileUri("file", str(root), key)
+    fs = fsspec.filesystem("file")
+    return fs, resolve_layout(fs, obj, ref, settings)
+
+
+def _no_links(folder: Path, relative: str, max_keys: int) -> None:
+    seen = 0
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        for name in (*dirs, *files):
+            if os.path.islink(os.path.join(top, name)):
+                raise DatasetInvalid(f"file:{relative[:120]} holds a symlink ({name[:80]!r}): copy the files into the "
+                                     "folder instead")
+        seen += len(files)
+        if seen > max_keys:
+            raise CapExceeded(f"file:{relative[:120]} holds more than {max_keys} files; the limit is {max_keys}",
+                              cap="max_object_keys", limit=max_keys, value=f">{max_keys}")
 
 
 def resolve_layout(fs: Any, obj: ObjectUri, ref: DatasetRef, settings: Settings) -> Layout:
@@ -92,7 +142,12 @@ def check_object_dataset(ref: DatasetRef, tenant: str, settings: Settings, confi
     obj = check_granted(ref.uri, tenant, settings.data_prefixes)
     check_columns_for(ref, format_of(ref.uri, ref.format))
     fs = filesystem(obj.scheme, settings)
-    layout = resolve_layout(fs, obj, ref, settings)
+    return check_layout(fs, resolve_layout(fs, obj, ref, settings), ref, settings, config)
+
+
+def check_layout(fs: Any, layout: Layout, ref: DatasetRef, settings: Settings, config: dict[str, Any] | None) -> Layout:
+    """What the API checks of a resolved layout, in a store or under the data root: a table's columns exist
+    and its metadata's row count is within the cap, the columns and an image folder's classes fit the model."""
     check_columns_for(ref, layout.format)
     if layout.format in ("parquet", "csv"):
         assert ref.columns is not None

@@ -135,6 +135,14 @@ def check_granted(uri: str, tenant: str, prefixes: str) -> ObjectUri:
     return parsed
 
 
+def recheck_grant(uri: str, tenant: str, prefixes: str) -> None:
+    """The worker's `check_granted` before it reads: the API checked the grant at submit, but the
+    deployment's grants (this process's LRRT_DATA_PREFIXES) may have changed since, and a job must not
+    read what its tenant may no longer read. Only object-storage URIs have grants."""
+    if is_object_uri(uri):
+        check_granted(uri, tenant, prefixes)
+
+
 def format_of(uri: str, declared: str | None) -> str | None:
     """The format a reference names: `declared` when given, else by extension; None for a prefix that
     only a listing can tell (shards or an image folder)."""

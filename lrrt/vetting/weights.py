@@ -44,7 +44,7 @@ UPLOADS_DIR = "weights"
 SAVE_ADVICE = "Save them with Keras 3: model.save_weights('model.weights.h5')."
 CONVERT_ADVICE = ("Convert it in Keras 3: build the model, model.load_weights('old.h5'), then "
                   "model.save_weights('model.weights.h5'), and send that file.")
-WEIGHTS_FILES = FileRules(SUFFIX, "a Keras 3 .weights.h5 file (model.save_weights('model.weights.h5'))", "weights",
+WEIGHTS_FILES = FileRules((SUFFIX,), "a Keras 3 .weights.h5 file (model.save_weights('model.weights.h5'))", "weights",
                           "/v1/weights", WeightsError, WeightsNotFound)
 #: bool, signed and unsigned integers, floats: what a Keras variable holds.
 NUMERIC_KINDS = frozenset("biuf")

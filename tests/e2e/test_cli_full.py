@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -197,3 +198,29 @@ def test_run_locally_without_the_service(tmp_path: Path) -> None:
 
     bad = lrrt_here(tmp_path, "run", MLP, "--dataset", "builtin:digits", "--start-lr", "1", "--end-lr", "0.1")
     assert bad.returncode == 1 and "end_lr" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_run_locally_from_a_weights_file(tmp_path: Path) -> None:
+    """`lrrt run --weights FILE` (a file outside the data root) starts every arm from it: the result names
+    its sha256, and weights of another model fail with the variables that differ, as a submitted job does."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_with_keras(f"""
+import json, keras
+model = keras.models.model_from_json(open({MLP!r}).read())
+model.save_weights({str(elsewhere / "mlp.weights.h5")!r})
+keras.Sequential([keras.Input((64,)), keras.layers.Dense(7), keras.layers.Dense(10)]).save_weights(
+    {str(elsewhere / "other.weights.h5")!r})
+""")
+    weights = elsewhere / "mlp.weights.h5"
+    done = lrrt_here(tmp_path, "run", MLP, "--dataset", "builtin:digits", "--steps", "10", "--weights", str(weights),
+                     "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert json.loads(done.stdout)["engine"]["weights"]["sha256"] == sha256
+
+    other = lrrt_here(tmp_path, "run", MLP, "--dataset", "builtin:digits", "--steps", "10", "--weights",
+                      str(elsewhere / "other.weights.h5"))
+    assert other.returncode == 1 and "expected" in other.stderr and "Traceback" not in other.stderr, other.stderr[-3000:]
+    uploaded = lrrt_here(tmp_path, "run", MLP, "--dataset", "builtin:digits", "--weights", "weights:0123abcd")
+    assert uploaded.returncode == 1 and "lrrt submit" in uploaded.stderr

@@ -111,6 +111,27 @@ def test_a_pretrained_model_starts_from_its_weights_on_each_backend(
     client.delete_dataset(data["id"])
 
 
+def test_a_frozen_backbone_is_unchanged_after_the_sweep(client: Client, worker_proc: Worker,
+                                                         pretrained: dict[str, Any]) -> None:
+    """The same weights under a JSON whose hidden layer is `trainable: false`: every run reports its frozen
+    variables' fingerprint at the end equal to the one at its start, while the head trained."""
+    frozen = json.loads(json.dumps(pretrained["model"]))
+    hidden = next(layer for layer in frozen["config"]["layers"] if layer["class_name"] == "Dense")
+    hidden["config"]["trainable"] = False
+    weights = client.upload_weights(pretrained["dir"] / "pre.weights.h5")
+    job = client.submit(frozen, "builtin:digits", optimizers=["sgd", "adam"], backend="tensorflow",
+                        sweep={"num_steps": 20, "start_lr": 1e-3, "end_lr": 1.0}, weights=weights["uri"])
+    result = finished(client, job["id"], worker_proc)
+    start = {arm["fingerprint"]["initial_weights"] for arm in result["arms"]}
+    runs = result["engine"]["runs"]
+    assert len(runs) == 2 and len(start) == 1
+    for run in runs:
+        variables = run["variables"]
+        assert variables["initial"] in start and variables["final"] != variables["initial"], run
+        assert variables["frozen_final"] == variables["frozen_initial"], run
+    client.delete_weights(weights["id"])
+
+
 def test_weights_of_another_model_fail_the_job_listing_the_variables(client: Client, pretrained: dict[str, Any]) -> None:
     other = client.upload_weights(pretrained["dir"] / "other.weights.h5")
     job = client.submit(pretrained["model"], "builtin:digits", optimizers=["adam"], sweep={"num_steps": 5},

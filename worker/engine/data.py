@@ -23,7 +23,7 @@ from lrrt.problems import CapExceeded, DatasetError
 from lrrt.settings import Settings
 from lrrt.spec import DatasetRef
 from lrrt.vetting.datasets import array_groups, check_uri, resolve_file, upload_path
-from lrrt.vetting.objects import is_object_uri
+from lrrt.vetting.objects import format_of, is_object_uri
 from lrrt.vetting.shapes import known_dims
 
 KERAS_CACHE_PATHS = {
@@ -93,13 +93,18 @@ def load_arrays(uri: str, *, data_root: Path, max_bytes: int, allow_download: bo
 
 def load_dataset(ref: DatasetRef, *, data_root: Path, caps: Settings, allow_download: bool = True,
                  inputs: Sequence[TensorSpec] = (), seed: int = 0) -> Arrays:
-    """The raw arrays behind a job's `dataset`: object storage (`s3://`, `gs://`, in any format) through
-    `worker.engine.sources`, everything else through `load_arrays`."""
+    """The raw arrays behind a job's `dataset`: object storage (`s3://`, `gs://`, in any format) and `file:`
+    datasets other than one `.npz` through `worker.engine.sources`, everything else through `load_arrays`."""
+    scheme, name = check_uri(ref.uri)
     if is_object_uri(ref.uri):
-        check_uri(ref.uri)
         from worker.engine.sources import load_object
 
         arrays: Arrays = load_object(ref, caps, inputs=inputs, seed=seed)
+        return arrays
+    if scheme == "file" and format_of(name, ref.format) != "npz":
+        from worker.engine.sources import load_file
+
+        arrays = load_file(ref, data_root, caps, inputs=inputs, seed=seed)
         return arrays
     return load_arrays(ref.uri, data_root=data_root, max_bytes=caps.max_dataset_bytes, allow_download=allow_download)
 

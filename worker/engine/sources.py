@@ -41,8 +41,8 @@ from lrrt.settings import Settings
 from lrrt.spec import DatasetRef
 from lrrt.tables import columns_to_arrays
 from lrrt.vetting.datasets import array_groups
-from lrrt.vetting.object_check import Layout, check_columns_for, resolve_layout
-from lrrt.vetting.objects import ObjectUri, column_names, parse_object_uri
+from lrrt.vetting.object_check import Layout, check_columns_for, local_layout, resolve_layout
+from lrrt.vetting.objects import column_names, parse_object_uri
 
 CACHE_VERSION = 1
 
@@ -66,6 +66,13 @@ def load_object(ref: DatasetRef, settings: Settings, *, inputs: Sequence[Any], s
     obj = parse_object_uri(ref.uri)
     fs = filesystem(obj.scheme, settings)
     layout = resolve_layout(fs, obj, ref, settings)
+    return load_layout(fs, layout, ref, settings, inputs=inputs, seed=seed)
+
+
+def load_file(ref: DatasetRef, data_root: Path, settings: Settings, *, inputs: Sequence[Any], seed: int) -> Any:
+    """The `Arrays` of a `file:` table, folder of shards or `.npy` arrays, or image folder under the data root:
+    fsspec's local filesystem through the same layout rules and readers as a store's."""
+    fs, layout = local_layout(data_root, ref.uri.removeprefix("file:"), ref, settings)
     return load_layout(fs, layout, ref, settings, inputs=inputs, seed=seed)
 
 
@@ -399,40 +406,3 @@ def _evict(root: Path, limit: int) -> None:
             path.unlink()
             path.with_suffix(".lock").unlink(missing_ok=True)
             total -= size
-
-
-def local_layout(root: Path, relative: str, ref: DatasetRef, settings: Settings) -> tuple[Any, Layout]:
-    """A layout over a local folder or file (fsspec's local filesystem), for `file:` tables and image folders
-    and for tests that read every format without a store."""
-    import fsspec
-
-    fs = fsspec.filesystem("file")
-    base = (Path(root) / relative).resolve()
-    obj = ObjectUri("file", "", str(base).lstrip("/") + ("/" if relative.endswith("/") else ""))
-
-    class _Local(Layout):
-        def path(self, item: dict[str, Any]) -> str:
-            return str(base / item["name"]) if relative.endswith("/") else str(base)
-
-    if relative.endswith("/"):
-        found = sorted(p for p in base.rglob("*") if p.is_file())
-        if len(found) > settings.max_object_keys:
-            raise CapExceeded(f"{relative} holds more than {settings.max_object_keys} files", cap="max_object_keys",
-                              limit=settings.max_object_keys, value=len(found))
-        names = [str(p.relative_to(base)) for p in found]
-    else:
-        names = [base.name]
-    from lrrt.vetting.objects import IMAGE_EXTENSIONS, format_of, format_of_listing
-
-    fmt = format_of(relative, ref.format) or format_of_listing(relative, names)
-    items: list[dict[str, Any]] = [{"name": name, "size": (base / name if relative.endswith("/") else base).stat().st_size,
-              "etag": str((base / name if relative.endswith("/") else base).stat().st_mtime_ns)} for name in names]
-    classes: list[str] = []
-    if fmt == "image_folder":
-        items = [i for i in items if "/" in i["name"] and i["name"].lower().endswith(IMAGE_EXTENSIONS)]
-        classes = sorted({i["name"].split("/", 1)[0] for i in items})
-    elif relative.endswith("/"):
-        from lrrt.vetting.objects import EXTENSIONS
-
-        items = [i for i in items if "/" not in i["name"] and EXTENSIONS.get(Path(i["name"]).suffix.lower()) == fmt]
-    return fs, _Local(obj, fmt, items, classes)

@@ -88,7 +88,10 @@ def run_sweep(
 @dataclass
 class KerasEngine:
     """`lrrt.coordinator.Engine` on this module: one range-test run (`sweep_runs`) or one confirm
-    candidate (`confirm_runs`) per call. The worker's tasks and `run_sweep` both run it."""
+    candidate (`confirm_runs`) per call. The worker's tasks and `run_sweep` both run it.
+
+    The tenant is not checked here: in-process (`run_sweep`, `lr_find`, `lrrt run`) the caller reads with
+    its own credentials; the service worker checks its tenant's grants first (`worker.tasks`)."""
 
     data_root: Path
     caps: Settings | None = None
@@ -99,12 +102,13 @@ class KerasEngine:
     def prepare(self) -> None:
         """Nothing to load: this module imported Keras."""
 
-    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook) -> Ran:
+    def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook, *, tenant: str) -> Ran:
         done = sweep_runs(spec, runs=[(arm_index, repeat)], on_chunk=on_chunk, **self._options())
         curves = done.curves[(arm_index, repeat)]
-        return Ran(RunOutcome(stop_reason=curves.stop_reason, fingerprint=curves.fingerprint), done.engine, done.stopped)
+        return Ran(RunOutcome(stop_reason=curves.stop_reason, fingerprint=curves.fingerprint,
+                              variables=done.variables.get((arm_index, repeat))), done.engine, done.stopped)
 
-    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook) -> Ran:
+    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook, *, tenant: str) -> Ran:
         done = confirm_runs(spec, [(arm_index, slot, lr)], on_chunk=on_chunk, **self._options())
         return Ran(RunOutcome.model_validate(done.curves[(arm_index, slot)].outcome()), done.engine, done.stopped)
 
@@ -115,14 +119,16 @@ class KerasEngine:
 
 @dataclass
 class SweepRuns:
-    """What `sweep_runs` ran: each (arm index, repeat)'s curves (with its fingerprint), the engine's
-    figures, why the sweep stopped early (or None), the planned steps per run and every seed of the job."""
+    """What `sweep_runs` ran: each (arm index, repeat)'s curves (with its fingerprint) and `variables`
+    (`_Job.variables`), the engine's figures, why the sweep stopped early (or None), the planned steps per
+    run and every seed of the job."""
 
     curves: dict[tuple[int, int], RunCurves]
     engine: dict[str, Any]
     stopped: str | None
     num_steps: int
     seeds: list[int]
+    variables: dict[tuple[int, int], dict[str, str]]
 
 
 def sweep_runs(
@@ -152,7 +158,8 @@ def sweep_runs(
         job = _Job(setup, setup.num_steps, chunk, on_chunk, len(pairs), validation=sweep.evaluate_on == "validation")
         curves = {(i, r): job.run(i, spec.optimizers[i], r, seeds[r], starts[r], lrs) for i, r in pairs}
     return SweepRuns(curves, stopped=job.stopped, num_steps=setup.num_steps, seeds=seeds,
-                     engine=setup.engine(job, chunk))
+                     engine=setup.engine(job, chunk), variables={(i, r): job.variables[(i, r)] for i, r in curves
+                                                                 if (i, r) in job.variables})
 
 
 @dataclass
@@ -162,12 +169,13 @@ class ConfirmCurve:
     lr: float
     curves: RunCurves
     val_loss: float | None
+    variables: dict[str, str] | None = None
 
     def outcome(self) -> dict[str, Any]:
         """What the result's `arms[].confirm` entry is made of (`lrrt.confirm.entries`)."""
         return {"lr": self.lr, "val_loss": finite(self.val_loss), "steps": len(self.curves.losses),
                 "losses": [finite(v) for v in self.curves.losses], "stop_reason": self.curves.stop_reason,
-                "fingerprint": self.curves.fingerprint}
+                "fingerprint": self.curves.fingerprint, "variables": self.variables}
 
 
 @dataclass
@@ -213,7 +221,7 @@ def confirm_runs(
             run = job.run(arm_index, spec.optimizers[arm_index], 0, spec.sweep.seed, start, [lr] * budget,
                           candidate=slot)
             score = held_out_loss(job.last_model, setup.data) if run.stop_reason == "completed" else None
-            curves[(arm_index, slot)] = ConfirmCurve(lr, run, score)
+            curves[(arm_index, slot)] = ConfirmCurve(lr, run, score, job.variables.get((arm_index, slot)))
     return ConfirmRuns(curves, setup.engine(job, chunk), job.stopped)
 
 
@@ -308,6 +316,8 @@ class _Job:
         self.fit_seconds = 0.0
         self.stopped: str | None = None
         self.last_model: keras.Model | None = None
+        #: (arm index, repeat or confirm slot) -> `_variables_at_end` of each run that trained
+        self.variables: dict[tuple[int, int], dict[str, str]] = {}
 
     def run(self, arm_index: int, arm: OptimizerArm, repeat: int, seed: int, start: list[np.ndarray],
             lrs: Sequence[float], *, candidate: int | None = None) -> RunCurves:
@@ -346,6 +356,7 @@ class _Job:
             raise self.hook_error
         self.fit_seconds += time.perf_counter() - began
         self.steps_run += len(run.losses)
+        self.variables[(arm_index, repeat if candidate is None else candidate)] = _variables_at_end(compiled.model, start)
         return run
 
 
@@ -577,6 +588,22 @@ def _seeded_model(config: dict, caps: Settings, seed: int, mixed_precision: bool
 def _variables(model: keras.Model) -> list[np.ndarray]:
     """Every variable's value (weights, BatchNorm statistics, dropout seed states): a run's starting point."""
     return [keras.ops.convert_to_numpy(v.value) for v in model.variables]
+
+
+def _variables_at_end(model: keras.Model, start: list[np.ndarray]) -> dict[str, str]:
+    """A run's `engine.runs[].variables`: `_digest`s of every variable at its start (`arms[].fingerprint`'s
+    `initial_weights`) and at its end, and, for a model with layers marked `trainable: false`, of those
+    layers' variables (kernels and BatchNormalization statistics) at the start and the end. Equal
+    `frozen_initial` and `frozen_final` show through the API that frozen layers stayed frozen."""
+    variables = model.variables
+    out = {"initial": _digest(start), "final": _digest(_variables(model))}
+    frozen_ids = {id(v) for layer in model._flatten_layers(include_self=False) if not layer.trainable
+                  for v in layer.variables}
+    frozen = [i for i, v in enumerate(variables) if id(v) in frozen_ids]
+    if frozen:
+        out["frozen_initial"] = _digest([start[i] for i in frozen])
+        out["frozen_final"] = _digest([keras.ops.convert_to_numpy(variables[i].value) for i in frozen])
+    return out
 
 
 def _chunk_size(num_steps: int, requested: int | None, validation: bool) -> int:

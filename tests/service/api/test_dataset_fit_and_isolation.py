@@ -98,3 +98,24 @@ def test_losses_are_checked_at_submit(client: TestClient) -> None:
             "the model's outputs are ['out']")
     accepted = client.post("/v1/jobs", json=make_spec(loss="MeanSquaredError"), headers=ALICE)
     assert accepted.status_code == 202 and accepted.json()["spec"]["loss"] == "mean_squared_error"
+
+
+def test_file_tables_get_the_same_checks_as_object_storage(client: TestClient, settings: Settings) -> None:
+    """A `file:` CSV or Parquet under the data root is checked at submission like an `s3://` one: its columns
+    must exist and fit the model (64 inputs, 10 classes here); an unknown folder is a 404-style 422."""
+    folder = settings.data_root / "tables"
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    header = ",".join([*(f"f{i}" for i in range(64)), "label"])
+    rows = "".join(",".join([*(f"{v:.3f}" for v in rng.random(64)), str(i % 10)]) + "\n" for i in range(40))
+    (folder / "digits.csv").write_text(f"{header}\n{rows}")
+    features = [f"f{i}" for i in range(64)]
+    problem = refused(client, make_spec(dataset={"uri": "file:tables/digits.csv", "columns": {"x": [*features[:63], "nope"],
+                                                                                               "y": "label"}}),
+                      ALICE, "dataset-invalid", "no column(s) ['nope']")
+    assert "label" in problem["columns"]
+    refused(client, make_spec(dataset={"uri": "file:tables/digits.csv"}), ALICE, "dataset-invalid", "needs dataset.columns")
+    refused(client, make_spec(dataset={"uri": "file:nowhere/"}), ALICE, "dataset-not-found", "file:nowhere/ does not exist")
+    accepted = client.post("/v1/jobs", json=make_spec(dataset={"uri": "file:tables/", "columns": {"x": features, "y": "label"}}),
+                           headers=ALICE)
+    assert accepted.status_code == 202, accepted.text

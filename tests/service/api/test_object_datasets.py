@@ -150,7 +150,7 @@ def test_table_columns_must_exist_and_fit(s3_client: TestClient) -> None:
     assert post(s3_client, f"s3://{BUCKET}/alice/one.csv", columns={"x": ["f0", "f1"], "y": "label"}).status_code == 202
     refused(s3_client, f"s3://{BUCKET}/alice/digits.npz", "dataset-invalid", "applies to parquet and csv",
             columns={"x": "f0", "y": "label"})
-    refused(s3_client, "builtin:digits", "dataset-invalid", "apply to s3:// and gs://", format="csv")
+    refused(s3_client, "builtin:digits", "dataset-invalid", "apply to s3://, gs:// and file:", format="csv")
 
 
 def test_parquet_metadata_claiming_too_many_rows_is_refused(s3_client: TestClient, s3_settings: Settings,

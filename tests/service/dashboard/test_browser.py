@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import io
 import json
 import os
@@ -23,11 +24,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.service.dashboard.conftest import API_KEY, screenshot
+from tests.service.dashboard.conftest import API_KEY, REPO, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("dashboard_worker")]
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+REPO_EXAMPLE = REPO / "service" / "dashboard" / "static" / "examples" / "digits-mlp.json"
 
 #: Records, in the page, every change of the loss chart's point count with the job's status then.
 RECORD_POINTS = """() => {
@@ -261,3 +263,41 @@ def test_upload_a_dataset_from_the_form(new_page: Any, tmp_path: Path) -> None:
     assert re.fullmatch(r"dataset:[0-9a-f]+", uri), uri
     assert page.locator("[data-testid=uploaded-datasets]").is_visible()
     assert uri in page.locator(".summary-list").inner_text()
+
+
+def test_start_a_job_from_weights_uploaded_in_the_form(new_page: Any, dashboard_url: str, tmp_path: Path) -> None:
+    """Fine-tuning from the form: upload a `.weights.h5` of the example model, submit, and the job's
+    result names those weights (the sha256 of the file the browser sent)."""
+    example = REPO_EXAMPLE.read_text()
+    path = tmp_path / "digits-mlp.weights.h5"
+    made = start_keras([f"import keras\nkeras.models.model_from_json({example!r}).save_weights({str(path)!r})"])
+    _, err = made.communicate(timeout=180)
+    assert made.returncode == 0, err[-2000:]
+    page = new_page()
+    page.goto("/#/new")
+    page.wait_for_selector("[data-testid=submit-form]")
+    assert page.input_value("[data-testid=weights-select]") == ""  # a fresh initialisation unless chosen
+    page.click("[data-testid=example-model]")
+    page.wait_for_selector(".model-summary.ok")
+    page.set_input_files("[data-testid=weights-file]", str(path))
+    page.wait_for_selector("text=Uploaded digits-mlp.weights.h5")
+    uri = page.input_value("[data-testid=weights-select]")
+    assert re.fullmatch(r"weights:[0-9a-f]+", uri), uri
+    assert uri in page.locator(".summary-list").inner_text()
+    page.fill("#f-sweep\\.num_steps", "30")
+    screenshot(page, "submit-form-weights")
+    page.click("[data-testid=submit-button]")
+    page.wait_for_url(re.compile(r"#/jobs/[0-9a-f]{32}$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    page.locator("[data-testid=recommendation-card], [data-testid=job-error]").first.wait_for(timeout=120_000)
+    job = httpx.get(f"{dashboard_url}/v1/jobs/{job_id}", headers=AUTH).json()
+    assert job["status"] == "succeeded", job.get("error")
+    assert job["spec"]["weights"] == uri
+    result = httpx.get(f"{dashboard_url}/v1/jobs/{job_id}/result", headers=AUTH).json()
+    assert result["engine"]["weights"] == {"uri": uri, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    # The next form lists it among the weights uploaded before, to pick again without uploading.
+    again = new_page()
+    again.goto("/#/new")
+    again.wait_for_selector(f"[data-testid=weights-select] option[value='{uri}']", state="attached")
+    again.select_option("[data-testid=weights-select]", uri)
+    assert uri in again.locator(".summary-list").inner_text()

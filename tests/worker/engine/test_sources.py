@@ -19,9 +19,10 @@ from PIL import Image
 from lrrt.problems import CapExceeded, DatasetError, DatasetInvalid, DatasetNotFound
 from lrrt.settings import Settings
 from lrrt.spec import DatasetRef
+from lrrt.vetting.object_check import local_layout
 from tests.fixtures.s3 import BUCKET, S3Server, npz_bytes
 from worker.engine.data import TensorSpec, load_dataset, prepare
-from worker.engine.sources import MIN_ROW_GROUPS, decode_image, load_layout, load_object, local_layout, needed_rows, pick_row_groups
+from worker.engine.sources import MIN_ROW_GROUPS, decode_image, load_layout, load_object, needed_rows, pick_row_groups
 
 FEATURES = [f"f{i}" for i in range(4)]
 INPUT = [TensorSpec("input", (None, 4), "float32")]
@@ -229,3 +230,60 @@ def _npy(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, a)
     return buf.getvalue()
+
+
+def test_file_datasets_read_every_format_under_the_data_root(caps: Settings) -> None:
+    """`file:` takes what object storage takes, through the worker's entry point (`load_dataset`): one `.npz`,
+    a folder of `.npy` arrays, Parquet and CSV as one file or a folder of shards, and an image folder."""
+    root = caps.data_root
+    x, y = np.random.default_rng(0).random((20, 4), dtype=np.float32), np.arange(20) % 3
+    np.savez(root / "d.npz", x=x, y=y)
+    (root / "arrays").mkdir()
+    np.save(root / "arrays" / "x.npy", x)
+    np.save(root / "arrays" / "y.npy", y)
+    (root / "pq").mkdir()
+    pq.write_table(table(30), root / "pq" / "part-0.parquet", row_group_size=10)
+    pq.write_table(table(20, start=30), root / "pq" / "part-1.parquet")
+    (root / "csv").mkdir()
+    pcsv.write_csv(table(12).drop(["vec"]), root / "csv" / "a.csv")
+    pcsv.write_csv(table(8, start=12).drop(["vec"]), root / "csv" / "b.csv")
+    make_folder(root / "imgs")
+    columns = {"columns": {"x": FEATURES, "y": "label"}}
+
+    def load(uri: str, inputs: list[TensorSpec] = INPUT, **kw: Any) -> Any:
+        return load_dataset(ref(uri, **kw), data_root=root, caps=caps, inputs=inputs, seed=0)
+
+    for uri in ("file:d.npz", "file:arrays/"):
+        arrays = load(uri)
+        np.testing.assert_array_equal(arrays.x, x)
+        np.testing.assert_array_equal(arrays.y, y)
+    for uri, rows in (("file:pq/", 50), ("file:pq/part-0.parquet", 30), ("file:csv/", 20), ("file:csv/a.csv", 12)):
+        arrays = load(uri, **columns)
+        assert arrays.x.shape == (rows, 4), uri
+        np.testing.assert_array_equal(arrays.x[:, 0], np.arange(rows) * 10)
+        np.testing.assert_array_equal(arrays.y, np.arange(rows) % 3)
+    images = load("file:imgs/", IMAGE_INPUT)
+    assert images.classes == ("Zebra", "cat", "dog") and images.x.shape == (9, 8, 8, 3) and images.x.dtype == np.uint8
+
+    # A changed file is read again (its version is its size and mtime), never served stale from the cache.
+    pcsv.write_csv(table(5, start=100).drop(["vec"]), root / "csv" / "a.csv")
+    assert load("file:csv/a.csv", **columns).x[0, 0] == 1000
+
+
+def test_file_datasets_keep_the_path_rules(caps: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The `file:` rules hold for folders too: nothing outside the data root or in an uploads folder is read
+    through a symlink inside a folder, a folder may not hold the uploads, and the format must be one of them."""
+    root = caps.data_root
+    outside = tmp_path_factory.mktemp("outside")
+    np.save(outside / "x.npy", np.zeros((4, 4), np.float32))
+    (root / "arrays").mkdir()
+    np.save(root / "arrays" / "y.npy", np.zeros(4))
+    (root / "arrays" / "x.npy").symlink_to(outside / "x.npy")
+    (root / "datasets").mkdir()
+    (root / "notes.txt").write_text("x")
+    for uri, match in (("file:arrays/", "holds a symlink"), ("file:./", "holds the uploads folders"),
+                       ("file:notes.txt", "must name an .npz file"), ("file:../x/", "'..'")):
+        with pytest.raises(DatasetInvalid, match=match):
+            load_dataset(ref(uri), data_root=root, caps=caps, inputs=INPUT, seed=0)
+    with pytest.raises(DatasetNotFound, match="file:missing/ does not exist"):
+        load_dataset(ref("file:missing/"), data_root=root, caps=caps, inputs=INPUT, seed=0)

@@ -76,6 +76,7 @@ def test_the_sweep_starts_from_the_loaded_weights(engine_root: Path, caps: Setti
                                            "sha256": sha256_file(engine_root / "pre" / "m32.weights.h5")}
     prints = {arm["fingerprint"]["initial_weights"] for arm in result["arms"]}
     assert len(prints) == 1  # every arm (and both seeds: fingerprint is the first seed's) from the same start
+    assert all("frozen_initial" not in run["variables"] for run in result["engine"]["runs"])  # nothing frozen
 
     fresh = run_sweep(full_batch_spec(model_json, None), data_root=engine_root, caps=caps, data=Arrays(x, y))
     assert fresh["engine"]["weights"] is None
@@ -103,6 +104,12 @@ def test_frozen_layers_and_their_batchnorm_stay_as_loaded(engine_root: Path, cap
                                               keras.ops.convert_to_numpy(loaded.value), err_msg=f"{name}/{after.name}")
         head_after = keras.ops.convert_to_numpy(swept.get_layer("head").kernel.value)
         assert not np.allclose(head_after, keras.ops.convert_to_numpy(model.get_layer("head").kernel.value))
+    # What the API reports of it: each run's variables at its end, the frozen layers' unchanged.
+    start = result["arms"][0]["fingerprint"]["initial_weights"]
+    for run in result["engine"]["runs"]:
+        variables = run["variables"]
+        assert variables["initial"] == start and variables["final"] != start, run
+        assert variables["frozen_final"] == variables["frozen_initial"], run
 
 
 def test_weights_of_another_model_fail_listing_the_variables(engine_root: Path, caps: Settings) -> None:

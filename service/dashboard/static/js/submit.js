@@ -123,6 +123,48 @@ function build(app, desc) {
     }
   }
 
+  // Where every arm starts (`weights`): a fresh initialisation (null, nothing sent), or a Keras 3
+  // `.weights.h5` uploaded with this API key (`weights:<id>`), picked from the list or uploaded here.
+  const weightsSelect = h('select', {id: 'f-weights', name: 'weights', 'data-testid': 'weights-select'});
+  const weightsFile = h('input', {type: 'file', accept: '.h5', 'data-testid': 'weights-file', onchange: uploadWeights});
+  const weightsButton = h('label', {class: 'btn btn-sm file-pick', style: {flexShrink: '0'}}, 'Upload a .weights.h5…', weightsFile);
+  const weightsNote = h('div', {class: 'field-hint', 'data-testid': 'weights-note'},
+    'Fine-tuning: start every arm from trained weights saved with model.save_weights("model.weights.h5") '
+    + '(the model built from this JSON). Layers with "trainable": false stay frozen.');
+  async function loadWeights(selectUri) {
+    const fresh = h('option', {value: ''}, 'Fresh initialisation (seeded by sweep.seed)');
+    try {
+      const body = await api('/v1/weights');
+      fill(weightsSelect, fresh, (body.items || []).map((w) => h('option', {value: w.uri, selected: w.uri === selectUri},
+        `${w.filename || fmt.shortId(w.id)} · ${fmt.bytes(w.bytes)} · ${w.sha256.slice(0, 12)}`)));
+    } catch (err) {
+      fill(weightsSelect, fresh);
+      weightsNote.textContent = `Could not list your weights: ${errorText(err)}`;
+    }
+    updateSummary();
+  }
+  async function uploadWeights() {
+    const file = weightsFile.files[0];
+    if (!file) return;
+    clearError('weights');
+    weightsButton.classList.add('busy');
+    weightsNote.textContent = `Uploading ${file.name} (${fmt.bytes(file.size)})…`;
+    try {
+      const data = new FormData();
+      data.append('file', file);
+      const created = await api('/v1/weights', {method: 'POST', body: data});
+      await loadWeights(created.uri);
+      weightsNote.textContent = `Uploaded ${file.name}: every arm starts from it (${created.uri}).`;
+    } catch (err) {
+      weightsNote.textContent = '';
+      const fields = err instanceof ApiError ? fieldErrors(err.problem) : [];
+      showError('weights', fields.length ? fields.map((f) => f.message).join('; ') : errorText(err));
+    } finally {
+      weightsButton.classList.remove('busy');
+      weightsFile.value = '';
+    }
+  }
+
   const modelSection = h('section', {class: 'panel'},
     h('h2', {}, h('span', {class: 'section-num'}, '1'), 'Model'),
     h('div', {class: 'field', dataset: {field: 'model'}},
@@ -137,7 +179,12 @@ function build(app, desc) {
       field('loss', 'Loss', h('input', {type: 'text', id: 'f-loss', name: 'loss', list: 'loss-list',
         value: schemaField(schema, null, 'loss')?.default ?? ''}),
       'A Keras loss identifier.'),
-      h('datalist', {id: 'loss-list'}, LOSSES.map((l) => h('option', {value: l})))));
+      h('datalist', {id: 'loss-list'}, LOSSES.map((l) => h('option', {value: l})))),
+    h('div', {class: 'field', dataset: {field: 'weights'}, style: {marginTop: '14px'}},
+      h('label', {class: 'field-label', for: 'f-weights'}, 'Start from weights'),
+      h('div', {class: 'row', style: {flexWrap: 'nowrap'}}, weightsSelect, weightsButton),
+      weightsNote,
+      h('div', {class: 'field-error', 'data-testid': 'error-weights'})));
   form.append(modelSection);
   onModelInput();
 
@@ -160,7 +207,7 @@ function build(app, desc) {
     upload: h('div', {}, h('div', {class: 'row'}, uploadButton), uploadStatus,
       h('div', {class: 'field-hint'}, 'An .npz with arrays x and y (optionally x_val and y_val); no pickled objects.')),
     file: h('div', {}, h('div', {class: 'row', style: {flexWrap: 'nowrap'}}, h('span', {class: 'mono muted'}, 'file:'), filePath),
-      h('div', {class: 'field-hint'}, 'An .npz under the server\u2019s data root.')),
+      h('div', {class: 'field-hint'}, 'Under the server\u2019s data root: an .npz, or a folder ending in / of .npy arrays or of class subfolders of images. Parquet and CSV tables need dataset.columns: send them with the CLI or the API.')),
   };
   const sourceError = h('div', {class: 'field-error', 'data-testid': 'error-dataset.uri'});
   const uriField = h('div', {class: 'field', dataset: {field: 'dataset.uri'}},
@@ -359,6 +406,7 @@ function build(app, desc) {
     const arms = Array.from(armsBox.children).map((row) => row.read());
     fill(summaryList,
       [['Dataset', datasetUri() || '—'],
+        ['Weights', weightsSelect.value || 'fresh initialisation'],
         ['Optimizers', arms.map((a) => a.label || a.name).join(', ')],
         ['LR range', `${sweepFields.start_lr.value || '?'} → ${sweepFields.end_lr.value || '?'} (${mode.value})`],
         ['Length', `${lengthValue.value || '?'} ${lengthKind.value === 'epochs' ? 'epochs' : 'steps'} per arm`],
@@ -370,6 +418,7 @@ function build(app, desc) {
   form.addEventListener('input', updateSummary);
   form.addEventListener('change', updateSummary);
   updateSummary();
+  loadWeights();
 
   fill(app,
     h('div', {class: 'page-head'},
@@ -484,6 +533,7 @@ function build(app, desc) {
     try { labels = parseLabels(labelsInput.value); } catch (err) { errors.push({path: 'labels', message: err.message}); }
     const loss = form.querySelector('[name=loss]').value.trim();
     const body = {model: parsed.model, dataset: dropUndefined(dataset), loss, optimizers, sweep: dropUndefined(sweep), labels};
+    if (weightsSelect.value) body.weights = weightsSelect.value;
     return {body, errors};
   }
 
