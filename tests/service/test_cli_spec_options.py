@@ -56,7 +56,7 @@ def test_only_typed_options_reach_the_body(args: list[str], sweep: dict, dataset
     run = CliRunner().invoke(app, ["m.json", "--dataset", "builtin:digits", "--name", "y", "-o", "sgd@S", *args])
     assert run.exit_code == 0, run.output
     assert seen == {"name": "y", "spec": SpecArgs(model=Path("m.json"), dataset={"uri": "builtin:digits", **dataset},
-                                                  optimizers=["sgd@S"], loss=None, sweep=sweep)}
+                                                  optimizers=["sgd@S"], loss=None, sweep=sweep, weights=None)}
 
 
 def test_bad_values_are_usage_errors() -> None:
