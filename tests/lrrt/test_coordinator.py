@@ -89,7 +89,6 @@ def test_confirm_candidates_come_from_the_recorded_range_test_and_verify_the_rec
     assert did[:2] == ["more", "confirm"] and did[-1] == "succeeded" and len(did) == 8  # 2 range tests, 6 candidates
     result = jobs.result(job_id)
     assert result is not None
-    spec = jobs.get(job_id).spec  # type: ignore[union-attr]
     for i, arm in enumerate(result["arms"]):  # each worker found the candidates one process would
         assert [engine.trained[(i, s)] for s in range(3)] == confirm.planned_lrs(arm, 3, start_lr=1e-4, end_lr=1.0, losses={})
     reco = result["recommendation"]

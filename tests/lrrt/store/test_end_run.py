@@ -85,7 +85,7 @@ def test_a_cancel_mid_round_ends_the_waiting_rounds(jobs: JobStore) -> None:
     job_id = create(jobs, arms=1, candidates=5)
     jobs.claim(job_id, "a", "w")
     assert jobs.end_run(job_id, 0, "a", DONE) is RunEnd.CONFIRM
-    for run, token in zip(range(1, 4), "bcd"):
+    for token in "bcd":
         jobs.claim(job_id, token, "w")
     assert jobs.end_run(job_id, 1, "b", DONE) is RunEnd.MORE
     jobs.request_cancel(job_id)
