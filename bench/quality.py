@@ -424,7 +424,7 @@ def best_arm_check(task: QualityTask, cases: Sequence[CaseResult], trainers: Seq
         "task": task.name,
         "grid_best": grid_best,
         "trains_best": {kind: labels[int(np.argmin([c.grids[kind].best_loss for c in cases]))]
-                        for kind in ("constant", "one_cycle")},
+                        for kind in cases[0].grids},
         "picks": {name: [(r["recommendation"] or {}).get("optimizer") for r in per_seed] for name, per_seed in runs.items()},
         "normalized_regret": {name: [round(regret(r["recommendation"], s), 4) for s, r in enumerate(per_seed)]
                               for name, per_seed in runs.items()},
