@@ -15,6 +15,7 @@ Usage (2 shared CPU cores: `--quick` ~8 min, the full run ~20 min; results in do
     nice -n 10 python -m bench.quality --tasks digits_mlp,friedman_mlp --seeds 3 --out results.json
     nice -n 10 python -m bench.quality --tasks illcond_mlp --arm-seeds 10   # the Adam-vs-SGD check on 10 seeds
     nice -n 10 python -m bench.quality --confirm --out confirm.json   # issue 24: confirm search vs old order
+    nice -n 10 python -m bench.quality --confirm --rules recommended,confirm@5xsweep   # its budget check
     python -m bench.quality --report results.json   # re-print a saved run without training
 
 Prints the ground truth, a table of means per rule, a markdown table (task/arm x rule), each sweep's
@@ -213,6 +214,13 @@ def _confirmed(results: ArmResults, i: int) -> float | None:
     return None if winner is None else winner["lr"]
 
 
+def _sweep_steps(task: QualityTask) -> int:
+    """The engine's default sweep length on this task's rows."""
+    from lrrt.spec import Sweep
+
+    return Sweep(batch_size=task.batch_size).total_steps(len(task.data.x))
+
+
 #: The range tests the rules read, by name: the `Sweep` fields each sets on the engine's defaults for a
 #: task. "confirm" is the product's confirm mode as a user turns it on (`sweep.confirm: true`: 3
 #: candidates, the sweep's length each); the others show its trade-offs: "confirm@5x120" spends the
@@ -226,6 +234,7 @@ SWEEPS: dict[str, Callable[[QualityTask], dict[str, Any]]] = {
     "confirm@5x120": lambda task: {"confirm": {"candidates": 5, "steps": 120}},
     "confirm@3xbudget": lambda task: {"confirm": {"candidates": 3, "steps": task.budget_steps}},
     "confirm@5xbudget": lambda task: {"confirm": {"candidates": 5, "steps": task.budget_steps}},
+    "confirm@5xsweep": lambda task: {"confirm": {"candidates": 5, "steps": _sweep_steps(task)}},
     # not run: replayed on the "train" range tests (`bench.quality_confirm.replay_old_order`); the fields give its cost
     "confirm@old": lambda task: {"confirm": {"candidates": OLD_CANDIDATES}},
 }
@@ -258,6 +267,9 @@ RULES: tuple[Rule, ...] = (
     Rule("confirm@old", "constant", _confirmed, sweep="confirm@old",
          what="the candidate order before issue 24 (the recommendation, 3x and 9x below it; the sweep's length "
          "each), on the same range tests: never above the range test's pick"),
+    Rule("confirm@5xsweep", "constant", _confirmed, sweep="confirm@5xsweep",
+         what="the confirm search with each candidate the sweep's length instead of the default 0.6 sweeps "
+         "(does the shorter default fit bias the answer?)"),
     Rule("confirm@5x120", "constant", _confirmed, sweep="confirm@5x120",
          what="the same with 5 candidates of 120 steps each (the same cost)"),
     Rule("confirm@3xbudget", "constant", _confirmed, sweep="confirm@3xbudget",
@@ -525,17 +537,18 @@ def source_commit() -> str | None:
 TARGET_MEAN, TARGET_WORST, TARGET_RIGHT_ARM, TARGET_COST = 0.03, 0.15, 0.9, 4.0
 
 
-def cost_table(costs: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Markdown table of each sweep's steps per job, as a multiple of the range test's, over the tasks."""
+def cost_table(costs: dict[str, dict[str, dict[str, float]]], rules: Sequence[Rule] = RULES) -> str:
+    """Markdown table of each sweep's steps per job, as a multiple of the range test's, over the tasks;
+    `rules`: those measured, named beside the sweep they read."""
     lines = ["| sweep | rules reading it | x range-test steps, nominal: mean (max) over tasks | ran: mean (max) | ran, per task |",
              "| --- | --- | --- | --- | --- |"]
     for name in SWEEPS:
         per_task = {task: by_sweep[name] for task, by_sweep in costs.items() if name in by_sweep}
         if per_task:
-            rules = ", ".join(f"`{rule.name}`" for rule in RULES if rule.sweep == name)
+            reading = ", ".join(f"`{rule.name}`" for rule in rules if rule.sweep == name)
             nominal, ran = ([c[key] for c in per_task.values()] for key in ("nominal_multiple", "multiple"))
             tasks = ", ".join(f"{task} {c['multiple']:.2f}" for task, c in per_task.items())
-            lines.append(f"| {name} | {rules} | {np.mean(nominal):.2f} ({max(nominal):.2f}) | "
+            lines.append(f"| {name} | {reading} | {np.mean(nominal):.2f} ({max(nominal):.2f}) | "
                          f"{np.mean(ran):.2f} ({max(ran):.2f}) | {tasks} |")
     return "\n".join(lines)
 
@@ -647,7 +660,8 @@ def confirm_report(run: Run) -> str:
              "prior; best / recommended: the grid's best LR over the seeds' log-mean recommendation):", "",
              confirm_table(run.cases, run.candidates, run.costs, sweeps), "",
              "Means over the cases:", "", means_table(summaries, names), "", "Per case, in full:", "",
-             format_table(summaries, names), "", "Cost in training steps per job:", "", cost_table(run.costs), "",
+             format_table(summaries, names), "", "Cost in training steps per job:", "",
+             cost_table(run.costs, run.mode.measured()), "",
              f"Confirm winners at the edge of their candidates (arm x seed): {json.dumps(winner_edges(run.candidates))}"]
     lines.append(json.dumps({"mode": mode.name, "commit": run.commit, "seconds": round(run.seconds), "cases": len(run.cases),
                              "mean_normalized_regret": mean_over_cases(summaries, "normalized"),
@@ -713,6 +727,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "order on cases whose best LR lies below and above the range test's pick (3 seeds, half budgets)")
     parser.add_argument("--tasks", help="comma-separated subset of the tasks (default: the mode's)")
     parser.add_argument("--seeds", type=int, help="override the mode's number of seeds")
+    parser.add_argument("--rules", help="comma-separated rules to measure, with the short report (default: the mode's)")
     parser.add_argument("--arm-seeds", type=int, help="seeds of the best-arm check on tasks with several arms "
                         "(range tests and one fit per seed and sweep; default: the mode's, 10 in the full run)")
     parser.add_argument("--out", type=Path, help="also write every measured number as JSON here")
@@ -744,7 +759,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     mode = CONFIRM if args.confirm else QUICK if args.quick else FULL
     mode = replace(mode, seeds=args.seeds or mode.seeds, arm_seeds=args.arm_seeds or mode.arm_seeds,
-                   tasks=frozenset(args.tasks.split(",")) if args.tasks else mode.tasks)
+                   tasks=frozenset(args.tasks.split(",")) if args.tasks else mode.tasks,
+                   rules=frozenset(args.rules.split(",")) if args.rules else mode.rules)
     run = measure(mode, source_commit())
     if args.out:
         args.out.write_text(json.dumps(run.to_json(), indent=1))
