@@ -222,11 +222,12 @@ def _sweep_steps(task: QualityTask) -> int:
 
 
 #: The range tests the rules read, by name: the `Sweep` fields each sets on the engine's defaults for a
-#: task. "confirm" is the product's confirm mode as a user turns it on (`sweep.confirm: true`: 3
-#: candidates, the sweep's length each); the others show its trade-offs: "confirm@5x120" spends the
-#: same steps on 5 shorter fits (the rules' own picks or a wider bracket), "confirm@3xbudget" gives
-#: each of 3 candidates the task's whole training budget (what the default's shorter fits cost), and
-#: "confirm@5xbudget" both (is the bracket too narrow even with budget-long fits?).
+#: task. "confirm" is the product's confirm mode as a user turns it on (`sweep.confirm: true`: the
+#: search of up to 5 candidates, 0.6 sweeps each); the others show its trade-offs: "confirm@5x120"
+#: sets 5 candidates of 120 steps, "confirm@5xsweep" 5 of the sweep's length (does the default's
+#: shorter fit bias the answer?), "confirm@3xbudget" and "confirm@5xbudget" give each candidate the
+#: task's whole training budget (what the default's shorter fits cost), and "confirm@old" is the
+#: candidate order issue 24 replaced, replayed on the plain range tests.
 SWEEPS: dict[str, Callable[[QualityTask], dict[str, Any]]] = {
     "train": lambda task: {},
     "validation": lambda task: {"evaluate_on": "validation"},
