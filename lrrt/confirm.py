@@ -201,8 +201,9 @@ def bracket(rows: list[dict[str, Any]], spec: JobSpec) -> dict[str, Any] | None:
         advice = (f"the winner is the {'highest' if edge == 'high' else 'lowest'} of the {len(rows)} candidates: "
                   "raise sweep.confirm.candidates so that the search can go further")
     else:
-        advice = (f"the winner is the {'highest' if edge == 'high' else 'lowest'} candidate and the search "
-                  "stopped before it tried beyond it (the job stopped early): run the job to its end")
+        advice = (f"the winner is the {'highest' if edge == 'high' else 'lowest'} candidate and none "
+                  f"{'above' if edge == 'high' else 'below'} it has trained yet: wait for the job's next confirm "
+                  "round, or run the job to its end if it stopped")
     return state | {"edge": edge, "advice": advice}
 
 

@@ -117,6 +117,8 @@ def test_the_bracket_says_whether_the_winner_is_enclosed_and_else_what_to_change
     low = confirm.bracket(_rows((1e-5, 0.3), (3e-5, 0.6)), spec)
     assert low is not None and low["edge"] == "low" and "lower start_lr" in low["advice"]
     assert confirm.bracket(_rows(), spec) is None
+    running = confirm.bracket(_rows((0.01, 0.5), (0.003, 0.6), (0.03, 0.4)), _spec(candidates=5))  # a round to come
+    assert running is not None and "next confirm round" in running["advice"] and running["rounds"] == 3
 
 
 def test_the_default_confirm_costs_at_most_three_more_sweeps() -> None:
