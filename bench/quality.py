@@ -225,7 +225,7 @@ def _sweep_steps(task: QualityTask) -> int:
 #: task. "confirm" is the product's confirm mode as a user turns it on (`sweep.confirm: true`: the
 #: search of up to 5 candidates, 0.6 sweeps each); the others show its trade-offs: "confirm@5x120"
 #: sets 5 candidates of 120 steps, "confirm@5xsweep" 5 of the sweep's length (does the default's
-#: shorter fit bias the answer?), "confirm@3xbudget" and "confirm@5xbudget" give each candidate the
+#: shorter fit bias the answer?), "confirm@4" 4 candidates of the default budget (0.75 sweeps), "confirm@3xbudget" and "confirm@5xbudget" give each candidate the
 #: task's whole training budget (what the default's shorter fits cost), and "confirm@old" is the
 #: candidate order issue 24 replaced, replayed on the plain range tests.
 SWEEPS: dict[str, Callable[[QualityTask], dict[str, Any]]] = {
@@ -236,6 +236,7 @@ SWEEPS: dict[str, Callable[[QualityTask], dict[str, Any]]] = {
     "confirm@3xbudget": lambda task: {"confirm": {"candidates": 3, "steps": task.budget_steps}},
     "confirm@5xbudget": lambda task: {"confirm": {"candidates": 5, "steps": task.budget_steps}},
     "confirm@5xsweep": lambda task: {"confirm": {"candidates": 5, "steps": _sweep_steps(task)}},
+    "confirm@4": lambda task: {"confirm": {"candidates": 4}},
     # not run: replayed on the "train" range tests (`bench.quality_confirm.replay_old_order`); the fields give its cost
     "confirm@old": lambda task: {"confirm": {"candidates": OLD_CANDIDATES}},
 }
@@ -271,6 +272,8 @@ RULES: tuple[Rule, ...] = (
     Rule("confirm@5xsweep", "constant", _confirmed, sweep="confirm@5xsweep",
          what="the confirm search with each candidate the sweep's length instead of the default 0.6 sweeps "
          "(does the shorter default fit bias the answer?)"),
+    Rule("confirm@4", "constant", _confirmed, sweep="confirm@4",
+         what="the confirm search with 4 candidates of 0.75 sweeps (the same 3 sweeps' worth) instead of 5 of 0.6"),
     Rule("confirm@5x120", "constant", _confirmed, sweep="confirm@5x120",
          what="the same with 5 candidates of 120 steps each (the same cost)"),
     Rule("confirm@3xbudget", "constant", _confirmed, sweep="confirm@3xbudget",
