@@ -225,9 +225,10 @@ def _sweep_steps(task: QualityTask) -> int:
 #: task. "confirm" is the product's confirm mode as a user turns it on (`sweep.confirm: true`: the
 #: search of up to 5 candidates, 0.6 sweeps each); the others show its trade-offs: "confirm@5x120"
 #: sets 5 candidates of 120 steps, "confirm@5xsweep" 5 of the sweep's length (does the default's
-#: shorter fit bias the answer?), "confirm@4" 4 candidates of the default budget (0.75 sweeps), "confirm@3xbudget" and "confirm@5xbudget" give each candidate the
-#: task's whole training budget (what the default's shorter fits cost), and "confirm@old" is the
-#: candidate order issue 24 replaced, replayed on the plain range tests.
+#: shorter fit bias the answer?), "confirm@4" 4 candidates of the default budget (0.75 sweeps),
+#: "confirm@3xbudget" and "confirm@5xbudget" give each candidate the task's whole training budget
+#: (what the default's shorter fits cost), and "confirm@old" is the candidate order issue 24
+#: replaced, replayed on the plain range tests.
 SWEEPS: dict[str, Callable[[QualityTask], dict[str, Any]]] = {
     "train": lambda task: {},
     "validation": lambda task: {"evaluate_on": "validation"},
