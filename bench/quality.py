@@ -14,6 +14,8 @@ Usage (2 shared CPU cores: `--quick` ~8 min, the full run ~20 min; results in do
     nice -n 10 python -m bench.quality --quick
     nice -n 10 python -m bench.quality --tasks digits_mlp,friedman_mlp --seeds 3 --out results.json
     nice -n 10 python -m bench.quality --tasks illcond_mlp --arm-seeds 10   # the Adam-vs-SGD check on 10 seeds
+    nice -n 10 python -m bench.quality --confirm --out confirm.json   # issue 24: confirm search vs old order
+    nice -n 10 python -m bench.quality --confirm --rules recommended,confirm@5xsweep   # its budget check
     python -m bench.quality --report results.json   # re-print a saved run without training
 
 Prints the ground truth, a table of means per rule, a markdown table (task/arm x rule), each sweep's
@@ -38,6 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: k
 
 import numpy as np  # noqa: E402
 
+from bench.quality_confirm import OLD_CANDIDATES, confirm_table, replay_old_order  # noqa: E402
 from bench.quality_metrics import (  # noqa: E402
     Grid,
     RuleSummary,
@@ -74,6 +77,11 @@ class Mode:
     quick: bool
     tasks: frozenset[str] | None = None  # None: every task
     arm_seeds: int = 0  # seeds of the best-arm check on tasks with several arms (at least `seeds`)
+    rules: frozenset[str] | None = None  # None: every rule of `RULES` (and the full report)
+
+    def measured(self) -> tuple[Rule, ...]:
+        """The rules this mode trains and scores."""
+        return tuple(rule for rule in RULES if self.rules is None or rule.name in self.rules)
 
 
 #: The kinds of task the issues ask for, half budgets, 2 seeds: minutes on 2 busy cores.
@@ -82,6 +90,11 @@ QUICK = Mode("quick", (-4.0, 0.0, 0.5), seeds=2, quick=True,
                               "illcond_long"}))
 #: Every task; the best-arm check on 10 seeds, as issue 13 asks (`ARM_CHECK_SWEEPS` and one fit per seed).
 FULL = Mode("full", (-5.0, 0.5, 0.5), seeds=3, quick=False, arm_seeds=10)
+#: Issue 24: the confirm search against the candidate order it replaced, on cases whose best constant LR
+#: lies below the range test's pick and on cases where it lies above; half budgets, constant LRs only.
+CONFIRM = Mode("confirm", (-3.5, 0.5, 0.5), seeds=3, quick=True,
+               tasks=frozenset({"digits_mlp", "digits_convnet", "cancer_wide_mlp", "digits_convnet_sgd", "digits_bn_sgd"}),
+               rules=frozenset({"recommended", "steepest", "confirm", "confirm@old"}))
 
 
 # --------------------------------------------------------------------------- rules under test
@@ -201,12 +214,21 @@ def _confirmed(results: ArmResults, i: int) -> float | None:
     return None if winner is None else winner["lr"]
 
 
+def _sweep_steps(task: QualityTask) -> int:
+    """The engine's default sweep length on this task's rows."""
+    from lrrt.spec import Sweep
+
+    return Sweep(batch_size=task.batch_size).total_steps(len(task.data.x))
+
+
 #: The range tests the rules read, by name: the `Sweep` fields each sets on the engine's defaults for a
-#: task. "confirm" is the product's confirm mode as a user turns it on (`sweep.confirm: true`: 3
-#: candidates, the sweep's length each); the others show its trade-offs: "confirm@5x120" spends the
-#: same steps on 5 shorter fits (the rules' own picks or a wider bracket), "confirm@3xbudget" gives
-#: each of 3 candidates the task's whole training budget (what the default's shorter fits cost), and
-#: "confirm@5xbudget" both (is the bracket too narrow even with budget-long fits?).
+#: task. "confirm" is the product's confirm mode as a user turns it on (`sweep.confirm: true`: the
+#: search of up to 5 candidates, 0.6 sweeps each); the others show its trade-offs: "confirm@5x120"
+#: sets 5 candidates of 120 steps, "confirm@5xsweep" 5 of the sweep's length (does the default's
+#: shorter fit bias the answer?), "confirm@4" 4 candidates of the default budget (0.75 sweeps),
+#: "confirm@3xbudget" and "confirm@5xbudget" give each candidate the task's whole training budget
+#: (what the default's shorter fits cost), and "confirm@old" is the candidate order issue 24
+#: replaced, replayed on the plain range tests.
 SWEEPS: dict[str, Callable[[QualityTask], dict[str, Any]]] = {
     "train": lambda task: {},
     "validation": lambda task: {"evaluate_on": "validation"},
@@ -214,7 +236,13 @@ SWEEPS: dict[str, Callable[[QualityTask], dict[str, Any]]] = {
     "confirm@5x120": lambda task: {"confirm": {"candidates": 5, "steps": 120}},
     "confirm@3xbudget": lambda task: {"confirm": {"candidates": 3, "steps": task.budget_steps}},
     "confirm@5xbudget": lambda task: {"confirm": {"candidates": 5, "steps": task.budget_steps}},
+    "confirm@5xsweep": lambda task: {"confirm": {"candidates": 5, "steps": _sweep_steps(task)}},
+    "confirm@4": lambda task: {"confirm": {"candidates": 4}},
+    # not run: replayed on the "train" range tests (`bench.quality_confirm.replay_old_order`); the fields give its cost
+    "confirm@old": lambda task: {"confirm": {"candidates": OLD_CANDIDATES}},
 }
+#: Sweeps made from another's results instead of run: by name, (the sweep they read, how).
+REPLAYED = {"confirm@old": ("train", replay_old_order)}
 #: The sweeps the best-arm check runs on `Mode.arm_seeds` seeds: the range test alone and the product's
 #: confirm default (the others on the mode's seeds; a range test with confirm costs seconds on 2 cores).
 ARM_CHECK_SWEEPS = ("train", "confirm")
@@ -239,6 +267,14 @@ RULES: tuple[Rule, ...] = (
          what="median3 of a range test with evaluate_on=validation"),
     Rule("confirm", "constant", _confirmed, sweep="confirm",
          what="sweep.confirm = true: the arm's winner of fixed-LR fits at candidate LRs, on the held-out rows"),
+    Rule("confirm@old", "constant", _confirmed, sweep="confirm@old",
+         what="the candidate order before issue 24 (the recommendation, 3x and 9x below it; the sweep's length "
+         "each), on the same range tests: never above the range test's pick"),
+    Rule("confirm@5xsweep", "constant", _confirmed, sweep="confirm@5xsweep",
+         what="the confirm search with each candidate the sweep's length instead of the default 0.6 sweeps "
+         "(does the shorter default fit bias the answer?)"),
+    Rule("confirm@4", "constant", _confirmed, sweep="confirm@4",
+         what="the confirm search with 4 candidates of 0.75 sweeps (the same 3 sweeps' worth) instead of 5 of 0.6"),
     Rule("confirm@5x120", "constant", _confirmed, sweep="confirm@5x120",
          what="the same with 5 candidates of 120 steps each (the same cost)"),
     Rule("confirm@3xbudget", "constant", _confirmed, sweep="confirm@3xbudget",
@@ -357,11 +393,11 @@ def measure_arm(task: QualityTask, trainer: GridTrainer, sweeps: dict[str, ArmRe
     seeds = range(mode.seeds)
     grids = {
         kind: Grid(lrs, np.array([[trainer.score(LRPlan(kind, float(lr)), s) for lr in lrs] for s in seeds]))
-        for kind in ("constant", "one_cycle")
+        for kind in ("constant", "one_cycle") if any(rule.schedule == kind for rule in mode.measured())
     }
     rule_lrs: dict[str, list[float | None]] = {}
     rule_losses: dict[str, list[float]] = {}
-    for rule in RULES:
+    for rule in mode.measured():
         results = sweeps[rule.sweep]
         picks = [rule.pick(results, s) for s in seeds]
         starts = [rule.start(results[s]) if rule.start else None for s in seeds]
@@ -372,8 +408,8 @@ def measure_arm(task: QualityTask, trainer: GridTrainer, sweeps: dict[str, ArmRe
         ]
     agreement = [log_range(sweeps["train"][s]["suggestions"].values()) for s in seeds]
     case = f"{task.name}/{trainer.arm.display_label}"
-    log(f"{case}: grid best constant {grids['constant'].best_lr:.2g} ({grids['constant'].best_loss:.3f}), "
-        f"one-cycle {grids['one_cycle'].best_lr:.2g} ({grids['one_cycle'].best_loss:.3f}); {trainer.fits} fits")
+    log(f"{case}: grid best " + ", ".join(f"{kind} {g.best_lr:.2g} ({g.best_loss:.3f})" for kind, g in grids.items())
+        + f"; {trainer.fits} fits")
     return CaseResult(case, trainer.cap, grids, rule_lrs, rule_losses, agreement)
 
 
@@ -405,7 +441,7 @@ def best_arm_check(task: QualityTask, cases: Sequence[CaseResult], trainers: Seq
         "task": task.name,
         "grid_best": grid_best,
         "trains_best": {kind: labels[int(np.argmin([c.grids[kind].best_loss for c in cases]))]
-                        for kind in ("constant", "one_cycle")},
+                        for kind in cases[0].grids},
         "picks": {name: [(r["recommendation"] or {}).get("optimizer") for r in per_seed] for name, per_seed in runs.items()},
         "normalized_regret": {name: [round(regret(r["recommendation"], s), 4) for s, r in enumerate(per_seed)]
                               for name, per_seed in runs.items()},
@@ -435,8 +471,12 @@ def measure_task(task: QualityTask, mode: Mode, log: Callable[[str], None]) -> T
 
     started = time.perf_counter()
     extra = max(mode.arm_seeds, mode.seeds) if len(task.arms) > 1 else mode.seeds
-    names = sorted({rule.sweep for rule in RULES})
-    runs = {name: range_tests(task, extra if name in ARM_CHECK_SWEEPS else mode.seeds, SWEEPS[name](task)) for name in names}
+    names = sorted({rule.sweep for rule in mode.measured()} | {"train"})
+    runs = {name: range_tests(task, extra if name in ARM_CHECK_SWEEPS else mode.seeds, SWEEPS[name](task))
+            for name in names if name not in REPLAYED}
+    for name in (n for n in names if n in REPLAYED):
+        source, replay = REPLAYED[name]
+        runs[name] = replay(task, runs[source][: mode.seeds])
     log(f"{task.name}: range tests ({', '.join(names)}; {mode.seeds} seeds, {extra} for "
         f"{', '.join(ARM_CHECK_SWEEPS)}) {time.perf_counter() - started:.1f}s")
     trainers = [GridTrainer(task, arm) for arm in task.arms]
@@ -502,17 +542,18 @@ def source_commit() -> str | None:
 TARGET_MEAN, TARGET_WORST, TARGET_RIGHT_ARM, TARGET_COST = 0.03, 0.15, 0.9, 4.0
 
 
-def cost_table(costs: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Markdown table of each sweep's steps per job, as a multiple of the range test's, over the tasks."""
+def cost_table(costs: dict[str, dict[str, dict[str, float]]], rules: Sequence[Rule] = RULES) -> str:
+    """Markdown table of each sweep's steps per job, as a multiple of the range test's, over the tasks;
+    `rules`: those measured, named beside the sweep they read."""
     lines = ["| sweep | rules reading it | x range-test steps, nominal: mean (max) over tasks | ran: mean (max) | ran, per task |",
              "| --- | --- | --- | --- | --- |"]
     for name in SWEEPS:
         per_task = {task: by_sweep[name] for task, by_sweep in costs.items() if name in by_sweep}
         if per_task:
-            rules = ", ".join(f"`{rule.name}`" for rule in RULES if rule.sweep == name)
+            reading = ", ".join(f"`{rule.name}`" for rule in rules if rule.sweep == name)
             nominal, ran = ([c[key] for c in per_task.values()] for key in ("nominal_multiple", "multiple"))
             tasks = ", ".join(f"{task} {c['multiple']:.2f}" for task, c in per_task.items())
-            lines.append(f"| {name} | {rules} | {np.mean(nominal):.2f} ({max(nominal):.2f}) | "
+            lines.append(f"| {name} | {reading} | {np.mean(nominal):.2f} ({max(nominal):.2f}) | "
                          f"{np.mean(ran):.2f} ({max(ran):.2f}) | {tasks} |")
     return "\n".join(lines)
 
@@ -596,18 +637,46 @@ class Run:
     candidates: dict[str, dict[str, list[list[list[dict[str, Any]]]]]]  # task -> confirm sweep -> `confirm_candidates`
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": {**asdict(self.mode), "tasks": sorted(self.mode.tasks or [])}, "commit": self.commit,
+        return {"mode": {**asdict(self.mode), "tasks": sorted(self.mode.tasks or []),
+                         "rules": None if self.mode.rules is None else sorted(self.mode.rules)}, "commit": self.commit,
                 "seconds": self.seconds, "checks": self.checks, "costs": self.costs, "candidates": self.candidates,
                 "cases": [c.to_json() for c in self.cases]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Run:
-        mode = Mode(**{**data["mode"], "grid": tuple(data["mode"]["grid"]), "tasks": frozenset(data["mode"]["tasks"]) or None})
+        rules = data["mode"].get("rules")
+        mode = Mode(**{**data["mode"], "grid": tuple(data["mode"]["grid"]), "tasks": frozenset(data["mode"]["tasks"]) or None,
+                       "rules": None if rules is None else frozenset(rules)})
         return cls(mode, data.get("commit"), data["seconds"], [CaseResult.from_json(c) for c in data["cases"]],
                    data["checks"], data["costs"], data["candidates"])
 
 
+def confirm_report(run: Run) -> str:
+    """The report of a mode that measures a few rules (`Mode.rules`, issue 24's `--confirm`): ground truth,
+    the rules' regrets, the confirm comparison table, costs and winners at an edge; JSON last."""
+    summaries = {c.case: c.summaries() for c in run.cases}
+    names = [rule.name for rule in run.mode.measured()]
+    sweeps = [rule.sweep for rule in run.mode.measured() if rule.sweep.startswith("confirm")]
+    mode = run.mode
+    lines = [f"## Confirm search ({mode.name}: grid 10^{mode.grid[0]:g}..10^{mode.grid[1]:g} every {mode.grid[2]:g} "
+             f"decades, {mode.seeds} seeds, {run.seconds:.0f}s)", "",
+             "Rules: " + "; ".join(f"`{rule.name}` {rule.what}" for rule in run.mode.measured()) + ".", "",
+             "Per case (normalized regret, mean over seeds: 0 = the grid's best constant LR, 1 = no better than the "
+             "prior; best / recommended: the grid's best LR over the seeds' log-mean recommendation):", "",
+             confirm_table(run.cases, run.candidates, run.costs, sweeps), "",
+             "Means over the cases:", "", means_table(summaries, names), "", "Per case, in full:", "",
+             format_table(summaries, names), "", "Cost in training steps per job:", "",
+             cost_table(run.costs, run.mode.measured()), "",
+             f"Confirm winners at the edge of their candidates (arm x seed): {json.dumps(winner_edges(run.candidates))}"]
+    lines.append(json.dumps({"mode": mode.name, "commit": run.commit, "seconds": round(run.seconds), "cases": len(run.cases),
+                             "mean_normalized_regret": mean_over_cases(summaries, "normalized"),
+                             "worst_normalized_regret": worst_over_cases(summaries, "normalized")}))
+    return "\n".join(lines)
+
+
 def report(run: Run) -> str:
+    if run.mode.rules is not None:
+        return confirm_report(run)
     mode = run.mode
     summaries = {c.case: c.summaries() for c in run.cases}
     names = [rule.name for rule in RULES]
@@ -659,8 +728,11 @@ def report(run: Run) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 tasks, coarser grid, 2 seeds, half the training budget")
+    parser.add_argument("--confirm", action="store_true", help="issue 24: the confirm search against the old candidate "
+                        "order on cases whose best LR lies below and above the range test's pick (3 seeds, half budgets)")
     parser.add_argument("--tasks", help="comma-separated subset of the tasks (default: the mode's)")
     parser.add_argument("--seeds", type=int, help="override the mode's number of seeds")
+    parser.add_argument("--rules", help="comma-separated rules to measure, with the short report (default: the mode's)")
     parser.add_argument("--arm-seeds", type=int, help="seeds of the best-arm check on tasks with several arms "
                         "(range tests and one fit per seed and sweep; default: the mode's, 10 in the full run)")
     parser.add_argument("--out", type=Path, help="also write every measured number as JSON here")
@@ -690,9 +762,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.report:
         print(report(Run.from_json(json.loads(args.report.read_text()))))
         return
-    mode = QUICK if args.quick else FULL
+    mode = CONFIRM if args.confirm else QUICK if args.quick else FULL
     mode = replace(mode, seeds=args.seeds or mode.seeds, arm_seeds=args.arm_seeds or mode.arm_seeds,
-                   tasks=frozenset(args.tasks.split(",")) if args.tasks else mode.tasks)
+                   tasks=frozenset(args.tasks.split(",")) if args.tasks else mode.tasks,
+                   rules=frozenset(args.rules.split(",")) if args.rules else mode.rules)
     run = measure(mode, source_commit())
     if args.out:
         args.out.write_text(json.dumps(run.to_json(), indent=1))

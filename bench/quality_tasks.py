@@ -29,6 +29,7 @@ from lrrt.spec import OptimizerArm
 
 ADAM = OptimizerArm(name="adam", label="adam")
 SGD_MOMENTUM = OptimizerArm(name="sgd", label="sgd_m0.9", params={"momentum": 0.9})
+SGD = OptimizerArm(name="sgd", label="sgd")
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,6 +166,16 @@ def _digits_convnet() -> dict[str, Any]:
     )
 
 
+def _digits_bn_mlp() -> dict[str, Any]:
+    """64-64-10 MLP with BatchNormalization after each hidden Dense: normalized activations let plain SGD
+    train at LRs around 1, far above where a range test's curve starts to turn."""
+    import keras
+
+    hidden = [layer for _ in range(2) for layer in (keras.layers.Dense(64, use_bias=False), keras.layers.BatchNormalization(),
+                                                   keras.layers.Activation("relu"))]
+    return _model_json([keras.Input((64,)), *hidden, keras.layers.Dense(10, activation="softmax")])
+
+
 def build_tasks(*, quick: bool = False, only: Set[str] | None = None) -> list[QualityTask]:
     """The bench's tasks; `quick` halves every training budget (which moves the best LR up a little)."""
     scale = 1 if quick else 2
@@ -178,6 +189,14 @@ def build_tasks(*, quick: bool = False, only: Set[str] | None = None) -> list[Qu
         "digits_convnet": lambda: QualityTask(
             "digits_convnet", _digits_convnet(), ce, digits_data(image=True), (ADAM,), 5 * scale, 64,
             notes="2-conv ConvNet on the digits as 8x8x1 images",
+        ),
+        "digits_convnet_sgd": lambda: QualityTask(
+            "digits_convnet_sgd", _digits_convnet(), ce, digits_data(image=True), (SGD,), 5 * scale, 64,
+            notes="the digits ConvNet with plain SGD (issue 24): its best constant LR lies above the range test's pick",
+        ),
+        "digits_bn_sgd": lambda: QualityTask(
+            "digits_bn_sgd", _digits_bn_mlp(), ce, digits_data(), (SGD,), 5 * scale, 64,
+            notes="64-64-10 MLP with BatchNormalization, plain SGD (issue 24): a high-LR optimum",
         ),
         "friedman_mlp": lambda: QualityTask(
             "friedman_mlp", _mlp(10, 1, None), mse, friedman_data(), (ADAM,), 5 * scale, 32,

@@ -1,4 +1,5 @@
-"""The tutorial's two charts, loss vs LR and loss delta vs LR, for all arms of a (possibly partial) result.
+"""The tutorial's two charts, loss vs LR and loss delta vs LR, for all arms of a (possibly partial) result,
+and with `sweep.confirm` a third: every confirm candidate's held-out loss vs its LR.
 
 matplotlib's bare `Figure` (never pyplot, so no backend is chosen: in a notebook, `RangeTestResult.plot`
 leaves the user's backend alone) and no Keras, so the API renders `plot.png`/`plot.svg` from stored
@@ -41,13 +42,50 @@ def figure(result: dict[str, Any], kind: Kind = "both") -> Figure:
     recommended-LR lines."""
     if kind not in ("loss", "delta", "both"):
         raise ValueError(f"kind must be 'loss', 'delta' or 'both', got {kind!r}")
-    kinds = ["loss", "delta"] if kind == "both" else [kind]
+    arms = result.get("arms") or []
+    kinds: list[str] = ["loss", "delta"] if kind == "both" else [kind]
+    if kind == "both" and any(arm.get("confirm") for arm in arms):
+        kinds.append("confirm")
     fig = Figure(figsize=(10, 4.5 * len(kinds)))
     fig.subplots_adjust(left=0.08, right=0.74, top=0.94 if len(kinds) == 1 else 0.96,
                         bottom=0.1 if len(kinds) == 1 else 0.06, hspace=0.3)
     for axes, which in zip(fig.subplots(len(kinds), 1, squeeze=False)[:, 0], kinds):
-        _draw(axes, result.get("arms") or [], which, result.get("best_arm"))
+        if which == "confirm":
+            _draw_confirm(axes, arms)
+        else:
+            _draw(axes, arms, which, result.get("best_arm"))
     return fig
+
+
+def _draw_confirm(axes: Axes, arms: list[dict[str, Any]]) -> None:
+    """`sweep.confirm`'s third chart: every candidate of every arm, held-out loss vs its constant LR; the
+    arm's winner starred, a candidate without a held-out loss (it hit NaN, or was stopped) as an x on
+    the axis's floor, and the arm's bracket (enclosed, or the edge) in the legend."""
+    scored_losses = [c["val_loss"] for arm in arms for c in arm.get("confirm") or [] if c.get("val_loss") is not None]
+    floor = min(scored_losses, default=0.0)
+    handles: list[Any] = []
+    for arm in arms:
+        rows = arm.get("confirm") or []
+        if not rows:
+            continue
+        scored = [(c["lr"], c["val_loss"]) for c in rows if c.get("val_loss") is not None]
+        bracket = arm.get("confirm_bracket") or {}
+        where = "" if not bracket else " (enclosed)" if bracket.get("enclosed") else f" (winner at the {bracket.get('edge')} edge)"
+        (line,) = axes.plot(*(zip(*scored) if scored else ([], [])), marker="o", linewidth=1, label=f"{arm.get('label', '')}{where}")
+        handles.append(line)
+        unscored = [c["lr"] for c in rows if c.get("val_loss") is None]
+        if unscored:
+            axes.scatter(unscored, [floor] * len(unscored), marker="x", color=line.get_color(), zorder=3)
+        for c in rows:
+            if c.get("winner"):
+                axes.scatter([c["lr"]], [c["val_loss"]], marker="*", s=160, color=line.get_color(), edgecolors="black", zorder=4)
+    axes.set_xscale("log")
+    axes.set_xlabel("candidate learning rate (log scale)")
+    axes.set_ylabel("held-out loss")
+    axes.set_title("Confirm: each candidate's held-out loss (star: the arm's winner; x: not scored)")
+    axes.grid(True, alpha=0.3)
+    axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small",
+                borderaxespad=0.0, frameon=False)
 
 
 def _draw(axes: Axes, arms: list[dict[str, Any]], kind: str, best: str | None) -> None:

@@ -1,5 +1,5 @@
-"""The confirm phase (`sweep.confirm`): which constant LRs an arm trains at once its range test is over,
-and how the measured winner becomes the job's recommendation.
+"""The confirm phase (`sweep.confirm`): which constant LRs an arm trains once its range test is over,
+round by round, and how the measured winner becomes the job's recommendation.
 
 A range test reads a curve; it cannot see overfitting, a loss that blows up over a longer budget, or
 which optimizer trains further (docs/quality.md). Confirm measures instead: each candidate is a
@@ -7,16 +7,23 @@ training run at a constant LR, from the job's initial weights (seed `sweep.seed`
 batch order, scored by its loss on the held-out rows. The lowest validation loss across every arm's
 candidates wins, so the recommendation names both the optimizer and the LR that trained best.
 
-Candidates are a pure function of the arm's range-test result, so a job whose confirm runs are spread
-over workers (`worker.tasks`, each run works out its own candidate from the stored curves) trains the
-same LRs as a job run in one process (`lrrt.inprocess`). Pure Python: the API assembles partial
-results with it too.
+The candidates of an arm are a search in log LR, in rounds (`round_of`): the first round trains the
+recommendation and one candidate on each side of it; each later round trains one more candidate,
+beyond the edge where the best one so far lies, or (when the best is enclosed by worse ones, but
+coarsely) between it and its better neighbour, until a minimum is enclosed, the swept range ends, or
+the arm's `confirm.candidates` are spent. The best constant LR lies below the range test's pick on
+some tasks and above it on others (docs/quality.md, "Confirm"), so the bracket moves both ways.
+
+Slot s's LR is a pure function of the arm's range-test result and of the held-out losses of the
+arm's earlier rounds (`slot_lr`), so a job whose confirm runs are spread over workers (each run works
+out its own candidate from the stored curves and outcomes) trains the same LRs as a job run in one
+process (`lrrt.inprocess`). Pure Python: the API assembles partial results with it too.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 from lrrt.spec import JobSpec
@@ -24,8 +31,13 @@ from lrrt.spec import JobSpec
 #: Factor between neighbouring candidates (~0.5 decades: one step of bench/quality.py's ground-truth
 #: grid, which is where the rules' misses lie).
 BRACKET = 3.0
-#: Candidates closer than this (in decades) are the same training: the later one is dropped.
+#: Candidates closer than this (in decades) are the same training: none is trained twice.
 MIN_SEPARATION_DECADES = 0.15
+#: Slots of the first round: the recommendation, one below it, one above it. Every later round is one slot.
+FIRST_ROUND = 3
+#: A rule's pick (valley, steepest, minimum) replaces the first round's bracket on its side when it lies
+#: this many brackets from the recommendation (in log LR): where the rules disagree, try what they say.
+RULE_BRACKETS = (0.5, 2.0)
 #: A candidate counts only if it trained its whole budget to a finite held-out loss.
 SCORED_STOP_REASONS = frozenset({"completed"})
 UNVERIFIED = ("every confirm candidate hit a NaN loss or was stopped before its budget: lower end_lr, or set "
@@ -33,59 +45,121 @@ UNVERIFIED = ("every confirm candidate hit a NaN loss or was stopped before its 
 CRITERION = "lowest held-out loss after {steps} steps at a constant learning rate from the job's initial weights"
 
 
-def candidate_lrs(arm: dict[str, Any], count: int, *, start_lr: float, end_lr: float) -> list[float]:
-    """The LRs of an arm's `count` confirm slots, in slot order: the recommendation, one and two brackets
-    below it, one above it, the rules' own picks (valley, steepest, minimum), then ever wider brackets;
-    each within the swept range and at least `MIN_SEPARATION_DECADES` from the others. Empty when the
-    arm has no recommendation (its diagnostics say why): there is nothing to confirm.
+def round_of(slot: int) -> int:
+    """The round confirm slot `slot` belongs to: the first `FIRST_ROUND` slots are round 0, each later
+    slot a round of its own (it needs every earlier candidate's held-out loss)."""
+    return 0 if slot < FIRST_ROUND else slot - FIRST_ROUND + 1
 
-    Lower first, because that is where the constant LR that trains best lies more often than above it,
-    and a budget longer than the sweep moves it further down (the measurements: docs/design.md,
-    "Confirm").
+
+def planned_lrs(arm: dict[str, Any], count: int, *, start_lr: float, end_lr: float,
+                losses: Mapping[int, float | None]) -> list[float | None]:
+    """The LRs of an arm's confirm slots that `losses` (each ended slot's held-out loss, None when it
+    could not be scored or had no candidate) determines, in slot order: the first round's always, a
+    later slot's once every slot before it has ended. None for a slot without a candidate: outside the
+    swept range, or the search is over (a minimum enclosed, or the range's edge reached). All None
+    when the arm has no recommendation (its diagnostics say why): there is nothing to confirm.
     """
     recommended = arm.get("recommended_lr")
     if recommended is None:
-        return []
+        return [None] * count
+    lrs = _first_round(float(recommended), arm.get("suggestions") or {}, count, start_lr=start_lr, end_lr=end_lr)
+    over = False
+    for slot in range(len(lrs), count):
+        if not over and any(s not in losses for s in range(slot)):
+            break  # an earlier round is still training: this slot's LR is not known yet
+        tried = [(lr, losses[s]) for s, lr in enumerate(lrs) if lr is not None]
+        lr = None if over else next_lr(tried, start_lr=start_lr, end_lr=end_lr)
+        over = lr is None
+        lrs.append(lr)
+    return lrs
+
+
+def _first_round(recommended: float, rules: dict[str, float | None], count: int, *, start_lr: float,
+                 end_lr: float) -> list[float | None]:
+    """The recommendation, then one candidate below and one above it: a rule's pick on that side when one
+    lies `RULE_BRACKETS` from it, else one `BRACKET` away; each inside the swept range."""
     chosen: list[float] = []
-    for lr in _priorities(float(recommended), arm.get("suggestions") or {}):
-        if len(chosen) == count:
-            break
-        if lr is None or not start_lr <= lr <= end_lr:
-            continue
-        if all(abs(math.log10(lr / c)) >= MIN_SEPARATION_DECADES for c in chosen):
-            chosen.append(lr)
-    return chosen
+    lrs: list[float | None] = []
+    for side in (0, -1, 1)[: min(FIRST_ROUND, count)]:
+        lr = recommended if side == 0 else _rule_pick(recommended, rules, side) or recommended * BRACKET**side
+        placed = _placed(lr, chosen, start_lr=start_lr, end_lr=end_lr)
+        lrs.append(placed)
+        chosen += [placed] if placed is not None else []
+    return lrs
 
 
-def _priorities(recommended: float, rules: dict[str, float | None]) -> Iterator[float | None]:
-    yield recommended
-    yield recommended / BRACKET
-    yield recommended / BRACKET**2
-    yield recommended * BRACKET
-    for name in ("valley", "steepest", "minimum"):
-        yield rules.get(name)
-    for power in range(2, 8):  # enough for MAX_CONFIRM_CANDIDATES inside any range
-        yield recommended / BRACKET ** (power + 1)
-        yield recommended * BRACKET**power
+def _rule_pick(recommended: float, rules: dict[str, float | None], side: int) -> float | None:
+    """The rules' pick on `side` (-1 below, 1 above) nearest to one bracket from the recommendation,
+    among those `RULE_BRACKETS` away from it; None when there is none."""
+    low, high = RULE_BRACKETS
+    picks = [(abs(d - 1), lr) for name in ("valley", "steepest", "minimum") if (lr := rules.get(name))
+             for d in [side * math.log(lr / recommended) / math.log(BRACKET)] if low <= d <= high]
+    return min(picks)[1] if picks else None
 
 
-def job_candidates(arm: dict[str, Any], spec: JobSpec) -> list[float]:
-    """`candidate_lrs` of this arm with the job's own confirm count and swept range, in slot order."""
+def next_lr(tried: list[tuple[float, float | None]], *, start_lr: float, end_lr: float) -> float | None:
+    """The next round's LR from the candidates tried so far ((lr, held-out loss or None when it could not
+    be scored)), or None when the search is over.
+
+    Beyond the edge where the best one lies (one `BRACKET` further, clipped to the swept range); when
+    none could be scored, below the lowest (they all blew up). When the best is enclosed by worse
+    ones: between it and its farther neighbour if that gap is wider than a bracket (a rule's pick
+    placed it there), else the minimum is enclosed and the search is over. None too when that LR is
+    within `MIN_SEPARATION_DECADES` of one tried (the range's edge is reached).
+    """
+    lrs = sorted(lr for lr, _ in tried)
+    scored = [(loss, lr) for lr, loss in tried if loss is not None]
+    if not lrs:
+        return None
+    if not scored:
+        return _placed(lrs[0] / BRACKET, lrs, start_lr=start_lr, end_lr=end_lr)
+    best = min(scored)[1]
+    i = lrs.index(best)
+    if i == 0 or i == len(lrs) - 1:
+        return _placed(best * BRACKET ** (-1 if i == 0 else 1), lrs, start_lr=start_lr, end_lr=end_lr)
+    low, high = lrs[i - 1], lrs[i + 1]
+    far = low if best / low > high / best else high
+    if max(best / low, high / best) <= BRACKET * 1.01:
+        return None  # enclosed at the bracket's resolution
+    return _placed(math.sqrt(best * far), lrs, start_lr=start_lr, end_lr=end_lr)
+
+
+def _placed(lr: float, tried: list[float], *, start_lr: float, end_lr: float) -> float | None:
+    """`lr` clipped to the swept range, or None when that lies within `MIN_SEPARATION_DECADES` of a
+    candidate tried: a job never trains the same LR twice."""
+    lr = min(max(lr, start_lr), end_lr)
+    return lr if all(abs(math.log10(lr / t)) >= MIN_SEPARATION_DECADES for t in tried) else None
+
+
+def slot_lr(arm: dict[str, Any], spec: JobSpec, slot: int, losses: Mapping[int, float | None]) -> float | None:
+    """The LR confirm slot `slot` of this arm trains at, from the arm's range-test result and its ended
+    slots' held-out `losses` (`slot_losses`), or None when the slot has no candidate."""
     assert spec.sweep.confirm is not None
-    return candidate_lrs(arm, spec.sweep.confirm.candidates, start_lr=spec.sweep.start_lr, end_lr=spec.sweep.end_lr)
+    lrs = planned_lrs(arm, spec.sweep.confirm.candidates, start_lr=spec.sweep.start_lr, end_lr=spec.sweep.end_lr,
+                      losses=losses)
+    assert slot < len(lrs), "a slot is released only once every earlier round of its arm has ended"
+    return lrs[slot]
 
 
-def slot_lr(arm: dict[str, Any], spec: JobSpec, slot: int) -> float | None:
-    """The LR confirm slot `slot` of this arm trains at, or None when the arm has fewer candidates."""
-    lrs = job_candidates(arm, spec)
-    return lrs[slot] if slot < len(lrs) else None
+def score(outcome: dict[str, Any]) -> float | None:
+    """A candidate's held-out loss, or None when it cannot win (not trained to its budget, no finite loss)."""
+    loss = outcome.get("val_loss")
+    if outcome.get("stop_reason") in SCORED_STOP_REASONS and loss is not None and math.isfinite(loss):
+        return float(loss)
+    return None
+
+
+def slot_losses(confirmed: dict[tuple[int, int], dict[str, Any]], arm_index: int) -> dict[int, float | None]:
+    """`score` of each ended confirm slot of one arm, by slot, from a job's confirm outcomes by (arm, slot)."""
+    return {slot: score(outcome) for (index, slot), outcome in confirmed.items() if index == arm_index}
 
 
 def entries(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """An arm's `confirm` list from its confirm runs' outcomes, by LR, the arm's own winner marked.
-    Slots with no candidate (`skipped`) are left out."""
+    Slots with no candidate (`skipped`) are left out; an outcome's `round`, when given, is kept."""
     rows = sorted(({"lr": o["lr"], "val_loss": o.get("val_loss"), "steps": o.get("steps", 0), "losses": o.get("losses") or [],
-                    "stop_reason": o.get("stop_reason"), "winner": False} for o in outcomes if o.get("lr") is not None),
+                    "stop_reason": o.get("stop_reason"), "winner": False, **({"round": o["round"]} if "round" in o else {})}
+                   for o in outcomes if o.get("lr") is not None),
                   key=lambda row: row["lr"])
     best = _best(rows)
     if best is not None:
@@ -94,14 +168,43 @@ def entries(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def arm_entries(confirmed: dict[tuple[int, int], dict[str, Any]], arm_index: int) -> list[dict[str, Any]]:
-    """`entries` of one arm from the ended confirm runs' outcomes of a job, keyed by (arm index, slot)."""
-    return entries([outcome for (index, _), outcome in sorted(confirmed.items()) if index == arm_index])
+    """`entries` of one arm from the ended confirm runs' outcomes of a job, keyed by (arm index, slot),
+    each with the round that trained it."""
+    return entries([outcome | {"round": round_of(slot)} for (index, slot), outcome in sorted(confirmed.items())
+                    if index == arm_index])
 
 
 def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    scored = [r for r in rows if r["stop_reason"] in SCORED_STOP_REASONS and r["val_loss"] is not None
-              and math.isfinite(r["val_loss"])]
-    return min(scored, key=lambda r: (r["val_loss"], r["lr"])) if scored else None
+    scored = [(loss, r["lr"], i) for i, r in enumerate(rows) if (loss := score(r)) is not None]
+    return rows[min(scored)[2]] if scored else None
+
+
+def bracket(rows: list[dict[str, Any]], spec: JobSpec) -> dict[str, Any] | None:
+    """Whether an arm's winner (its `entries`) is enclosed by worse candidates on both sides, or lies at
+    the low or high edge of what was tried, and then what to change; None without a winner."""
+    assert spec.sweep.confirm is not None
+    won = next((r for r in rows if r["winner"]), None)
+    if won is None:
+        return None
+    lr = won["lr"]
+    below, above = any(r["lr"] < lr for r in rows), any(r["lr"] > lr for r in rows)
+    state: dict[str, Any] = {"enclosed": below and above, "edge": None, "candidates": len(rows),
+                             "rounds": 1 + max((r.get("round") or 0) for r in rows), "advice": None}
+    if below and above:
+        return state
+    edge = "high" if below else "low"
+    bound = spec.sweep.end_lr if edge == "high" else spec.sweep.start_lr
+    if abs(math.log10(lr / bound)) < MIN_SEPARATION_DECADES:
+        advice = (f"the winner is at the {edge} end of the swept range: "
+                  f"{'raise end_lr' if edge == 'high' else 'lower start_lr'} so that confirm can try beyond it")
+    elif len(rows) >= spec.sweep.confirm.candidates:
+        advice = (f"the winner is the {'highest' if edge == 'high' else 'lowest'} of the {len(rows)} candidates: "
+                  "raise sweep.confirm.candidates so that the search can go further")
+    else:
+        advice = (f"the winner is the {'highest' if edge == 'high' else 'lowest'} candidate and none "
+                  f"{'above' if edge == 'high' else 'below'} it has trained yet: wait for the job's next confirm "
+                  "round, or run the job to its end if it stopped")
+    return state | {"edge": edge, "advice": advice}
 
 
 def winner(arms: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]] | None:

@@ -5,12 +5,15 @@ happens here, once for every kind of run (a range test's (arm, repeat), a confir
 
 - read the record (its spec is validated there, `lrrt.records`) and stop before starting when a cancel
   was asked for, the job passed its time limit, or the run is no longer ours;
-- a confirm run works out its LR from the range test's recorded curves (every range-test run has
-  ended before a confirm run is released, so each worker finds the same candidates);
+- a confirm run works out its LR from the range test's recorded curves and its arm's earlier rounds'
+  held-out losses (every range-test run, and every earlier round of its arm, has ended before a
+  confirm run is released, so each worker finds the same candidates); a slot the search does not
+  need (`lrrt.confirm.planned_lrs`) ends `skipped` at once;
 - run the engine with a chunk hook that stores progress and curve points and says when to stop;
-- record how the run ended (`JobRepository.end_run`): when that released the confirm runs, send their
-  messages; when it was the job's last run, assemble the result from every run's chunks and outcomes
-  (`lrrt.results.stitched_result`) and finish the job. A run the engine cannot run fails the job now.
+- record how the run ended (`JobRepository.end_run`): when that released confirm runs (the first
+  round, or its arm's next round), send their messages; when it was the job's last run, assemble the
+  result from every run's chunks and outcomes (`lrrt.results.stitched_result`) and finish the job. A run the engine
+  cannot run fails the job now.
 
 The engine is a protocol (`Engine`): the worker gives the Keras one, tests a fake that makes up curves,
 so the whole sequence is tested against the real store in milliseconds. The store is one too
@@ -34,7 +37,7 @@ from lrrt.reaper import partial_or_none
 from lrrt.repository import JobRepository
 from lrrt.result_model import JobResult, RunOutcome
 from lrrt.results import chunk_record, stitched_result
-from lrrt.runs import RunRef, run_counts, run_of, split_outcomes
+from lrrt.runs import RunRef, released_runs, run_of, split_outcomes
 from lrrt.spec import JobSpec
 from lrrt.store.outcomes import RunEnd
 
@@ -174,11 +177,10 @@ class Coordinator:
         """Record the run's ending; the last run of the job to end finishes the job."""
         c = self.claimed
         ended = self.store.end_run(c.job_id, c.run, c.token, outcome, stopped or "")
-        if ended is RunEnd.CONFIRM:  # the range test is over: one message per confirm run, to the job's queue
-            sweep_runs, runs = run_counts(spec)
-            for _ in range(runs - sweep_runs):
+        if ended in (RunEnd.CONFIRM, RunEnd.ROUND):  # confirm runs released: one message each, to the job's queue
+            for _ in range(released_runs(spec, run_of(spec, c.run))):
                 self.send(self.queue)
-        if ended is not RunEnd.LAST:  # others still run, or the confirm runs start, or the run is not ours any more
+        if ended is not RunEnd.LAST:  # others still run, or confirm runs start, or the run is not ours any more
             return ended.value
         stop, result = assembled(self.store, c.job_id, spec, self.started_ts, self.backend_reason)
         if stop == "cancelled":
@@ -217,12 +219,12 @@ class Coordinator:
 
 
 def candidate_lr(store: JobRepository, job_id: str, spec: JobSpec, ref: RunRef) -> float | None:
-    """The LR of confirm run `ref`, from the range test's recorded curves and outcomes (None: the arm has
-    fewer candidates than slots)."""
+    """The LR of confirm run `ref`, from the range test's recorded curves and outcomes and the held-out
+    losses of its arm's earlier rounds (None: the slot has no candidate, `lrrt.confirm.planned_lrs`)."""
     assert ref.slot is not None
-    sweep, _ = split_outcomes(spec, store.run_outcomes(job_id))
+    sweep, confirmed = split_outcomes(spec, store.run_outcomes(job_id))
     ranged = stitched_result(spec, store.chunks(job_id), sweep, stopped=None, engine=None)
-    return confirm.slot_lr(ranged["arms"][ref.arm_index], spec, ref.slot)
+    return confirm.slot_lr(ranged["arms"][ref.arm_index], spec, ref.slot, confirm.slot_losses(confirmed, ref.arm_index))
 
 
 def assembled(store: JobRepository, job_id: str, spec: JobSpec, started_ts: float,

@@ -3,7 +3,8 @@
 The in-process `lr_find` (`lrrt.client.local`, through `worker.engine.sweep.run_sweep`) has no Redis,
 yet its job should live the life a fanned-out job lives, so that both give the same result from the
 same assembly (`lrrt.results.stitched_result`). `MemoryJobs` keeps the records the way `JobStore`
-keeps them in Redis (runs ended in any order; the range test's end releases the confirm runs; a stop
+keeps them in Redis (runs ended in any order; the range test's end releases the first confirm round, a
+round's end its arm's next; a stop
 ends the runs not started), chunks and outcomes included as the JSON Redis would hold; `run_here`
 takes the job's runs one by one, as a single worker would, and hands each to a `Coordinator`.
 """
@@ -22,7 +23,7 @@ from lrrt.coordinator import Claimed, Coordinator, Engine
 from lrrt.progress import Chunk, ChunkHook
 from lrrt.records import JobRecord
 from lrrt.result_model import JobResult
-from lrrt.runs import run_counts
+from lrrt.runs import gate_of, run_counts
 from lrrt.spec import JobSpec
 from lrrt.status import TERMINAL, JobStatus
 from lrrt.store.jobs import new_id, now_iso
@@ -47,6 +48,7 @@ class _NoCounters:
 @dataclass
 class _Run:
     state: str  # queued | waiting | running | ended, as in the Redis record
+    gate: tuple[int, int] | None = None  # a confirm run's (arm, round), `lrrt.runs.gate_of`
     token: str = ""
     worker: str | None = None
     attempts: int = 0
@@ -87,8 +89,8 @@ class MemoryJobs:
         runs waiting for the range test."""
         sweep_runs, runs = run_counts(spec)
         job_id = new_id()
-        self.jobs[job_id] = _Job(spec, [_Run("queued" if i < sweep_runs else "waiting") for i in range(runs)],
-                                 sweep_runs, backend, backend_reason)
+        self.jobs[job_id] = _Job(spec, [_Run("queued" if i < sweep_runs else "waiting", gate_of(spec, i))
+                                        for i in range(runs)], sweep_runs, backend, backend_reason)
         return job_id
 
     def claim_next(self, job_id: str, token: str, worker: str) -> int | None:
@@ -155,12 +157,14 @@ class MemoryJobs:
                 other.state, other.outcome = "ended", {"stop_reason": abandon}
         if all(r.state == "ended" for r in job.runs):
             return RunEnd.LAST
-        waiting = [r for r in job.runs if r.state == "waiting"]
-        if waiting and all(r.state == "ended" for r in job.runs[: job.sweep_runs]):
-            for r in waiting:
-                r.state = "queued"
-            return RunEnd.CONFIRM
-        return RunEnd.MORE
+        if any(r.state != "ended" for r in job.runs[: job.sweep_runs]):
+            return RunEnd.MORE
+        pending = {r.gate for r in job.runs if r.state != "ended"}
+        released = RunEnd.MORE
+        for r in job.runs:
+            if r.state == "waiting" and r.gate is not None and (r.gate[1] == 0 or (r.gate[0], r.gate[1] - 1) not in pending):
+                r.state, released = "queued", RunEnd.CONFIRM if r.gate[1] == 0 else RunEnd.ROUND
+        return released
 
     def run_outcomes(self, job_id: str) -> dict[int, dict[str, Any]]:
         return {i: {**r.outcome, "attempts": r.attempts, "worker": r.worker}

@@ -103,6 +103,7 @@ class JobProgress:
             "fraction": round(min(done / total, 1.0), 4) if total else 0.0,
             "phase": "confirm" if self.confirm else "sweep",
             "run_steps": self.run_steps,
+            **({} if sweep.confirm is None else {"confirm_steps": sweep.confirm.budget(self.run_steps)}),
             "arms": self.arms,
             "runs": sorted(self.runs.values(), key=lambda r: (r["arm_index"], r["repeat"])),
             "confirm": sorted(self.confirm.values(), key=lambda c: (c["arm_index"], c["candidate"])),

@@ -13,7 +13,7 @@ result stored before they existed lacks them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +53,17 @@ class ConfirmCandidate(_Record):
     losses: list[float | None]
     stop_reason: str | None
     winner: bool
+    round: int | None = Field(None, description="The confirm round that trained it (0: the first).")
+
+
+class ConfirmBracket(_Record):
+    """Where an arm's confirm winner lies among its candidates (`lrrt.confirm.bracket`)."""
+
+    enclosed: bool = Field(description="Worse candidates were trained on both sides of the winner.")
+    edge: Literal["low", "high"] | None = Field(description="The winner is the lowest or highest LR tried.")
+    candidates: int = Field(description="Candidates trained.")
+    rounds: int = Field(description="Rounds they were trained in.")
+    advice: str | None = Field(description="With a winner at an edge: what to change so confirm can try beyond it.")
 
 
 class ArmResult(_Record):
@@ -79,6 +90,8 @@ class ArmResult(_Record):
         None, description="Short sha256 of the run's initial weights and first batch; equal across arms.")
     repeats: dict[str, Any] | None = Field(description="With repeats > 1: each seed's suggestions and their spread.")
     confirm: list[ConfirmCandidate] | None = Field(None, description="With sweep.confirm: the candidates trained.")
+    confirm_bracket: ConfirmBracket | None = Field(
+        None, description="With sweep.confirm: whether the winner is enclosed by worse candidates or at an edge.")
 
 
 class EngineRun(_Record):

@@ -1,6 +1,10 @@
 """How a job's runs are numbered: its range-test runs, one per (arm, repeat), then with `sweep.confirm`
 one per (arm, confirm slot). The store keeps each run's state under its number (`lrrt.store.jobs`),
 the task layer runs the run its claim names, and results are assembled from the outcomes by number.
+
+A confirm slot waits for its *gate* (`gate_of`): the first round's slots for the end of the whole
+range test, a later round's slot for the end of every slot of its arm's round before it (its LR
+depends on their held-out losses, `lrrt.confirm.planned_lrs`).
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lrrt.confirm import FIRST_ROUND, round_of
 from lrrt.spec import JobSpec
 
 
@@ -37,6 +42,23 @@ def run_of(spec: JobSpec, index: int) -> RunRef:
     assert spec.sweep.confirm is not None
     arm, slot = divmod(index - sweep_runs, spec.sweep.confirm.candidates)
     return RunRef(arm, slot=slot)
+
+
+def gate_of(spec: JobSpec, index: int) -> tuple[int, int] | None:
+    """(arm index, round) of confirm run `index`, what the store releases it by; None for a range-test run."""
+    ref = run_of(spec, index)
+    return None if ref.slot is None else (ref.arm_index, round_of(ref.slot))
+
+
+def released_runs(spec: JobSpec, ended: RunRef) -> int:
+    """How many confirm runs the end of run `ended` released when it opened a gate (`RunEnd.CONFIRM`,
+    `RunEnd.ROUND`): every arm's first round when it ended the range test, else its arm's next round."""
+    assert spec.sweep.confirm is not None
+    count = spec.sweep.confirm.candidates
+    if ended.slot is None:
+        return len(spec.optimizers) * min(FIRST_ROUND, count)
+    following = round_of(ended.slot) + 1
+    return sum(1 for slot in range(count) if round_of(slot) == following)
 
 
 def split_outcomes(spec: JobSpec, outcomes: dict[int, dict[str, Any]]) -> tuple[dict[tuple[int, int], dict[str, Any]],

@@ -10,6 +10,7 @@ submission and the engine again once the dataset size (needed by `epochs`) is kn
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -134,24 +135,35 @@ class OptimizerArm(_Strict):
 
 #: Most candidate LRs one arm may confirm (each is a training run as long as `confirm.steps`).
 MAX_CONFIRM_CANDIDATES = 8
+#: Sweeps' worth of steps the default confirm spends per arm (`Confirm.budget`): a job at most 4x its range test.
+DEFAULT_CONFIRM_SWEEPS = 3
 
 
 class Confirm(_Strict):
-    """`sweep.confirm`: after the range test, train each arm at a few constant candidate LRs from the job's
+    """`sweep.confirm`: after the range test, train each arm at constant candidate LRs from the job's
     initial weights and score them on the held-out rows; the measured winner becomes the recommendation.
 
-    Costs `candidates x steps` more steps per arm (with the defaults, 3x the range test's own steps).
+    The candidates are a search in rounds (`lrrt.confirm`): the recommendation and one LR on each side,
+    then one more per round beyond the edge where the best lies, until a minimum is enclosed.
+    Costs at most `candidates x steps` more steps per arm; slots the search does not need are skipped.
+    Without `steps` the candidates share at most `DEFAULT_CONFIRM_SWEEPS` sweeps' worth of steps (each
+    at most the sweep's length), so a job costs at most 4x its range test's steps; with the default 5
+    candidates each trains 0.6 sweeps.
     """
 
-    candidates: int = Field(3, ge=1, le=MAX_CONFIRM_CANDIDATES, description=(
-        "Constant LRs each arm trains at: the recommendation, a factor 3 and 9 below it, one 3 above it, "
-        "then the rules' picks and wider brackets."))
-    steps: int | None = Field(None, ge=1, description="Steps of each candidate's training (default: the sweep's length).")
+    candidates: int = Field(5, ge=1, le=MAX_CONFIRM_CANDIDATES, description=(
+        "Most constant LRs each arm trains at: the recommendation and one LR on each side of it (a rule's "
+        "pick there, else a factor 3 away), then one per round beyond the best one's edge (or between it "
+        "and a far neighbour) until worse candidates enclose it."))
+    steps: int | None = Field(None, ge=1, description=(
+        "Steps of each candidate's training (default: the sweep's length, shortened so that the candidates "
+        "share at most 3 sweeps' worth: ceil(3 x sweep steps / candidates)). Set it to your training "
+        "budget to confirm the LR that trains best for that budget."))
 
     def budget(self, sweep_steps: int) -> int:
         """Steps of each candidate's training when the range test is `sweep_steps` long: the one definition
         the caps, the progress total and the result's criterion all use."""
-        return self.steps or sweep_steps
+        return self.steps or min(sweep_steps, math.ceil(DEFAULT_CONFIRM_SWEEPS * sweep_steps / self.candidates))
 
 
 class Sweep(_Strict):

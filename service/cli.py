@@ -595,11 +595,18 @@ def _print_confirm(arms: list[dict[str, Any]]) -> None:
     rows = [(arm["label"], c) for arm in arms for c in arm.get("confirm") or []]
     if not rows:
         return
-    table = Table("arm", "candidate LR", "held-out loss", "steps", "stop reason", "", title="Confirm: trained candidates")
+    table = Table("arm", "round", "candidate LR", "held-out loss", "steps", "stop reason", "",
+                  title="Confirm: trained candidates")
     for label, c in rows:
-        table.add_row(_escape(label), _num(c.get("lr")), _num(c.get("val_loss")), str(c.get("steps")),
-                      str(c.get("stop_reason") or "-"), "*" if c.get("winner") else "")
+        table.add_row(_escape(label), "-" if c.get("round") is None else str(c["round"] + 1), _num(c.get("lr")),
+                      _num(c.get("val_loss")), str(c.get("steps")), str(c.get("stop_reason") or "-"),
+                      "*" if c.get("winner") else "")
     out.print(table)
+    for arm in arms:  # whether worse candidates enclose each arm's winner, or what to change
+        bracket = arm.get("confirm_bracket")
+        if bracket and not bracket["enclosed"]:
+            out.print(f"{arm['label']}: winner at the {bracket['edge']} edge: {bracket['advice']}",
+                      highlight=False, markup=False)
 
 
 def _arm_state(job_status: str, arm_state: str) -> str:

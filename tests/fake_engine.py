@@ -58,7 +58,7 @@ class FakeEngine:
     def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook, *, tenant: str) -> Ran:
         assert spec.sweep.confirm is not None
         self.trained[(arm_index, slot)] = lr
-        steps = spec.sweep.confirm.steps or spec.sweep.num_steps or 200
+        steps = spec.sweep.confirm.budget(spec.sweep.num_steps or 200)
         val_loss = 0.1 + abs(math.log10(lr) - self.best[arm_index])
         losses = np.linspace(2.0, val_loss, steps).tolist()
         stopped = self._report(spec, arm_index, 0, [lr] * steps, losses, on_chunk, candidate=slot)

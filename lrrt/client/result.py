@@ -56,7 +56,8 @@ class RangeTestResult:
     @property
     def confirm(self) -> dict[str, list[dict[str, Any]]]:
         """Each arm's confirm candidates by label (`{"lr", "val_loss", "steps", "losses", "stop_reason",
-        "winner"}`, by LR); empty lists when the job did not confirm."""
+        "winner", "round"}`, by LR); empty lists when the job did not confirm. Whether each arm's winner
+        is enclosed by worse candidates: the arm's `confirm_bracket` in `data`."""
         return {arm["label"]: list(arm.get("confirm") or []) for arm in self.data.get("arms", [])}
 
     @property

@@ -7,8 +7,9 @@ finish) cannot both win.
 
 States: queued -> running -> succeeded | failed | cancelled. A job is made of (arm, repeat) *runs*,
 each claimed by whichever worker takes one of the job's messages, so they run in parallel; a job with
-`sweep.confirm` has one more run per (arm, confirm slot), `waiting` until every range-test run has
-ended (the run that ends last releases them and sends their messages). A running
+`sweep.confirm` has one more run per (arm, confirm slot), `waiting` until its round's gate opens: the
+first round when every range-test run has ended, a later round when its arm's round before it has
+(the run that ends last releases them and sends their messages). A running
 run holds a *lease* (a key with a TTL that its worker refreshes from a background thread while the run
 reports chunks); a run without a lease has lost its worker and is requeued by `reap_orphans` or
 reclaimed by a redelivered message, up to `max_redeliveries` times, then its job fails with an error
@@ -34,7 +35,7 @@ from redis.retry import Retry
 
 from lrrt.records import JobRecord
 from lrrt.routing import Choice
-from lrrt.runs import run_counts
+from lrrt.runs import gate_of, run_counts
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec
 from lrrt.status import TERMINAL
@@ -65,8 +66,9 @@ def new_id() -> str:
 # A job's (arm, repeat) runs are numbered arm_index * repeats + repeat, then its confirm runs (arm, slot)
 # sweep_runs + arm_index * candidates + slot (`run_of`); `runs` in the record is their count and
 # `sweep_runs` that of the range-test runs. Each run has `run:<i>:state` (waiting | queued | running |
-# ended; absent means queued; only confirm runs wait, until the range test is over), `:attempts`,
-# `:token` (its current runner), `:worker` and, once ended, `:outcome` (JSON), in the job hash, and a
+# ended; absent means queued; only confirm runs wait, for their gate: `:arm` and `:round`, `gate_of`),
+# `:attempts`, `:token` (its current runner), `:worker`, once released `:released_at` (and `:resent`
+# once the reaper sent its message again) and, once ended, `:outcome` (JSON), in the job hash, and a
 # lease key `<lease prefix>:<i>` while it runs.
 
 
@@ -156,7 +158,10 @@ class JobStore:
             "progress": "",
         }
         sweep_runs, runs = run_counts(spec)
-        record |= {"runs": runs, "sweep_runs": sweep_runs, **{f"run:{i}:state": "waiting" for i in range(sweep_runs, runs)}}
+        record |= {"runs": runs, "sweep_runs": sweep_runs}
+        for i in range(sweep_runs, runs):
+            arm, round_ = gate_of(spec, i) or (0, 0)
+            record |= {f"run:{i}:state": "waiting", f"run:{i}:arm": arm, f"run:{i}:round": round_}
         idem_key = self.k.idempotency(tenant, idempotency_key) if idempotency_key else ""
         args: list[Any] = [job_id, time.time(), max_unfinished, body_sha256, self.result_ttl_s]
         for field, value in record.items():

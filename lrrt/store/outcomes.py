@@ -34,7 +34,8 @@ class RunEnd(str, Enum):
     """`JobStore.end_run`: what ending a run left the job in."""
 
     LAST = "last"  # every run has ended: the caller assembles the result and finishes the job
-    CONFIRM = "confirm"  # the range test is over and its confirm runs were released: send their messages
+    CONFIRM = "confirm"  # the range test is over and every arm's first confirm round was released: send their messages
+    ROUND = "round"  # the run ended its arm's confirm round and released the next one: send its message
     MORE = "more"  # other runs still run
     LOST = "lost"  # another runner holds the run: nothing was recorded
     GONE = "gone"  # the job ended meanwhile

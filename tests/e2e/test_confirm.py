@@ -1,6 +1,7 @@
 """`sweep.confirm` with real worker processes: the confirm runs wait for the range test, fan out over
-two workers, train the candidates the stored curves give, and set a verified recommendation from the
-measured winner; a cancel during the confirm phase ends the job `cancelled` with what ran. The store's
+two workers, train the candidates the stored curves give (the first round's, then a second round's
+from the first's held-out losses), and set a verified recommendation from the measured winner; a
+cancel during the confirm phase ends the job `cancelled` with what ran. The store's
 own rules for the phase (waiting runs, their release, a lost release re-sent) are checked on Redis
 without a worker.
 """
@@ -12,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from lrrt import confirm
 from lrrt.client.api import Client
-from lrrt.confirm import candidate_lrs
 from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
@@ -29,9 +30,9 @@ SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 100, "batch_size": 32}
 
 @pytest.fixture(scope="module")
 def confirmed(client: Client, second: Worker, digits_mlp: dict[str, Any]) -> dict[str, Any]:
-    """A two-arm job confirming two candidates per arm, run to its end on two workers."""
+    """A two-arm job confirming up to four candidates per arm (two rounds), run to its end on two workers."""
     job = client.submit(digits_mlp, DATASET, optimizers=["sgd", "adam"],
-                        sweep={**SWEEP, "confirm": {"candidates": 2, "steps": 60}})
+                        sweep={**SWEEP, "confirm": {"candidates": 4, "steps": 60}})
     done = client.wait(job["id"], timeout=300)
     assert done["status"] == "succeeded", done.get("error")
     return done
@@ -44,9 +45,15 @@ def test_confirm_runs_fan_out_and_verify_the_recommendation(client: Client, stor
     result = client.result(job["id"])
     rows = []
     for arm in result["arms"]:
-        # each worker worked out the candidates from the stored curves: the ones the result's own arm gives
-        assert [c["lr"] for c in arm["confirm"]] == sorted(candidate_lrs(arm, 2, start_lr=1e-4, end_lr=1.0))
-        assert len(arm["confirm"]) == 2
+        # each worker worked out the candidates from the stored curves and the first round's losses: the
+        # ones the result's own arm gives
+        first = confirm.planned_lrs(arm, 4, start_lr=1e-4, end_lr=1.0, losses={})
+        by_lr = {c["lr"]: c for c in arm["confirm"]}
+        losses = {slot: confirm.score(by_lr[lr]) for slot, lr in enumerate(first)}
+        planned = confirm.planned_lrs(arm, 4, start_lr=1e-4, end_lr=1.0, losses=losses)
+        assert [c["lr"] for c in arm["confirm"]] == sorted(lr for lr in planned if lr is not None)
+        assert [c["round"] for c in arm["confirm"] if c["lr"] in first] == [0, 0, 0]
+        assert arm["confirm_bracket"]["enclosed"] == (arm["confirm_bracket"]["edge"] is None)
         for c in arm["confirm"]:
             assert c["stop_reason"] in ("completed", "diverged", "nan")
             assert len(c["losses"]) == c["steps"] and (c["steps"] == 60) == (c["stop_reason"] == "completed")
@@ -58,11 +65,11 @@ def test_confirm_runs_fan_out_and_verify_the_recommendation(client: Client, stor
     assert rec["verified"] is True and "60 steps" in rec["criterion"] and rec["rule"] == "confirm"
     assert (rec["optimizer"], rec["learning_rate"], rec["val_loss"]) == (best[1], best[2], best[0])
     assert result["best_arm"] == best[1]
-    confirm_runs = [r for r in result["engine"]["runs"] if "slot" in r]
-    assert sorted((r["arm_index"], r["slot"]) for r in confirm_runs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    confirm_runs = sorted((r["arm_index"], r["slot"]) for r in result["engine"]["runs"] if "slot" in r)
+    assert confirm_runs[:3] == [(0, 0), (0, 1), (0, 2)] and len(confirm_runs) == sum(len(a["confirm"]) for a in result["arms"])
     assert len({r["worker"] for r in result["engine"]["runs"]}) == 2  # the job's runs used both workers
-    states = [store.r.hget(store.k.job(job["id"]), f"run:{i}:state") for i in range(6)]
-    assert states == [b"ended"] * 6
+    states = [store.r.hget(store.k.job(job["id"]), f"run:{i}:state") for i in range(10)]
+    assert states == [b"ended"] * 10
 
 
 def test_the_cli_shows_the_candidates_and_the_verified_recommendation(api_server: Api,

@@ -35,6 +35,18 @@ def test_png_and_svg(kind: str) -> None:
         assert "valley" in svg  # suggestions are marked and named in the legend
 
 
+def test_the_confirm_candidates_get_a_chart_of_their_own() -> None:
+    """Every candidate is drawn, the unscored one too, with each arm's bracket in the legend."""
+    result = full_result()
+    rows = [{"lr": lr, "val_loss": loss, "winner": lr == 1e-2, "round": 0} for lr, loss in ((3e-3, 0.6), (1e-2, 0.4), (3e-2, None))]
+    result["arms"][0] |= {"confirm": rows, "confirm_bracket": {"enclosed": True, "edge": None}}
+    result["arms"][1] |= {"confirm": rows[:2], "confirm_bracket": {"enclosed": False, "edge": "high"}}
+    svg = render(result, "both", "svg").decode()
+    assert "Confirm: each candidate" in svg and "SGD optimizer (enclosed)" in svg
+    assert "Adam optimizer (winner at the high edge)" in svg
+    assert "Confirm" not in render(result, "loss", "svg").decode()
+
+
 def test_partial_and_empty_results_render() -> None:
     partial = {"arms": [{"label": "running", "lrs": [1e-4, 2e-4, 4e-4], "losses": [2.3, None, 2.2]},
                         {"label": "pending", "lrs": [], "losses": []}]}

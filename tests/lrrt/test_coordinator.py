@@ -89,13 +89,59 @@ def test_confirm_candidates_come_from_the_recorded_range_test_and_verify_the_rec
     assert did[:2] == ["more", "confirm"] and did[-1] == "succeeded" and len(did) == 8  # 2 range tests, 6 candidates
     result = jobs.result(job_id)
     assert result is not None
-    spec = jobs.get(job_id).spec  # type: ignore[union-attr]
     for i, arm in enumerate(result["arms"]):  # each worker found the candidates one process would
-        assert [engine.trained[(i, s)] for s in range(3)] == confirm.job_candidates(arm, spec)
+        assert [engine.trained[(i, s)] for s in range(3)] == confirm.planned_lrs(arm, 3, start_lr=1e-4, end_lr=1.0, losses={})
     reco = result["recommendation"]
     best = min(engine.trained.items(), key=lambda kv: abs(math.log10(kv[1]) - engine.best[kv[0][0]]))
     assert reco["verified"] is True and reco["learning_rate"] == best[1]
     assert reco["optimizer"] == result["arms"][best[0][0]]["label"]
+
+
+def test_confirm_rounds_move_the_bracket_to_an_optimum_above_the_recommendation(jobs: JobStore) -> None:
+    """Arm 0's best LR lies a decade above its range test's pick, arm 1's below: each arm's rounds, run
+    by different workers against the one store, extend the bracket that way until worse candidates
+    enclose the winner; the slots the search does not need end skipped."""
+    engine = FakeEngine(best=[-0.5, -3.5])
+    job_id = submit(jobs, arms=2, confirm={"candidates": 5, "steps": 40})
+    did = play(jobs, engine, job_id)
+    assert did[-1] == "succeeded" and did.count("round") >= 2 and len(did) == 2 + 10
+    result = jobs.result(job_id)
+    assert result is not None
+    for i, arm in enumerate(result["arms"]):
+        rows = arm["confirm"]
+        winner = next(r for r in rows if r["winner"])
+        assert abs(math.log10(winner["lr"]) - engine.best[i]) < 0.25  # within half a bracket of the optimum
+        assert (winner["lr"] > arm["recommended_lr"]) == (i == 0)
+        assert arm["confirm_bracket"]["enclosed"] and arm["confirm_bracket"]["edge"] is None
+        assert max(r["round"] for r in rows) >= 1 and len({r["lr"] for r in rows}) == len(rows)
+    skipped = [o for o in jobs.run_outcomes(job_id).values() if o["stop_reason"] == "skipped"]
+    assert len(skipped) == 10 - len(engine.trained)
+    assert result["recommendation"]["learning_rate"] == result["arms"][0]["confirm"][-2]["lr"]
+
+
+def test_a_winner_at_the_edge_when_the_candidates_are_spent_says_what_to_change(jobs: JobStore) -> None:
+    engine = FakeEngine(best=[-0.2])
+    job_id = submit(jobs, arms=1, confirm={"candidates": 4, "steps": 40})
+    assert play(jobs, engine, job_id)[-1] == "succeeded"
+    result = jobs.result(job_id)
+    assert result is not None
+    bracket = result["arms"][0]["confirm_bracket"]
+    assert bracket["edge"] == "high" and not bracket["enclosed"] and bracket["candidates"] == 4
+    assert "raise sweep.confirm.candidates" in bracket["advice"]
+
+
+def test_a_cancel_mid_round_ends_the_rounds_not_started(jobs: JobStore) -> None:
+    job_id = submit(jobs, arms=1, confirm={"candidates": 5, "steps": 40})
+
+    def cancel_in_the_first_round(chunk: Chunk) -> None:
+        if chunk.candidate == 1:
+            jobs.request_cancel(job_id)
+
+    did = play(jobs, FakeEngine(on_step=cancel_in_the_first_round, best=[-0.5]), job_id)
+    assert "cancelled" in did and "round" not in did, did
+    result, outcomes = jobs.result(job_id), jobs.run_outcomes(job_id)
+    assert result is not None and result["stopped"] == "cancelled"
+    assert [outcomes[r]["stop_reason"] for r in (4, 5)] == ["cancelled", "cancelled"]  # rounds 1 and 2 never ran
 
 
 def test_a_cancel_stops_the_running_run_and_ends_the_others_unstarted(jobs: JobStore) -> None:
@@ -153,18 +199,19 @@ def _without_engine(result: dict[str, Any]) -> dict[str, Any]:
 def test_a_job_run_here_in_memory_gives_the_fanned_out_result(jobs: JobStore) -> None:
     """`lrrt.inprocess` (the in-process `lr_find`) runs the same coordinator against memory: seeds and
     confirm candidates give the result the Redis store's fanned-out job assembles."""
-    job_id = submit(jobs, arms=2, repeats=2, confirm={"candidates": 2, "steps": 40})
-    assert play(jobs, FakeEngine(), job_id)[-1] == "succeeded"
+    job_id = submit(jobs, arms=2, repeats=2, confirm={"candidates": 4, "steps": 40})
+    assert play(jobs, FakeEngine(best=[-0.5, -3.0]), job_id)[-1] == "succeeded"
     fanned = jobs.result(job_id)
     spec = jobs.get(job_id).spec  # type: ignore[union-attr]
-    here = run_here(spec, FakeEngine(), **HERE)
+    here = run_here(spec, FakeEngine(best=[-0.5, -3.0]), **HERE)
     assert here.record.status == "succeeded" and here.result is not None and fanned is not None
     assert _without_engine(here.result.api()) == _without_engine(fanned)  # the same JSON, the typed result's
     assert here.result.recommendation is not None and here.result.recommendation["verified"]
     engine = here.result.engine
     assert here.record.backend == "fake" and engine is not None and engine.backend_reason == HERE["backend_reason"]
     assert [(r.arm_index, r.slot) for r in engine.runs] == [(0, None), (0, None), (1, None), (1, None),
-                                                            (0, 0), (0, 1), (1, 0), (1, 1)]
+                                                            (0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2),
+                                                            (1, 3)]  # each arm's second round too
 
 
 def test_a_hook_that_stops_a_job_run_here_cancels_it_with_its_partial_curves(jobs: JobStore) -> None:

@@ -1,8 +1,8 @@
 -- Requeue the runs of a running job whose lease expired. KEYS: job, lease prefix, running.
 -- ARGV: max_attempts, job_id, now_ts, grace_s. Returns {'gone'} or a flat list of outcome, run pairs
 -- ('requeued' | 'exhausted') for each such run ({} when every run is alive), and one 'resend' pair per
--- confirm run released over grace_s ago of which none started: the process that released them may
--- have died before it sent their messages (once per job; a spare message finds nothing to claim).
+-- confirm run released over grace_s ago and never claimed: the process that released it may have died
+-- before it sent its message (once per run; a spare message finds nothing to claim).
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then
   redis.call('ZREM', KEYS[3], ARGV[2])
   return {'gone'}
@@ -16,16 +16,13 @@ for r = 0, n - 1 do
     out[#out + 1] = tostring(r)
   end
 end
-local at = tonumber(redis.call('HGET', KEYS[1], 'confirm_at') or '0')
-if at > 0 and tonumber(ARGV[3]) - at > tonumber(ARGV[4]) and redis.call('HGET', KEYS[1], 'confirm_resent') ~= '1' then
-  local queued, started = {}, false
-  for r = tonumber(redis.call('HGET', KEYS[1], 'sweep_runs') or n), n - 1 do
-    local st = redis.call('HGET', KEYS[1], 'run:' .. r .. ':state')
-    if st == 'queued' then queued[#queued + 1] = r elseif st == 'running' or st == 'ended' then started = true end
-  end
-  if #queued > 0 and not started then
-    redis.call('HSET', KEYS[1], 'confirm_resent', '1')
-    for _, r in ipairs(queued) do out[#out + 1] = 'resend'; out[#out + 1] = tostring(r) end
+for r = tonumber(redis.call('HGET', KEYS[1], 'sweep_runs') or n), n - 1 do
+  local q = 'run:' .. r .. ':'
+  local at = tonumber(redis.call('HGET', KEYS[1], q .. 'released_at') or '0')
+  if at > 0 and tonumber(ARGV[3]) - at > tonumber(ARGV[4]) and redis.call('HGET', KEYS[1], q .. 'state') == 'queued'
+     and redis.call('HGET', KEYS[1], q .. 'attempts') == false and redis.call('HGET', KEYS[1], q .. 'resent') ~= '1' then
+    redis.call('HSET', KEYS[1], q .. 'resent', '1')
+    out[#out + 1] = 'resend'; out[#out + 1] = tostring(r)
   end
 end
 settle(KEYS[1], KEYS[3], ARGV[2])

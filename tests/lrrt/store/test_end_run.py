@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lrrt.store.jobs import JobStore
-from lrrt.store.outcomes import RunEnd
+from lrrt.store.outcomes import ClaimOutcome, RunEnd
 from tests.lrrt.store.conftest import create, lose_worker, run_state
 
 DONE = {"stop_reason": "completed"}
@@ -42,7 +42,7 @@ def test_a_run_of_a_job_that_ended_meanwhile_is_gone(jobs: JobStore) -> None:
     assert jobs.run_check(job_id, 0, "a") == "lost"
 
 
-def test_the_last_range_test_run_releases_the_confirm_runs(jobs: JobStore) -> None:
+def test_the_last_range_test_run_releases_the_first_confirm_round(jobs: JobStore) -> None:
     job_id = create(jobs, arms=2, candidates=2)
     jobs.claim(job_id, "a", "w")
     jobs.claim(job_id, "b", "w")
@@ -54,6 +54,45 @@ def test_the_last_range_test_run_releases_the_confirm_runs(jobs: JobStore) -> No
     for run, token in enumerate("cde", start=2):
         assert jobs.end_run(job_id, run, token, {**DONE, "lr": 0.01}) is RunEnd.MORE
     assert jobs.end_run(job_id, 5, "f", {"stop_reason": "skipped"}) is RunEnd.LAST
+
+
+def test_a_later_round_waits_for_its_own_arms_round_before_it(jobs: JobStore) -> None:
+    """Two arms of 5 slots: rounds (0, 0, 0), (1), (2) each. Arm 0's round 1 is released by the end of
+    arm 0's round 0 alone, whatever arm 1 does; a waiting run is never claimed."""
+    job_id = create(jobs, arms=2, candidates=5)
+    jobs.claim(job_id, "a", "w")
+    jobs.claim(job_id, "b", "w")
+    jobs.end_run(job_id, 0, "a", DONE)
+    assert jobs.end_run(job_id, 1, "b", DONE) is RunEnd.CONFIRM
+    arm0, arm1 = list(range(2, 7)), list(range(7, 12))
+    assert [run_state(jobs, job_id, r) for r in arm0] == ["queued"] * 3 + ["waiting"] * 2
+    tokens = {}
+    for run in arm0[:3] + arm1[:3]:
+        tokens[run] = f"t{run}"
+        assert jobs.claim(job_id, tokens[run], "w").run == run
+    assert jobs.claim(job_id, "spare", "w").outcome is ClaimOutcome.BUSY  # rounds 1 and 2 wait
+    assert jobs.end_run(job_id, 2, tokens[2], DONE) is RunEnd.MORE
+    assert jobs.end_run(job_id, 7, tokens[7], DONE) is RunEnd.MORE
+    assert jobs.end_run(job_id, 3, tokens[3], DONE) is RunEnd.MORE
+    assert jobs.end_run(job_id, 4, tokens[4], DONE) is RunEnd.ROUND  # arm 0's round 0 is over
+    assert [run_state(jobs, job_id, r) for r in (5, 6, 10, 11)] == ["queued", "waiting", "waiting", "waiting"]
+    assert jobs.claim(job_id, "r1", "w").run == 5
+    assert jobs.end_run(job_id, 5, "r1", {"stop_reason": "skipped"}) is RunEnd.ROUND  # a skipped slot ends its round too
+    assert run_state(jobs, job_id, 6) == "queued" and run_state(jobs, job_id, 10) == "waiting"
+
+
+def test_a_cancel_mid_round_ends_the_waiting_rounds(jobs: JobStore) -> None:
+    job_id = create(jobs, arms=1, candidates=5)
+    jobs.claim(job_id, "a", "w")
+    assert jobs.end_run(job_id, 0, "a", DONE) is RunEnd.CONFIRM
+    for token in "bcd":
+        jobs.claim(job_id, token, "w")
+    assert jobs.end_run(job_id, 1, "b", DONE) is RunEnd.MORE
+    jobs.request_cancel(job_id)
+    assert jobs.end_run(job_id, 2, "c", {"stop_reason": "cancelled"}, abandon="cancelled") is RunEnd.MORE  # d runs
+    assert [run_state(jobs, job_id, r) for r in (4, 5)] == ["ended", "ended"]
+    assert jobs.end_run(job_id, 3, "d", {"stop_reason": "cancelled"}, abandon="cancelled") is RunEnd.LAST
+    assert {jobs.run_outcomes(job_id)[r]["stop_reason"] for r in (4, 5)} == {"cancelled"}
 
 
 def test_a_cancel_ends_the_runs_not_started_with_the_run_that_stops(jobs: JobStore) -> None:

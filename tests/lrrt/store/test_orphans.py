@@ -54,9 +54,13 @@ def test_released_confirm_runs_that_never_started_are_resent_once(jobs: JobStore
     job_id = create(jobs, candidates=2)
     jobs.claim(job_id, "a", "w")
     assert jobs.end_run(job_id, 0, "a", {"stop_reason": "completed"}) is RunEnd.CONFIRM
-    jobs.r.hset(jobs.k.job(job_id), "confirm_at", time.time() - 3600)  # released an hour ago
-    assert jobs.reap_orphans(grace_s=0) == [(job_id, Reaped.RESEND)] * 2  # the releaser died before sending
-    assert jobs.reap_orphans(grace_s=0) == []
+    jobs.r.zadd(jobs.k.running(), {job_id: 0})  # claimed long ago
+    assert jobs.reap_orphans(grace_s=600) == []  # released just now: their messages are on their way
+    jobs.claim(job_id, "b", "w")  # run 1 started; run 2's message never came
+    for run in (1, 2):
+        jobs.r.hset(jobs.k.job(job_id), f"run:{run}:released_at", time.time() - 3600)  # released an hour ago
+    assert jobs.reap_orphans(grace_s=600) == [(job_id, Reaped.RESEND)]  # the releaser died before sending
+    assert jobs.reap_orphans(grace_s=600) == []
 
 
 def test_the_watchdog_releases_a_stuck_run_for_another_worker(jobs: JobStore) -> None:

@@ -15,8 +15,8 @@ SWEEP = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 50, "batch_size": 32}
 
 
 @pytest.mark.parametrize(("sent", "stored"), [
-    (False, None), (True, {"candidates": 3, "steps": None}), ({"candidates": 5}, {"candidates": 5, "steps": None}),
-    ({"steps": 40}, {"candidates": 3, "steps": 40}),
+    (False, None), (True, {"candidates": 5, "steps": None}), ({"candidates": 3}, {"candidates": 3, "steps": None}),
+    ({"steps": 40}, {"candidates": 5, "steps": 40}),
 ])
 def test_the_switch_and_its_object_are_stored_with_the_defaults_filled_in(client: TestClient, sent: object,
                                                                             stored: object) -> None:
@@ -72,4 +72,6 @@ def test_an_upload_without_x_val_needs_a_validation_split(client: TestClient) ->
 def test_the_spec_counts_confirm_steps_only_when_on() -> None:
     spec = JobSpec.model_validate(make_spec(sweep={**SWEEP, "confirm": {"candidates": 2}}))
     assert spec.sweep.confirm_steps(1000) == 50
+    # the default 5 candidates share 3 sweeps' worth: 30 steps each of a 50-step sweep
+    assert JobSpec.model_validate(make_spec(sweep={**SWEEP, "confirm": True})).sweep.confirm_steps(1000) == 30
     assert JobSpec.model_validate(make_spec(sweep=SWEEP)).sweep.confirm_steps(1000) == 0

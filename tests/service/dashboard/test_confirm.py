@@ -143,15 +143,20 @@ def test_a_verified_recommendation_shows_its_candidates_and_the_range_test_lr(
     assert rows.count() == 6
     cells = [rows.nth(i).locator("td").all_inner_texts() for i in range(6)]
     assert [c[0] for c in cells] == ["sgd"] * 3 + ["adam"] * 3
-    lrs = [float(c[1]) for c in cells]
+    assert [c[1] for c in cells] == ["1"] * 6  # the first round's: 3 candidates are one round
+    lrs = [float(c[2]) for c in cells]
     assert lrs[:3] == sorted(lrs[:3]) and lrs[3:] == sorted(lrs[3:])  # by LR within each arm
-    assert [c[5] for c in cells].count("stopped when the loss diverged") == 1
-    assert all(c[4] in ("50 of 50", "31 of 50") for c in cells)
-    winners = [(c[0], c[2]) for i, c in enumerate(cells) if rows.nth(i).get_attribute("data-winner") == "true"]
+    assert [c[6] for c in cells].count("stopped when the loss diverged") == 1
+    assert all(c[5] in ("50 of 50", "31 of 50") for c in cells)
+    winners = [(c[0], c[3]) for i, c in enumerate(cells) if rows.nth(i).get_attribute("data-winner") == "true"]
     assert winners == [("sgd", "0.7000 ★ best of arm"), ("adam", "0.4800 ★ recommended")]
     assert table.locator("[data-testid=confirm-winner]").count() == 2
     recommended = table.locator("[data-recommended=true]")
-    assert recommended.count() == 1 and float(recommended.locator("td").nth(1).inner_text()) == float(lr_text)
+    assert recommended.count() == 1 and float(recommended.locator("td").nth(2).inner_text()) == float(lr_text)
+    # Both winners are their arm's lowest candidate: each arm says so, and what to change
+    brackets = page.locator("[data-testid=confirm-bracket]")
+    assert brackets.count() == 2 and {brackets.nth(i).get_attribute("data-enclosed") for i in range(2)} == {"false"}
+    assert "low edge" in brackets.nth(0).inner_text() and "raise sweep.confirm.candidates" in brackets.nth(1).inner_text()
 
     chart = page.locator("[data-testid=confirm-chart]")
     assert chart.get_attribute("data-points") == "5"  # the diverged candidate has no held-out loss
@@ -210,9 +215,9 @@ def test_the_confirm_phase_shows_its_progress_and_a_cancel_keeps_what_ran(
     rows = page.locator("[data-testid=confirm-row]")
     page.wait_for_function("() => document.querySelectorAll('[data-testid=confirm-row]').length === 3")
     cells = [rows.nth(i).locator("td").all_inner_texts() for i in range(3)]
-    assert sorted(c[5] for c in cells) == ["cancelled", "stopped at a NaN loss", "stopped when the loss diverged"]
-    assert [c[4] for c in cells if c[5] == "cancelled"] == ["340 of 2000"]
-    assert all(c[2] == "—" for c in cells)  # nothing scored, no winner
+    assert sorted(c[6] for c in cells) == ["cancelled", "stopped at a NaN loss", "stopped when the loss diverged"]
+    assert [c[5] for c in cells if c[6] == "cancelled"] == ["340 of 2000"]
+    assert all(c[3] == "—" for c in cells)  # nothing scored, no winner
     assert page.locator("[data-testid=confirm-row][data-winner=true]").count() == 0
     chart = page.locator("[data-testid=confirm-chart]")
     assert chart.get_attribute("data-points") == "0" and chart.locator(".chart-empty").inner_text() == (
@@ -230,13 +235,13 @@ def test_the_confirm_phase_shows_its_progress_and_a_cancel_keeps_what_ran(
 def test_the_form_sends_confirm_only_when_ticked(new_page: Any, dashboard_url: str) -> None:
     page = new_page()
     sent = []
-    for settings, summary in ((None, "off"), ({}, "3 × sweep length steps per arm"),
+    for settings, summary in ((None, "off"), ({}, "5 × default steps per arm"),
                               ({"candidates": "2", "steps": "30"}, "2 × 30 steps per arm")):
         page.goto("/#/new")
         page.wait_for_selector("[data-testid=submit-form]")
         candidates, steps = page.locator("#f-sweep\\.confirm\\.candidates"), page.locator("#f-sweep\\.confirm\\.steps")
         # Built from the schema's Confirm definition (behind `anyOf: [$ref, null]`); off until ticked.
-        assert candidates.input_value() == "3" and candidates.get_attribute("max") == "8"
+        assert candidates.input_value() == "5" and candidates.get_attribute("max") == "8"
         assert steps.input_value() == "" and steps.get_attribute("min") == "1"
         assert candidates.is_disabled() and steps.is_disabled()
         page.click("[data-testid=example-model]")
@@ -256,7 +261,7 @@ def test_the_form_sends_confirm_only_when_ticked(new_page: Any, dashboard_url: s
         httpx.post(f"{dashboard_url}/v1/jobs/{job_id}/cancel", headers=AUTH)  # never needs to run
         stored = httpx.get(f"{dashboard_url}/v1/jobs/{job_id}", headers=AUTH).json()["spec"]["sweep"]["confirm"]
         sent.append((request.value.post_data_json["sweep"].get("confirm", "not sent"), stored))
-    assert sent == [("not sent", None), (True, {"candidates": 3, "steps": None}),
+    assert sent == [("not sent", None), (True, {"candidates": 5, "steps": None}),
                     ({"candidates": 2, "steps": 30}, {"candidates": 2, "steps": 30})]
 
 

@@ -441,12 +441,13 @@ export function renderJobPage(app, id) {
     const budget = confirmBudget(state.job);
     fill(el.confirmTable, h('table', {class: 'arms', 'data-testid': 'confirm-table'},
       h('thead', {}, h('tr', {},
-        ['Arm', 'Candidate LR', 'Held-out loss', 'Last train loss', 'Steps', 'Stopped'].map((t) => h('th', {}, t)))),
+        ['Arm', 'Round', 'Candidate LR', 'Held-out loss', 'Last train loss', 'Steps', 'Stopped'].map((t) => h('th', {}, t)))),
       h('tbody', {}, arms.flatMap((arm) => arm.confirm.map((row) => h('tr', {
         class: row.winner ? 'best' : '', 'data-testid': 'confirm-row',
         dataset: {arm: arm.label, lr: String(row.lr), winner: String(row.winner), recommended: String(chosen(arm, row))},
       },
       h('td', {}, h('span', {class: 'swatch', style: {background: color(arm.label)}}), arm.label),
+      h('td', {class: 'num'}, row.round != null ? String(row.round + 1) : ''),
       h('td', {class: 'num'}, fmt.lr(row.lr)),
       h('td', {class: 'num'}, row.winner
         ? [h('strong', {}, fmt.loss(row.val_loss)), ' ', h('span', {class: 'chip verified', 'data-testid': 'confirm-winner'},
@@ -454,7 +455,15 @@ export function renderJobPage(app, id) {
         : fmt.loss(row.val_loss)),
       h('td', {class: 'num'}, fmt.loss([...(row.losses || [])].reverse().find((v) => v != null))),
       h('td', {class: 'num'}, budget ? `${row.steps} of ${budget}` : String(row.steps)),
-      h('td', {class: 'wrap'}, stopReasonText(row.stop_reason))))))));
+      h('td', {class: 'wrap'}, stopReasonText(row.stop_reason)))))),
+      // Per arm: whether worse candidates enclose its winner, or it lies at an edge and what to change.
+      h('ul', {class: 'small muted', 'data-testid': 'confirm-brackets'}, arms.filter((arm) => arm.confirm_bracket).map((arm) => {
+        const b = arm.confirm_bracket;
+        return h('li', {'data-testid': 'confirm-bracket', dataset: {arm: arm.label, enclosed: String(b.enclosed)}},
+          `${arm.label}: `, b.enclosed
+            ? `winner enclosed by worse candidates on both sides (${b.candidates} candidates, ${b.rounds} round${b.rounds === 1 ? '' : 's'}).`
+            : `winner at the ${b.edge} edge of what was tried: ${b.advice}.`);
+      }))));
     // The chart has the scored candidates only (a diverged one has no held-out loss: the table says
     // why), with a little room either side of them (one alone would be a zero-width axis).
     const lrs = arms.flatMap((arm) => arm.confirm.map((row) => row.lr)).filter((lr) => lr > 0);
@@ -557,9 +566,9 @@ export function renderJobPage(app, id) {
   };
 }
 
-/** Steps each confirm candidate trains: `sweep.confirm.steps`, else the range test's own length. */
+/** Steps each confirm candidate trains: the progress's `confirm_steps` (`Confirm.budget`), else `sweep.confirm.steps`. */
 function confirmBudget(job) {
-  return job?.spec?.sweep?.confirm?.steps || job?.progress?.run_steps || null;
+  return job?.progress?.confirm_steps || job?.spec?.sweep?.confirm?.steps || null;
 }
 
 /**

@@ -342,7 +342,7 @@ function build(app, desc) {
   const confirmSpec = (name) => schemaField(schema, sweepSpec('confirm').ref, name);
   const confirmFields = {
     candidates: numberInput('sweep.confirm.candidates', confirmSpec('candidates')),
-    steps: numberInput('sweep.confirm.steps', confirmSpec('steps'), {placeholder: 'the sweep\u2019s length'}),
+    steps: numberInput('sweep.confirm.steps', confirmSpec('steps'), {placeholder: 'sweep length \u00d7 min(1, 3 / candidates)'}),
   };
   const confirmOn = h('input', {type: 'checkbox', id: 'f-sweep.confirm', name: 'sweep.confirm',
     checked: Boolean(sweepSpec('confirm').default), onchange: showConfirm});
@@ -364,10 +364,11 @@ function build(app, desc) {
         sweepSpec('divergence_threshold')?.description)),
     h('div', {class: 'confirm-box', dataset: {field: 'sweep.confirm'}},
       h('label', {class: 'check'}, confirmOn, 'Verify by training'),
-      h('div', {class: 'field-hint'}, 'After the range test, each arm trains at a few constant candidate learning '
-        + 'rates from the same initial weights; the lowest loss on the held-out rows becomes the recommendation. '
-        + 'Needs held-out rows (validation split above 0, or an upload with x_val and y_val). Costs candidates '
-        + '\u00d7 steps more steps per arm.'),
+      h('div', {class: 'field-hint'}, 'After the range test, each arm trains constant candidate learning rates '
+        + 'in rounds from the same initial weights: the recommendation and one on each side, then one more per round '
+        + 'beyond the best one until worse ones enclose it; the lowest loss on the held-out rows becomes the '
+        + 'recommendation. Needs held-out rows (validation split above 0, or an upload with x_val and y_val). Costs '
+        + 'at most candidates \u00d7 steps more steps per arm; by default the candidates share 3 sweeps\u2019 worth.'),
       h('div', {class: 'grid-3'},
         confirmField('candidates', 'Candidates per arm'),
         confirmField('steps', 'Steps per candidate')),
@@ -412,7 +413,7 @@ function build(app, desc) {
         ['Length', `${lengthValue.value || '?'} ${lengthKind.value === 'epochs' ? 'epochs' : 'steps'} per arm`],
         ['Batch size', sweepFields.batch_size.value || '?'],
         ['Verify', confirmOn.checked
-          ? `${confirmFields.candidates.value || '?'} \u00d7 ${confirmFields.steps.value || 'sweep length'} steps per arm` : 'off']]
+          ? `${confirmFields.candidates.value || '?'} \u00d7 ${confirmFields.steps.value || 'default'} steps per arm` : 'off']]
         .map(([k, v]) => h('li', {}, h('span', {class: 'muted'}, k), h('span', {title: v}, v))));
   }
   form.addEventListener('input', updateSummary);
