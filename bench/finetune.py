@@ -9,8 +9,9 @@ pretrained model is already good and a large LR undoes it). For each case
    fixed budget, scored by the held-out loss (`bench.quality_metrics.Grid`);
 2. the range test (`worker.engine.sweep.run_sweep`, Adam) from the pretrained weights (`weights`) and
    from scratch (`weights: null`, what lrrt did before), each giving its recommended LR, alone and with
-   `sweep.confirm: true` (its 3 candidates trained from the same start, scored on 20% of the fine-tuning
-   rows the range test then does not train on; never on the held-out rows the grid is scored on);
+   `sweep.confirm` (its candidates trained from the same start for the fine-tuning's own number of steps,
+   `confirm.steps`, scored on 20% of the fine-tuning rows the range test then does not train on; never on
+   the held-out rows the grid is scored on);
 3. fine-tune from the pretrained weights at each recommended LR (same budget and seed) and report the
    normalized regret against the grid's best, where 1 is "no better than not fine-tuning at all" (the
    pretrained weights' own held-out loss is the baseline).
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -113,9 +115,10 @@ def recommended(frozen: bool, weights: str | None, confirm: bool, data: dict[str
     from worker.engine.data import Arrays
     from worker.engine.sweep import run_sweep
 
+    budget = EPOCHS * math.ceil(len(data["x"]) / BATCH)  # the fine-tuning's own steps: confirm.steps, as docs/api.md advises
     spec = JobSpec(model=json.loads(make_model(frozen).to_json()), dataset={"uri": "builtin:digits",
                    "validation_split": 0.2 if confirm else 0.0}, optimizers=[{"name": "adam"}],
-                   sweep={**SWEEP, "seed": seed, "confirm": confirm}, weights=weights)
+                   sweep={**SWEEP, "seed": seed, "confirm": {"steps": budget} if confirm else None}, weights=weights)
     result = run_sweep(spec, data_root=root, caps=Settings(data_root=root), data=Arrays(data["x"], data["y"]))
     return (result.get("recommendation") or {}).get("learning_rate")
 
@@ -144,14 +147,20 @@ def run_case(frozen: bool, same_classes: bool, seeds: int, root: Path) -> dict[s
             **{f"{start}_steps_from_best": s.steps for start, s in summaries.items()}}
 
 
+#: The cases by name: (same classes, frozen backbone).
+CASES = {"new-unfrozen": (False, False), "new-frozen": (False, True), "same-unfrozen": (True, False)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES))
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="lrrt-finetune-") as scratch:
-        for same_classes, frozen in ((False, False), (False, True), (True, False)):
+        for case in args.cases:
+            same_classes, frozen = CASES[case]
             rows.append(run_case(frozen, same_classes, args.seeds, Path(scratch)))
     print("| case | grid best LR | " + " | ".join(f"{start.replace('_', ' + ')}: LRs; normalized regret"
                                                   for start in STARTS) + " |")
