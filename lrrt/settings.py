@@ -33,7 +33,14 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(64, description="Deepest nesting accepted in a model JSON.")
     max_layers: int = Field(1200, description="Most layers in a model (operation nodes count). 1200 admits every "
                             "keras.applications model (NASNetLarge: 1041).")
-    max_params: int = Field(50_000_000, description="Most trainable + non-trainable parameters.")
+    max_params: int = Field(400_000_000, description="Most trainable + non-trainable parameters: a sanity bound "
+                            "only (memory is the guard, `memory_limit_bytes`). 400M admits every keras.applications "
+                            "model at 224x224 with 1000 classes (the largest, ConvNeXtXLarge: 350.1M).")
+    memory_limit_bytes: int = Field(8 * 1024 ** 3, ge=1, description="Bytes one training step of a run may need: "
+                                    "weights, gradients, optimizer slots and activations at the job's batch size, as "
+                                    "estimated from the JSON at submission (lrrt.vetting.memory); a job over it is "
+                                    "422 cap-exceeded with the largest batch size that fits. 8 GiB suits a CPU "
+                                    "standalone; docs/deploy.md lists values for 24, 80 and 141 GB GPUs.")
     max_steps: int = Field(20_000, description="Most sweep steps per arm.")
     max_batch_size: int = Field(4096)
     max_repeats: int = Field(10)
