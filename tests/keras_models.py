@@ -29,3 +29,16 @@ def make_spec(model: dict[str, Any] | None = None, *, optimizers: list[dict[str,
         optimizers=optimizers or [{"name": "sgd"}],
         sweep=settings,
     )
+
+
+def layer(class_name: str, **config: Any) -> dict[str, Any]:
+    return {"module": "keras.layers", "class_name": class_name, "registered_name": None, "config": config}
+
+
+def digits_bomb(blow_up: dict[str, Any]) -> dict[str, Any]:
+    """Issue 20's 90-parameter Sequential: the 64 digits pixels as 8x8x1, `blow_up`, Conv2D(4, 3), then
+    pooling and a 10-way softmax."""
+    return {"module": "keras", "class_name": "Sequential", "registered_name": None, "config": {"name": "bomb", "layers": [
+        layer("InputLayer", batch_shape=[None, 64], name="pixels"), layer("Reshape", target_shape=[8, 8, 1], name="r"),
+        blow_up, layer("Conv2D", filters=4, kernel_size=[3, 3], name="c"), layer("GlobalAveragePooling2D", name="g"),
+        layer("Dense", units=10, activation="softmax", name="d")]}}

@@ -7,7 +7,8 @@ activation elements per sample come from the model's one walk (`lrrt.vetting.est
 weight from the arm's optimizer and its params (`slots`). Arms run one at a time per worker child, so a
 job needs what its hungriest arm needs.
 
-Everything is counted at 4 bytes (float32: the dtype the worker trains in); `ACTIVATION_FACTOR` covers
+Everything is counted at 4 bytes (float32: the dtype the worker trains in; activations at 2 under
+`sweep.mixed_precision`); `ACTIVATION_FACTOR` covers
 what the backward pass holds besides the layers' outputs (the gradient flowing back through each, the
 backend's scratch). Its value and how close the whole estimate comes to a step's measured peak are in
 docs/design.md ("Memory estimate", from bench/memory_estimate.py).
@@ -70,14 +71,16 @@ class StepMemory:
 
 
 def step_memory(footprint: Footprint, params_floor: int, optimizers: Iterable[tuple[str, Mapping[str, object]]],
-                batch_size: int) -> StepMemory:
+                batch_size: int, *, mixed_precision: bool = False) -> StepMemory:
     """The step of the hungriest of `optimizers` ((name, params) per arm) at `batch_size`; `params_floor`
-    stands in for the parameter count when the walk could not tell it."""
+    stands in for the parameter count when the walk could not tell it. Under `mixed_precision`
+    (mixed_float16) activations take 2 bytes; weights, gradients and slots stay float32."""
     params = footprint.params if footprint.params is not None else params_floor
     weights = params * BYTES_PER_VALUE
     most_slots = max((slots(name, arm) for name, arm in optimizers), default=0)
     return StepMemory(weights=weights, gradients=weights, optimizer_slots=most_slots * weights,
-                      per_sample=footprint.activations * BYTES_PER_VALUE * ACTIVATION_FACTOR, batch_size=batch_size,
+                      per_sample=footprint.activations * (2 if mixed_precision else BYTES_PER_VALUE) * ACTIVATION_FACTOR,
+                      batch_size=batch_size,
                       complete=footprint.complete and footprint.params is not None)
 
 

@@ -92,7 +92,7 @@ def job_memory(spec: JobSpec, footprint: Footprint | None, params_floor: int) ->
     if footprint is None:
         return None
     arms = [(arm.name, arm.params) for arm in spec.optimizers]
-    return step_memory(footprint, params_floor, arms, spec.sweep.batch_size)
+    return step_memory(footprint, params_floor, arms, spec.sweep.batch_size, mixed_precision=spec.sweep.mixed_precision)
 
 
 def check_memory_on_rows(spec: JobSpec, config: dict[str, Any], shapes: dict[str, list[int]], caps: Settings) -> None:

@@ -17,22 +17,9 @@ from lrrt.settings import Settings
 from lrrt.vetting.estimate import estimate
 from lrrt.vetting.memory import ACTIVATION_FACTOR, BYTES_PER_VALUE, slots
 from lrrt.vetting.vet import check_memory_on_rows, job_memory, vet_spec
-from tests.keras_models import make_spec
+from tests.keras_models import digits_bomb, layer, make_spec
 
 CAPS = Settings()
-
-
-def layer(class_name: str, **config: Any) -> dict[str, Any]:
-    return {"module": "keras.layers", "class_name": class_name, "registered_name": None, "config": config}
-
-
-def digits_bomb(blow_up: dict[str, Any]) -> dict[str, Any]:
-    """Issue 20's 90-parameter Sequential: the 64 digits pixels as 8x8x1, `blow_up`, Conv2D(4, 3), then
-    pooling and a 10-way softmax."""
-    return {"module": "keras", "class_name": "Sequential", "registered_name": None, "config": {"name": "bomb", "layers": [
-        layer("InputLayer", batch_shape=[None, 64], name="pixels"), layer("Reshape", target_shape=[8, 8, 1], name="r"),
-        blow_up, layer("Conv2D", filters=4, kernel_size=[3, 3], name="c"), layer("GlobalAveragePooling2D", name="g"),
-        layer("Dense", units=10, activation="softmax", name="d")]}}
 
 
 RESIZING = digits_bomb(layer("Resizing", height=8192, width=8192, name="big"))
@@ -90,24 +77,10 @@ def test_slots_agree_with_keras_optimizer_variables() -> None:
         assert slots(name, params) == per_weight, (name, params)
 
 
-def keras_activations(model: Any) -> int:
-    """Elements per sample of every layer call's output as Keras builds the model (nested models walked)."""
-    import keras
-
-    total = 0
-    for op in model.layers if isinstance(model, keras.Sequential) else model.operations:
-        if isinstance(op, keras.Model):
-            total += keras_activations(op)
-        elif not isinstance(op, keras.layers.InputLayer):
-            outputs = op.output if isinstance(op.output, (list, tuple)) else [op.output]
-            total += sum(math.prod(d or 1 for d in o.shape[1:]) for o in outputs)
-    return total
-
-
 def test_the_walk_counts_what_keras_builds() -> None:
     import keras
 
-    from tests.zoo.models import augmented, transformer_block, two_inputs, two_outputs
+    from tests.zoo.models import augmented, keras_activations, transformer_block, two_inputs, two_outputs
 
     layers = keras.layers
     convnet = keras.Sequential([keras.Input((28, 28, 1)), layers.ZeroPadding2D(2), layers.Conv2D(8, 3, strides=2),
@@ -165,3 +138,11 @@ def test_hostile_layers_are_described_never_raised(bad: dict[str, Any]) -> None:
             "shape": "huge", "keras_history": ["in", 7, ["x"]]}}]}]},
     ], "input_layers": [["in", 0, 0]], "output_layers": ["bad", 0, 0]}}
     estimate(functional)
+
+
+def test_mixed_precision_halves_the_activations_only() -> None:
+    plain, mixed = (job_memory(spec, spec.model_summary.footprint, 0) for spec in (
+        make_spec(UPSAMPLING, optimizers=[{"name": "adam"}]), make_spec(UPSAMPLING, optimizers=[{"name": "adam"}],
+                                                                         mixed_precision=True)))
+    assert plain is not None and mixed is not None
+    assert mixed.activations * 2 == plain.activations and mixed.weights == plain.weights == 90 * 4
