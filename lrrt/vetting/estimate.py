@@ -31,6 +31,9 @@ from lrrt.vetting.shapes import Shape, declared_shape
 #: Shapes with more dimensions than this are not modelled (a hostile JSON could make every rule copy a
 #: million-long tuple); Keras itself supports far fewer.
 MAX_RANK = 16
+#: Layer calls one walk follows at most. A nested model called k times is walked k times, so nesting
+#: such calls multiplies (k^depth); past this the walk stops and what it counted so far is a floor.
+MAX_CALLS = 100_000
 #: Problems a rule raises on a config it cannot read: the layer is then not modelled.
 _UNREADABLE = (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError, AttributeError)
 
@@ -49,12 +52,17 @@ class Footprint:
     complete: bool
 
 
+class _Exhausted(Exception):
+    """The walk reached MAX_CALLS."""
+
+
 @dataclass
 class _Tally:
     params: int = 0
     params_known: bool = True
     activations: int = 0
     complete: bool = True
+    calls: int = 0
 
     def add(self, params: int | None, outputs: list[Shape | None]) -> None:
         if params is None:
@@ -77,6 +85,8 @@ def estimate(obj: dict[str, Any], inputs: Mapping[str, Shape] | None = None) -> 
     tally = _Tally()
     try:
         _model(obj, None, tally, dict(inputs or {}))
+    except _Exhausted:
+        tally.params_known = tally.complete = False
     except (*_UNREADABLE, RecursionError):
         return None  # not a model structure this walk understands: the worker counts after building
     return Footprint(params=tally.params if tally.params_known else None, activations=tally.activations,
@@ -148,11 +158,14 @@ def _call(layer: dict[str, Any], inputs: list[Shape | None], tally: _Tally, over
           *, first: bool) -> list[Shape | None]:
     """One call of `layer`: counts its parameters on its first call only (a shared layer's weights exist
     once), its outputs on every call, and returns the output shapes."""
+    tally.calls += 1
+    if tally.calls > MAX_CALLS:
+        raise _Exhausted
     if layer.get("class_name") in MODEL_CLASSES:
         before = tally.params, tally.params_known
         try:
             outs = _model(layer, inputs, tally, {})
-        except _UNREADABLE:
+        except _UNREADABLE:  # _Exhausted goes on up: the whole walk stops
             tally.params_known = tally.complete = False
             outs = [None]
         if not first:

@@ -146,3 +146,20 @@ def test_mixed_precision_halves_the_activations_only() -> None:
                                                                          mixed_precision=True)))
     assert plain is not None and mixed is not None
     assert mixed.activations * 2 == plain.activations and mixed.weights == plain.weights == 90 * 4
+
+
+def test_nested_shared_models_cannot_make_the_walk_explode() -> None:
+    """Each level calls the model below it 50 times: 50^6 layer calls if followed; the walk stops at
+    MAX_CALLS with the floor it has, marked incomplete."""
+    from lrrt.vetting.estimate import MAX_CALLS
+
+    tensor = {"class_name": "__keras_tensor__", "config": {"shape": [None, 4], "keras_history": ["in", 0, 0]}}
+    model: dict[str, Any] = layer("Dense", units=4, name="inner")
+    model["inbound_nodes"] = [{"args": [tensor]}] * 50
+    for _ in range(6):
+        model = {"class_name": "Functional", "name": "inner", "config": {"layers": [
+            {"class_name": "InputLayer", "name": "in", "config": {"batch_shape": [None, 4]}, "inbound_nodes": []},
+            model], "input_layers": [["in", 0, 0]], "output_layers": [["inner", 0, 0]]}, "inbound_nodes": [{"args": [tensor]}] * 50}
+    footprint = estimate(model)
+    assert footprint is not None and not footprint.complete and footprint.params is None
+    assert 4 * MAX_CALLS // 2 <= footprint.activations <= 4 * MAX_CALLS
