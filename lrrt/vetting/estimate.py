@@ -128,7 +128,7 @@ def _sequential(layers: list[Any], shape: Shape | None, tally: _Tally,
             continue
         if index == 0 and shape is None:
             shape = overrides.get("", declared_shape(layer))  # a Sequential without an InputLayer
-        shape = _call(layer, [shape if shape is not None else declared_shape(layer)], tally, overrides, first=True)[0]
+        shape = _call(layer, [shape if shape is not None else declared_shape(layer)], tally, first=True)[0]
     return [shape]
 
 
@@ -139,23 +139,26 @@ def _functional(body: dict[str, Any], layers: list[Any], given: list[Shape | Non
     input_names = [ref[0] for ref in _refs(body.get("input_layers"))]
     for layer in layers:
         name = layer.get("name", (layer.get("config") or {}).get("name"))
+        nodes = layer.get("inbound_nodes")
+        if not isinstance(name, str) or not isinstance(nodes, list):
+            tally.params_known = tally.complete = False  # a layer Keras could not place either: not counted
+            continue
         if layer.get("class_name") == "InputLayer":
             position = input_names.index(name) if name in input_names else -1
             passed = given[position] if given is not None and 0 <= position < len(given) else None
             outputs[name] = [[_input_shape(layer, passed, overrides, first=True)]]
             continue
         calls: list[list[Shape | None]] = []
-        for node_index, node in enumerate(layer["inbound_nodes"]):
+        for node_index, node in enumerate(nodes):
             shapes = [_resolve(ref, shape, outputs) for ref, shape in _tensors(node)]
             if len(shapes) == 1 and shapes[0] is None:
                 shapes = [declared_shape(layer)]  # the input shape its build_config declares
-            calls.append(_call(layer, shapes, tally, overrides, first=node_index == 0))
+            calls.append(_call(layer, shapes, tally, first=node_index == 0))
         outputs[name] = calls
     return [_lookup(outputs, ref) for ref in _refs(body.get("output_layers"))]
 
 
-def _call(layer: dict[str, Any], inputs: list[Shape | None], tally: _Tally, overrides: dict[str, Shape],
-          *, first: bool) -> list[Shape | None]:
+def _call(layer: dict[str, Any], inputs: list[Shape | None], tally: _Tally, *, first: bool) -> list[Shape | None]:
     """One call of `layer`: counts its parameters on its first call only (a shared layer's weights exist
     once), its outputs on every call, and returns the output shapes."""
     tally.calls += 1
@@ -164,7 +167,7 @@ def _call(layer: dict[str, Any], inputs: list[Shape | None], tally: _Tally, over
     if layer.get("class_name") in MODEL_CLASSES:
         before = tally.params, tally.params_known
         try:
-            outs = _model(layer, inputs, tally, {})
+            outs = _model(layer, inputs, tally, {})  # dataset rows fill the outer model's inputs only
         except _UNREADABLE:  # _Exhausted goes on up: the whole walk stops
             tally.params_known = tally.complete = False
             outs = [None]
