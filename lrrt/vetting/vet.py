@@ -97,9 +97,10 @@ def job_memory(spec: JobSpec, footprint: Footprint | None, params_floor: int) ->
 
 def check_memory_on_rows(spec: JobSpec, config: dict[str, Any], shapes: dict[str, list[int]], caps: Settings) -> None:
     """The memory guard again with an uploaded dataset's row shapes (from its metadata) filling the sizes
-    the model leaves open (a variable sequence length): only when the JSON alone left some unknown."""
+    the model leaves open (a variable sequence length): only when the JSON alone left some unknown (or,
+    for a Keras 2 JSON, could not be walked before its rewrite)."""
     footprint = spec.model_summary.footprint
-    if footprint is None or footprint.complete:
+    if footprint is not None and footprint.complete:
         return
     inputs, _ = model_io(config)
     groups = array_groups(shapes)["x"]
