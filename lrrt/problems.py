@@ -90,14 +90,15 @@ class MemoryLimitExceeded(ResourceExhausted):
     """A run grew its worker process past LRRT_MEMORY_LIMIT_BYTES (the worker's memory guard,
     worker/memory.py); the extensions give the limit and what the run reached, in bytes."""
 
-    def __init__(self, *, limit_bytes: int, used_bytes: int, rss_bytes: int) -> None:
+    def __init__(self, *, limit_bytes: int, allowance_bytes: int, used_bytes: int, rss_bytes: int) -> None:
         super().__init__(
             f"A run of this job grew its worker's memory by {_mib(used_bytes)} (to a resident size of {_mib(rss_bytes)}), "
-            f"over this deployment's limit of {_mib(limit_bytes)} per run (LRRT_MEMORY_LIMIT_BYTES), so it was "
+            f"over this deployment's limit of {_mib(limit_bytes)} per run (LRRT_MEMORY_LIMIT_BYTES; "
+            f"{_mib(allowance_bytes)} more is allowed for the backend's first step), so it was "
             "stopped after one attempt and not retried. Use a smaller batch_size, smaller inputs (resize images, "
             "shorter sequences, no upsampling to large sizes) or fewer and narrower layers; or ask the operator to "
             "raise the limit if the workers have the memory.",
-            limit_bytes=limit_bytes, used_bytes=used_bytes, rss_bytes=rss_bytes,
+            limit_bytes=limit_bytes, allowance_bytes=allowance_bytes, used_bytes=used_bytes, rss_bytes=rss_bytes,
         )
 
 

@@ -33,7 +33,18 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(64, description="Deepest nesting accepted in a model JSON.")
     max_layers: int = Field(1200, description="Most layers in a model (operation nodes count). 1200 admits every "
                             "keras.applications model (NASNetLarge: 1041).")
-    max_params: int = Field(50_000_000, description="Most trainable + non-trainable parameters.")
+    max_params: int = Field(400_000_000, description="Most trainable + non-trainable parameters: a sanity bound "
+                            "only (memory is the guard, `memory_limit_bytes`). 400M admits every keras.applications "
+                            "model at 224x224 with 1000 classes (the largest, ConvNeXtXLarge: 350.1M).")
+    memory_limit_bytes: int = Field(8 * 1024 ** 3, ge=0, description="Memory one run of a job may use, checked twice. "
+                                    "At submission: the bytes one training step needs (weights, gradients, optimizer "
+                                    "slots, activations at the job's batch size) as estimated from the JSON "
+                                    "(lrrt.vetting.memory); over it, 422 cap-exceeded with the largest batch size "
+                                    "that fits. In the worker: what a pool child may add to its resident memory "
+                                    "while it runs, above what it held when the run began plus the backend's "
+                                    "first-step cost (worker/memory.py); over it, the run fails with "
+                                    "resource-exhausted after one attempt. 8 GiB suits a CPU standalone; "
+                                    "docs/operations.md lists values for 24, 80 and 141 GB GPUs. 0 turns both off.")
     max_steps: int = Field(20_000, description="Most sweep steps per arm.")
     max_batch_size: int = Field(4096)
     max_repeats: int = Field(10)
@@ -42,11 +53,6 @@ class Settings(BaseSettings):
                                    "(.weights.h5).")
     max_unfinished_jobs: int = Field(20, description="Queued + running jobs per tenant before 429.")
     job_time_limit_s: int = Field(3600, description="Wall time a job may run before it fails.")
-    memory_limit_bytes: int = Field(8 * 1024 ** 3, ge=0, description="Memory one run of a job may use: what a "
-                                    "worker child may add to its resident memory (RSS) while it runs a job, above "
-                                    "what the child held when the run began (its imports and caches); over it the "
-                                    "run fails with resource-exhausted after one attempt (worker/memory.py). 0 "
-                                    "turns the worker's guard off.")
     max_redeliveries: int = Field(2, description="Times a run of a job is retried after its worker died or stuck.")
     stuck_after_s: float = Field(600, gt=0, description="Floor of the stuck-run watchdog: a run that reports no "
                                  "chunk for max(stuck_chunk_factor x its expected chunk time, this) is stuck.")

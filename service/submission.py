@@ -26,7 +26,7 @@ from lrrt.vetting.datasets import array_groups, at_uri, check_uri, resolve_file
 from lrrt.vetting.object_check import check_layout, check_object_dataset, local_layout
 from lrrt.vetting.objects import OBJECT_SCHEMES
 from lrrt.vetting.summary import ModelSummary, summarize
-from lrrt.vetting.vet import check_arrays_fit, vet_spec
+from lrrt.vetting.vet import check_arrays_fit, check_memory_on_rows, vet_spec
 from lrrt.vetting.weights import WEIGHTS_FILES, at_weights, check_reference, inspect_weights
 from service.datasets import DatasetStore, UploadStore
 from service.problems import ProblemError
@@ -133,7 +133,8 @@ def check_caps(spec: JobSpec, settings: Settings) -> None:
 def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root: Path, config: dict[str, Any],
                   settings: Settings | None = None) -> None:
     """The dataset reference must name something that exists and that this tenant may read; an upload's
-    arrays (known from its metadata) must fit the model's inputs and outputs.
+    arrays (known from its metadata) must fit the model's inputs and outputs, and the memory guard is
+    checked again on their row shapes where the model leaves sizes open.
 
     The rules are the worker's (`lrrt.vetting.datasets`, `lrrt.vetting.vet`); only the tenant's
     ownership of an upload is the API's to check, since the worker resolves `dataset:<id>` without
@@ -157,6 +158,7 @@ def check_dataset(spec: JobSpec, tenant: str, datasets: DatasetStore, data_root:
                                   "it returns, or list yours with GET /v1/datasets")
         if meta is not None:
             check_arrays_fit(config, meta["shapes"])
+            check_memory_on_rows(spec, config, meta["shapes"], settings or get_settings())
             check_held_out(spec, name, meta["shapes"])
     except DatasetError as exc:
         raise at_uri(exc) from None

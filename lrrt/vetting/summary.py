@@ -2,8 +2,9 @@
 
 A submission's model JSON is walked once (`summarize`), iteratively so that a hostile nesting depth
 cannot hit Python's recursion limit, and the result is kept on the spec (`JobSpec.model_summary`): the
-API's depth and layer caps, the allow-list verdict, the parameter cap and the `auto` backend rule all
-read the same `ModelSummary` instead of walking the JSON again for each question. A Keras 2 JSON's
+API's depth and layer caps, the allow-list verdict, the parameter cap, the memory guard and the `auto`
+backend rule all read the same `ModelSummary` instead of walking the JSON again for each question. The
+model's graph (shapes, parameters, activations) is followed once, by `lrrt.vetting.estimate`. A Keras 2 JSON's
 rewrite is a different JSON and gets a walk of its own (`lrrt.vetting.vet`).
 
 Pure Python and total: it must describe any JSON value, including ones the allow-list rejects.
@@ -16,7 +17,7 @@ from typing import Any
 
 from lrrt.vetting import compiled
 from lrrt.vetting.allowlist import disallowed_top_class, kind_of, node_problems
-from lrrt.vetting.estimate import certain_params, estimate_params
+from lrrt.vetting.estimate import Footprint, certain_params, estimate
 from lrrt.vetting.shapes import Shape, declared_shape
 
 #: Node kinds that count towards `max_layers` (a nested model counts once, besides its own layers).
@@ -41,10 +42,16 @@ class ModelSummary:
     input_shapes: tuple[Shape, ...]
     #: Everything outside the allow-list, sorted and without repeats (empty: allowed).
     disallowed: tuple[str, ...]
-    #: The predicted parameter count (`lrrt.vetting.estimate.estimate_params`), None when it cannot tell.
-    params: int | None
+    #: What the graph walk predicts (`lrrt.vetting.estimate`): parameters and activations per sample;
+    #: None when the JSON is not a model structure it can read.
+    footprint: Footprint | None
     #: Parameters certain from configs alone: what the cap checks when `params` is None.
     certain_params: int
+
+    @property
+    def params(self) -> int | None:
+        """The predicted parameter count, None when the walk cannot tell."""
+        return self.footprint.params if self.footprint is not None else None
 
 
 def summarize(obj: Any) -> ModelSummary:
@@ -89,6 +96,6 @@ def summarize(obj: Any) -> ModelSummary:
         classes=frozenset(classes),
         input_shapes=tuple(shapes),
         disallowed=tuple(sorted(problems)),
-        params=estimate_params(obj) if is_object else None,
+        footprint=estimate(obj) if is_object else None,
         certain_params=certain,
     )

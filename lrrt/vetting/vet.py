@@ -4,7 +4,8 @@ never refused by the worker for a reason the API could have known.
 
 In order: the verdict on the JSON as sent (read from its one walk, `lrrt.vetting.summary`: depth and
 layer caps, the allow-list), the Keras 2 rewrite and the same verdict on its output, the parameter
-estimate against the cap, the dataset reference's form (`lrrt.vetting.datasets`) and the weights
+estimate against the cap, the memory a training step needs against the deployment's limit
+(`lrrt.vetting.memory`), the dataset reference's form (`lrrt.vetting.datasets`) and the weights
 reference's form (`lrrt.vetting.weights`); loss and optimizer names are part of `JobSpec` validation
 itself. What only the worker can know (the exact parameter count once built, whether the arrays and
 the weights fit the model) is checked there.
@@ -20,7 +21,10 @@ from lrrt.settings import Settings
 from lrrt.spec import JobSpec
 from lrrt.vetting.allowlist import MODEL_CLASSES
 from lrrt.vetting.datasets import array_groups, at_uri, check_uri
+from lrrt.vetting.estimate import Footprint, estimate
 from lrrt.vetting.keras2 import is_legacy, to_keras3
+from lrrt.vetting.memory import StepMemory, describe_bytes, step_memory
+from lrrt.vetting.shapes import Shape
 from lrrt.vetting.summary import ModelSummary, summarize
 from lrrt.vetting.weights import at_weights, check_reference
 
@@ -62,8 +66,64 @@ def check_params(summary: ModelSummary, *, max_params: int) -> None:
         )
 
 
+def check_memory(memory: StepMemory, *, limit: int) -> None:
+    """Raise `CapExceeded` when a training step's estimated bytes are over the deployment's limit; the
+    problem gives the estimate in parts, the limit and the largest batch size that fits. A limit of 0 is
+    the guard turned off."""
+    if limit <= 0 or memory.total <= limit:
+        return
+    fits = memory.largest_batch(limit)
+    advice = (f"The largest batch size that fits is {fits}: lower sweep.batch_size, or use a smaller model or input."
+              if fits else "No batch size fits: the weights, gradients and optimizer slots alone are over it; use a "
+              "smaller model or an optimizer with fewer slots (sgd without momentum keeps none).")
+    raise CapExceeded(
+        f"one training step would need an estimated {describe_bytes(memory.total)} at batch size {memory.batch_size} "
+        f"({'at least ' if not memory.complete else ''}weights {describe_bytes(memory.weights)}, gradients "
+        f"{describe_bytes(memory.gradients)}, optimizer slots {describe_bytes(memory.optimizer_slots)}, activations "
+        f"{describe_bytes(memory.activations)}); this deployment's limit is {describe_bytes(limit)}. {advice}",
+        cap="memory_limit_bytes", limit=limit, value=memory.total, largest_batch_size=fits,
+        estimate={"weights": memory.weights, "gradients": memory.gradients, "optimizer_slots": memory.optimizer_slots,
+                  "activations": memory.activations, "batch_size": memory.batch_size, "complete": memory.complete},
+    )
+
+
+def job_memory(spec: JobSpec, footprint: Footprint | None, params_floor: int) -> StepMemory | None:
+    """The step memory of `spec`'s hungriest arm at its batch size; None when the JSON could not be walked
+    (the worker's own limit is then the only guard)."""
+    if footprint is None:
+        return None
+    arms = [(arm.name, arm.params) for arm in spec.optimizers]
+    return step_memory(footprint, params_floor, arms, spec.sweep.batch_size, mixed_precision=spec.sweep.mixed_precision)
+
+
+def check_memory_on_rows(spec: JobSpec, config: dict[str, Any], shapes: dict[str, list[int]], caps: Settings) -> None:
+    """The memory guard again with an uploaded dataset's row shapes (from its metadata) filling the sizes
+    the model leaves open (a variable sequence length): only when the JSON alone left some unknown (or,
+    for a Keras 2 JSON, could not be walked before its rewrite)."""
+    footprint = spec.model_summary.footprint
+    if footprint is not None and footprint.complete:
+        return
+    inputs, _ = model_io(config)
+    groups = array_groups(shapes)["x"]
+    rows: dict[str, Shape] = {}
+    for name, _ in inputs:
+        member = groups.get(name) if len(inputs) > 1 else next(iter(groups.values()), None)
+        if member is not None:
+            rows[name] = (None, *shapes[member][1:])
+    if len(inputs) == 1 and rows:
+        rows[""] = next(iter(rows.values()))
+    memory = job_memory(spec, estimate(config, rows), spec.model_summary.certain_params)
+    if memory is not None:
+        check_memory(memory, limit=caps.memory_limit_bytes)
+
+
 def vet_model_json(model_json: dict[str, Any], caps: Settings, summary: ModelSummary | None = None) -> dict[str, Any]:
-    """The Keras 3 config to build, after every model check that needs no Keras; raises EngineError subclasses.
+    """The Keras 3 config to build, after every model check that needs no Keras; raises EngineError subclasses."""
+    return _vetted(model_json, caps, summary)[0]
+
+
+def _vetted(model_json: dict[str, Any], caps: Settings, summary: ModelSummary | None) -> tuple[dict[str, Any], ModelSummary]:
+    """The Keras 3 config and the summary of the JSON it came from (the rewrite's, for Keras 2 JSON).
 
     `summary` is `model_json`'s own (`JobSpec.model_summary`) when the caller has it, so the JSON as sent
     is walked once per submission; a Keras 2 JSON's rewrite is new JSON and is walked and judged again.
@@ -77,7 +137,7 @@ def vet_model_json(model_json: dict[str, Any], caps: Settings, summary: ModelSum
         check_allowed(summary, max_depth=caps.max_json_depth, max_layers=caps.max_layers)
     config.pop("compile_config", None)  # read by `JobSpec` already; Keras would compile (deserialize) from it
     check_params(summary, max_params=caps.max_params)
-    return config
+    return config, summary
 
 
 def vet_spec(spec: JobSpec, caps: Settings, *, dataset: bool = True) -> dict[str, Any]:
@@ -97,7 +157,10 @@ def vet_spec(spec: JobSpec, caps: Settings, *, dataset: bool = True) -> dict[str
             check_reference(spec.weights)
     except WeightsError as exc:
         raise at_weights(exc) from None
-    config = vet_model_json(spec.model, caps, spec.model_summary)
+    config, summary = _vetted(spec.model, caps, spec.model_summary)
+    memory = job_memory(spec, summary.footprint, summary.certain_params)
+    if memory is not None:
+        check_memory(memory, limit=caps.memory_limit_bytes)
     check_loss_outputs(spec, config)
     return config
 

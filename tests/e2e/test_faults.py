@@ -16,13 +16,15 @@ import pytest
 import redis
 
 from lrrt.client.api import Client
+from lrrt.problems import CapExceeded
 from lrrt.queue import enqueue, make_celery
 from lrrt.reaper import _job_id_of, reap_once, restore_lost_reservations
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
-from tests.keras_models import memory_bomb_json
+from lrrt.vetting.vet import vet_spec
+from tests.keras_models import memory_bomb_json, unestimated_bomb_json
 
 from .conftest import REPO, Api, Worker, long_sweep, running_worker, wait_for_steps, wait_until
 
@@ -165,7 +167,8 @@ def test_message_reserved_by_a_worker_that_died_before_claiming_is_put_back(redi
 
 #: The memory guard's limit for `small_memory_worker`: a TensorFlow pool child holds ~0.85 GiB once Keras is
 #: in and a digits MLP fit adds ~30 MiB (docs/design.md); the bomb at 4096 px and batch 16 would add over
-#: 4 GiB (one conv output alone is 16 x 4094 x 4094 x 4 floats), so it is stopped near 2.4 GiB resident.
+#: 4 GiB (one conv output alone is 16 x 4094 x 4094 x 4 floats), so it is stopped near 3.4 GiB resident
+#: (the limit plus worker.memory.FIRST_STEP_BYTES above the child's own ~0.85 GiB).
 MEMORY_LIMIT = 1536 * 1024 ** 2
 
 
@@ -182,7 +185,8 @@ def small_memory_worker(server_env: dict[str, str], e2e_settings: Settings, redi
 def test_run_over_the_memory_limit_fails_once_and_the_next_job_runs(small_memory_worker: tuple[Worker, str],
                                                                     store: JobStore, e2e_settings: Settings,
                                                                     digits_mlp: dict[str, Any]) -> None:
-    """Issue 20: a model every check at submission admits grows the worker's child past its memory limit.
+    """Issue 20: a model every check at submission admits (the estimate cannot see inside TimeDistributed)
+    grows the worker's child past its memory limit.
     Its job fails with `resource-exhausted` after one attempt (no redelivery: the job ended before the
     child did), and the job queued behind it on the same one-child worker runs in the fresh child.
 
@@ -196,7 +200,17 @@ def test_run_over_the_memory_limit_fails_once_and_the_next_job_runs(small_memory
         enqueue(app, job_id, queue)
         return job_id
 
-    bomb = submit(memory_bomb_json(4096), {"num_steps": 20, "batch_size": 16})
+    def bomb_spec(model: dict[str, Any]) -> JobSpec:
+        return JobSpec.model_validate({"model": model, "dataset": {"uri": "builtin:digits"},
+                                       "sweep": {"num_steps": 20, "batch_size": 16}})
+
+    # The premise: every check at submission admits it (the worker runs them again before it builds),
+    # while the same bomb without the wrapper is refused there with the estimate.
+    caps = e2e_settings.model_copy(update={"memory_limit_bytes": MEMORY_LIMIT})
+    vet_spec(bomb_spec(unestimated_bomb_json(4096)), caps, dataset=False)
+    with pytest.raises(CapExceeded, match="largest batch size"):
+        vet_spec(bomb_spec(memory_bomb_json(4096)), caps, dataset=False)
+    bomb = submit(unestimated_bomb_json(4096), {"num_steps": 20, "batch_size": 16})
     small = submit(digits_mlp, {"num_steps": 30, "batch_size": 16})
     done = wait_until(lambda: (j := store.get(small)).status not in ("queued", "running") and j, RECOVERY_S,
                       "the job behind the memory bomb to end")

@@ -6,6 +6,7 @@ kinds the catalogue lacks (text, attention with a residual `x + attn(x)`, severa
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 #: The smallest square RGB input each architecture accepts with weights=None (Keras raises below it).
@@ -86,3 +87,17 @@ def augmented() -> Any:
 
 def as_json(model: Any) -> dict[str, Any]:
     return json.loads(model.to_json())
+
+
+def keras_activations(model: Any) -> int:
+    """Elements per sample of every layer call's output as Keras builds the model (nested models walked)."""
+    import keras
+
+    total = 0
+    for op in model.layers if isinstance(model, keras.Sequential) else model.operations:
+        if isinstance(op, keras.Model):
+            total += keras_activations(op)
+        elif not isinstance(op, keras.layers.InputLayer):
+            outputs = op.output if isinstance(op.output, (list, tuple)) else [op.output]
+            total += sum(math.prod(d or 1 for d in o.shape[1:]) for o in outputs)
+    return total

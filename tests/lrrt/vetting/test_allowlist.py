@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from lrrt.problems import CapExceeded, ModelRejected
-from lrrt.vetting.estimate import estimate_params
+from lrrt.vetting.estimate import estimate
 from lrrt.vetting.summary import summarize
 from lrrt.vetting.vet import check_allowed
 from tests.keras_models import make_spec, mlp_json
@@ -187,14 +187,14 @@ def test_parameter_estimate_matches_keras_and_catches_huge_layers(caps) -> None:
                                 keras.layers.MaxPooling2D(), keras.layers.Flatten(), keras.layers.Dense(256),
                                 keras.layers.Dense(10, activation="softmax")])
     config = json.loads(convnet.to_json())
-    assert estimate_params(config) == convnet.count_params()
+    assert estimate(config).params == convnet.count_params()
     without_build_configs = json.loads(convnet.to_json().replace('"build_config"', '"ignored"'))
-    assert estimate_params(without_build_configs) == convnet.count_params()  # shapes propagated from the input
+    assert estimate(without_build_configs).params == convnet.count_params()  # shapes propagated from the input
 
     huge = mlp_json(inputs=(1_000_000,))
     huge["config"]["layers"][1]["config"]["units"] = 1_000_000
     huge["config"]["layers"][1].pop("build_config", None)
-    assert estimate_params(huge) > 10**12
+    assert estimate(huge).params > 10**12
     with pytest.raises(CapExceeded) as caught:
         vet_model_json(huge, caps)  # refused from the JSON alone: no weight is ever allocated
     assert caught.value.extensions["cap"] == "max_params"

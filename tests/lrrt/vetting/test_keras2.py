@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lrrt.problems import ModelRejected
-from lrrt.vetting.estimate import estimate_params
+from lrrt.vetting.estimate import estimate
 from lrrt.vetting.keras2 import is_legacy, to_keras3
 from lrrt.vetting.summary import summarize
 from lrrt.vetting.vet import check_allowed
@@ -40,7 +40,7 @@ def test_keras2_json_is_rewritten_checked_and_built(name: str, params: int, shap
     check_allowed(summarize(converted))
     assert not is_legacy(converted) and raw == fixture(name)  # the input is not mutated
     model = build_model(vet_model_json(raw, caps), caps)
-    assert model.count_params() == params == estimate_params(converted)
+    assert model.count_params() == params == estimate(converted).params
     assert tuple(model.inputs[0].shape) == shape
 
 

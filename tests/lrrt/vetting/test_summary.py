@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from lrrt.vetting.estimate import estimate_params
+from lrrt.vetting.estimate import estimate
 from lrrt.vetting.summary import summarize
 
 #: `kernel_size` as one int, as a hand-written JSON may give it (Keras writes a list): it means 3x3 here.
@@ -32,7 +32,7 @@ def test_a_sequential_model_summarized() -> None:
     assert summary.classes == {"Sequential", "InputLayer", "Conv2D", "Flatten", "Dense"}
     assert summary.input_shapes == ((None, 8, 8, 1),)
     conv, dense = 3 * 3 * 1 * 4 + 4, 6 * 6 * 4 * 10 + 10
-    assert summary.params == estimate_params(CONV) == conv + dense
+    assert summary.params == estimate(CONV).params == conv + dense
     assert summary.certain_params == 10  # Dense units: all the configs alone make certain
 
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from lrrt.settings import Settings
 from service.app import create_app
+from tests.keras_models import digits_bomb
 from tests.service.api.conftest import ALICE, BOB, make_spec, submit
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance"}
@@ -191,3 +192,22 @@ def test_auth_off_means_tenant_local(settings: Settings) -> None:
         job = submit(client, headers={})
         assert client.get(f"/v1/jobs/{job['id']}").status_code == 200
         assert client.app.state.store.get(job["id"]).tenant == "local"
+
+
+@pytest.mark.parametrize("blow_up", [{"class_name": "Resizing", "config": {"name": "big", "height": 8192, "width": 8192}},
+                                     {"class_name": "UpSampling2D", "config": {"name": "big", "size": 300}}],
+                         ids=["resizing", "upsampling"])
+def test_memory_bombs_are_422_with_the_estimate_and_the_batch_that_fits(blow_up: dict[str, Any], client: TestClient,
+                                                                         settings: Settings) -> None:
+    """Issue 20: a 90-parameter model that upsamples the 8x8 digits is refused at submission, from the JSON
+    alone, with what one step would need, the deployment's limit and the largest batch size that fits."""
+    model = digits_bomb({"module": "keras.layers", "registered_name": None, **blow_up})
+    response = client.post("/v1/jobs", json=make_spec(model=model, sweep={"num_steps": 20, "batch_size": 64}),
+                           headers=ALICE)
+    body = assert_problem(response, 422)
+    assert body["type"].endswith("cap-exceeded") and body["cap"] == "memory_limit_bytes"
+    assert body["limit"] == settings.memory_limit_bytes < body["value"]
+    assert body["estimate"]["activations"] > body["estimate"]["weights"] * 10**6 and body["estimate"]["batch_size"] == 64
+    assert 0 <= body["largest_batch_size"] < 64
+    assert f"largest batch size that fits is {body['largest_batch_size']}" in body["detail"]
+    assert "GiB" in body["detail"] and "sweep.batch_size" in body["detail"]
