@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from lrrt.vetting import compiled
@@ -252,6 +252,12 @@ class JobSpec(_Strict):
         description="A Keras loss identifier, or an object giving one per model output (keyed by output name). "
         "Default: a compiled model's own loss, else sparse_categorical_crossentropy.",
     )
+    loss_config: dict[Annotated[str, Field(max_length=128)], Any] | None = Field(
+        None, max_length=64, description="The loss's settings beyond its identifier, as Keras's loss class takes "
+        "them: for one loss its settings ({\"from_logits\": true, \"label_smoothing\": 0.1}), for a loss object "
+        "{output name: settings} for the outputs that have some. Only the class's own settings, typed as their "
+        "defaults (no `reduction`). Default: a compiled model's own when the job names no loss, else none.",
+        examples=[None, {"from_logits": True}])
     loss_weights: list[LossWeight] | dict[Annotated[str, Field(max_length=128)], LossWeight] | None = Field(
         None, description="Each output's weight in the total loss (Keras's compile(loss_weights=...)): a list in output "
         "order or {output name: weight}. Default: a compiled model's own when the job names no loss, else all 1.")
@@ -297,6 +303,22 @@ class JobSpec(_Strict):
             return {output: _loss_name(name) for output, name in loss.items()}
         return _loss_name(loss)
 
+    @field_validator("loss_config")
+    @classmethod
+    def _loss_settings(cls, config: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        """Only settings the identifier's Keras class takes, typed as their defaults
+        (`compiled.loss_setting_problem`), shaped as `loss` is."""
+        loss = info.data.get("loss")
+        if config is None or loss is None:  # no loss: its own error says why
+            return config
+        if isinstance(loss, str):
+            return compiled.loss_settings(loss, config, "loss_config")
+        if set(config) - set(loss):
+            raise ValueError(f"loss_config names outputs {sorted(set(config) - set(loss))} that the loss object does "
+                             f"not: key it by the loss's output names {sorted(loss)}, each with that loss's settings")
+        return {output: compiled.loss_settings(loss[output], settings, f"loss_config[{output}]")
+                for output, settings in config.items()}
+
     @cached_property
     def model_summary(self) -> ModelSummary:
         """The one walk of `model` (`lrrt.vetting.summary`), taken on first use and kept: the caps, the
@@ -312,7 +334,7 @@ class JobSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _compiled_defaults(cls, data: Any) -> Any:
-        """`optimizers` and `loss` (with `loss_weights`) the body leaves out, from a compiled model's
+        """`optimizers` and `loss` (with `loss_config` and `loss_weights`) the body leaves out, from a compiled model's
         `compile_config` (read through `lrrt.vetting.compiled`'s allow-list), so that the range test
         trains as the user's model.compile(...) does and the spec stored from here on is explicit. Filled
         before validation, so the filled fields pass every rule a job's own do.
@@ -341,9 +363,10 @@ class JobSpec(_Strict):
             if "loss" in setup.unusable:
                 raise _refused("loss", setup.unusable["loss"])
             try:
-                data["loss"] = _compiled_loss(setup.loss, model)
+                data["loss"], loss_config = _compiled_loss(setup, model)
             except ValueError as exc:
                 raise _refused("loss", str(exc)) from None
+            data.setdefault("loss_config", loss_config)
             data.setdefault("loss_weights", setup.loss_weights)
         return data
 
@@ -371,12 +394,15 @@ class JobSpec(_Strict):
                           f"{setup.learning_rate} schedule; the range test sweeps its own learning rate"})
         if setup.loss is not None:
             try:
-                same = "loss" not in setup.unusable and _compiled_loss(setup.loss, self.model) == self.loss
+                model_loss = _compiled_loss(setup, self.model) if "loss" not in setup.unusable else None
             except ValueError:
-                same = False
-            notes.append({"code": "compiled_loss_used", "message": f"the loss is the model's compiled loss ({self.loss})"}
-                         if same else {"code": "compiled_loss_replaced", "message": f"the job's loss ({self.loss}) was "
-                                       f"used, not the model's compiled loss ({setup.loss})"})
+                model_loss = None
+            same = model_loss == (self.loss, self.loss_config)
+            notes.append({"code": "compiled_loss_used", "message": f"the loss is the model's compiled loss "
+                          f"({_described_loss(self.loss, self.loss_config)})"} if same else
+                         {"code": "compiled_loss_replaced", "message": f"the job's loss "
+                          f"({_described_loss(self.loss, self.loss_config)}) was used, not the model's compiled loss "
+                          f"({_described_loss(setup.loss, setup.loss_config)})"})
         notes.extend({"code": "compiled_setting_ignored", "message": note} for note in setup.notes)
         return notes
 
@@ -401,9 +427,12 @@ def _refused(field: str, message: str) -> ValidationError:
     return ValidationError.from_exception_data("JobSpec", [InitErrorDetails(type=error, loc=(field,), input=None)])
 
 
-def _compiled_loss(loss: str | dict[str, str] | list[str], model: dict[str, Any]) -> str | dict[str, str]:
-    """A compiled model's loss (`compiled.CompiledSetup.loss`) in the spelling a job's `loss` stores: a list
-    (one per output, in output order) is keyed by `model`'s output names, as a job names them."""
+def _compiled_loss(setup: compiled.CompiledSetup, model: dict[str, Any]
+                   ) -> tuple[str | dict[str, str], dict[str, Any] | None]:
+    """A compiled model's loss and its settings (`compiled.CompiledSetup.loss`, `.loss_config`) in the
+    spelling a job's `loss` and `loss_config` store: lists (one per output, in output order) are keyed by
+    `model`'s output names, as a job names them."""
+    loss, config = setup.loss or "", setup.loss_config
     if isinstance(loss, list):
         from lrrt.vetting.vet import model_io  # vet imports this module; the reverse is needed only here
 
@@ -415,11 +444,19 @@ def _compiled_loss(loss: str | dict[str, str] | list[str], model: dict[str, Any]
             raise ValueError(f"the model was compiled with {len(loss)} losses in a list, but its JSON names outputs "
                              f"{outputs}: name the loss in the job, one per output name")
         loss = dict(zip(outputs, loss))
+        if isinstance(config, list):
+            config = {output: settings for output, settings in zip(outputs, config) if settings} or None
     try:
-        return {output: _loss_name(name) for output, name in loss.items()} if isinstance(loss, dict) else _loss_name(loss)
+        names = {output: _loss_name(name) for output, name in loss.items()} if isinstance(loss, dict) else _loss_name(loss)
     except ValueError as exc:
         raise ValueError(f"the model was compiled with a loss this service does not serve ({exc}): name the loss "
                          "in the job") from None
+    return names, config if isinstance(config, dict) else None  # a list was keyed by output above
+
+
+def _described_loss(loss: Any, config: Any) -> str:
+    """A loss as the notes name it: its identifier(s), and its settings when it has some."""
+    return f"{loss} with {config}" if config else str(loss)
 
 
 def _loss_name(name: str) -> str:

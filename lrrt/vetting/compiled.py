@@ -4,7 +4,7 @@
 a Keras loss object, a Keras loss function, or one of these per output), the loss weights, the metrics
 and a few execution switches. The range test should reproduce that training setup when the job does
 not name its own, so this module reads the parts it can express as job fields (`lrrt.spec.JobSpec`
-fills `optimizers`, `loss` and `loss_weights` from them) and nothing else:
+fills `optimizers`, `loss`, `loss_config` and `loss_weights` from them) and nothing else:
 
 - `problems` is the safety verdict, applied to every submission by the one walk of the JSON
   (`lrrt.vetting.summary`): only the known keys, the optimizer as a Keras built-in class from
@@ -14,9 +14,11 @@ fills `optimizers`, `loss` and `loss_weights` from them) and nothing else:
   A custom class, a `registered_name` of its own, another module, a function from a module path, a
   nested object where a scalar belongs, a non-finite or huge number: refused, named, all at once.
   Metrics and the execution switches are ignored, whatever they hold: nothing reads them.
-- `read` turns a safe `compile_config` into a `CompiledSetup`: the optimizer arm, the loss, the loss
-  weights, what was ignored (`notes`), and the settings a job cannot express yet (`unusable`), which
-  refuse the job only when it would use them (it names no `optimizers`, or no `loss`).
+- `read` turns a safe `compile_config` into a `CompiledSetup`: the optimizer arm, the loss with its
+  non-default settings (`from_logits=True`, `label_smoothing=0.1`), the loss weights, what was ignored
+  (`notes`), and the settings a job cannot express (`unusable`: a non-default `reduction`, a setting the
+  class does not take), which refuse the job only when it would use them (it names no `optimizers`, or
+  no `loss`).
 
 Vetting still drops `compile_config` before Keras builds the model (`lrrt.vetting.vet.vet_model_json`):
 the engine compiles with the job's fields, which this reading made explicit at submission.
@@ -68,7 +70,8 @@ SCHEDULE_CLASSES = frozenset({"CosineDecay", "CosineDecayRestarts", "Exponential
 
 #: Each Keras loss class we serve: the job's identifier for it (`lrrt.spec.LOSS_NAMES`), and the settings
 #: its `get_config` writes with their defaults. A setting at its default is the identifier's loss; any
-#: other value (`from_logits=True`, `label_smoothing=0.1`) is one a job's `loss` cannot express yet.
+#: other value (`from_logits=True`, `label_smoothing=0.1`) goes in the job's `loss_config`, typed as its
+#: default is (`loss_setting_problem`). `reduction` is not one: the range test records the mean loss.
 LOSS_CLASSES: dict[str, tuple[str, dict[str, Any]]] = {
     "BinaryCrossentropy": ("binary_crossentropy", {"from_logits": False, "label_smoothing": 0.0, "axis": -1}),
     "BinaryFocalCrossentropy": ("binary_focal_crossentropy", {"from_logits": False, "label_smoothing": 0.0, "axis": -1,
@@ -105,6 +108,14 @@ MAX_PARAMS = 32
 MAX_STRING = 128
 MAX_MAGNITUDE = 2.0**53
 
+#: The largest number a job's loss setting may be (`label_smoothing`, `gamma`, `axis`, `ignore_class`).
+MAX_SETTING = 1e6
+
+#: The settings each loss identifier takes in a job's `loss_config`, with their defaults (from LOSS_CLASSES),
+#: and the Keras class that takes them (`worker.engine.sweep` builds the loss from it).
+LOSS_SETTINGS: dict[str, dict[str, Any]] = {identifier: defaults for identifier, defaults in LOSS_CLASSES.values()}
+LOSS_CLASS_OF: dict[str, str] = {identifier: name for name, (identifier, _) in LOSS_CLASSES.items()}
+
 Scalar = float | int | bool | str | None
 #: What a problem with a setting that must be a scalar says is expected.
 SCALAR = f"(expected a finite number of at most 2**53, a bool, null or a string of at most {MAX_STRING} characters)"
@@ -119,6 +130,9 @@ class CompiledSetup:
     optimizer: tuple[str, dict[str, Scalar]] | None = None
     #: The loss: one identifier, one per output name, or a list in output order (None: not compiled with one).
     loss: str | dict[str, str] | list[str] | None = None
+    #: The loss's settings that are not its defaults, shaped as `loss` is: one loss's, one per output name
+    #: (only the outputs that have some), or a list in output order (None: all at their defaults).
+    loss_config: dict[str, Scalar] | dict[str, dict[str, Scalar]] | list[dict[str, Scalar]] | None = None
     #: Loss weights as compiled: one per output name, or a list in output order (None: all 1).
     loss_weights: dict[str, float] | list[float] | None = None
     #: The learning rate the model was compiled with: a number, or a schedule's class name.
@@ -247,7 +261,7 @@ def read(compile_config: dict[str, Any]) -> CompiledSetup:
     notes: list[str] = []
     unusable: dict[str, str] = {}
     optimizer, learning_rate = _read_optimizer(compile_config.get("optimizer"), notes, unusable)
-    loss = _read_loss(compile_config.get("loss"), unusable)
+    loss, loss_config = _read_loss(compile_config.get("loss"), unusable)
     weights = compile_config.get("loss_weights")
     if isinstance(weights, int | float):  # one weight for a one-output model scales the loss
         weights = [float(weights)]
@@ -257,7 +271,7 @@ def read(compile_config: dict[str, Any]) -> CompiledSetup:
     if ignored:
         notes.append(f"not taken from the model: {', '.join(ignored)} (the range test records its own loss per step "
                      "and runs its own execution settings)")
-    return CompiledSetup(optimizer=optimizer, loss=loss, loss_weights=weights, learning_rate=learning_rate,
+    return CompiledSetup(optimizer=optimizer, loss=loss, loss_config=loss_config, loss_weights=weights, learning_rate=learning_rate,
                          notes=tuple(notes), unusable=unusable)
 
 
@@ -290,36 +304,88 @@ def _read_optimizer(optimizer: Any, notes: list[str], unusable: dict[str, str]
     return (name.lower(), params), learning_rate
 
 
-def _read_loss(loss: Any, unusable: dict[str, str]) -> str | dict[str, str] | list[str] | None:
+def _read_loss(loss: Any, unusable: dict[str, str]) -> tuple[
+        str | dict[str, str] | list[str] | None,
+        dict[str, Scalar] | dict[str, dict[str, Scalar]] | list[dict[str, Scalar]] | None]:
+    """The loss identifier(s) and their non-default settings, shaped alike (see `CompiledSetup`)."""
     if loss is None:
-        return None
+        return None, None
     if isinstance(loss, dict) and not _is_object(loss):
-        return {str(output): _loss_identifier(entry, f"loss[{output}]", unusable) for output, entry in loss.items()}
+        read = {str(output): _loss_identifier(entry, f"loss[{output}]", unusable) for output, entry in loss.items()}
+        settings = {output: config for output, (_, config) in read.items() if config}
+        return {output: name for output, (name, _) in read.items()}, settings or None
     if isinstance(loss, list):  # one per output, in output order (`lrrt.spec` keys them by output name)
-        identifiers = [_loss_identifier(entry, f"loss[{i}]", unusable) for i, entry in enumerate(loss)]
-        return identifiers[0] if len(identifiers) == 1 else identifiers
-    return _loss_identifier(loss, "loss", unusable)
+        entries = [_loss_identifier(entry, f"loss[{i}]", unusable) for i, entry in enumerate(loss)]
+        if len(entries) == 1:
+            return entries[0][0], entries[0][1] or None
+        return [name for name, _ in entries], [config for _, config in entries] if any(c for _, c in entries) else None
+    name, config = _loss_identifier(loss, "loss", unusable)
+    return name, config or None
 
 
-def _loss_identifier(loss: Any, where: str, unusable: dict[str, str]) -> str:
-    """A loss entry as the identifier a job names it by (`lrrt.spec` checks it against LOSS_NAMES)."""
+def _loss_identifier(loss: Any, where: str, unusable: dict[str, str]) -> tuple[str, dict[str, Scalar]]:
+    """A loss entry as the identifier a job names it by (`lrrt.spec` checks it against LOSS_NAMES) and its
+    settings that are not the class's defaults (a job's `loss_config` for it)."""
     if isinstance(loss, str):
-        return loss
+        return loss, {}
     if loss is None:  # Keras trains that output without a loss; a job names one for every output
         unusable["loss"] = (f"the model's {where} is null (no loss for that output), which a job's loss cannot "
                             "express: name the loss in the job, one for every output")
-        return ""
+        return "", {}
     if loss["class_name"] == "function":
-        return str(loss["config"])
+        return str(loss["config"]), {}
     identifier, defaults = LOSS_CLASSES[loss["class_name"]]
+    settings: dict[str, Scalar] = {}
     for key, value in loss["config"].items():
         if key in LOSS_PASSIVE or (key == "reduction" and value == DEFAULT_REDUCTION):
             continue
-        if key not in defaults or value != defaults[key]:
-            unusable["loss"] = (f"the model's {where} is {loss['class_name']} with {key}={value!r}, which a job's loss "
-                                "cannot express yet: name the loss in the job (it then replaces the model's) and, for "
-                                "from_logits, end the model with its softmax or sigmoid activation")
-    return identifier
+        if key in defaults and value == defaults[key] and type(value) is type(defaults[key]):
+            continue
+        problem = loss_setting_problem(identifier, key, value)
+        if problem is None:
+            settings[key] = value
+        else:
+            unusable["loss"] = (f"the model's {where} is {loss['class_name']} with {_short(key)}={_short(repr(value))}, "
+                                f"which a job cannot express ({problem}): name the loss in the job (it then replaces "
+                                "the model's)")
+    return identifier, settings
+
+
+def loss_setting_problem(identifier: str, key: str, value: Any) -> str | None:
+    """Why `value` cannot be the setting `key` of the loss `identifier` in a job's `loss_config`, or None.
+
+    The keys are the class's own (LOSS_CLASSES) and each value has its default's type: a bool for a bool;
+    a number from 0 to MAX_SETTING for a float (`label_smoothing`, `alpha`, `gamma`); an integer of at most
+    MAX_SETTING in size for an integer, or for a null default (`axis`, `ignore_class`), which null keeps."""
+    defaults = LOSS_SETTINGS.get(identifier)
+    if identifier not in LOSS_SETTINGS:  # an alias (`bce`, `mse`): Keras resolves it to a function, not a class
+        return (f"{identifier} takes no settings, not {_short(key)!r}: name the loss by its full identifier "
+                f"({', '.join(sorted(i for i, d in LOSS_SETTINGS.items() if d))}) to give settings")
+    if not isinstance(key, str) or not defaults or key not in defaults:
+        takes = f"takes only {', '.join(sorted(defaults))}" if defaults else "takes no settings"
+        return f"{identifier} {takes}, not {_short(key)!r}"
+    default = defaults[key]
+    number = isinstance(value, int | float) and not isinstance(value, bool) and _finite(value)
+    if isinstance(default, bool):
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif isinstance(default, float):
+        ok, wanted = number and 0 <= value <= MAX_SETTING, f"a number from 0 to {MAX_SETTING:g}"
+    else:
+        ok = (value is None and default is None) or (number and isinstance(value, int) and abs(value) <= MAX_SETTING)
+        wanted = f"an integer of at most {MAX_SETTING:g} in size" + (" or null" if default is None else "")
+    return None if ok else f"{identifier}'s {key} is {wanted}, not {_describe(value)}"
+
+
+def loss_settings(identifier: str, settings: Any, where: str) -> dict[str, Scalar]:
+    """`settings` as the `loss_config` of the loss `identifier`, checked by `loss_setting_problem`; a
+    ValueError naming `where` and every problem otherwise."""
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where} must be an object of {identifier}'s settings, not {_describe(settings)}")
+    problems = [p for key, value in settings.items() if (p := loss_setting_problem(identifier, key, value))]
+    if problems:
+        defaults = LOSS_SETTINGS.get(identifier)
+        raise ValueError(f"{where}: {'; '.join(problems)}" + (f" (Keras's defaults: {defaults})" if defaults else ""))
+    return dict(settings)
 
 
 def _is_object(value: Any) -> bool:

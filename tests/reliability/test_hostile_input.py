@@ -5,6 +5,7 @@ classes is `test_fuzz.py`.
 - Model JSON that crashed the allow-list walk or the parameter estimate (found by the fuzzer).
 - A compiled model's hostile `compile_config`: custom or foreign classes, functions and `__lambda__` objects
   where a loss or a setting goes, dotted names, huge numbers, depth; refused at the API and by the worker.
+- A job's own hostile `loss_config`: a `reduction`, an unknown key, objects, huge strings, keys and numbers.
 - Uploads: zip bombs (honest and lying sizes), pickled object arrays, huge or mismatched shapes, wrong
   dtypes, zip-slip names, corrupt archives.
 - `file:` references: `..`, absolute paths, symlinks and symlinked directories out of the root, NUL
@@ -160,6 +161,30 @@ def test_hostile_compile_config_is_422_at_the_api_and_in_the_worker(case: str, n
         with pytest.raises(ModelRejected) as caught:  # what the worker runs before it builds anything
             vet_spec(JobSpec.model_validate(body), HOSTILE_SETTINGS)
         assert any(named in entry for entry in caught.value.extensions["disallowed"])
+
+
+#: Hostile `loss_config`s a job sends itself (keyed by what the loss is): each is refused at the API naming
+#: the field and what it refuses (the substring here); nothing queued. Keras never sees a setting it does not take.
+LOSS_CONFIGS: dict[str, tuple[Any, Any, str]] = {
+    "a reduction": ("sparse_categorical_crossentropy", {"reduction": "none"}, "not 'reduction'"),
+    "a nested object value": ("sparse_categorical_crossentropy", {"from_logits": _LAMBDA}, "from_logits is true or false"),
+    "a huge string value": ("categorical_crossentropy", {"label_smoothing": "9" * 100_000}, "label_smoothing is a number"),
+    "an unknown key": ("sparse_categorical_crossentropy", {"custom_objects": {"Evil": CANARY}}, "not 'custom_objects'"),
+    "a huge key": ("sparse_categorical_crossentropy", {"k" * 100_000: True}, "at most 128 characters"),
+    "a huge number": ("categorical_focal_crossentropy", {"gamma": 10**400}, "gamma is a number from 0"),
+    "settings of an output the loss does not name": ({"out": "mse"}, {"evil": {"from_logits": True}}, "names outputs"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOSS_CONFIGS))
+def test_hostile_loss_config_is_422_naming_the_field(case: str, no_canary: None, api: TestClient,
+                                                     redis_client: redis.Redis) -> None:
+    loss, config, named = LOSS_CONFIGS[case]
+    body = {**make_spec(model=copy.deepcopy(MLP)), "loss": loss, "loss_config": config}
+    queued = redis_client.llen(HOSTILE_SETTINGS.queue)
+    problem = assert_problem(api.post("/v1/jobs", json=body, headers=ALICE), 422)
+    assert named in problem["detail"] and problem["errors"][0]["pointer"].startswith("/loss_config"), problem
+    assert redis_client.llen(HOSTILE_SETTINGS.queue) == queued
 
 
 # ------------------------------------------------------------------------------------------ uploads
@@ -357,10 +382,11 @@ def test_reliability_doc_states_the_case_counts() -> None:
     or removed without updating the page fails here. (The 3 bodies beyond DEEP_OR_MALFORMED are
     `test_oversized_bodies_are_413`'s.)"""
     counts = {"uploads": len(BAD_UPLOADS), "file_refs": len(FILE_REFS), "bodies": len(DEEP_OR_MALFORMED) + 3,
-              "bad_auth": len(BAD_AUTH), "compile_configs": len(COMPILE_CONFIGS)}
+              "bad_auth": len(BAD_AUTH), "compile_configs": len(COMPILE_CONFIGS), "loss_configs": len(LOSS_CONFIGS)}
     doc = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text(encoding="utf-8")
     for stated in (f"| {counts['uploads']} cases |", f"| {counts['file_refs']} cases, at the API",
                    f"| {counts['bodies']} cases |", f"| {counts['bad_auth']} x 13 requests |",
-                   f"| {counts['compile_configs']} cases x (the job names its own"):
+                   f"| {counts['compile_configs']} cases x (the job names its own",
+                   f"| {counts['loss_configs']} cases, at the API |"):
         assert stated in doc, f"docs/reliability.md should say {stated!r} (the case tables hold {counts})"
     report({"input": "hostile input, case tables", "model_crashers": len(CRASHERS), **counts})

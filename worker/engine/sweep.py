@@ -40,7 +40,7 @@ from lrrt.results import RunCurves
 from lrrt.routing import in_process
 from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec, OptimizerArm, cap_violations
-from lrrt.vetting.compiled import OPTIMIZER_CLASSES
+from lrrt.vetting.compiled import LOSS_CLASS_OF, OPTIMIZER_CLASSES
 from lrrt.vetting.vet import vet_spec
 from worker.engine.data import Arrays, Prepared, load_dataset, prepare
 from worker.engine.faults import explained_by_request
@@ -472,7 +472,7 @@ def _compiled(config: dict, spec: JobSpec, caps: Settings, arm: OptimizerArm, nu
     """
     sweep = spec.sweep
     schedule = "constant" if constant else [sweep.start_lr, sweep.end_lr, sweep.mode]
-    key = json.dumps([config, spec.loss, spec.loss_weights, arm.name, arm.params, schedule, num_steps,
+    key = json.dumps([config, spec.loss, spec.loss_config, spec.loss_weights, arm.name, arm.params, schedule, num_steps,
                       chunk, sweep.jit_compile, sweep.mixed_precision, keras.backend.backend()], sort_keys=True)
     if key in _compiled_cache:
         _compiled_cache.move_to_end(key)
@@ -509,13 +509,18 @@ def _optimizer(arm: OptimizerArm, learning_rate: float | RangeTestSchedule) -> k
 
 
 def _losses(spec: JobSpec, outputs: list[str]) -> list[Any]:
-    """One Keras loss per model output, in the model's output order."""
+    """One Keras loss per model output, in the model's output order: built from its Keras class with its
+    `loss_config` settings (`from_logits=True`) when it has some, else by its identifier."""
     # A loss object names exactly the outputs: `vet_spec` checked it against the config's output layers.
     names = [spec.loss[o] for o in outputs] if isinstance(spec.loss, dict) else [spec.loss] * len(outputs)
+    config = spec.loss_config or {}
+    settings = [config.get(o) for o in outputs] if isinstance(spec.loss, dict) else [config] * len(outputs)
     try:
-        return [keras.losses.get(name) for name in names]
-    except (ValueError, TypeError):  # LOSS_NAMES lists only what Keras resolves; kept for a Keras that drops one
-        raise ConfigInvalid(f"this worker's Keras does not know the loss {names}", loss=names) from None
+        return [getattr(keras.losses, LOSS_CLASS_OF[name])(**options) if options else keras.losses.get(name)
+                for name, options in zip(names, settings)]
+    except (ValueError, TypeError, AttributeError) as exc:  # a Keras that drops a loss or a setting we list
+        raise ConfigInvalid(f"this worker's Keras does not take the loss {names} with {spec.loss_config}: {exc}",
+                            loss=names) from None
 
 
 def _unwrap(parts: list[Any]) -> Any:

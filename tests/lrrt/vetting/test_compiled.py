@@ -140,13 +140,70 @@ def test_losses_per_output_as_a_dict_or_a_list_with_their_weights() -> None:
     assert caught.value.errors()[0]["loc"] == ("loss_weights", "list[constrained-float]", 0)
 
 
-def test_a_setting_a_job_cannot_express_refuses_only_when_the_job_leaves_it_to_the_model() -> None:
+def test_a_from_logits_loss_fills_loss_config_and_the_notes_name_its_settings() -> None:
     logits = compiled_json(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    check_allowed(summarize(logits))  # safe: not a security matter
-    with pytest.raises(ValidationError, match="from_logits=True.*name the loss in the job"):
-        spec_of(logits)
-    named = spec_of(logits, loss="sparse_categorical_crossentropy")
+    spec = spec_of(logits)
+    assert spec.loss == "sparse_categorical_crossentropy" and spec.loss_config == {"from_logits": True}
+    assert "with {'from_logits': True}" in {n["code"]: n["message"] for n in spec.compiled_notes()}["compiled_loss_used"]
+    assert spec_of(compiled_json()).loss_config is None  # at its defaults: nothing to carry
+    smoothed = spec_of(compiled_json(loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1, axis=-1)))
+    assert smoothed.loss_config == {"label_smoothing": 0.1}
+    named = spec_of(logits, loss="sparse_categorical_crossentropy")  # the job wins: the model's settings unused
+    assert named.loss_config is None and named.optimizers[0].name == "adam"
+    replaced = {n["code"]: n["message"] for n in named.compiled_notes()}["compiled_loss_replaced"]
+    assert "not the model's compiled loss (sparse_categorical_crossentropy with {'from_logits': True})" in replaced
+
+
+def test_per_output_losses_carry_the_settings_of_the_outputs_that_have_some() -> None:
+    as_dict = compiled_json(loss={"a": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "b": "mse"}, outputs=2)
+    spec = spec_of(as_dict)
+    assert spec.loss == {"a": "sparse_categorical_crossentropy", "b": "mse"}
+    assert spec.loss_config == {"a": {"from_logits": True}}
+    vet_spec(spec, Settings())
+    as_list = spec_of(compiled_json(loss=["mse", keras.losses.BinaryCrossentropy(from_logits=True)], outputs=2))
+    assert as_list.loss == {"a": "mse", "b": "binary_crossentropy"} and as_list.loss_config == {"b": {"from_logits": True}}
+
+
+def test_a_setting_a_job_cannot_express_refuses_only_when_the_job_leaves_it_to_the_model() -> None:
+    summed = compiled_json(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum"))
+    check_allowed(summarize(summed))  # safe: not a security matter
+    with pytest.raises(ValidationError, match="reduction='sum'.*name the loss in the job") as caught:
+        spec_of(summed)
+    assert caught.value.errors()[0]["loc"] == ("loss",)
+    named = spec_of(summed, loss="sparse_categorical_crossentropy")
     assert named.optimizers[0].name == "adam" and "compiled_loss_replaced" in codes(named)
+
+
+@pytest.mark.parametrize("loss, config", [
+    ("sparse_categorical_crossentropy", {"from_logits": True, "ignore_class": -1}),
+    ("binary_focal_crossentropy", {"apply_class_balancing": True, "alpha": 0.5, "gamma": 1, "label_smoothing": 0.0}),
+    ("dice", {"axis": None}),
+    ({"a": "categorical_crossentropy", "b": "mse"}, {"a": {"from_logits": True, "axis": 1}}),
+])
+def test_loss_config_takes_the_classes_own_settings(loss: Any, config: dict[str, Any]) -> None:
+    assert spec_of(compiled_json(), loss=loss, loss_config=config).loss_config == config
+
+
+@pytest.mark.parametrize("loss, config, says", [
+    ("sparse_categorical_crossentropy", {"reduction": "sum"}, "takes only from_logits, ignore_class, not 'reduction'"),
+    ("sparse_categorical_crossentropy", {"label_smoothing": 0.1}, "not 'label_smoothing'"),
+    ("mean_squared_error", {"from_logits": True}, "mean_squared_error takes no settings, not .from_logits. \\["),
+    ("bce", {"from_logits": True}, "bce takes no settings.*full identifier.*binary_crossentropy"),
+    ("categorical_crossentropy", {"from_logits": 1}, "from_logits is true or false, not 1"),
+    ("categorical_crossentropy", {"label_smoothing": -0.5}, "label_smoothing is a number from 0 to 1e.06, not -0.5"),
+    ("categorical_crossentropy", {"label_smoothing": "0.1"}, "label_smoothing is a number"),
+    ("categorical_crossentropy", {"axis": 1.5}, "axis is an integer"),
+    ("categorical_crossentropy", {"axis": None}, "axis is an integer of at most 1e.06 in size, not None"),
+    ("sparse_categorical_crossentropy", {"ignore_class": 10**7}, "ignore_class is an integer"),
+    ("sparse_categorical_crossentropy", {"from_logits": {"class_name": "Evil"}}, "not an object"),
+    ("sparse_categorical_crossentropy", True, "valid dictionary"),
+    ({"a": "sparse_categorical_crossentropy", "b": "mse"}, {"c": {"from_logits": True}}, r"names outputs \['c'\] that the loss"),
+    ({"a": "sparse_categorical_crossentropy", "b": "mse"}, {"a": True}, r"loss_config\[a\] must be an object"),
+])
+def test_loss_config_refuses_what_the_class_does_not_take(loss: Any, config: Any, says: str) -> None:
+    with pytest.raises(ValidationError, match=says) as caught:
+        spec_of(compiled_json(), loss=loss, loss_config=config)
+    assert caught.value.errors()[0]["loc"][0] == "loss_config"
 
 
 def test_an_output_compiled_without_a_loss_needs_the_jobs_loss() -> None:

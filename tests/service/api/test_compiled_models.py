@@ -96,17 +96,41 @@ def test_the_jobs_own_optimizers_and_loss_win_and_the_result_says_so(client: Tes
     assert "the job's loss (categorical_crossentropy) was used" in notes["compiled_loss_replaced"]
 
 
-def test_a_loss_setting_a_job_cannot_express_is_a_422_only_when_the_job_leaves_the_loss_to_the_model(
-        client: TestClient) -> None:
+def test_a_from_logits_loss_is_accepted_and_the_stored_spec_carries_its_settings(client: TestClient, store: JobStore,
+                                                                                  worker: FakeWorker) -> None:
     logits = copy.deepcopy(COMPILED["loss"])
     logits["config"]["from_logits"] = True
     response = client.post("/v1/jobs", json=submit_body(compiled_mlp(loss=logits)), headers=ALICE)
+    assert response.status_code == 202, response.text
+    shown = client.get(f"/v1/jobs/{response.json()['id']}", headers=ALICE).json()["spec"]
+    assert shown["loss"] == "sparse_categorical_crossentropy" and shown["loss_config"] == {"from_logits": True}
+    stored = store.get(response.json()["id"])
+    assert stored is not None and stored.spec.loss_config == {"from_logits": True}  # what the worker runs
+    notes = notes_of(client, worker, response.json()["id"], "adamw")
+    assert "sparse_categorical_crossentropy with {'from_logits': True}" in notes["compiled_loss_used"]
+
+
+def test_a_loss_setting_a_job_cannot_express_is_a_422_only_when_the_job_leaves_the_loss_to_the_model(
+        client: TestClient) -> None:
+    summed = copy.deepcopy(COMPILED["loss"])
+    summed["config"]["reduction"] = "sum"
+    response = client.post("/v1/jobs", json=submit_body(compiled_mlp(loss=summed)), headers=ALICE)
     assert response.status_code == 422, response.text
     problem = response.json()
     assert [e["pointer"] for e in problem["errors"]] == ["/loss"]  # the field to name instead
-    assert "from_logits=True" in problem["detail"] and "name the loss in the job" in problem["detail"]
-    named = client.post("/v1/jobs", json=submit_body(compiled_mlp(loss=logits), loss="mse"), headers=ALICE)
+    assert "reduction='sum'" in problem["detail"] and "name the loss in the job" in problem["detail"]
+    named = client.post("/v1/jobs", json=submit_body(compiled_mlp(loss=summed), loss="mse"), headers=ALICE)
     assert named.status_code == 202, named.text
+
+
+def test_a_jobs_own_loss_config_is_checked_against_its_loss(client: TestClient) -> None:
+    body = submit_body(copy.deepcopy(MLP), loss="categorical_crossentropy", loss_config={"label_smoothing": 0.1})
+    accepted = client.post("/v1/jobs", json=body, headers=ALICE)
+    assert accepted.status_code == 202, accepted.text
+    refused = client.post("/v1/jobs", json={**body, "loss": "sparse_categorical_crossentropy"}, headers=ALICE)
+    assert refused.status_code == 422, refused.text
+    assert [e["pointer"] for e in refused.json()["errors"]] == ["/loss_config"]
+    assert "takes only from_logits, ignore_class, not 'label_smoothing'" in refused.json()["detail"]
 
 
 def test_loss_weights_must_give_one_weight_per_output(client: TestClient) -> None:
