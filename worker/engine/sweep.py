@@ -600,14 +600,14 @@ def _variables_at_end(model: keras.Model, start: list[np.ndarray]) -> dict[str, 
     `initial_weights`) and at its end, and, for a model with layers marked `trainable: false`, of those
     layers' variables (kernels and BatchNormalization statistics) at the start and the end. Equal
     `frozen_initial` and `frozen_final` show through the API that frozen layers stayed frozen."""
-    variables = model.variables
-    out = {"initial": _digest(start), "final": _digest(_variables(model))}
+    final = _variables(model)
+    out = {"initial": _digest(start), "final": _digest(final)}
     frozen_ids = {id(v) for layer in model._flatten_layers(include_self=False) if not layer.trainable
                   for v in layer.variables}
-    frozen = [i for i, v in enumerate(variables) if id(v) in frozen_ids]
+    frozen = [i for i, v in enumerate(model.variables) if id(v) in frozen_ids]
     if frozen:
         out["frozen_initial"] = _digest([start[i] for i in frozen])
-        out["frozen_final"] = _digest([keras.ops.convert_to_numpy(variables[i].value) for i in frozen])
+        out["frozen_final"] = _digest([final[i] for i in frozen])
     return out
 
 
