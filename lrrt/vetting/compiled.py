@@ -115,6 +115,9 @@ MAX_SETTING = 1e6
 #: and the Keras class that takes them (`worker.engine.sweep` builds the loss from it).
 LOSS_SETTINGS: dict[str, dict[str, Any]] = {identifier: defaults for identifier, defaults in LOSS_CLASSES.values()}
 LOSS_CLASS_OF: dict[str, str] = {identifier: name for name, (identifier, _) in LOSS_CLASSES.items()}
+#: The Keras class of each optimizer a job may name (`worker.engine.sweep` builds it from the class, not
+#: `keras.optimizers.get`, whose identifier table lacks some: `lamb` in Keras 3.15).
+OPTIMIZER_CLASS_OF: dict[str, str] = {name.lower(): name for name in OPTIMIZER_CLASSES}
 
 Scalar = float | int | bool | str | None
 #: What a problem with a setting that must be a scalar says is expected.

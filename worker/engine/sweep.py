@@ -40,7 +40,7 @@ from lrrt.results import RunCurves
 from lrrt.routing import in_process
 from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec, OptimizerArm, cap_violations
-from lrrt.vetting.compiled import LOSS_CLASS_OF, OPTIMIZER_CLASSES
+from lrrt.vetting.compiled import LOSS_CLASS_OF, OPTIMIZER_CLASS_OF
 from lrrt.vetting.vet import vet_spec
 from worker.engine.data import Arrays, Prepared, load_dataset, prepare
 from worker.engine.faults import explained_by_request
@@ -492,13 +492,8 @@ def _compiled(config: dict, spec: JobSpec, caps: Settings, arm: OptimizerArm, nu
     return compiled
 
 
-#: Keras class of each optimizer we serve, by its job name: looked up by class, not `keras.optimizers.get`,
-#: whose identifier table lacks some (`lamb` in Keras 3.15).
-_OPTIMIZER_CLASS_NAMES = {name.lower(): name for name in OPTIMIZER_CLASSES}
-
-
 def _optimizer(arm: OptimizerArm, learning_rate: float | RangeTestSchedule) -> keras.optimizers.Optimizer:
-    cls = getattr(keras.optimizers, _OPTIMIZER_CLASS_NAMES.get(arm.name, ""), None)
+    cls = getattr(keras.optimizers, OPTIMIZER_CLASS_OF.get(arm.name, ""), None)
     if cls is None:
         raise ConfigInvalid(f"unknown optimizer {arm.name!r}")
     try:
