@@ -143,26 +143,36 @@ function build(app, desc) {
     }
     updateSummary();
   }
+  // POST one chosen file to an upload route (`/v1/datasets`, `/v1/weights`): progress in `status`, the
+  // problem under the form's `field`, `done(created)` with the stored record; `button` is busy meanwhile
+  // and the file `input` is reset after, so the same file can be chosen again.
+  async function uploadFile(file, {route, field, button, input, status, done}) {
+    button.classList.add('busy');
+    status.textContent = `Uploading ${file.name} (${fmt.bytes(file.size)})…`;
+    try {
+      const data = new FormData();
+      data.append('file', file);
+      const created = await api(route, {method: 'POST', body: data});
+      await done(created);
+    } catch (err) {
+      status.textContent = '';
+      const fields = err instanceof ApiError ? fieldErrors(err.problem) : [];
+      showError(field, fields.length ? fields.map((f) => f.message).join('; ') : errorText(err));
+    } finally {
+      button.classList.remove('busy');
+      input.value = '';
+    }
+  }
+
   async function uploadWeights() {
     const file = weightsFile.files[0];
     if (!file) return;
     clearError('weights');
-    weightsButton.classList.add('busy');
-    weightsNote.textContent = `Uploading ${file.name} (${fmt.bytes(file.size)})…`;
-    try {
-      const data = new FormData();
-      data.append('file', file);
-      const created = await api('/v1/weights', {method: 'POST', body: data});
-      await loadWeights(created.uri);
-      weightsNote.textContent = `Uploaded ${file.name}: every arm starts from it (${created.uri}).`;
-    } catch (err) {
-      weightsNote.textContent = '';
-      const fields = err instanceof ApiError ? fieldErrors(err.problem) : [];
-      showError('weights', fields.length ? fields.map((f) => f.message).join('; ') : errorText(err));
-    } finally {
-      weightsButton.classList.remove('busy');
-      weightsFile.value = '';
-    }
+    await uploadFile(file, {route: '/v1/weights', field: 'weights', button: weightsButton, input: weightsFile,
+      status: weightsNote, done: async (created) => {
+        await loadWeights(created.uri);
+        weightsNote.textContent = `Uploaded ${file.name}: every arm starts from it (${created.uri}).`;
+      }});
   }
 
   const modelSection = h('section', {class: 'panel'},
@@ -239,28 +249,17 @@ function build(app, desc) {
     const file = npzFile.files[0];
     clearError('dataset.uri');
     if (!file) { showError('dataset.uri', 'Choose an .npz file first.'); return; }
-    uploadButton.classList.add('busy');
-    uploadStatus.textContent = `Uploading ${file.name} (${fmt.bytes(file.size)})…`;
-    try {
-      const data = new FormData();
-      data.append('file', file);
-      const created = await api('/v1/datasets', {method: 'POST', body: data});
-      uploadStatus.textContent = '';
-      datasetsLoaded = false;
-      form.querySelector('input[name=dataset-source][value=uploaded]').checked = true;
-      showSource();
-      await loadDatasets(created.id);
-      uploadedSelect.value = created.uri || `dataset:${created.id}`;
-      updateSummary();
-      uploadedNote.textContent = `Uploaded ${file.name}: ${shapesText(created.shapes)}. Use it as ${created.uri}.`;
-    } catch (err) {
-      uploadStatus.textContent = '';
-      const fields = err instanceof ApiError ? fieldErrors(err.problem) : [];
-      showError('dataset.uri', fields.length ? fields.map((f) => f.message).join('; ') : errorText(err));
-    } finally {
-      uploadButton.classList.remove('busy');
-      npzFile.value = '';
-    }
+    await uploadFile(file, {route: '/v1/datasets', field: 'dataset.uri', button: uploadButton, input: npzFile,
+      status: uploadStatus, done: async (created) => {
+        uploadStatus.textContent = '';
+        datasetsLoaded = false;
+        form.querySelector('input[name=dataset-source][value=uploaded]').checked = true;
+        showSource();
+        await loadDatasets(created.id);
+        uploadedSelect.value = created.uri || `dataset:${created.id}`;
+        updateSummary();
+        uploadedNote.textContent = `Uploaded ${file.name}: ${shapesText(created.shapes)}. Use it as ${created.uri}.`;
+      }});
   }
 
   const datasetSection = h('section', {class: 'panel', dataset: {field: 'dataset'}},
