@@ -80,12 +80,25 @@ def at_edge(rows: list[dict[str, Any]]) -> bool | None:
     return None if not won else won[0] in (0, len(rows) - 1)
 
 
+def paired_difference(losses: Sequence[float], reference: Sequence[float], scale: float) -> tuple[float, float]:
+    """Mean and standard error over the seeds of a rule's trained loss minus the reference rule's on the
+    same seed, divided by `scale` (the case's normalizing span): the seeds share their initial weights
+    and batches, so pairing them removes what the seed does to both (issue 24's "no worse" bar is a
+    difference of means smaller than one seed's spread). The error is NaN with one seed."""
+    diffs = (np.asarray(losses, dtype=float) - np.asarray(reference, dtype=float)) / scale
+    error = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
+    return float(diffs.mean()), error
+
+
 def confirm_table(cases: Sequence[CaseResult], candidates: dict[str, dict[str, Any]],
                   costs: dict[str, dict[str, dict[str, float]]], sweeps: Sequence[str]) -> str:
     """Per case: where the grid's best constant LR lies against the range test's pick, each rule's mean
-    normalized regret, how often each confirm's winner sat at an edge of its candidates, and the cost."""
+    normalized regret, each confirm's paired difference from the range test (mean ± standard error over
+    the seeds, `paired_difference`), how often each confirm's winner sat at an edge of its candidates,
+    and the cost."""
     head = ["task/arm", "best LR", "best / recommended", "recommended", *sweeps,
-            *(f"{s} at edge" for s in sweeps), *(f"{s} cost" for s in sweeps)]
+            *(f"{s} - recommended (± SE)" for s in sweeps), *(f"{s} at edge" for s in sweeps),
+            *(f"{s} cost" for s in sweeps)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     seen: dict[str, int] = {}
     for case in cases:  # a task's cases come in its arms' order
@@ -95,12 +108,15 @@ def confirm_table(cases: Sequence[CaseResult], candidates: dict[str, dict[str, A
         grid = case.grids["constant"]
         recs = [lr for lr in case.rule_lrs["recommended"] if lr]
         ratio = grid.best_lr / float(np.exp(np.mean(np.log(recs)))) if recs else float("nan")
+        scale = max(case.baseline - grid.best_loss, 1e-12)
+        paired = [paired_difference(case.rule_losses[s], case.rule_losses["recommended"], scale) for s in sweeps]
         edges = []
         for sweep in sweeps:
             flags = [at_edge(seed_arms[arm]) for seed_arms in candidates[task][sweep]]
             edges.append(f"{sum(f is True for f in flags)} of {len(flags)}")
         cells = [case.case, f"{grid.best_lr:.2g}", f"{ratio:.2g}", f"{summaries['recommended'].normalized:.3f}",
-                 *(f"{summaries[s].normalized:.3f}" for s in sweeps), *edges,
+                 *(f"{summaries[s].normalized:.3f}" for s in sweeps),
+                 *(f"{mean:+.3f} ± {error:.3f}" for mean, error in paired), *edges,
                  *(f"{costs[task][s]['multiple']:.2f}x" for s in sweeps)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

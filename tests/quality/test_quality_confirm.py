@@ -3,9 +3,11 @@ order the product had, or the comparison in docs/quality.md compares against som
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from bench.quality_confirm import at_edge, old_order_lrs
+from bench.quality_confirm import at_edge, old_order_lrs, paired_difference
 
 
 def test_the_old_order_goes_below_the_recommendation_first() -> None:
@@ -23,3 +25,12 @@ def test_the_old_order_goes_below_the_recommendation_first() -> None:
 def test_a_winner_is_at_an_edge_when_it_is_the_lowest_or_highest_candidate() -> None:
     rows = [{"winner": False}, {"winner": True}, {"winner": False}]
     assert at_edge(rows) is False and at_edge(rows[1:]) is True and at_edge(rows[:1]) is None
+
+
+def test_the_paired_difference_removes_what_the_seed_does_to_both_rules() -> None:
+    """Seeds that move both rules' losses together leave the paired difference exact, with no error."""
+    mean, error = paired_difference([1.0, 2.0, 3.0], [0.9, 1.9, 2.9], scale=0.5)
+    assert mean == pytest.approx(0.2) and error == pytest.approx(0.0, abs=1e-12)
+    mean, error = paired_difference([1.0, 1.2], [1.1, 1.1], scale=1.0)
+    assert mean == pytest.approx(0.0) and error == pytest.approx(0.1)
+    assert math.isnan(paired_difference([1.0], [0.5], scale=1.0)[1])
