@@ -280,7 +280,8 @@ RULES: tuple[Rule, ...] = (
     Rule("confirm@3xbudget", "constant", _confirmed, sweep="confirm@3xbudget",
          what="the same with each candidate fit for the task's whole training budget"),
     Rule("confirm@5xbudget", "constant", _confirmed, sweep="confirm@5xbudget",
-         what="5 candidates (the rules' picks, then a bracket 9x either side) of the whole budget each"),
+         what="the confirm search with 5 candidates of the task's whole training budget each (`confirm.steps` = "
+         "the budget: the documented way to do better than the default's 0.6 sweeps)"),
     Rule("median3[2s]", "constant", _two_sided(two_sided),
          what="candidate: median3 on a lag-free two-sided smoothing (arithmetic) instead of the EMAs"),
     Rule("median3[2s-log]", "constant", _two_sided(two_sided_log),
