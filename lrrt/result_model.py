@@ -1,14 +1,16 @@
 """The result of a job as typed records: what `lrrt.results` assembles, what the API's result route
 declares (`service/api/schemas.py`, so `/openapi.json` documents the real fields), and what the
-coordinator finishes a job with (`lrrt.coordinator`).
+coordinator finishes a job with (`lrrt.coordinator`); and what each run reports when it ends
+(`RunReport`), which the result is assembled from.
 
-Dicts stay at the JSON edges: the store keeps the result as JSON, `JobResult.api()` gives the API's
-object. Rule-owned nested shapes (`repeats`, `rules`, `diagnostics`, the recommendation's
-`one_cycle`) are the suggestion rules' (`lrrt.suggestions`), typed as JSON values here. A field an
-arm or a result does not have is left out of the JSON, not sent as null (`arms[].confirm` exists only
-when the job confirms), so the JSON is the one `docs/api.md` shows. The fields its example names are
-required; the rest (the rules' detail, fingerprints, confirm, the engine's runs) are optional, as a
-result stored before they existed lacks them.
+Dicts stay at the JSON edges: the store keeps the result and each run's report as JSON
+(`RunReport.stored`), `JobResult.api()` gives the API's object. Rule-owned nested shapes (`repeats`,
+`rules`, `diagnostics`, the recommendation's `one_cycle`) are the suggestion rules'
+(`lrrt.suggestions`), typed as JSON values here. A field an arm or a result does not have is left out
+of the JSON, not sent as null (`arms[].confirm` exists only when the job confirms), so the JSON is the
+one `docs/api.md` shows. The fields its example names are required; the rest (the rules' detail,
+fingerprints, confirm, the engine's runs) are optional, as a result stored before they existed lacks
+them.
 """
 
 from __future__ import annotations
