@@ -23,9 +23,10 @@ process (`lrrt.inprocess`). Pure Python: the API assembles partial results with 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lrrt.result_model import RunOutcome
 from lrrt.spec import JobSpec
 
 #: Factor between neighbouring candidates (~0.5 decades: one step of bench/quality.py's ground-truth
@@ -141,42 +142,37 @@ def slot_lr(arm: dict[str, Any], spec: JobSpec, slot: int, losses: Mapping[int, 
     return lrs[slot]
 
 
-def score(outcome: dict[str, Any]) -> float | None:
+def score(outcome: RunOutcome) -> float | None:
     """A candidate's held-out loss, or None when it cannot win (not trained to its budget, no finite loss)."""
-    loss = outcome.get("val_loss")
-    if outcome.get("stop_reason") in SCORED_STOP_REASONS and loss is not None and math.isfinite(loss):
+    loss = outcome.val_loss
+    if outcome.stop_reason in SCORED_STOP_REASONS and loss is not None and math.isfinite(loss):
         return float(loss)
     return None
 
 
-def slot_losses(confirmed: dict[tuple[int, int], dict[str, Any]], arm_index: int) -> dict[int, float | None]:
+def slot_losses(confirmed: dict[tuple[int, int], RunOutcome], arm_index: int) -> dict[int, float | None]:
     """`score` of each ended confirm slot of one arm, by slot, from a job's confirm outcomes by (arm, slot)."""
     return {slot: score(outcome) for (index, slot), outcome in confirmed.items() if index == arm_index}
 
 
-def entries(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def entries(outcomes: Sequence[RunOutcome], rounds: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """An arm's `confirm` list from its confirm runs' outcomes, by LR, the arm's own winner marked.
-    Slots with no candidate (`skipped`) are left out; an outcome's `round`, when given, is kept."""
-    rows = sorted(({"lr": o["lr"], "val_loss": o.get("val_loss"), "steps": o.get("steps", 0), "losses": o.get("losses") or [],
-                    "stop_reason": o.get("stop_reason"), "winner": False, **({"round": o["round"]} if "round" in o else {})}
-                   for o in outcomes if o.get("lr") is not None),
-                  key=lambda row: row["lr"])
-    best = _best(rows)
-    if best is not None:
-        best["winner"] = True
-    return rows
+    Slots with no candidate (`skipped`) are left out; `rounds[i]`, when given, is the round that trained
+    `outcomes[i]`, kept in its row."""
+    trained = sorted(((o.lr, o, None if rounds is None else rounds[i]) for i, o in enumerate(outcomes)
+                      if o.lr is not None), key=lambda t: t[0])
+    scored = [(loss, lr, i) for i, (lr, o, _) in enumerate(trained) if (loss := score(o)) is not None]
+    best = min(scored)[2] if scored else None
+    return [{"lr": lr, "val_loss": o.val_loss, "steps": o.steps or 0, "losses": o.losses or [],
+             "stop_reason": o.stop_reason, "winner": i == best, **({} if trained_in is None else {"round": trained_in})}
+            for i, (lr, o, trained_in) in enumerate(trained)]
 
 
-def arm_entries(confirmed: dict[tuple[int, int], dict[str, Any]], arm_index: int) -> list[dict[str, Any]]:
+def arm_entries(confirmed: dict[tuple[int, int], RunOutcome], arm_index: int) -> list[dict[str, Any]]:
     """`entries` of one arm from the ended confirm runs' outcomes of a job, keyed by (arm index, slot),
     each with the round that trained it."""
-    return entries([outcome | {"round": round_of(slot)} for (index, slot), outcome in sorted(confirmed.items())
-                    if index == arm_index])
-
-
-def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    scored = [(loss, r["lr"], i) for i, r in enumerate(rows) if (loss := score(r)) is not None]
-    return rows[min(scored)[2]] if scored else None
+    slots = sorted(slot for index, slot in confirmed if index == arm_index)
+    return entries([confirmed[(arm_index, slot)] for slot in slots], [round_of(slot) for slot in slots])
 
 
 def bracket(rows: list[dict[str, Any]], spec: JobSpec) -> dict[str, Any] | None:

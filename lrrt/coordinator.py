@@ -35,7 +35,7 @@ from lrrt.problems import EngineError, InternalError, ProblemException, TimeLimi
 from lrrt.progress import Chunk, ChunkHook, JobProgress
 from lrrt.reaper import partial_or_none
 from lrrt.repository import JobRepository
-from lrrt.result_model import JobResult, RunOutcome
+from lrrt.result_model import EngineFigures, EngineRun, JobResult, RunFigures, RunOutcome, RunReport
 from lrrt.results import chunk_record, stitched_result
 from lrrt.runs import RunRef, released_runs, run_of, split_outcomes
 from lrrt.spec import JobSpec
@@ -43,18 +43,14 @@ from lrrt.store.outcomes import RunEnd
 
 log = logging.getLogger(__name__)
 
-#: What each run reports of the engine's figures when it ends (`job_engine` sums them up).
-ENGINE_FIELDS = ("keras", "backend", "device", "steps_per_execution", "steps", "fit_seconds", "seconds")
-
-
 @dataclass(frozen=True)
 class Ran:
     """What the engine reports of one run: its outcome (a range test's `stop_reason` and `fingerprint`,
-    a candidate's `lrrt.confirm` entry), its figures (`ENGINE_FIELDS` at least), and the stop reason
+    a candidate's `lrrt.confirm` entry), its figures (`job_engine` sums them up), and the stop reason
     the chunk hook gave, when the hook stopped it."""
 
     outcome: RunOutcome
-    engine: dict[str, Any]
+    engine: RunFigures
     stopped: str | None
 
 
@@ -121,10 +117,10 @@ class Coordinator:
             if before == "lost":  # the job ended meanwhile (another run failed it) or the run was taken over
                 return "lease-lost"
             if before:  # cancelled (or out of time) before this run started: it never runs
-                return self._end_run(spec, {"stop_reason": before}, stopped=before)
+                return self._end_run(spec, RunReport(outcome=RunOutcome(stop_reason=before)), stopped=before)
             lr = None if ref.slot is None else candidate_lr(self.store, c.job_id, spec, ref)
             if ref.slot is not None and lr is None:  # the arm has fewer candidates than slots (or none)
-                return self._end_run(spec, {"stop_reason": "skipped"}, stopped=None)
+                return self._end_run(spec, RunReport(outcome=RunOutcome(stop_reason="skipped")), stopped=None)
             self.store.start_progress(c.job_id, JobProgress(spec).initial())
             self.engine.prepare()
             self.last_chunk_at = time.monotonic()  # the watchdog times the run, not the engine's loading
@@ -143,11 +139,7 @@ class Coordinator:
             # Our lease is gone (another worker took the run over, it expired, or the job ended
             # elsewhere): whatever we report could overwrite a live run. Its owner or the reaper ends it.
             return "lease-lost"
-        # `weights`: the {uri, sha256} every run started from (lrrt.vetting.weights), or None for a fresh start.
-        figures = {k: ran.engine[k] for k in ENGINE_FIELDS} | {"weights": ran.engine.get("weights")}
-        if "classes" in ran.engine:  # an image folder's class names, in label order (worker/engine/sources.py)
-            figures["classes"] = ran.engine["classes"]
-        return self._end_run(spec, ran.outcome.api() | figures, stopped=ran.stopped)
+        return self._end_run(spec, RunReport(outcome=ran.outcome, figures=ran.engine), stopped=ran.stopped)
 
     # ------------------------------------------------------------------ between chunks
     def on_chunk(self, chunk: Chunk) -> str | None:
@@ -173,10 +165,10 @@ class Coordinator:
         return "time_limit" if over else None
 
     # ------------------------------------------------------------------ ending
-    def _end_run(self, spec: JobSpec, outcome: dict[str, Any], *, stopped: str | None) -> str:
+    def _end_run(self, spec: JobSpec, report: RunReport, *, stopped: str | None) -> str:
         """Record the run's ending; the last run of the job to end finishes the job."""
         c = self.claimed
-        ended = self.store.end_run(c.job_id, c.run, c.token, outcome, stopped or "")
+        ended = self.store.end_run(c.job_id, c.run, c.token, report, stopped or "")
         if ended in (RunEnd.CONFIRM, RunEnd.ROUND):  # confirm runs released: one message each, to the job's queue
             for _ in range(released_runs(spec, run_of(spec, c.run))):
                 self.send(self.queue)
@@ -232,35 +224,40 @@ def assembled(store: JobRepository, job_id: str, spec: JobSpec, started_ts: floa
     """Why the job stopped early ('time_limit', 'cancelled', or None) and its result, from every ended
     run's chunks and outcome: what the run that ends last finishes the job with. `backend_reason` is
     the routing choice's, from the job's record."""
-    outcomes = store.run_outcomes(job_id)
-    reasons = {o.get("stop_reason") for o in outcomes.values()}
+    reports = store.run_outcomes(job_id)
+    reasons = {report.outcome.stop_reason for report in reports.values()}
     stop = "time_limit" if "time_limit" in reasons else "cancelled" if "cancelled" in reasons else None
-    sweep, confirmed = split_outcomes(spec, outcomes)
+    sweep, confirmed = split_outcomes(spec, reports)
     return stop, JobResult.model_validate(stitched_result(
         spec, store.chunks(job_id), sweep, confirmed=confirmed, stopped=stop,
-        engine=job_engine(outcomes, spec, started_ts, backend_reason)))
+        engine=job_engine(reports, spec, started_ts, backend_reason)))
 
 
-def job_engine(outcomes: dict[int, dict[str, Any]], spec: JobSpec, started_ts: float,
-               backend_reason: str | None) -> dict[str, Any] | None:
+def job_engine(reports: dict[int, RunReport], spec: JobSpec, started_ts: float,
+               backend_reason: str | None) -> EngineFigures | None:
     """The result's `engine` of a job whose runs may have run on several workers: the first run's
     versions and device, why its backend (the record's routing choice), the job's wall time, steps/s
     over every run's stepping, and each run's figures (a confirm run's with its `slot`)."""
-    ran = {i: o for i, o in sorted(outcomes.items()) if "steps" in o}
+    ran = [(i, report, report.figures) for i, report in sorted(reports.items()) if report.figures is not None]
     if not ran:  # no run started (cancelled while its runs waited)
         return None
-    first = next(iter(ran.values()))
-    steps = sum(o["steps"] for o in ran.values())
-    fit = sum(o["fit_seconds"] for o in ran.values())
-    return {
-        "keras": first["keras"], "backend": first["backend"], "backend_reason": backend_reason,
-        "device": first["device"],
-        "weights": first.get("weights"),
-        **({"classes": first["classes"]} if "classes" in first else {}),
-        "seconds": round(time.time() - started_ts, 3), "steps_per_execution": first["steps_per_execution"],
-        "steps_per_second": round(steps / fit, 1) if fit else None,
-        "runs": [{"arm_index": ref.arm_index, "repeat": ref.repeat, **({} if ref.slot is None else {"slot": ref.slot}),
-                  "worker": o["worker"], "attempts": o["attempts"], "device": o["device"], "steps": o["steps"],
-                  "seconds": o["seconds"], **({"variables": o["variables"]} if o.get("variables") else {})}
-                 for i, o in ran.items() for ref in [run_of(spec, i)]],
-    }
+    first = ran[0][2]
+    steps = sum(figures.steps for _, _, figures in ran)
+    fit = sum(figures.fit_seconds for _, _, figures in ran)
+    # What a job does not have is left out of its JSON (`JobResult.api()` drops the fields never set):
+    # `classes` but for an image folder, a run's `slot` but for a confirm run, its `variables` when unknown.
+    optional = {"classes": first.classes} if first.classes is not None else {}
+    return EngineFigures(
+        keras=first.keras, backend=first.backend, backend_reason=backend_reason, device=first.device,
+        weights=first.weights, **optional, seconds=round(time.time() - started_ts, 3),
+        steps_per_execution=first.steps_per_execution, steps_per_second=round(steps / fit, 1) if fit else None,
+        runs=[_engine_run(run_of(spec, i), report, figures) for i, report, figures in ran])
+
+
+def _engine_run(ref: RunRef, report: RunReport, figures: RunFigures) -> EngineRun:
+    """One run's entry of the result's `engine.runs`."""
+    slot = {} if ref.slot is None else {"slot": ref.slot}
+    variables = {"variables": report.outcome.variables} if report.outcome.variables else {}
+    return EngineRun(arm_index=ref.arm_index, repeat=ref.repeat, **slot, worker=report.worker,
+                     attempts=report.attempts, device=figures.device, steps=figures.steps, seconds=figures.seconds,
+                     **variables)

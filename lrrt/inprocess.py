@@ -22,7 +22,7 @@ from typing import Any
 from lrrt.coordinator import Claimed, Coordinator, Engine
 from lrrt.progress import Chunk, ChunkHook
 from lrrt.records import JobRecord
-from lrrt.result_model import JobResult
+from lrrt.result_model import JobResult, RunReport
 from lrrt.runs import gate_of, run_counts
 from lrrt.spec import JobSpec
 from lrrt.status import TERMINAL, JobStatus
@@ -52,7 +52,7 @@ class _Run:
     token: str = ""
     worker: str | None = None
     attempts: int = 0
-    outcome: dict[str, Any] | None = None
+    outcome: dict[str, Any] | None = None  # the report's JSON (`RunReport.stored`), as Redis holds it
 
 
 @dataclass
@@ -143,14 +143,14 @@ class MemoryJobs:
         job.chunks.append(_json(chunk))
         job.version += 1
 
-    def end_run(self, job_id: str, run: int, token: str, outcome: dict[str, Any], abandon: str = "") -> RunEnd:
+    def end_run(self, job_id: str, run: int, token: str, report: RunReport, abandon: str = "") -> RunEnd:
         """`lrrt/store/lua/end_run.lua`, in Python."""
         job = self.jobs[job_id]
         if job.runs[run].token != token:
             return RunEnd.LOST
         if job.status != "running":
             return RunEnd.GONE
-        job.runs[run].state, job.runs[run].outcome = "ended", _json(outcome)
+        job.runs[run].state, job.runs[run].outcome = "ended", _json(report.stored())
         job.version += 1
         for other in job.runs:
             if abandon and other.state in ("queued", "waiting"):
@@ -166,8 +166,8 @@ class MemoryJobs:
                 r.state, released = "queued", RunEnd.CONFIRM if r.gate[1] == 0 else RunEnd.ROUND
         return released
 
-    def run_outcomes(self, job_id: str) -> dict[int, dict[str, Any]]:
-        return {i: {**r.outcome, "attempts": r.attempts, "worker": r.worker}
+    def run_outcomes(self, job_id: str) -> dict[int, RunReport]:
+        return {i: RunReport.read(r.outcome, attempts=r.attempts, worker=r.worker)
                 for i, r in enumerate(self.jobs[job_id].runs) if r.outcome is not None}
 
     def chunks(self, job_id: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from lrrt.records import JobRecord
+from lrrt.result_model import RunReport
 from lrrt.store.outcomes import RunEnd
 
 
@@ -35,9 +36,9 @@ class JobRepository(Protocol):
     def record_chunk(self, job_id: str, progress: dict[str, Any] | Callable[[dict[str, Any] | None], dict[str, Any]],
                      chunk: dict[str, Any]) -> None: ...
 
-    def end_run(self, job_id: str, run: int, token: str, outcome: dict[str, Any], abandon: str = "") -> RunEnd: ...
+    def end_run(self, job_id: str, run: int, token: str, report: RunReport, abandon: str = "") -> RunEnd: ...
 
-    def run_outcomes(self, job_id: str) -> dict[int, dict[str, Any]]: ...
+    def run_outcomes(self, job_id: str) -> dict[int, RunReport]: ...
 
     def chunks(self, job_id: str) -> list[dict[str, Any]]: ...
 

@@ -1,14 +1,16 @@
 """The result of a job as typed records: what `lrrt.results` assembles, what the API's result route
 declares (`service/api/schemas.py`, so `/openapi.json` documents the real fields), and what the
-coordinator finishes a job with (`lrrt.coordinator`).
+coordinator finishes a job with (`lrrt.coordinator`); and what each run reports when it ends
+(`RunReport`), which the result is assembled from.
 
-Dicts stay at the JSON edges: the store keeps the result as JSON, `JobResult.api()` gives the API's
-object. Rule-owned nested shapes (`repeats`, `rules`, `diagnostics`, the recommendation's
-`one_cycle`) are the suggestion rules' (`lrrt.suggestions`), typed as JSON values here. A field an
-arm or a result does not have is left out of the JSON, not sent as null (`arms[].confirm` exists only
-when the job confirms), so the JSON is the one `docs/api.md` shows. The fields its example names are
-required; the rest (the rules' detail, fingerprints, confirm, the engine's runs) are optional, as a
-result stored before they existed lacks them.
+Dicts stay at the JSON edges: the store keeps the result and each run's report as JSON
+(`RunReport.stored`), `JobResult.api()` gives the API's object. Rule-owned nested shapes (`repeats`,
+`rules`, `diagnostics`, the recommendation's `one_cycle`) are the suggestion rules'
+(`lrrt.suggestions`), typed as JSON values here. A field an arm or a result does not have is left out
+of the JSON, not sent as null (`arms[].confirm` exists only when the job confirms), so the JSON is the
+one `docs/api.md` shows. The fields its example names are required; the rest (the rules' detail,
+fingerprints, confirm, the engine's runs) are optional, as a result stored before they existed lacks
+them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ class _Record(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
-class RunOutcome(_Record):
+class _Stored(_Record):
+    """A part of what a run's end leaves in the store (`RunReport`): read back by whichever version of
+    the code runs then, so keys it does not know (an earlier or later version's) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class RunOutcome(_Stored):
     """How one run ended, as its engine reports it: a range-test run's stop reason and fingerprint, a
     confirm candidate's also its LR, held-out loss and curve (`lrrt.confirm.entries` reads them)."""
 
@@ -37,6 +46,50 @@ class RunOutcome(_Record):
     steps: int | None = None
     losses: list[float | None] | None = None
     variables: dict[str, str] | None = None
+
+
+class RunFigures(_Stored):
+    """What the engine measured of one run it ran: its versions and device, its chunk size, its steps
+    and seconds (`fit_seconds`: inside `fit`), and what the run started from; the job's `EngineFigures`
+    are summed up from these (`lrrt.coordinator.job_engine`)."""
+
+    keras: str
+    backend: str
+    device: str
+    steps_per_execution: int
+    steps: int
+    fit_seconds: float
+    seconds: float
+    weights: dict[str, str] | None = None
+    classes: list[str] | None = None
+
+
+class RunReport(_Record):
+    """What a run's end records (`lrrt.repository.JobRepository.end_run`): how it ended, and the
+    engine's figures of a run that started (None for one that never did: cancelled before it started,
+    a confirm slot without a candidate). `attempts` and `worker` are the store's own, filled in when
+    it reads the report back (`run_outcomes`); a runner reporting its end leaves them.
+
+    The store keeps it as one flat JSON object, the outcome's keys beside the figures' (`stored`), the
+    object earlier versions wrote and read, so that a report outlives an upgrade in either direction.
+    """
+
+    outcome: RunOutcome
+    figures: RunFigures | None = None
+    attempts: int = 0
+    worker: str | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON object the store keeps (a field that is None is left out: a reader takes it for None)."""
+        figures = {} if self.figures is None else self.figures.model_dump(mode="json", exclude_none=True)
+        return self.outcome.model_dump(mode="json", exclude_none=True) | figures
+
+    @classmethod
+    def read(cls, stored: dict[str, Any], *, attempts: int, worker: str | None) -> RunReport:
+        """The report `stored` holds, with what the store keeps beside it; figures only where the engine
+        reported some (a run that never started stored its `stop_reason` alone)."""
+        figures = RunFigures.model_validate(stored) if "keras" in stored else None
+        return cls(outcome=RunOutcome.model_validate(stored), figures=figures, attempts=attempts, worker=worker)
 
 
 class OptimizerRef(_Record):

@@ -21,6 +21,7 @@ from typing import Any
 
 from lrrt import confirm, suggestions
 from lrrt.progress import Chunk, finite
+from lrrt.result_model import EngineFigures, RunOutcome
 from lrrt.spec import JobSpec, OptimizerArm
 
 #: Arm states (`lrrt.progress.ArmState`) that end an arm, and the stop reason each reports.
@@ -113,7 +114,7 @@ def arm_result(arm: OptimizerArm, runs: list[RunCurves], spec: JobSpec, *, plann
     return result
 
 
-def finished_result(arms: list[dict[str, Any]], *, engine: dict[str, Any] | None, stopped: str | None,
+def finished_result(arms: list[dict[str, Any]], *, engine: EngineFigures | None, stopped: str | None,
                     confirm_steps: int | None = None, notes: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """The whole result from its arms: the best arm, the recommendation, strict JSON throughout.
 
@@ -139,11 +140,12 @@ def finished_result(arms: list[dict[str, Any]], *, engine: dict[str, Any] | None
             recommendation["criterion"] += "; confirm could not verify it: " + confirm.UNVERIFIED
     return suggestions.json_safe({"arms": arms, "best_arm": best, "recommendation": recommendation,
                                   "recommendation_reason": suggestions.recommendation_reason(arms),
-                                  "engine": engine, "stopped": stopped, **({"notes": notes} if notes else {})})
+                                  "engine": None if engine is None else engine.api(), "stopped": stopped,
+                                  **({"notes": notes} if notes else {})})
 
 
 def partial_result(spec: JobSpec, chunks: list[dict[str, Any]], *, stopped: str | None = None,
-                   confirmed: dict[tuple[int, int], dict[str, Any]] | None = None) -> dict[str, Any]:
+                   confirmed: dict[tuple[int, int], RunOutcome] | None = None) -> dict[str, Any]:
     """The result of the steps recorded so far (repeat 0 of each arm), in the API's result shape.
 
     `stopped` is None for a job still running or lost,
@@ -154,11 +156,11 @@ def partial_result(spec: JobSpec, chunks: list[dict[str, Any]], *, stopped: str 
     return stitched_result(spec, chunks, {}, repeats=1, stopped=stopped, engine=None, confirmed=confirmed)
 
 
-def stitched_result(job: JobSpec, chunks: list[dict[str, Any]], outcomes: dict[tuple[int, int], dict[str, Any]],
-                    *, repeats: int | None = None, stopped: str | None, engine: dict[str, Any] | None,
-                    confirmed: dict[tuple[int, int], dict[str, Any]] | None = None) -> dict[str, Any]:
+def stitched_result(job: JobSpec, chunks: list[dict[str, Any]], outcomes: dict[tuple[int, int], RunOutcome],
+                    *, repeats: int | None = None, stopped: str | None, engine: EngineFigures | None,
+                    confirmed: dict[tuple[int, int], RunOutcome] | None = None) -> dict[str, Any]:
     """The result from the recorded chunks of each (arm, repeat) run and what each run reported when it
-    ended (`outcomes`: `{"stop_reason", "fingerprint"}` by (arm index, repeat); a run without one is
+    ended (`outcomes`: its stop reason and fingerprint by (arm index, repeat); a run without one is
     still running, or never started), and the ended confirm runs (`confirmed`: each one's outcome by
     (arm index, slot)).
 
@@ -173,10 +175,10 @@ def stitched_result(job: JobSpec, chunks: list[dict[str, Any]], outcomes: dict[t
         curves = [stitch(chunks, index, r) for r in range(len(seeds))]
         runs = []
         for r, curve in enumerate(curves):
-            outcome = outcomes.get((index, r)) or {}
-            reason = outcome.get("stop_reason") or _ENDED.get(curve["state"], stopped)
+            outcome = outcomes.get((index, r))
+            reason = outcome.stop_reason if outcome is not None else _ENDED.get(curve["state"], stopped)
             runs.append(RunCurves(curve["lrs"], curve["losses"], curve["val_losses"], reason or "running",
-                                  outcome.get("fingerprint")))
+                                  None if outcome is None else outcome.fingerprint))
         planned = max(c["steps_total"] for c in curves) or job.sweep.num_steps or len(runs[0].lrs)
         entry = arm_result(arm, runs, job, planned_steps=planned, seeds=seeds)
         if entry["stop_reason"] == "running":  # still sweeping, or lost with its worker

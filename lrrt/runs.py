@@ -10,9 +10,9 @@ depends on their held-out losses, `lrrt.confirm.planned_lrs`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from lrrt.confirm import FIRST_ROUND, round_of
+from lrrt.result_model import RunOutcome, RunReport
 from lrrt.spec import JobSpec
 
 
@@ -61,16 +61,16 @@ def released_runs(spec: JobSpec, ended: RunRef) -> int:
     return sum(1 for slot in range(count) if round_of(slot) == following)
 
 
-def split_outcomes(spec: JobSpec, outcomes: dict[int, dict[str, Any]]) -> tuple[dict[tuple[int, int], dict[str, Any]],
-                                                                               dict[tuple[int, int], dict[str, Any]]]:
-    """Ended runs' outcomes by run number, as `lrrt.results.stitched_result` takes them: the
-    range-test runs' by (arm, repeat) and the confirm runs' by (arm, slot)."""
-    sweep: dict[tuple[int, int], dict[str, Any]] = {}
-    confirmed: dict[tuple[int, int], dict[str, Any]] = {}
-    for index, outcome in outcomes.items():
+def split_outcomes(spec: JobSpec, reports: dict[int, RunReport]) -> tuple[dict[tuple[int, int], RunOutcome],
+                                                                          dict[tuple[int, int], RunOutcome]]:
+    """Ended runs' outcomes from their reports by run number, as `lrrt.results.stitched_result` takes
+    them: the range-test runs' by (arm, repeat) and the confirm runs' by (arm, slot)."""
+    sweep: dict[tuple[int, int], RunOutcome] = {}
+    confirmed: dict[tuple[int, int], RunOutcome] = {}
+    for index, report in reports.items():
         ref = run_of(spec, index)
         if ref.slot is None:
-            sweep[(ref.arm_index, ref.repeat)] = outcome
+            sweep[(ref.arm_index, ref.repeat)] = report.outcome
         else:
-            confirmed[(ref.arm_index, ref.slot)] = outcome
+            confirmed[(ref.arm_index, ref.slot)] = report.outcome
     return sweep, confirmed

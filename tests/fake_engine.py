@@ -17,11 +17,14 @@ import numpy as np
 from lrrt.coordinator import Ran
 from lrrt.problems import EngineError
 from lrrt.progress import Chunk, ChunkHook
-from lrrt.result_model import RunOutcome
+from lrrt.result_model import RunFigures, RunOutcome
 from lrrt.spec import JobSpec
 
-FIGURES = {"keras": "fake", "backend": "fake", "device": "cpu", "steps_per_execution": 1,
-           "fit_seconds": 0.01, "seconds": 0.01}
+
+def figures(steps: int) -> RunFigures:
+    """What the fake engine reports of a run of `steps` steps."""
+    return RunFigures(keras="fake", backend="fake", device="cpu", steps_per_execution=1, steps=steps,
+                      fit_seconds=0.01, seconds=0.01)
 
 
 @dataclass
@@ -53,7 +56,7 @@ class FakeEngine:
         lrs, losses = self.curve(spec, arm_index)
         stopped = self._report(spec, arm_index, repeat, lrs, losses, on_chunk, candidate=None)
         outcome = RunOutcome(stop_reason=stopped or "completed", fingerprint={"initial_weights": f"seed{repeat}"})
-        return Ran(outcome, {**FIGURES, "steps": len(lrs)}, stopped)
+        return Ran(outcome, figures(len(lrs)), stopped)
 
     def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook, *, tenant: str) -> Ran:
         assert spec.sweep.confirm is not None
@@ -64,7 +67,7 @@ class FakeEngine:
         stopped = self._report(spec, arm_index, 0, [lr] * steps, losses, on_chunk, candidate=slot)
         outcome = RunOutcome(lr=lr, val_loss=None if stopped else val_loss, steps=steps, losses=losses,
                              stop_reason=stopped or "completed", fingerprint=None)
-        return Ran(outcome, {**FIGURES, "steps": steps}, stopped)
+        return Ran(outcome, figures(steps), stopped)
 
     def _report(self, spec: JobSpec, arm_index: int, repeat: int, lrs: list[float], losses: list[float],
                 on_chunk: ChunkHook, *, candidate: int | None) -> str | None:

@@ -34,6 +34,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 
 from lrrt.records import JobRecord
+from lrrt.result_model import RunReport
 from lrrt.routing import Choice
 from lrrt.runs import gate_of, run_counts
 from lrrt.settings import Settings
@@ -320,22 +321,22 @@ class JobStore:
             return "lost"
         return "cancelled" if cancelled else None
 
-    def end_run(self, job_id: str, run: int, token: str, outcome: dict[str, Any], abandon: str = "") -> RunEnd:
+    def end_run(self, job_id: str, run: int, token: str, report: RunReport, abandon: str = "") -> RunEnd:
         """Record how a run ended; with `abandon` (a stop reason), runs not started yet end with it too."""
+        stored = json.dumps(report.stored(), separators=(",", ":"))
         return RunEnd(_text(self._end_run(keys=[self.k.job(job_id), self.k.lease_prefix(job_id)],
-                                          args=[run, token, json.dumps(outcome, separators=(",", ":")), abandon,
-                                                time.time()])))
+                                          args=[run, token, stored, abandon, time.time()])))
 
-    def run_outcomes(self, job_id: str) -> dict[int, dict[str, Any]]:
-        """What each ended run reported (`end_run`), by run index; `attempts` and `worker` added."""
+    def run_outcomes(self, job_id: str) -> dict[int, RunReport]:
+        """What each ended run reported (`end_run`), by run index, with its `attempts` and `worker`."""
         runs = int(self.r.hget(self.k.job(job_id), "runs") or 1)
         fields = [f"run:{i}:{name}" for i in range(runs) for name in ("outcome", "attempts", "worker")]
         values = [_text(v) for v in self.r.hmget(self.k.job(job_id), fields)]
-        out: dict[int, dict[str, Any]] = {}
+        out: dict[int, RunReport] = {}
         for i in range(runs):
             outcome, attempts, worker = values[3 * i : 3 * i + 3]
             if outcome:
-                out[i] = {**json.loads(outcome), "attempts": int(attempts or 0), "worker": worker or None}
+                out[i] = RunReport.read(json.loads(outcome), attempts=int(attempts or 0), worker=worker or None)
         return out
 
     def release_stuck(self, job_id: str, run: int, token: str, note: dict[str, Any]) -> Release:

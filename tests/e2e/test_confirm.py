@@ -15,6 +15,7 @@ import pytest
 
 from lrrt import confirm
 from lrrt.client.api import Client
+from lrrt.result_model import RunOutcome, RunReport
 from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
 from lrrt.store.keys import Keys
@@ -49,7 +50,7 @@ def test_confirm_runs_fan_out_and_verify_the_recommendation(client: Client, stor
         # ones the result's own arm gives
         first = confirm.planned_lrs(arm, 4, start_lr=1e-4, end_lr=1.0, losses={})
         by_lr = {c["lr"]: c for c in arm["confirm"]}
-        losses = {slot: confirm.score(by_lr[lr]) for slot, lr in enumerate(first)}
+        losses = {slot: confirm.score(RunOutcome.model_validate(by_lr[lr])) for slot, lr in enumerate(first)}
         planned = confirm.planned_lrs(arm, 4, start_lr=1e-4, end_lr=1.0, losses=losses)
         assert [c["lr"] for c in arm["confirm"]] == sorted(lr for lr in planned if lr is not None)
         assert [c["round"] for c in arm["confirm"] if c["lr"] in first] == [0, 0, 0]
@@ -120,20 +121,20 @@ def test_confirm_runs_wait_for_the_range_test_and_a_lost_release_is_resent(own_s
     assert store.needs_fanout(job_id) == 0  # one range-test run: the API's message is enough
     assert store.claim(job_id, "a", "w").outcome == "claimed" and store.run_held_by(job_id, "a") == (0, 1)
     assert store.claim(job_id, "b", "w").outcome == "busy"  # the confirm runs wait for the range test
-    assert store.end_run(job_id, 0, "a", {"stop_reason": "completed"}) == "confirm"
+    assert store.end_run(job_id, 0, "a", RunReport(outcome=RunOutcome(stop_reason="completed"))) == "confirm"
     assert [store.r.hget(store.k.job(job_id), f"run:{i}:state") for i in (1, 2)] == [b"queued"] * 2
     # The releaser died before sending the messages: the reaper sends them, once.
     assert store.reap_orphans(grace_s=0) == [(job_id, "resend"), (job_id, "resend")]
     assert store.reap_orphans(grace_s=0) == []
     for token, run in (("c", 1), ("d", 2)):
         assert store.claim(job_id, token, "w").outcome == "claimed" and store.run_held_by(job_id, token) == (run, 1)
-    assert store.end_run(job_id, 1, "c", {"stop_reason": "completed", "lr": 0.01}) == "more"
-    assert store.end_run(job_id, 2, "d", {"stop_reason": "skipped"}) == "last"
+    assert store.end_run(job_id, 1, "c", RunReport(outcome=RunOutcome(stop_reason="completed", lr=0.01))) == "more"
+    assert store.end_run(job_id, 2, "d", RunReport(outcome=RunOutcome(stop_reason="skipped"))) == "last"
 
 
 def test_a_cancel_in_the_range_test_ends_the_waiting_confirm_runs(own_store: JobStore) -> None:
     store = own_store
     job_id = store.create(tenant="t", spec=_spec(3), max_unfinished=10).job.id
     assert store.claim(job_id, "a", "w").outcome == "claimed"
-    assert store.end_run(job_id, 0, "a", {"stop_reason": "cancelled"}, abandon="cancelled") == "last"
-    assert store.run_outcomes(job_id)[3]["stop_reason"] == "cancelled"
+    assert store.end_run(job_id, 0, "a", RunReport(outcome=RunOutcome(stop_reason="cancelled")), abandon="cancelled") == "last"
+    assert store.run_outcomes(job_id)[3].outcome.stop_reason == "cancelled"

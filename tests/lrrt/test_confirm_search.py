@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from lrrt import confirm
+from lrrt.result_model import RunOutcome
 from lrrt.spec import JobSpec
 
 RANGE = {"start_lr": 1e-5, "end_lr": 10.0}
@@ -102,8 +103,8 @@ def _spec(candidates: int = 5, **sweep: Any) -> JobSpec:
 
 
 def _rows(*lrs_losses: tuple[float, float]) -> list[dict[str, Any]]:
-    return confirm.entries([{"lr": lr, "val_loss": loss, "steps": 1, "stop_reason": "completed", "round": i}
-                            for i, (lr, loss) in enumerate(lrs_losses)])
+    return confirm.entries([RunOutcome(lr=lr, val_loss=loss, steps=1, stop_reason="completed") for lr, loss in lrs_losses],
+                           list(range(len(lrs_losses))))
 
 
 def test_the_bracket_says_whether_the_winner_is_enclosed_and_else_what_to_change() -> None:

@@ -114,7 +114,7 @@ def test_confirm_rounds_move_the_bracket_to_an_optimum_above_the_recommendation(
         assert (winner["lr"] > arm["recommended_lr"]) == (i == 0)
         assert arm["confirm_bracket"]["enclosed"] and arm["confirm_bracket"]["edge"] is None
         assert max(r["round"] for r in rows) >= 1 and len({r["lr"] for r in rows}) == len(rows)
-    skipped = [o for o in jobs.run_outcomes(job_id).values() if o["stop_reason"] == "skipped"]
+    skipped = [o for o in jobs.run_outcomes(job_id).values() if o.outcome.stop_reason == "skipped"]
     assert len(skipped) == 10 - len(engine.trained)
     assert result["recommendation"]["learning_rate"] == result["arms"][0]["confirm"][-2]["lr"]
 
@@ -141,7 +141,7 @@ def test_a_cancel_mid_round_ends_the_rounds_not_started(jobs: JobStore) -> None:
     assert "cancelled" in did and "round" not in did, did
     result, outcomes = jobs.result(job_id), jobs.run_outcomes(job_id)
     assert result is not None and result["stopped"] == "cancelled"
-    assert [outcomes[r]["stop_reason"] for r in (4, 5)] == ["cancelled", "cancelled"]  # rounds 1 and 2 never ran
+    assert [outcomes[r].outcome.stop_reason for r in (4, 5)] == ["cancelled", "cancelled"]  # rounds 1 and 2 never ran
 
 
 def test_a_cancel_stops_the_running_run_and_ends_the_others_unstarted(jobs: JobStore) -> None:
@@ -156,7 +156,7 @@ def test_a_cancel_stops_the_running_run_and_ends_the_others_unstarted(jobs: JobS
     job, result = jobs.get(job_id), jobs.result(job_id)
     assert job is not None and job.status == "cancelled" and result is not None and result["stopped"] == "cancelled"
     assert len(result["arms"][0]["losses"]) == 50  # the two chunks recorded, the cancel seen after the second
-    assert result["arms"][1]["lrs"] == [] and {o["stop_reason"] for o in jobs.run_outcomes(job_id).values()} == {"cancelled"}
+    assert result["arms"][1]["lrs"] == [] and {o.outcome.stop_reason for o in jobs.run_outcomes(job_id).values()} == {"cancelled"}
 
 
 def test_a_run_the_engine_cannot_run_fails_the_job_with_its_problem(jobs: JobStore) -> None:

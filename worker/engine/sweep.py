@@ -35,7 +35,7 @@ from lrrt.coordinator import Ran
 from lrrt.inprocess import run_here
 from lrrt.problems import CapExceeded, ConfigInvalid, DatasetError, EngineError, ResourceExhausted
 from lrrt.progress import Chunk, ChunkHook, finite
-from lrrt.result_model import RunOutcome
+from lrrt.result_model import RunFigures, RunOutcome
 from lrrt.results import RunCurves
 from lrrt.routing import in_process
 from lrrt.settings import Settings, get_settings
@@ -110,7 +110,7 @@ class KerasEngine:
 
     def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook, *, tenant: str) -> Ran:
         done = confirm_runs(spec, [(arm_index, slot, lr)], on_chunk=on_chunk, **self._options())
-        return Ran(RunOutcome.model_validate(done.curves[(arm_index, slot)].outcome()), done.engine, done.stopped)
+        return Ran(done.curves[(arm_index, slot)].outcome(), done.engine, done.stopped)
 
     def _options(self) -> dict[str, Any]:
         return {"data_root": self.data_root, "caps": self.caps, "data": self.data,
@@ -124,7 +124,7 @@ class SweepRuns:
     run and every seed of the job."""
 
     curves: dict[tuple[int, int], RunCurves]
-    engine: dict[str, Any]
+    engine: RunFigures
     stopped: str | None
     num_steps: int
     seeds: list[int]
@@ -171,11 +171,11 @@ class ConfirmCurve:
     val_loss: float | None
     variables: dict[str, str] | None = None
 
-    def outcome(self) -> dict[str, Any]:
+    def outcome(self) -> RunOutcome:
         """What the result's `arms[].confirm` entry is made of (`lrrt.confirm.entries`)."""
-        return {"lr": self.lr, "val_loss": finite(self.val_loss), "steps": len(self.curves.losses),
-                "losses": [finite(v) for v in self.curves.losses], "stop_reason": self.curves.stop_reason,
-                "fingerprint": self.curves.fingerprint, "variables": self.variables}
+        return RunOutcome(lr=self.lr, val_loss=finite(self.val_loss), steps=len(self.curves.losses),
+                          losses=[finite(v) for v in self.curves.losses], stop_reason=self.curves.stop_reason,
+                          fingerprint=self.curves.fingerprint, variables=self.variables)
 
 
 @dataclass
@@ -183,7 +183,7 @@ class ConfirmRuns:
     """What `confirm_runs` trained, by (arm index, slot), with the engine's figures."""
 
     curves: dict[tuple[int, int], ConfirmCurve]
-    engine: dict[str, Any]
+    engine: RunFigures
     stopped: str | None
 
 
@@ -286,16 +286,13 @@ class _Setup:
             return _variables(self.first)
         return _variables(_seeded_model(self.config, self.caps, seed, self.spec.sweep.mixed_precision))
 
-    def engine(self, job: _Job, chunk: int) -> dict[str, Any]:
-        """The result's `engine` figures for what `job` ran."""
-        backend, device = keras.backend.backend(), _device()
-        return {
-            "keras": keras.__version__, "backend": backend, "device": device,
-            "seconds": round(time.perf_counter() - self.began, 3), "steps_per_execution": chunk,
-            "steps_per_second": round(job.steps_run / job.fit_seconds, 1) if job.fit_seconds else None,
-            "steps": job.steps_run, "fit_seconds": round(job.fit_seconds, 3), "weights": self.weights,
-            **({"classes": list(self.classes)} if self.classes is not None else {}),  # an image folder's, in label order
-        }
+    def engine(self, job: _Job, chunk: int) -> RunFigures:
+        """The engine's figures of what `job` ran (`weights`: the {uri, sha256} every run started from,
+        None for a fresh start; `classes`: an image folder's class names, in label order)."""
+        return RunFigures(keras=keras.__version__, backend=keras.backend.backend(), device=_device(),
+                          steps_per_execution=chunk, steps=job.steps_run, fit_seconds=round(job.fit_seconds, 3),
+                          seconds=round(time.perf_counter() - self.began, 3), weights=self.weights,
+                          classes=None if self.classes is None else list(self.classes))
 
 
 # --------------------------------------------------------------------------- one arm, one seed

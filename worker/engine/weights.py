@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import keras
 
@@ -25,7 +24,7 @@ from lrrt.settings import Settings
 from lrrt.vetting.weights import at_weights, check_fit, inspect_weights, model_variables, resolve, sha256_file
 
 
-def load_into(model: keras.Model, reference: str, data_root: Path, caps: Settings) -> dict[str, Any]:
+def load_into(model: keras.Model, reference: str, data_root: Path, caps: Settings) -> dict[str, str]:
     """Load the weights `reference` names into `model`; return the result's `engine.weights`
     (`{"uri", "sha256"}`). Raises WeightsError (`weights-mismatch` when they do not fit)."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from lrrt.result_model import RunOutcome, RunReport
 from lrrt.routing import Choice
 from lrrt.store.jobs import JobStore
 from lrrt.store.outcomes import Reaped, Release, RunEnd
@@ -53,7 +54,7 @@ def test_the_reaper_leaves_recent_claims_and_forgets_ended_jobs(jobs: JobStore) 
 def test_released_confirm_runs_that_never_started_are_resent_once(jobs: JobStore) -> None:
     job_id = create(jobs, candidates=2)
     jobs.claim(job_id, "a", "w")
-    assert jobs.end_run(job_id, 0, "a", {"stop_reason": "completed"}) is RunEnd.CONFIRM
+    assert jobs.end_run(job_id, 0, "a", RunReport(outcome=RunOutcome(stop_reason="completed"))) is RunEnd.CONFIRM
     jobs.r.zadd(jobs.k.running(), {job_id: 0})  # claimed long ago
     assert jobs.reap_orphans(grace_s=600) == []  # released just now: their messages are on their way
     jobs.claim(job_id, "b", "w")  # run 1 started; run 2's message never came

@@ -25,11 +25,12 @@ import pytest
 from lrrt.coordinator import assembled, candidate_lr
 from lrrt.progress import Chunk, JobProgress
 from lrrt.reaper import partial_or_none
+from lrrt.result_model import RunOutcome, RunReport
 from lrrt.results import chunk_record
 from lrrt.runs import run_of
 from lrrt.spec import JobSpec
 from lrrt.store.jobs import JobStore
-from tests.fake_engine import FIGURES
+from tests.fake_engine import figures
 from tests.service.dashboard.conftest import API_KEY, screenshot
 
 pytestmark = pytest.mark.e2e
@@ -73,7 +74,8 @@ class FakeWorker:
             n = len(lrs)
             self.record(Chunk(run, self.job.optimizers[run].display_label, 0, 0, lrs.tolist(), losses.tolist(), None,
                               n, n, n * (run + 1), n * len(centers), state="done"))
-            ended = self.store.end_run(self.id, run, self.tokens[run], {"stop_reason": "completed", **FIGURES, "steps": n})
+            ended = self.store.end_run(self.id, run, self.tokens[run],
+                                       RunReport(outcome=RunOutcome(stop_reason="completed"), figures=figures(n)))
         assert ended == "confirm"  # the last range test released the confirm runs
 
     def candidate(self, stop_reason: str | None, steps: int, val_loss: float | None = None) -> tuple[int, float]:
@@ -89,8 +91,8 @@ class FakeWorker:
         self.record(Chunk(ref.arm_index, self.job.optimizers[ref.arm_index].display_label, 0, 0, [lr] * steps, losses,
                           None, steps, self.budget, 0, 0, state=state, candidate=ref.slot))  # type: ignore[arg-type]
         if stop_reason is not None:
-            self.end(run, {"lr": lr, "val_loss": val_loss, "steps": steps, "losses": losses, "stop_reason": stop_reason,
-                           **FIGURES})
+            self.end(run, RunReport(outcome=RunOutcome(lr=lr, val_loss=val_loss, steps=steps, losses=losses,
+                                                       stop_reason=stop_reason), figures=figures(steps)))
         return run, lr
 
     @property
@@ -98,8 +100,8 @@ class FakeWorker:
         assert self.job.sweep.confirm is not None
         return self.job.sweep.confirm.steps or SWEEP["num_steps"]
 
-    def end(self, run: int, outcome: dict[str, Any], abandon: str = "") -> str:
-        return self.store.end_run(self.id, run, self.tokens[run], outcome, abandon)
+    def end(self, run: int, report: RunReport, abandon: str = "") -> str:
+        return self.store.end_run(self.id, run, self.tokens[run], report, abandon)
 
     def finish(self, status: str) -> dict[str, Any]:
         """The last run's part, as the coordinator does it: the result from every run's chunks and outcome."""
@@ -203,8 +205,9 @@ def test_the_confirm_phase_shows_its_progress_and_a_cancel_keeps_what_ran(
         page.click("[data-testid=cancel-button]")
     assert cancelled.value.status == 202 and store.cancel_requested(fake.id)
     # The training candidate stops at its next chunk; the slot that never started ends with it.
-    assert fake.end(training, {"lr": training_lr, "val_loss": None, "steps": 340, "losses": [1.0] * 340,
-                               "stop_reason": "cancelled", **FIGURES}, abandon="cancelled") == "last"
+    assert fake.end(training, RunReport(outcome=RunOutcome(lr=training_lr, val_loss=None, steps=340, losses=[1.0] * 340,
+                                                           stop_reason="cancelled"), figures=figures(340)),
+                    abandon="cancelled") == "last"
     result = fake.finish("cancelled")
     assert result["recommendation"]["verified"] is False
     assert partial_or_none(store, fake.id, fake.job, "cancelled") is not None

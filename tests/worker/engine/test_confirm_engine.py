@@ -14,6 +14,7 @@ import pytest
 from lrrt import confirm
 from lrrt.problems import DatasetError
 from lrrt.progress import Chunk
+from lrrt.result_model import RunOutcome
 from lrrt.results import chunk_record, stitched_result
 from tests.keras_models import make_spec, mlp_json
 from worker.engine.data import Arrays
@@ -39,17 +40,17 @@ def test_candidates_run_one_by_one_in_any_order_give_run_sweeps_result(engine_ro
     def record(chunk: Chunk) -> None:
         chunks.append(chunk_record(chunk))
 
-    outcomes = {}
+    outcomes: dict[tuple[int, int], RunOutcome] = {}
     for pair in [(1, 0), (0, 0)]:
         curves = sweep_runs(spec, runs=[pair], data_root=engine_root, caps=caps, on_chunk=record).curves[pair]
-        outcomes[pair] = {"stop_reason": curves.stop_reason, "fingerprint": curves.fingerprint}
+        outcomes[pair] = RunOutcome(stop_reason=curves.stop_reason, fingerprint=curves.fingerprint)
     ranged = stitched_result(spec, chunks, outcomes, stopped=None, engine=None)
-    confirmed: dict[tuple[int, int], dict[str, Any]] = {}
+    confirmed: dict[tuple[int, int], RunOutcome] = {}
     # the first round's slots in a shuffled order, then each arm's second round from its first's losses
     for arm_index, slot in [(1, 2), (0, 1), (1, 0), (0, 2), (1, 1), (0, 0), (1, 3), (0, 3)]:
         lr = confirm.slot_lr(ranged["arms"][arm_index], spec, slot, confirm.slot_losses(confirmed, arm_index))
         if lr is None:  # the first round enclosed a minimum: the coordinator ends the slot skipped
-            confirmed[(arm_index, slot)] = {"stop_reason": "skipped"}
+            confirmed[(arm_index, slot)] = RunOutcome(stop_reason="skipped")
             continue
         done = confirm_runs(spec, [(arm_index, slot, lr)], data_root=engine_root, caps=caps, on_chunk=record)
         confirmed[(arm_index, slot)] = done.curves[(arm_index, slot)].outcome()

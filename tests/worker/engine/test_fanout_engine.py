@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lrrt.progress import Chunk
+from lrrt.result_model import RunOutcome
 from lrrt.results import chunk_record, stitched_result
 from tests.keras_models import make_spec
 from worker.engine.sweep import run_sweep, sweep_runs
@@ -32,11 +33,11 @@ def test_runs_one_by_one_in_reverse_order_stitch_back_to_the_whole_sweep(engine_
     def record(chunk: Chunk) -> None:
         chunks.append(chunk_record(chunk))
 
-    outcomes = {}
+    outcomes: dict[tuple[int, int], RunOutcome] = {}
     for pair in [(1, 1), (0, 1), (1, 0), (0, 0)]:  # not the order run_sweep runs them in
         done = sweep_runs(spec, runs=[pair], data_root=engine_root, caps=caps, on_chunk=record)
         curves = done.curves[pair]
-        outcomes[pair] = {"stop_reason": curves.stop_reason, "fingerprint": curves.fingerprint}
+        outcomes[pair] = RunOutcome(stop_reason=curves.stop_reason, fingerprint=curves.fingerprint)
     stitched = stitched_result(spec, chunks, outcomes, stopped=None, engine=None)
 
     assert _without_engine(stitched) == _without_engine(whole)
