@@ -2,12 +2,15 @@
 job's messages on a real Celery queue that fake workers take (`tests/fake_worker.py`), a fake engine
 (`tests/fake_engine.py`), and the real reaper pass (`lrrt.reaper.reap_once`).
 
-What these prove is the logic the e2e tests used to prove with Keras in worker processes: a run whose
-worker died is re-sent once its lease is gone and runs again, its retry's curve replacing the first
-attempt's; a duplicate message runs nothing; a cancel stops every running run and ends the rest
-unstarted, in the range test and in the confirm phase; a job cancelled while queued never starts.
-That the parts do this across processes (a SIGKILLed pool child, Celery redelivery, a cancel over
-HTTP) stays proven once each in tests/e2e and tests/reliability.
+What these prove is logic that e2e tests prove with Keras in worker processes: a run whose worker
+died is re-sent once its lease is gone and runs again, its retry's curve replacing the first
+attempt's, and the job's other runs are not run again; a duplicate message runs nothing; a cancel
+stops every running run and ends the rest unstarted, in the range test and in the confirm phase; a
+job cancelled while queued never starts; a Redis blip in the chunk hook is ridden out.
+
+The killed-worker e2e tests (30-40 s each, a lease has to expire) were replaced by the first two
+tests here; tests/reliability/test_faults.py still SIGKILLs pool children and whole workers for real.
+The others' e2e twins take about 2 s and run the real `worker.tasks.run_job`, so they stay.
 """
 
 from __future__ import annotations
@@ -78,8 +81,8 @@ def increasing_from(lrs: list[float], start_lr: float) -> bool:
 # ------------------------------------------------------------------------------------------ a worker killed
 def test_a_run_whose_worker_died_is_rerun_and_its_retry_replaces_the_first_attempts_curve(jobs: JobStore,
                                                                                             broker: Broker) -> None:
-    """Was tests/e2e/test_faults.py::test_killed_worker_mid_job_is_retried_by_the_next_worker (and
-    ::test_killed_worker_child_mid_job_is_retried): the job stays `running` until the lease runs out,
+    """Replaces tests/e2e/test_faults.py::test_killed_worker_mid_job_is_retried_by_the_next_worker and
+    ::test_killed_worker_child_mid_job_is_retried (36-40 s each): the job stays `running` until the lease runs out,
     the reaper re-sends it to its queue, the next worker claims it as attempt 2 and records steps; a
     cancel then ends it `cancelled`, with the retry's curve from the first LR, never interleaved with
     the first attempt's."""
@@ -116,8 +119,8 @@ def test_a_run_whose_worker_died_is_rerun_and_its_retry_replaces_the_first_attem
 
 def test_a_worker_killed_mid_run_costs_that_run_one_redelivery_and_the_others_none(jobs: JobStore,
                                                                                    broker: Broker) -> None:
-    """Was tests/e2e/test_fanout.py::test_sigkill_of_one_worker_mid_run_costs_that_run_one_redelivery:
-    two arms on two workers, the second worker dies mid-run while the first runs on; the job ends
+    """Replaces tests/e2e/test_fanout.py::test_sigkill_of_one_worker_mid_run_costs_that_run_one_redelivery
+    (36 s): two arms on two workers, the second worker dies mid-run while the first runs on; the job ends
     `succeeded` with two attempts, the killed run ran twice, the other once, every arm complete."""
     job_id = submit(jobs, broker, arms=2)
 
@@ -145,7 +148,7 @@ def test_a_worker_killed_mid_run_costs_that_run_one_redelivery_and_the_others_no
 
 # ------------------------------------------------------------------------------------------ duplicates
 def test_a_duplicate_message_runs_the_job_once(jobs: JobStore, broker: Broker) -> None:
-    """Was tests/e2e/test_faults.py::test_duplicate_message_runs_the_job_once: a second message (a broker
+    """The logic of tests/e2e/test_faults.py::test_duplicate_message_runs_the_job_once: a second message (a broker
     redelivery) finds the run taken while it runs and the job ended afterwards; the job ran once."""
     job_id = submit(jobs, broker)
     broker.send(job_id)  # as a broker redelivery would
@@ -166,7 +169,7 @@ def test_a_duplicate_message_runs_the_job_once(jobs: JobStore, broker: Broker) -
 
 # ------------------------------------------------------------------------------------------ cancel
 def test_a_cancel_stops_every_running_run_and_ends_the_waiting_ones(jobs: JobStore, broker: Broker) -> None:
-    """Was tests/e2e/test_fanout.py::test_cancel_stops_every_run: four arms, two runs sweeping on two
+    """The logic of tests/e2e/test_fanout.py::test_cancel_stops_every_run: four arms, two runs sweeping on two
     workers, two waiting for a worker; all four end `cancelled`, only the two that ran have curves, each
     short of its planned steps."""
     job_id = submit(jobs, broker, arms=4, num_steps=200)
@@ -213,7 +216,7 @@ class _TruthfulConfirm(FakeEngine):
 
 def test_a_cancel_in_the_confirm_phase_ends_the_job_cancelled_with_the_range_test_and_no_verified_pick(
         jobs: JobStore, broker: Broker) -> None:
-    """Was tests/e2e/test_confirm.py::test_cancel_in_the_confirm_phase_ends_the_job_cancelled: cancelled
+    """The logic of tests/e2e/test_confirm.py::test_cancel_in_the_confirm_phase_ends_the_job_cancelled: cancelled
     while its one candidate trains, the job ends `cancelled`; the range test had ended (its whole curve,
     `completed`), the candidate says `cancelled` with no held-out loss after some of its steps, and the
     recommendation is the range test's, unverified."""
@@ -237,7 +240,7 @@ def test_a_cancel_in_the_confirm_phase_ends_the_job_cancelled_with_the_range_tes
 
 
 def test_a_job_cancelled_while_queued_never_starts(jobs: JobStore, broker: Broker) -> None:
-    """Was tests/e2e/test_jobs.py::test_cancel_queued_job_never_starts: a job cancelled before any worker
+    """The logic of tests/e2e/test_jobs.py::test_cancel_queued_job_never_starts: a job cancelled before any worker
     took its message ends `cancelled` at once; the worker that then receives the message drops it
     without running it, and the job never started."""
     job_id = submit(jobs, broker, arms=2)
@@ -247,3 +250,43 @@ def test_a_job_cancelled_while_queued_never_starts(jobs: JobStore, broker: Broke
     job = jobs.get(job_id)
     assert job is not None and job.status == "cancelled" and job.started_at is None and job.attempts == 0
     assert jobs.chunks(job_id) == [] and jobs.run_outcomes(job_id) == {}
+
+
+# ------------------------------------------------------------------------------------------ Redis blips
+def test_a_connection_reset_in_the_chunk_hooks_step_counter_is_ridden_out(own: Settings,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The logic of tests/reliability/test_faults.py::test_redis_error_in_the_chunk_hook_metrics_does_not_fail_the_job
+    (bug 10, found by the 3-restart soak): the step counter's Redis write in the chunk hook
+    (`Stats.add_steps`) was the one call there not retried, and its ConnectionError failed the job. The
+    worker's store retries every command (`store_from_settings(ride_out_s=)`): a connection reset is
+    injected once under that retry, on a run of the real coordinator, and the job succeeds whole."""
+    import redis as redis_lib
+
+    from lrrt.coordinator import Claimed, Coordinator
+    from lrrt.store.jobs import LEASE_TTL_S, store_from_settings
+
+    real, calls = redis_lib.client.Pipeline._execute_pipeline, []
+
+    def reset_once(pipe: Any, connection: Any, commands: Any, raise_on_error: bool) -> Any:
+        if any(args[0] == "HINCRBY" and args[2] == "steps" for args, _ in commands):  # Stats.add_steps
+            calls.append(1)
+            if len(calls) == 1:
+                raise redis_lib.ConnectionError("Error while reading from 127.0.0.1:6379 : (104, 'Connection reset by peer')")
+        return real(pipe, connection, commands, raise_on_error)
+
+    monkeypatch.setattr(redis_lib.client.Pipeline, "_execute_pipeline", reset_once)
+    store = store_from_settings(own, ride_out_s=LEASE_TTL_S)
+    spec = JobSpec.model_validate({"model": {"class_name": "Sequential", "config": {"layers": []}},
+                                   "dataset": {"uri": "builtin:digits"}, "optimizers": [{"name": "adam"}],
+                                   "sweep": {"start_lr": 1e-4, "end_lr": 1e-2, "num_steps": 60, "batch_size": 16}})
+    job_id = store.create(tenant="blip", spec=spec, max_unfinished=5).job.id
+    token = store.new_token()
+    claim = store.claim(job_id, token, "w")
+    assert claim.outcome == "claimed" and claim.run is not None
+    coordinator = Coordinator(store, FakeEngine(chunk=10), Claimed(job_id, claim.run, claim.attempts, token, "w"),
+                              time_limit_s=3600, default_queue=own.queue, send=lambda queue: None)
+    assert coordinator.run() == "succeeded"
+    job = store.get(job_id)
+    assert job is not None
+    assert len(calls) > 1 and job.status == "succeeded", job.error
+    assert len(store.result(job_id)["arms"][0]["losses"]) == 60
