@@ -152,10 +152,6 @@ class Worker(Proc):
         if not self.alive():
             pytest.fail(f"the worker exited while starting:\n{self.tail()}")
 
-    def pool_child(self) -> int:
-        """The pid of the prefork child that runs the tasks."""
-        return wait_until(lambda: (children_of(self.pid) or [None])[0], 30, "the worker's pool child")
-
 
 @contextlib.contextmanager
 def running_worker(env: dict[str, str], log_dir: Path, name: str, settings: Settings, r: redis.Redis,

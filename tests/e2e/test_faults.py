@@ -1,10 +1,11 @@
-"""Faults: a killed worker child or worker, an API restart, duplicate messages, a worker that dies on
-every attempt. A job never stays `running` after its worker is gone, and nothing recorded is lost."""
+"""Faults: an API restart, duplicate messages, a worker that dies on every attempt, a reservation lost
+with its worker, a run over the memory limit. A job never stays `running` after its worker is gone, and
+nothing recorded is lost. A worker or pool child killed mid-run: tests/reliability/test_faults.py kills
+both for real; what then happens to the job (lease expiry, reaper, retry, the retry's curve) is
+tests/lrrt/test_coordinator_faults.py's, in milliseconds."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -32,39 +33,6 @@ pytestmark = pytest.mark.e2e
 
 #: A lease expires LEASE_TTL_S (30 s) after its worker died; the reaper runs every ~10 s after that.
 RECOVERY_S = 120
-
-
-def _retried(store: JobStore, job_id: str, attempt: int) -> bool:
-    """The job was claimed again (attempt number `attempt`) and has recorded steps in that attempt."""
-    job = store.get(job_id)
-    assert job is not None and job.status in ("queued", "running"), job
-    return job.attempts >= attempt and job.status == "running" and bool(job.progress)
-
-
-def test_killed_worker_child_mid_job_is_retried(client: Client, store: JobStore, worker_proc: Worker,
-                                                digits_mlp: dict[str, Any]) -> None:
-    job = client.submit(digits_mlp, "builtin:digits", sweep=long_sweep())
-    wait_for_steps(client, job["id"])
-    os.kill(worker_proc.pool_child(), signal.SIGKILL)  # as the kernel's OOM killer would
-    wait_until(lambda: _retried(store, job["id"], 2), RECOVERY_S, "the job to be retried", interval=0.5)
-    client.cancel(job["id"])
-    assert client.wait(job["id"], timeout=60)["status"] == "cancelled"
-
-
-def test_killed_worker_mid_job_is_retried_by_the_next_worker(client: Client, store: JobStore, worker_proc: Worker,
-                                                             digits_mlp: dict[str, Any]) -> None:
-    job = client.submit(digits_mlp, "builtin:digits", sweep=long_sweep())
-    wait_for_steps(client, job["id"])
-    worker_proc.stop(signal.SIGKILL)  # the parent and its pool child, with no chance to clean up
-    assert client.status(job["id"])["status"] == "running"  # until the lease runs out
-    worker_proc.start()
-    wait_until(lambda: _retried(store, job["id"], 2), RECOVERY_S, "the job to be retried", interval=0.5)
-    client.cancel(job["id"])
-    done = client.wait(job["id"], timeout=60)
-    assert done["status"] == "cancelled"
-    # The retry's curve replaced the first attempt's: steps counted once, from the first LR.
-    arm = client.result(job["id"])["arms"][0]
-    assert arm["lrs"][0] == pytest.approx(1e-5) and arm["lrs"] == sorted(arm["lrs"])
 
 
 def test_api_restart_mid_job_loses_nothing(client: Client, api_server: Api, digits_mlp: dict[str, Any]) -> None:
