@@ -2,7 +2,8 @@
 hook exactly as the Keras engine reports them, so that the coordinator, the store and the result
 assembly run for real, in milliseconds, without Keras.
 
-Arm `i`'s range-test loss falls around 10**centers[i] and blows up above it; a confirm candidate's
+Arm `i`'s range-test loss falls around 10**centers[i] and blows up `blowup` decades above it (where
+the range test's lowest loss lies sets confirm's ceiling, `lrrt.confirm.ceiling`); a confirm candidate's
 held-out loss is its distance (in decades) from 10**best[i], so the winner is known in advance.
 """
 
@@ -32,6 +33,8 @@ class FakeEngine:
     centers: list[float] = field(default_factory=lambda: [-1.5, -2.5, -2.0])
     best: list[float] = field(default_factory=lambda: [-2.0, -3.0, -2.5])
     chunk: int = 25
+    #: decades above the center where the range-test loss blows up
+    blowup: float = 1.2
     #: raised by `sweep` (a model Keras cannot build, say)
     fail: EngineError | None = None
     #: called with every chunk before the hook sees it (a test cancels a job there, say)
@@ -47,14 +50,14 @@ class FakeEngine:
         n = spec.sweep.num_steps or 200
         lrs = np.geomspace(spec.sweep.start_lr, spec.sweep.end_lr, n)
         x, c = np.log10(lrs), self.centers[arm_index]
-        losses = 2.3 - 1.6 / (1 + np.exp(-(x - c) * 3)) + np.exp((x - c - 1.2) * 3)
+        losses = 2.3 - 1.6 / (1 + np.exp(-(x - c) * 3)) + np.exp((x - c - self.blowup) * 3)
         return lrs.tolist(), losses.tolist()
 
     def sweep(self, spec: JobSpec, arm_index: int, repeat: int, on_chunk: ChunkHook, *, tenant: str) -> Ran:
         if self.fail is not None:
             raise self.fail
         lrs, losses = self.curve(spec, arm_index)
-        stopped = self._report(spec, arm_index, repeat, lrs, losses, on_chunk, candidate=None)
+        stopped, _ = self._report(spec, arm_index, repeat, lrs, losses, on_chunk, candidate=None)
         outcome = RunOutcome(stop_reason=stopped or "completed", fingerprint={"initial_weights": f"seed{repeat}"})
         return Ran(outcome, figures(len(lrs)), stopped)
 
@@ -64,14 +67,16 @@ class FakeEngine:
         steps = spec.sweep.confirm.budget(spec.sweep.num_steps or 200)
         val_loss = 0.1 + abs(math.log10(lr) - self.best[arm_index])
         losses = np.linspace(2.0, val_loss, steps).tolist()
-        stopped = self._report(spec, arm_index, 0, [lr] * steps, losses, on_chunk, candidate=slot)
-        outcome = RunOutcome(lr=lr, val_loss=None if stopped else val_loss, steps=steps, losses=losses,
+        stopped, ran = self._report(spec, arm_index, 0, [lr] * steps, losses, on_chunk, candidate=slot)
+        outcome = RunOutcome(lr=lr, val_loss=None if stopped else val_loss, steps=ran, losses=losses[:ran],
                              stop_reason=stopped or "completed", fingerprint=None)
-        return Ran(outcome, figures(steps), stopped)
+        return Ran(outcome, figures(ran), stopped)
 
     def _report(self, spec: JobSpec, arm_index: int, repeat: int, lrs: list[float], losses: list[float],
-                on_chunk: ChunkHook, *, candidate: int | None) -> str | None:
-        """Hand the curve to the hook chunk by chunk; the hook's stop reason ends it early."""
+                on_chunk: ChunkHook, *, candidate: int | None) -> tuple[str | None, int]:
+        """Hand the curve to the hook chunk by chunk; the hook's stop reason ends it early. Returns that
+        reason (None: ran to its end) and the steps handed over, what a stopped Keras run reports too
+        (`worker.engine.sweep.ConfirmCurve.outcome`)."""
         n = len(lrs)
         for start in range(0, n, self.chunk):
             end = min(n, start + self.chunk)
@@ -82,5 +87,5 @@ class FakeEngine:
                 self.on_step(chunk)
             stop = on_chunk(chunk)
             if stop:
-                return stop
-        return None
+                return stop, end
+        return None, n

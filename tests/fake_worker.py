@@ -2,9 +2,9 @@
 
 The job's messages are real Celery messages on a real Redis list (`lrrt.queue.enqueue`, as the API, the
 fan-out, the confirm release and the reaper send them), on a queue no worker process consumes. `deliver`
-takes the oldest one off the list, as a worker would, and does what `run_job` does with it: send the
-fan-out's messages, claim a run, and drop the message (`busy`, `skip`), fail the job (`exhausted`) or run
-the claimed run through the real coordinator with the engine it is given (`tests/fake_engine.py`).
+takes the oldest one off the list, as a worker would, and does what `run_job` does with it: takes it
+as every runner does (`lrrt.delivery.take`: fan-out, claim, drop or fail) and runs the claimed run
+through the real coordinator with the engine it is given (`tests/fake_engine.py`).
 
 A worker that dies mid-run is an engine hook raising `WorkerKilled` (not an `Exception`, so the
 coordinator cannot catch it, as it cannot catch SIGKILL): the run stays `running` with the lease its
@@ -17,9 +17,10 @@ import json
 
 from celery import Celery
 
-from lrrt.coordinator import Claimed, Coordinator
+from lrrt.coordinator import Coordinator
+from lrrt.delivery import take
 from lrrt.queue import enqueue, make_celery
-from lrrt.reaper import _job_id_of_message, fail_worker_lost
+from lrrt.reaper import _job_id_of_message
 from lrrt.settings import Settings
 from lrrt.store.jobs import JobStore
 from lrrt.store.outcomes import ClaimOutcome
@@ -54,21 +55,11 @@ class Broker:
         job_id = _job_id_of_message(json.loads(raw))
         assert job_id is not None, raw
         self.workers += 1
-        name = f"w{self.workers}"
-        job = self.jobs.get(job_id)
-        if job is not None:
-            for _ in range(self.jobs.needs_fanout(job_id)):
-                self.send(job_id, job.queue)
-        token = self.jobs.new_token()
-        claim = self.jobs.claim(job_id, token, name)
-        if claim.outcome in (ClaimOutcome.BUSY, ClaimOutcome.SKIP):
-            return claim.outcome.value
-        if claim.outcome is ClaimOutcome.EXHAUSTED:
-            fail_worker_lost(self.jobs, job_id, claim.attempts)
-            return claim.outcome.value
-        assert claim.run is not None
-        claimed = Claimed(job_id, claim.run, claim.attempts, token, name)
-        return Coordinator(self.jobs, engine, claimed, time_limit_s=time_limit_s, default_queue=self.queue,
+        taken = take(self.jobs, job_id, f"w{self.workers}", default_queue=self.queue,
+                     send=lambda queue: self.send(job_id, queue))
+        if isinstance(taken, ClaimOutcome):
+            return taken.value
+        return Coordinator(self.jobs, engine, taken, time_limit_s=time_limit_s, default_queue=self.queue,
                            send=lambda queue: self.send(job_id, queue)).run()
 
     def deliver_all(self, engine: FakeEngine, *, queue: str | None = None) -> list[str]:

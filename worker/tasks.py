@@ -4,12 +4,8 @@ The job record in Redis is the truth (`lrrt.store.jobs`); what a run does with i
 record to finishing the job when it is the last run to end, is `lrrt.coordinator`'s, run here with the
 Keras engine. This module adds what only a Celery pool child has:
 
-- The API sends one message per job. The first worker to take it sends one more per further run
-  (`needs_fanout`) before claiming, so free workers take the job's runs in parallel; a job with one
-  arm and one seed is one message and one run.
-- `claim` takes the job's next queued run (or one whose worker died). A message with nothing left to
-  claim answers `busy`, a job already terminal (cancelled while queued) `skip`: both return without
-  running anything. A run whose workers died too often answers `exhausted` and fails the job.
+- A message is taken as every runner takes one (`lrrt.delivery.take`): the job fanned out over free
+  workers, one run claimed, or nothing to run (`busy`, `skip`), or the job failed (`exhausted`).
 - While the run sweeps, a thread refreshes its lease and watches that it still reports chunks: a run
   silent for longer than `stuck_after` is declared stuck, given up (requeued, or the job failed once
   out of attempts) and its pool child exits, so Celery replaces it (`_Lease`). If the lease is lost
@@ -40,10 +36,11 @@ from typing import Any, NoReturn
 import redis
 
 from lrrt.coordinator import Claimed, Coordinator, Ran
+from lrrt.delivery import take
 from lrrt.problems import MemoryLimitExceeded, WorkerStuck
 from lrrt.progress import Chunk, ChunkHook
 from lrrt.queue import RUN_JOB_TASK, enqueue, make_celery
-from lrrt.reaper import fail_worker_lost, partial_or_none
+from lrrt.reaper import partial_or_none
 from lrrt.settings import Settings, get_settings
 from lrrt.spec import JobSpec
 from lrrt.store.jobs import LEASE_TTL_S, JobStore, now_iso, store_from_settings
@@ -72,38 +69,25 @@ def run_job(self: Any, job_id: str) -> str:
     """Run one run of the job `job_id` if this worker can claim one; returns what happened (for the log)."""
     settings = get_settings()
     store = _store()
-    job = store.get(job_id)
-    if job is not None:
-        for _ in range(store.needs_fanout(job_id)):  # before the claim: a crash here loses no run
-            enqueue(app, job_id, job.queue or settings.queue)
-    token = store.new_token()
-    worker = getattr(self.request, "hostname", None) or ""
-    claim = store.claim(job_id, token, worker)
-    if claim.outcome in (ClaimOutcome.BUSY, ClaimOutcome.SKIP):
-        log.info("job %s not run: %s %s", job_id, claim.outcome.value, claim.status or "")
-        return claim.outcome.value
-    if claim.outcome is ClaimOutcome.EXHAUSTED:
-        fail_worker_lost(store, job_id, claim.attempts)
-        return claim.outcome.value
-    return JobRun(store, settings, job_id, token, worker=worker).run()
+    worker = getattr(self.request, "hostname", None) or f"{socket.gethostname()}-{os.getpid()}"
+    taken = take(store, job_id, worker, default_queue=settings.queue, send=lambda queue: enqueue(app, job_id, queue))
+    if isinstance(taken, ClaimOutcome):  # nothing to run (busy, skip), or the job failed (exhausted)
+        return taken.value
+    return JobRun(store, settings, taken).run()
 
 
 class JobRun:
     """One claimed run of a job: the coordinator running it with the Keras engine, and its lease keeper."""
 
-    def __init__(self, store: JobStore, settings: Settings, job_id: str, token: str, *, worker: str = "") -> None:
+    def __init__(self, store: JobStore, settings: Settings, claimed: Claimed) -> None:
         self.store = store
         self.settings = settings
-        self.job_id = job_id
-        self.token = token
-        self.worker = worker or f"{socket.gethostname()}-{os.getpid()}"
+        self.claimed = claimed
+        self.job_id, self.token, self.worker = claimed.job_id, claimed.token, claimed.worker
         self.done = threading.Event()
 
     def run(self) -> str:
-        held = self.store.run_held_by(self.job_id, self.token)
-        if held is None:  # taken over between claim and here
-            return "lease-lost"
-        claimed = Claimed(self.job_id, run=held[0], attempts=held[1], token=self.token, worker=self.worker)
+        claimed = self.claimed
         self.engine = _KerasEngine(self.settings)
         self.coordinator = Coordinator(self.store, self.engine, claimed,
                                        time_limit_s=self.settings.job_time_limit_s, default_queue=self.settings.queue,

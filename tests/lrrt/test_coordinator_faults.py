@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from lrrt.coordinator import Ran
-from lrrt.progress import Chunk, ChunkHook
+from lrrt.progress import Chunk
 from lrrt.reaper import reap_once
 from lrrt.routing import Choice
 from lrrt.settings import Settings
@@ -195,25 +194,6 @@ def test_a_cancel_stops_every_running_run_and_ends_the_waiting_ones(jobs: JobSto
     assert all(0 < len(a["losses"]) < 200 for a in ran)
 
 
-class _TruthfulConfirm(FakeEngine):
-    """A fake engine whose stopped confirm candidate reports the steps it ran and their losses, as the
-    Keras engine does (`worker.engine.sweep.ConfirmCurve.outcome`)."""
-
-    def confirm(self, spec: JobSpec, arm_index: int, slot: int, lr: float, on_chunk: ChunkHook, *,
-                tenant: str) -> Ran:
-        seen: list[float] = []
-
-        def recording(chunk: Chunk) -> str | None:
-            seen.extend(chunk.losses)
-            return on_chunk(chunk)
-
-        ran = super().confirm(spec, arm_index, slot, lr, recording, tenant=tenant)
-        if ran.stopped:
-            ran = Ran(ran.outcome.model_copy(update={"steps": len(seen), "losses": seen}),
-                            {**ran.engine, "steps": len(seen)}, ran.stopped)
-        return ran
-
-
 def test_a_cancel_in_the_confirm_phase_ends_the_job_cancelled_with_the_range_test_and_no_verified_pick(
         jobs: JobStore, broker: Broker) -> None:
     """The logic of tests/e2e/test_confirm.py::test_cancel_in_the_confirm_phase_ends_the_job_cancelled: cancelled
@@ -229,7 +209,7 @@ def test_a_cancel_in_the_confirm_phase_ends_the_job_cancelled_with_the_range_tes
             assert any(c["steps_done"] > 0 for c in confirming), confirming
             jobs.request_cancel(job_id)
 
-    assert broker.deliver_all(_TruthfulConfirm(on_step=cancel_while_confirming)) == ["confirm", "cancelled"]
+    assert broker.deliver_all(FakeEngine(on_step=cancel_while_confirming)) == ["confirm", "cancelled"]
     job, result = jobs.get(job_id), jobs.result(job_id)
     assert job is not None and job.status == "cancelled" and result is not None
     (arm,) = result["arms"]

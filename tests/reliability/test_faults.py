@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from lrrt.client.api import Client, LrrtError
+from lrrt.coordinator import Claimed
 from lrrt.settings import Settings
 from lrrt.spec import JobSpec
 from tests.e2e.conftest import REPO, children_of, wait_until
@@ -366,8 +367,9 @@ def test_redis_error_in_the_chunk_hook_metrics_does_not_fail_the_job(settings: S
             "sweep": {**TINY, "num_steps": 60}}
     job_id = store.create(tenant="blip", spec=JobSpec.model_validate(spec), max_unfinished=5).job.id
     token = store.new_token()
-    assert store.claim(job_id, token).outcome == "claimed"
-    tasks.JobRun(store, settings, job_id, token).run()
+    claim = store.claim(job_id, token)
+    assert claim.outcome == "claimed" and claim.run is not None
+    tasks.JobRun(store, settings, Claimed(job_id, claim.run, claim.attempts, token, "blip")).run()
     job = store.get(job_id)
     assert len(calls) > 1 and job.status == "succeeded", job.error
     assert len(store.result(job_id)["arms"][0]["losses"]) == 60

@@ -12,12 +12,13 @@ from enum import Enum
 
 import pytest
 
+from lrrt.result_model import RunOutcome, RunReport
 from lrrt.routing import Choice
 from lrrt.store.jobs import JobStore
 from lrrt.store.outcomes import Claim, ClaimOutcome, Reaped, Release, RunEnd
 from tests.lrrt.store.conftest import create, lose_worker, run_state
 
-DONE = {"stop_reason": "completed"}
+DONE = RunReport(outcome=RunOutcome(stop_reason="completed"))
 NOTE = {"worker": "w", "seconds_without_chunk": 120.0}
 TO_JAX = Choice("jax", "auto: rerouted, no tensorflow worker was live to start it")
 
