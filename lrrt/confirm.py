@@ -10,9 +10,13 @@ candidates wins, so the recommendation names both the optimizer and the LR that 
 The candidates of an arm are a search in log LR, in rounds (`round_of`): the first round trains the
 recommendation and one candidate on each side of it; each later round trains one more candidate,
 beyond the edge where the best one so far lies, or (when the best is enclosed by worse ones, but
-coarsely) between it and its better neighbour, until a minimum is enclosed, the swept range ends, or
-the arm's `confirm.candidates` are spent. The best constant LR lies below the range test's pick on
-some tasks and above it on others (docs/quality.md, "Confirm"), so the bracket moves both ways.
+coarsely) between it and its better neighbour, until a minimum is enclosed, the search reaches its
+ceiling, or the arm's `confirm.candidates` are spent. The best constant LR lies below the range
+test's pick on some tasks and above it on others (docs/quality.md, "Confirm"), so the bracket moves
+both ways; upward it stops one bracket below the LR where the range test's loss was lowest
+(`ceiling`): a candidate's short fit cannot see a loss that diverges later in a long training, and
+that close to the range test's minimum it does (docs/quality.md, "Confirm search": the winners near
+it diverged in a full training).
 
 Slot s's LR is a pure function of the arm's range-test result and of the held-out losses of the
 arm's earlier rounds (`slot_lr`), so a job whose confirm runs are spread over workers (each run works
@@ -46,6 +50,17 @@ UNVERIFIED = ("every confirm candidate hit a NaN loss or was stopped before its 
 CRITERION = "lowest held-out loss after {steps} steps at a constant learning rate from the job's initial weights"
 
 
+def ceiling(arm: Mapping[str, Any], end_lr: float) -> float:
+    """The highest LR an arm's confirm tries: one `BRACKET` below the LR of the range test's lowest
+    (smoothed) loss, Smith's edge of divergence, but never below the recommendation itself. `end_lr`
+    when the range test saw no minimum (its loss still fell at the last LR it swept)."""
+    minimum, recommended = arm.get("min_loss_lr"), arm.get("recommended_lr")
+    last = max((lr for lr in arm.get("lrs") or [] if lr), default=None)
+    if not minimum or last is None or math.log10(last / minimum) < MIN_SEPARATION_DECADES:
+        return end_lr
+    return min(end_lr, max(float(minimum) / BRACKET, float(recommended or 0.0)))
+
+
 def round_of(slot: int) -> int:
     """The round confirm slot `slot` belongs to: the first `FIRST_ROUND` slots are round 0, each later
     slot a round of its own (it needs every earlier candidate's held-out loss)."""
@@ -57,12 +72,13 @@ def planned_lrs(arm: dict[str, Any], count: int, *, start_lr: float, end_lr: flo
     """The LRs of an arm's confirm slots that `losses` (each ended slot's held-out loss, None when it
     could not be scored or had no candidate) determines, in slot order: the first round's always, a
     later slot's once every slot before it has ended. None for a slot without a candidate: outside the
-    swept range, or the search is over (a minimum enclosed, or the range's edge reached). All None
+    swept range or above the `ceiling`, or the search is over (a minimum enclosed, or an edge reached). All None
     when the arm has no recommendation (its diagnostics say why): there is nothing to confirm.
     """
     recommended = arm.get("recommended_lr")
     if recommended is None:
         return [None] * count
+    end_lr = ceiling(arm, end_lr)
     lrs = _first_round(float(recommended), arm.get("suggestions") or {}, count, start_lr=start_lr, end_lr=end_lr)
     over = False
     for slot in range(len(lrs), count):
@@ -175,9 +191,10 @@ def arm_entries(confirmed: dict[tuple[int, int], RunOutcome], arm_index: int) ->
     return entries([confirmed[(arm_index, slot)] for slot in slots], [round_of(slot) for slot in slots])
 
 
-def bracket(rows: list[dict[str, Any]], spec: JobSpec) -> dict[str, Any] | None:
-    """Whether an arm's winner (its `entries`) is enclosed by worse candidates on both sides, or lies at
-    the low or high edge of what was tried, and then what to change; None without a winner."""
+def bracket(rows: list[dict[str, Any]], spec: JobSpec, arm: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Whether an arm's winner (its `entries`, `arm` its range-test result) is enclosed by worse
+    candidates on both sides, or lies at the low or high edge of what was tried, and then what to
+    change; None without a winner."""
     assert spec.sweep.confirm is not None
     won = next((r for r in rows if r["winner"]), None)
     if won is None:
@@ -189,8 +206,12 @@ def bracket(rows: list[dict[str, Any]], spec: JobSpec) -> dict[str, Any] | None:
     if below and above:
         return state
     edge = "high" if below else "low"
-    bound = spec.sweep.end_lr if edge == "high" else spec.sweep.start_lr
-    if abs(math.log10(lr / bound)) < MIN_SEPARATION_DECADES:
+    top = ceiling(arm, spec.sweep.end_lr)
+    if edge == "high" and top < spec.sweep.end_lr and abs(math.log10(lr / top)) < MIN_SEPARATION_DECADES:
+        advice = ("the winner is at confirm's ceiling, a factor 3 below the LR of the range test's lowest loss "
+                  "(min_loss_lr), where a constant LR is near divergence: set sweep.confirm.steps to your training "
+                  "budget to check it over a whole training, or train a little below it")
+    elif abs(math.log10(lr / (spec.sweep.end_lr if edge == "high" else spec.sweep.start_lr))) < MIN_SEPARATION_DECADES:
         advice = (f"the winner is at the {edge} end of the swept range: "
                   f"{'raise end_lr' if edge == 'high' else 'lower start_lr'} so that confirm can try beyond it")
     elif len(rows) >= spec.sweep.confirm.candidates:

@@ -185,7 +185,7 @@ def stitched_result(job: JobSpec, chunks: list[dict[str, Any]], outcomes: dict[t
             entry["stop_reason"] = None
         if job.sweep.confirm is not None:
             entry["confirm"] = confirm.arm_entries(confirmed or {}, index)
-            entry["confirm_bracket"] = confirm.bracket(entry["confirm"], job)
+            entry["confirm_bracket"] = confirm.bracket(entry["confirm"], job, entry)
         arms.append(entry)
     return finished_result(arms, engine=engine, stopped=stopped, confirm_steps=confirm_steps(job, planned),
                            notes=job.compiled_notes())

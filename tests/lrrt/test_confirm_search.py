@@ -108,18 +108,34 @@ def _rows(*lrs_losses: tuple[float, float]) -> list[dict[str, Any]]:
 
 
 def test_the_bracket_says_whether_the_winner_is_enclosed_and_else_what_to_change() -> None:
-    spec = _spec(candidates=3)
-    enclosed = confirm.bracket(_rows((0.01, 0.5), (0.003, 0.6), (0.03, 0.7)), spec)
+    spec, plain = _spec(candidates=3), arm(0.01)
+    enclosed = confirm.bracket(_rows((0.01, 0.5), (0.003, 0.6), (0.03, 0.7)), spec, plain)
     assert enclosed is not None and enclosed["enclosed"] and enclosed["edge"] is None and enclosed["advice"] is None
-    high = confirm.bracket(_rows((0.01, 0.5), (0.003, 0.6), (0.03, 0.4)), spec)
+    high = confirm.bracket(_rows((0.01, 0.5), (0.003, 0.6), (0.03, 0.4)), spec, plain)
     assert high is not None and high["edge"] == "high" and "raise sweep.confirm.candidates" in high["advice"]
-    at_range = confirm.bracket(_rows((1.0, 0.5), (3.0, 0.6), (10.0, 0.4)), spec)
+    at_range = confirm.bracket(_rows((1.0, 0.5), (3.0, 0.6), (10.0, 0.4)), spec, plain)
     assert at_range is not None and at_range["edge"] == "high" and "raise end_lr" in at_range["advice"]
-    low = confirm.bracket(_rows((1e-5, 0.3), (3e-5, 0.6)), spec)
+    low = confirm.bracket(_rows((1e-5, 0.3), (3e-5, 0.6)), spec, plain)
     assert low is not None and low["edge"] == "low" and "lower start_lr" in low["advice"]
-    assert confirm.bracket(_rows(), spec) is None
-    running = confirm.bracket(_rows((0.01, 0.5), (0.003, 0.6), (0.03, 0.4)), _spec(candidates=5))  # a round to come
+    assert confirm.bracket(_rows(), spec, plain) is None
+    running = confirm.bracket(_rows((0.01, 0.5), (0.003, 0.6), (0.03, 0.4)), _spec(candidates=5), plain)  # a round to come
     assert running is not None and "next confirm round" in running["advice"] and running["rounds"] == 3
+
+
+def test_the_search_stops_a_bracket_below_the_range_tests_minimum() -> None:
+    """Upward, no candidate lies above the range test's lowest-loss LR / 3 (`confirm.ceiling`): a short
+    fit there scores well and a long training diverges (docs/quality.md). The recommendation itself is
+    always trained; without a minimum the swept range is the bound."""
+    near_divergence = arm(0.1) | {"min_loss_lr": 2.4, "lrs": [1e-5, 2.4, 10.0]}
+    lrs = [lr for lr in search(near_divergence, 5, valley(3.0)) if lr is not None]
+    assert max(lrs) == pytest.approx(0.8) and lrs[0] == pytest.approx(0.1)
+    assert confirm.ceiling(arm(0.1) | {"min_loss_lr": 0.2, "lrs": [1e-5, 10.0]}, 10.0) == pytest.approx(0.1)  # >= the pick
+    assert confirm.ceiling(arm(0.1) | {"min_loss_lr": None, "lrs": [1e-5, 10.0]}, 10.0) == 10.0
+    assert confirm.ceiling(arm(0.1) | {"min_loss_lr": 9.0, "lrs": [1e-5, 9.5]}, 10.0) == 10.0  # still falling at the end
+    rows = _rows((0.1, 0.9), (0.3, 0.5), (0.8, 0.2))
+    capped = confirm.bracket(rows, _spec(candidates=5), near_divergence)
+    assert capped is not None and capped["edge"] == "high" and "ceiling" in capped["advice"]
+    assert "sweep.confirm.steps" in capped["advice"]
 
 
 def test_the_default_confirm_costs_at_most_three_more_sweeps() -> None:
