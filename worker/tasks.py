@@ -83,7 +83,6 @@ class JobRun:
         self.store = store
         self.settings = settings
         self.claimed = claimed
-        self.job_id, self.token, self.worker = claimed.job_id, claimed.token, claimed.worker
         self.done = threading.Event()
 
     def run(self) -> str:
@@ -91,8 +90,8 @@ class JobRun:
         self.engine = _KerasEngine(self.settings)
         self.coordinator = Coordinator(self.store, self.engine, claimed,
                                        time_limit_s=self.settings.job_time_limit_s, default_queue=self.settings.queue,
-                                       send=lambda queue: enqueue(app, self.job_id, queue), after_chunk=self._after_chunk)
-        keeper = threading.Thread(target=_Lease(self).keep, name=f"lease-{self.job_id[:8]}-{claimed.run}", daemon=True)
+                                       send=lambda queue: enqueue(app, claimed.job_id, queue), after_chunk=self._after_chunk)
+        keeper = threading.Thread(target=_Lease(self).keep, name=f"lease-{claimed.job_id[:8]}-{claimed.run}", daemon=True)
         keeper.start()
         try:
             return self.coordinator.run()
@@ -158,7 +157,7 @@ class _Lease:
 
     def keep(self) -> None:
         run, coordinator = self.run, self.run.coordinator
-        claimed = coordinator.claimed
+        claimed = run.claimed
         interval = min(LEASE_TTL_S / 3, run.settings.stuck_after_s / 4)
         tick = TICK_S if run.settings.memory_limit_bytes > 0 else interval
         next_refresh = time.monotonic() + interval
@@ -176,36 +175,36 @@ class _Lease:
                 self.give_up(silent)
                 return
             try:
-                if not run.store.refresh_lease(run.job_id, claimed.run, run.token):
-                    log.warning("job %s run %s: lease lost (expired or taken over); stopping", run.job_id, claimed.run)
+                if not run.store.refresh_lease(claimed.job_id, claimed.run, claimed.token):
+                    log.warning("job %s run %s: lease lost (expired or taken over); stopping", claimed.job_id, claimed.run)
                     coordinator.lost.set()
                     return
             except redis.RedisError as exc:  # Redis restarting: keep trying; the lease outlives a blip
-                log.warning("job %s: could not refresh the lease: %s", run.job_id, exc)
+                log.warning("job %s: could not refresh the lease: %s", claimed.job_id, exc)
 
     def give_up(self, silent: float) -> None:
         """The run is stuck: requeue it (or fail its job once out of attempts), then replace this child."""
         run, store, coordinator = self.run, self.run.store, self.run.coordinator
-        claimed = coordinator.claimed
+        claimed = run.claimed
         limit = self.stuck_after()
         log.error("job %s run %s: no chunk for %.0f s (stuck after %.0f s); replacing this pool child",
-                  run.job_id, claimed.run, silent, limit)
-        note = {"job_id": run.job_id, "run": claimed.run, "worker": run.worker, "pid": os.getpid(),
+                  claimed.job_id, claimed.run, silent, limit)
+        note = {"job_id": claimed.job_id, "run": claimed.run, "worker": claimed.worker, "pid": os.getpid(),
                 "seconds_without_chunk": round(silent, 1), "stuck_after_s": round(limit, 1), "at": now_iso()}
 
         def record() -> None:
-            store.fleet.mark_stuck(run.worker, note, STUCK_MARK_TTL_S)
+            store.fleet.mark_stuck(claimed.worker, note, STUCK_MARK_TTL_S)
             store.stats.add_stuck()
-            outcome = store.release_stuck(run.job_id, claimed.run, run.token, note)
+            outcome = store.release_stuck(claimed.job_id, claimed.run, claimed.token, note)
             if outcome is Release.REQUEUED:  # Celery re-sends the task of a lost child too; a spare copy finds nothing
-                enqueue(app, run.job_id, coordinator.queue)
+                enqueue(app, claimed.job_id, coordinator.queue)
             elif outcome is Release.EXHAUSTED:
                 spec = coordinator.spec
-                result = partial_or_none(store, run.job_id, spec, None) if spec else None
-                if store.finish(run.job_id, "failed", result=result, error=WorkerStuck(note, claimed.attempts).problem()):
+                result = partial_or_none(store, claimed.job_id, spec, None) if spec else None
+                if store.finish(claimed.job_id, "failed", result=result, error=WorkerStuck(note, claimed.attempts).problem()):
                     store.stats.add_finished("failed", time.time() - coordinator.started_ts)
 
-        _replace_child(record, run.job_id, STUCK_EXIT_CODE)
+        _replace_child(record, claimed.job_id, STUCK_EXIT_CODE)
 
     def out_of_memory(self, exceeded: MemoryLimitExceeded) -> None:
         """The run grew past its memory limit: fail its job now, then replace this child.
@@ -215,10 +214,11 @@ class _Lease:
         lease to expire. The exit frees the memory at once; Celery forks a fresh child for the next job.
         """
         run = self.run
+        claimed = run.claimed
         log.error("job %s run %s: grew this child's memory by %d MiB, over the limit of %d MiB; replacing this pool "
-                  "child", run.job_id, run.coordinator.claimed.run, exceeded.extensions["used_bytes"] >> 20,
+                  "child", claimed.job_id, claimed.run, exceeded.extensions["used_bytes"] >> 20,
                   exceeded.extensions["limit_bytes"] >> 20)
-        _replace_child(lambda: run.coordinator.fail(exceeded), run.job_id, MEMORY_EXIT_CODE)
+        _replace_child(lambda: run.coordinator.fail(exceeded), claimed.job_id, MEMORY_EXIT_CODE)
 
 
 def _replace_child(record: Callable[[], object], job_id: str, exit_code: int) -> NoReturn:
