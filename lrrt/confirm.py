@@ -206,12 +206,13 @@ def bracket(rows: list[dict[str, Any]], spec: JobSpec, arm: Mapping[str, Any]) -
     if below and above:
         return state
     edge = "high" if below else "low"
+    bound = spec.sweep.end_lr if edge == "high" else spec.sweep.start_lr
     top = ceiling(arm, spec.sweep.end_lr)
-    if edge == "high" and top < spec.sweep.end_lr and abs(math.log10(lr / top)) < MIN_SEPARATION_DECADES:
+    if edge == "high" and top < bound and abs(math.log10(lr / top)) < MIN_SEPARATION_DECADES:
         advice = ("the winner is at confirm's ceiling, a factor 3 below the LR of the range test's lowest loss "
                   "(min_loss_lr), where a constant LR is near divergence: set sweep.confirm.steps to your training "
                   "budget to check it over a whole training, or train a little below it")
-    elif abs(math.log10(lr / (spec.sweep.end_lr if edge == "high" else spec.sweep.start_lr))) < MIN_SEPARATION_DECADES:
+    elif abs(math.log10(lr / bound)) < MIN_SEPARATION_DECADES:
         advice = (f"the winner is at the {edge} end of the swept range: "
                   f"{'raise end_lr' if edge == 'high' else 'lower start_lr'} so that confirm can try beyond it")
     elif len(rows) >= spec.sweep.confirm.candidates:
