@@ -124,12 +124,12 @@ def restore_lost_reservations(store: JobStore, celery_app: Celery, older_than_s:
 def _job_id_of(raw: bytes | None) -> str | None:
     """The job id of a reserved `lrrt.run_job` message (kombu keeps `[message, exchange, routing_key]`)."""
     try:
-        return _job_id_of_message(json.loads(raw)[0])  # type: ignore[arg-type]
+        return job_id_of_message(json.loads(raw)[0])  # type: ignore[arg-type]
     except (TypeError, ValueError, KeyError, IndexError):
         return None
 
 
-def _job_id_of_message(message: Any) -> str | None:
+def job_id_of_message(message: Any) -> str | None:
     """The job id of an `lrrt.run_job` message as kombu's Redis transport stores it (JSON, base64 body)."""
     try:
         if message["headers"]["task"] != RUN_JOB_TASK:
@@ -161,7 +161,7 @@ def reroute_stranded(store: JobStore, celery_app: Celery, settings: Settings,
             queue = queue_for(settings.queue, backend)
             for raw in client.lrange(queue, 0, -1):
                 try:
-                    job_id = _job_id_of_message(json.loads(raw))
+                    job_id = job_id_of_message(json.loads(raw))
                 except ValueError:
                     continue
                 job = store.get(job_id) if job_id else None

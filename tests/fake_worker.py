@@ -13,6 +13,7 @@ claim set, and `lose_worker` then expires that lease as 30 s without a refresh w
 
 from __future__ import annotations
 
+import functools
 import json
 
 from celery import Celery
@@ -20,7 +21,7 @@ from celery import Celery
 from lrrt.coordinator import Coordinator
 from lrrt.delivery import take
 from lrrt.queue import enqueue, make_celery
-from lrrt.reaper import _job_id_of_message
+from lrrt.reaper import job_id_of_message
 from lrrt.settings import Settings
 from lrrt.store.jobs import JobStore
 from lrrt.store.outcomes import ClaimOutcome
@@ -52,15 +53,15 @@ class Broker:
         """Give the oldest message to a new worker; returns what the worker did with it (`run_job`'s answer)."""
         raw = self.jobs.r.rpop(queue or self.queue)
         assert raw is not None, "no message on the queue"
-        job_id = _job_id_of_message(json.loads(raw))
+        job_id = job_id_of_message(json.loads(raw))
         assert job_id is not None, raw
         self.workers += 1
-        taken = take(self.jobs, job_id, f"w{self.workers}", default_queue=self.queue,
-                     send=lambda queue: self.send(job_id, queue))
+        send = functools.partial(self.send, job_id)
+        taken = take(self.jobs, job_id, f"w{self.workers}", default_queue=self.queue, send=send)
         if isinstance(taken, ClaimOutcome):
             return taken.value
         return Coordinator(self.jobs, engine, taken, time_limit_s=time_limit_s, default_queue=self.queue,
-                           send=lambda queue: self.send(job_id, queue)).run()
+                           send=send).run()
 
     def deliver_all(self, engine: FakeEngine, *, queue: str | None = None) -> list[str]:
         """Deliver messages, those the deliveries send included, until the queue is empty."""
